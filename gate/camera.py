@@ -1,0 +1,373 @@
+"""Camera sources behind one small interface.
+
+A source is started, then `read(timeout)` hands back a `Frame` whose `y` is a
+grey 2-D uint8 view, or None when no frame came in time. `frame.release()`
+gives the buffer back to the camera; it must be called exactly once, by
+whoever holds the frame last. `finished` is True once a finite source (replay)
+has delivered its last frame.
+
+picamera2 is imported only inside `Picamera2Source.start()`, so the package
+and its tests run anywhere.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from .errors import CameraError
+from .events import Frame
+
+log = logging.getLogger("gate.camera")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
+
+# libcamera control enum values (libcamera.controls.AfModeEnum etc.); passed as
+# ints so this module needs no libcamera import.
+AF_MODE_MANUAL, AF_MODE_CONTINUOUS = 0, 2
+AF_RANGE_MACRO = 1
+AF_SPEED_FAST = 1
+
+
+class Source(abc.ABC):
+    """The interface every camera source implements."""
+
+    name = "source"
+    finished = False
+
+    def start(self) -> None:
+        """Open the device; raises CameraError with a one-line reason."""
+
+    @abc.abstractmethod
+    def read(self, timeout: float) -> Optional[Frame]:
+        """The next frame, or None if none came within `timeout` seconds."""
+
+    def set_rate(self, fps: float) -> None:
+        """Change the frame rate (handheld idle/active); optional."""
+
+    def close(self) -> None:
+        """Stop and release the device; idempotent."""
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Picamera2Source(Source):
+    """Raspberry Pi camera: the Y plane of the YUV420 lores stream, zero copy.
+
+    `factory` and `mapped_array` exist so tests can pass a stand-in with
+    picamera2's real method names and shapes; in production they come from
+    the lazily imported picamera2 package.
+    """
+
+    name = "picamera2"
+
+    def __init__(self, width=640, height=480, fps=30, max_exposure_us=8000,
+                 autofocus=True, lens_position=None, factory=None, mapped_array=None):
+        self.size = (int(width), int(height))
+        self.fps = fps
+        self.max_exposure_us = max_exposure_us
+        self.autofocus = autofocus
+        self.lens_position = lens_position
+        self._factory = factory
+        self._mapped_array = mapped_array
+        self.cam = None
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def _import(self):
+        if self._factory is not None:
+            return
+        try:
+            from picamera2 import MappedArray, Picamera2
+        except (ImportError, ValueError) as exc:
+            # ValueError: a pip-upgraded numpy in the venv breaks apt's simplejpeg.
+            raise CameraError(
+                f"picamera2 is not usable ({exc}); on a Pi: apt install python3-picamera2 "
+                "and make the venv with --system-site-packages, keeping apt's numpy"
+            ) from None
+        self._factory, self._mapped_array = Picamera2, MappedArray
+
+    def controls(self, available) -> dict:
+        """The controls to apply, given the sensor's advertised camera_controls."""
+        frame_us = int(1_000_000 / self.fps)
+        ctl = {"FrameDurationLimits": (frame_us, frame_us)}
+        if self.max_exposure_us and "ExposureTime" in available:
+            # A fixed short shutter keeps a moving ticket sharp; the AGC still
+            # adjusts analogue gain for brightness.
+            ctl["ExposureTime"] = int(min(self.max_exposure_us, frame_us))
+        if "AfMode" in available:
+            if self.lens_position is not None:
+                ctl.update(AfMode=AF_MODE_MANUAL, LensPosition=float(self.lens_position))
+            elif self.autofocus:
+                ctl.update(AfMode=AF_MODE_CONTINUOUS, AfRange=AF_RANGE_MACRO, AfSpeed=AF_SPEED_FAST)
+        return ctl
+
+    def start(self) -> None:
+        self._import()
+        info = getattr(self._factory, "global_camera_info", None)
+        if info is not None and not info():
+            raise CameraError("no camera found: check the ribbon cable seating and "
+                              "that `rpicam-hello --list-cameras` lists one")
+        try:
+            self.cam = self._factory()
+        except (IndexError, RuntimeError) as exc:
+            raise CameraError(f"camera did not start ({exc}): check the cable, and that no "
+                              "other process (rpicam-*, another gate) holds the camera") from None
+        cfg = self.cam.create_video_configuration(
+            main={"size": self.size, "format": "YUV420"},
+            lores={"size": self.size, "format": "YUV420"},
+            buffer_count=6,
+        )
+        self.cam.configure(cfg)
+        self.cam.set_controls(self.controls(self.cam.camera_controls))
+        self.cam.start()
+
+    def set_rate(self, fps: float) -> None:
+        if self.cam is not None:
+            us = int(1_000_000 / fps)
+            self.cam.set_controls({"FrameDurationLimits": (us, us)})
+
+    def read(self, timeout: float) -> Optional[Frame]:
+        if self.cam is None:
+            raise CameraError("camera is not started")
+        try:
+            request = self.cam.capture_request(wait=timeout)
+        except TimeoutError:
+            return None
+        t = time.monotonic()
+        w, h = self.size
+        try:
+            mapped = self._mapped_array(request, "lores")
+            arr = mapped.__enter__().array
+            y = arr[:h, :w]  # YUV420: rows 0..h are Y; the stride may exceed w
+        except Exception:
+            request.release()
+            raise
+        released = False
+
+        def release():
+            nonlocal released
+            if not released:
+                released = True
+                mapped.__exit__(None, None, None)
+                request.release()
+
+        self._seq += 1
+        return Frame(y=y, seq=self._seq, t_arrival=t, ts_ms=int(time.time() * 1000), release=release)
+
+    def close(self) -> None:
+        cam, self.cam = self.cam, None
+        if cam is not None:
+            try:
+                cam.stop()
+            finally:
+                cam.close()
+
+
+class ReplaySource(Source):
+    """A folder of images (name order) or a video file, paced like a camera."""
+
+    name = "replay"
+
+    def __init__(self, path, fps: float = 30.0, loop: bool = False):
+        self.path = Path(path)
+        self.fps = fps
+        self.loop = loop
+        self._frames: Optional[Iterator[np.ndarray]] = None
+        self._next_t = 0.0
+        self._seq = 0
+
+    def start(self) -> None:
+        if not self.path.exists():
+            raise CameraError(f"replay source {self.path} does not exist")
+        if self.path.is_dir():
+            files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise CameraError(f"replay folder {self.path} holds no images")
+            self._frames = self._images(files)
+        else:
+            self._frames = self._video(self.path)
+        self._next_t = time.perf_counter()
+
+    def _images(self, files):
+        while True:
+            for f in files:
+                yield load_grey(f)
+            if not self.loop:
+                return
+
+    def _video(self, path):
+        try:
+            import cv2
+        except ImportError:
+            raise CameraError("replaying a video file needs OpenCV: pip install 'gate[v4l2]'") from None
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise CameraError(f"cannot open video {path}")
+        try:
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    return
+                yield bgr[:, :, 1] if bgr.ndim == 3 else bgr  # green ~ luminance, a view
+        finally:
+            cap.release()
+
+    def read(self, timeout: float) -> Optional[Frame]:
+        if self._frames is None or self.finished:
+            return None
+        if self.fps:
+            wait = self._next_t - time.perf_counter()
+            if wait > timeout:
+                time.sleep(timeout)
+                return None
+            if wait > 0:
+                time.sleep(wait)
+            self._next_t = max(self._next_t + 1.0 / self.fps, time.perf_counter() - 1.0)
+        y = next(self._frames, None)
+        if y is None:
+            self.finished = True
+            return None
+        self._seq += 1
+        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
+
+
+class V4L2Source(Source):
+    """A USB camera through OpenCV's V4L2 backend (optional extra `v4l2`)."""
+
+    name = "v4l2"
+
+    def __init__(self, device: str, width=640, height=480, fps=30):
+        self.device, self.width, self.height, self.fps = device, width, height, fps
+        self.cap = None
+        self._seq = 0
+        self._yuyv = False
+
+    def start(self) -> None:
+        try:
+            import cv2
+        except ImportError:
+            raise CameraError("USB cameras need OpenCV: pip install 'gate[v4l2]'") from None
+        if not os.path.exists(self.device):
+            raise CameraError(f"{self.device} does not exist: is the USB camera plugged in? (ls /dev/video*)")
+        cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        if not cap.isOpened():
+            raise CameraError(f"cannot open {self.device}: is the user in the 'video' group?")
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        cap.set(cv2.CAP_PROP_FPS, self.fps)
+        # Raw YUYV lets us take the Y samples as a strided view, no colour conversion.
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"YUYV"))
+        self._yuyv = bool(cap.set(cv2.CAP_PROP_CONVERT_RGB, 0))
+        self.cap = cap
+
+    def read(self, timeout: float) -> Optional[Frame]:
+        ok, img = self.cap.read()
+        if not ok:
+            return None
+        if img.ndim == 3 and img.shape[2] == 3:
+            y = img[:, :, 1]
+        elif self._yuyv and img.ndim == 2 and img.shape[1] == self.width * 2:
+            y = img[:, 0::2]
+        elif img.ndim == 3 and img.shape[2] == 2:
+            y = img[:, :, 0]
+        else:
+            y = img.reshape(self.height, -1)[:, : self.width]
+        self._seq += 1
+        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
+
+    def close(self) -> None:
+        cap, self.cap = self.cap, None
+        if cap is not None:
+            cap.release()
+
+
+class SimulatedSource(Source):
+    """Rendered frames of patrons holding up tickets, for the demo and benches.
+
+    `next_code` is called for each new patron and returns the code text to
+    show (or None for an empty scene); each ticket is held up for `hold`
+    frames between `gap` empty frames.
+    """
+
+    name = "simulated"
+
+    def __init__(self, next_code: Callable[[], Optional[str]], fps=15, hold=4, gap=6,
+                 size=(640, 480), seed=0, symbology="qr"):
+        from .render import Scene
+        self.next_code, self.fps, self.hold, self.gap = next_code, fps, hold, gap
+        self.scene = Scene(size=size, seed=seed)
+        self.symbology = symbology
+        self._plan: list = []
+        self._seq = 0
+        self._next_t = 0.0
+        self.rate = fps
+
+    def set_rate(self, fps: float) -> None:
+        self.rate = fps
+
+    def start(self) -> None:
+        self._next_t = time.perf_counter()
+
+    def read(self, timeout: float) -> Optional[Frame]:
+        wait = self._next_t - time.perf_counter()
+        if wait > timeout:
+            time.sleep(timeout)
+            return None
+        if wait > 0:
+            time.sleep(wait)
+        self._next_t = max(self._next_t + 1.0 / self.rate, time.perf_counter() - 0.5)
+        if not self._plan:
+            code = self.next_code()
+            if code is None and self.finished is False and getattr(self.next_code, "exhausted", False):
+                self.finished = True
+                return None
+            self._plan = [None] * self.gap + ([code] * self.hold if code else [])
+        code = self._plan.pop(0)
+        y = self.scene.frame(code, self.symbology)
+        self._seq += 1
+        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
+
+
+def load_grey(path) -> np.ndarray:
+    """Read an image file as a grey uint8 array (luminance)."""
+    from PIL import Image, ImageOps
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        return np.asarray(img.convert("L"))
+
+
+def open_source(spec: str, camera_cfg=None) -> Source:
+    """Build a source from `picamera2`, `v4l2:/dev/videoN` or `replay:PATH[@FPS]`."""
+    c = camera_cfg
+    w, h, fps = (c.width, c.height, c.fps) if c else (640, 480, 30)
+    if spec == "picamera2":
+        return Picamera2Source(w, h, fps, c.max_exposure_us if c else 8000,
+                               c.autofocus if c else True, c.lens_position if c else None)
+    if spec.startswith("v4l2:"):
+        return V4L2Source(spec[5:] or "/dev/video0", w, h, fps)
+    if spec.startswith("replay:"):
+        path, _, rate = spec[7:].rpartition("@")
+        if not path or not _looks_like_rate(rate):
+            path, rate = spec[7:], ""
+        return ReplaySource(path, float(rate) if rate else float(fps))
+    raise CameraError(f"unknown camera source {spec!r}: use picamera2, v4l2:/dev/videoN or replay:PATH[@FPS]")
+
+
+def _looks_like_rate(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False

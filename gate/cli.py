@@ -1,0 +1,267 @@
+"""The `gate` command. Exit codes: 0 success, 1 runtime failure, 2 bad usage,
+bad config or bad input file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import CameraError, ConfigError, GateError, TicketFileError
+
+log = logging.getLogger("gate")
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def _load(path):
+    from .config import load
+    return load(path)
+
+
+def format_verdict(v, e) -> str:
+    t = v.ticket
+    parts = [time.strftime("%H:%M:%S", time.localtime(e.ts / 1000)), e.gate, v.result.upper(), v.reason,
+             e.ticket or "-"]
+    if t is not None and t.holder:
+        parts.append(t.holder)
+    if t is not None and t.seat:
+        parts.append(f"seat {t.seat}")
+    if v.attention:
+        parts.append("[" + ",".join(v.attention) + "]")
+    if v.greeting and v.admitted:
+        parts.append(f'"{v.greeting}"')
+    if v.detail and not v.admitted:
+        parts.append(f"({v.detail})")
+    return "  ".join(parts)
+
+
+def cmd_scan(args) -> int:
+    from .camera import open_source
+    from .scanner import Scanner
+    cfg = _load(args.config)
+    if cfg.gate is None:
+        raise ConfigError(args.config, "gate", 0, "gate scan needs a [gate] section")
+    source = open_source(args.source or cfg.camera.source, cfg.camera)
+
+    def on_verdict(v, e):
+        if args.json:
+            print(json.dumps(vars(e), separators=(",", ":")), flush=True)
+        else:
+            print(format_verdict(v, e), flush=True)
+
+    try:
+        scanner = Scanner(cfg, source, on_verdict=on_verdict, connect=not args.offline)
+    except Exception as exc:
+        if type(exc).__name__ in ("BadPinFactory", "PinFactoryFallback") or "pin factory" in str(exc).lower():
+            print(f"gate: no usable GPIO ({exc}); on a Pi install python3-lgpio, elsewhere "
+                  "set GPIOZERO_PIN_FACTORY=mock", file=sys.stderr)
+            return 1
+        raise
+
+    def stop(signum, frame):
+        log.info("stopping (signal %d)", signum)
+        scanner.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return scanner.run()
+
+
+def cmd_decode(args) -> int:
+    from .camera import load_grey
+    from .decode import Decoder
+    d = (_load(args.config).decode if args.config else None)
+    decoder = Decoder(d.symbologies, d.engine, d.full_every) if d else Decoder()
+    if args.symbologies:
+        decoder = Decoder(args.symbologies.split(","), args.engine or (d.engine if d else "zxing"))
+    elif args.engine:
+        decoder = Decoder(engine=args.engine)
+    rc = 0
+    for path in args.images:
+        try:
+            y = load_grey(path)
+        except Exception as exc:
+            print(f"gate: {path}: cannot read image ({exc})", file=sys.stderr)
+            rc = 2
+            continue
+        codes = decoder.still(y)
+        if not codes:
+            print(f"{path}\t-")
+        for c in codes:
+            print(f"{path}\t{c.format}\t{json.dumps(c.text, ensure_ascii=False)}")
+    return rc
+
+
+def cmd_config_check(args) -> int:
+    cfg = _load(args.file)
+    kind = "gate " + cfg.gate.id if cfg.gate else "house service for " + cfg.house.venue
+    print(f"{args.file}: OK ({kind})")
+    return 0
+
+
+def cmd_tickets_import(args) -> int:
+    from .progress import Progress
+    from .tickets import TicketStore, read_ticket_file
+    cfg = _load(args.config)
+    p = Progress(f"reading {args.tickets}")
+    tickets = read_ticket_file(args.tickets, progress=p)
+    revoked = [t.ticket_id for t in tickets if t.status == "revoked"]
+    if args.revoke:
+        revoked += [l.strip() for l in Path(args.revoke).read_text().splitlines() if l.strip()]
+    p.done(f"{len(tickets):,} tickets")
+    if args.publish:
+        from .distribute import pack_list
+        from .link import make_client
+        from . import topics
+        import paho.mqtt.client as mqtt
+        payload = pack_list(tickets, revoked)
+        c = make_client(cfg.mqtt, f"box-office-{int(time.time())}")
+        c.connect(cfg.mqtt.host, cfg.mqtt.port)
+        c.loop_start()
+        info = c.publish(topics.tickets(cfg.venue), payload, qos=1, retain=True)
+        try:
+            info.wait_for_publish(timeout=30)
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        if not info.is_published():
+            print("gate: the broker did not acknowledge the ticket list", file=sys.stderr)
+            return 1
+        print(f"published {len(tickets):,} tickets ({len(payload):,} bytes) to {topics.tickets(cfg.venue)}")
+        return 0
+    store = TicketStore(Path(cfg.storage.dir) / "tickets.db")
+    version = store.replace_all(tickets, revoked)
+    store.close()
+    print(f"imported {len(tickets):,} tickets into {cfg.storage.dir} (data version {version})")
+    return 0
+
+
+def cmd_tickets_issue(args) -> int:
+    from .issue import issue
+    return issue(args)
+
+
+def cmd_keys_new(args) -> int:
+    from .signing import new_keypair
+    kp, pp = new_keypair(args.out, args.name)
+    print(f"private key: {kp}  (keep it at the box office; never copy it onto a gate)")
+    print(f"public key:  {pp}  (list it under [signing] public_keys on every gate)")
+    return 0
+
+
+def cmd_house(args) -> int:
+    from .house import main
+    return main(args)
+
+
+def cmd_demo(args) -> int:
+    from .demo import main
+    return main(args)
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import main
+    return main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="gate", description="Ticket scanner firmware and house count.")
+    ap.add_argument("--version", action="version", version=f"gate {__version__}")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("scan", help="run one gate")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--source", help="picamera2 | v4l2:/dev/videoN | replay:PATH[@FPS]")
+    s.add_argument("--json", action="store_true", help="one JSON scan event per line")
+    s.add_argument("--offline", action="store_true", help="do not connect to the broker")
+    s.set_defaults(func=cmd_scan)
+
+    s = sub.add_parser("decode", help="what the gate reads in each image")
+    s.add_argument("images", nargs="+")
+    s.add_argument("-c", "--config")
+    s.add_argument("--engine", choices=("zxing", "zbar"))
+    s.add_argument("--symbologies", help="comma-separated, e.g. qr,code128")
+    s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("house", help="run the house-count service (or export its log)")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("action", nargs="?", choices=("run", "export"), default="run")
+    s.add_argument("--format", choices=("csv", "json"), default="csv")
+    s.add_argument("--out", help="export to this file (default: standard output)")
+    s.set_defaults(func=cmd_house)
+
+    s = sub.add_parser("demo", help="everything on one machine, simulated")
+    s.add_argument("--listen", default="127.0.0.1:8080")
+    s.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = Ctrl-C)")
+    s.add_argument("--patrons", type=int, default=0, help="stop after this many patrons (0 = endless)")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("doctor", help="check camera, GPIO, broker, clock and ticket data")
+    s.add_argument("-c", "--config", required=True)
+    s.set_defaults(func=cmd_doctor)
+
+    t = sub.add_parser("tickets", help="ticket data").add_subparsers(dest="tickets_cmd", required=True)
+    s = t.add_parser("import", help="load a ticket list into a gate, or publish it to all gates")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("tickets")
+    s.add_argument("--publish", action="store_true")
+    s.add_argument("--revoke", help="file of revoked ticket ids, one a line")
+    s.set_defaults(func=cmd_tickets_import)
+    s = t.add_parser("issue", help="mint signed ticket codes and QR images")
+    s.add_argument("--key", required=True, help="private key file (from gate keys new)")
+    s.add_argument("--event", required=True)
+    s.add_argument("--count", type=int, required=True)
+    s.add_argument("--zone", default="")
+    s.add_argument("--valid-from")
+    s.add_argument("--valid-until")
+    s.add_argument("--out", required=True)
+    s.add_argument("--prefix", default="")
+    s.add_argument("--no-png", action="store_true")
+    s.set_defaults(func=cmd_tickets_issue)
+
+    k = sub.add_parser("keys", help="signing keys").add_subparsers(dest="keys_cmd", required=True)
+    s = k.add_parser("new", help="make an Ed25519 key pair")
+    s.add_argument("--out", default=".")
+    s.add_argument("--name", default="tickets")
+    s.set_defaults(func=cmd_keys_new)
+
+    c = sub.add_parser("config", help="config files").add_subparsers(dest="config_cmd", required=True)
+    s = c.add_parser("check", help="validate a config file")
+    s.add_argument("file")
+    s.set_defaults(func=cmd_config_check)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except (ConfigError, TicketFileError) as exc:
+        print(f"gate: {exc}", file=sys.stderr)
+        return 2
+    except CameraError as exc:
+        print(f"gate: camera: {exc}", file=sys.stderr)
+        return 1
+    except GateError as exc:
+        print(f"gate: {exc}", file=sys.stderr)
+        return 1
+    except (FileExistsError, FileNotFoundError, PermissionError) as exc:
+        print(f"gate: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, FileNotFoundError) else 1
+    except KeyboardInterrupt:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Configuration: TOML files checked against typed sections.
+
+The schema is the dataclasses below: a key that is not a field is an error, a
+value of the wrong type is an error, and both name the key and its line.
+Secrets (MQTT password, signing keys) are only ever paths or environment
+variable names here, never the secret itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .errors import ConfigError
+
+ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass
+class GateSection:
+    id: str = ""
+    venue: str = ""
+    profile: str = "turnstile"      # turnstile | handheld
+    events: list[str] = field(default_factory=list)
+    zones: list[str] = field(default_factory=list)
+    direction: str = "in"            # in | out: an exit-mode gate lets people out
+    reentry: bool = False            # admit again after a recorded exit
+
+
+@dataclass
+class CameraSection:
+    source: str = "picamera2"
+    width: int = 640
+    height: int = 480
+    fps: int = 30
+    idle_fps: int = 5                # handheld: rate while the trigger is released
+    max_exposure_us: int = 8000      # caps auto-exposure so a moving ticket stays sharp
+    autofocus: bool = True           # Camera Module 3 only; ignored where unsupported
+    lens_position: Optional[float] = None  # dioptres; fixes focus instead of autofocus
+    stall_s: float = 2.0             # no frame for this long = camera lost
+
+
+@dataclass
+class DecodeSection:
+    engine: str = "zxing"            # zxing | zbar
+    symbologies: list[str] = field(default_factory=lambda: ["qr", "code128"])
+    debounce_s: float = 2.0          # the same code within this window is one verdict
+    full_every: int = 4              # a full-resolution pass every N frames
+    max_payload: int = 1024          # longer codes are rejected as unknown
+
+
+@dataclass
+class FeedbackSection:
+    led_red: Optional[int] = None    # BCM pin numbers; None = not fitted
+    led_green: Optional[int] = None
+    led_blue: Optional[int] = None
+    buzzer: Optional[int] = None
+    tonal_buzzer: bool = False       # a TonalBuzzer on a PWM pin instead of an active buzzer
+    relay: Optional[int] = None      # turnstile release
+    relay_active_high: bool = True
+    display: str = "none"            # none | console | ssd1306 | sh1106
+
+
+@dataclass
+class TurnstileSection:
+    relay_mode: str = "pulse"        # pulse | hold
+    pulse_ms: int = 200
+    passage_pin: Optional[int] = None      # confirms someone went through
+    exit_passage_pin: Optional[int] = None
+    free_passage_pin: Optional[int] = None  # fire alarm: hold open while active
+    passage_timeout_s: float = 5.0
+
+
+@dataclass
+class HandheldSection:
+    trigger_pin: Optional[int] = None
+    linger_s: float = 0.7            # keep scanning this long after release
+
+
+@dataclass
+class TagRule:
+    level: str = "notice"            # notice | greet | assist
+    greeting: str = ""               # {holder} and {seat} are filled in
+
+
+@dataclass
+class HospitalitySection:
+    tags: dict[str, TagRule] = field(default_factory=dict)
+
+
+@dataclass
+class MqttSection:
+    host: str = "localhost"
+    port: int = 1883
+    keepalive: int = 15
+    tls: bool = False
+    ca_file: str = ""
+    username: str = ""
+    password_file: str = ""          # or the environment variable GATE_MQTT_PASSWORD
+    enabled: bool = True
+
+
+@dataclass
+class StorageSection:
+    dir: str = "/var/lib/gate"
+
+
+@dataclass
+class SigningSection:
+    public_keys: list[str] = field(default_factory=list)  # files of Ed25519 public keys
+
+
+@dataclass
+class PretixSection:
+    public_key: str = ""             # file holding the event's Ed25519 public key (PEM or base64)
+    items: dict[str, str] = field(default_factory=dict)     # item id -> gate event
+    subevents: dict[str, str] = field(default_factory=dict)  # subevent id -> gate event
+    zones: dict[str, str] = field(default_factory=dict)      # item id -> zone
+
+
+@dataclass
+class HouseSection:
+    venue: str = ""
+    listen: str = "127.0.0.1:8080"
+    capacity: dict[str, int] = field(default_factory=dict)
+    token_file: str = ""             # optional dashboard access token
+    client_id: str = ""
+
+
+@dataclass
+class Config:
+    path: str = ""
+    gate: Optional[GateSection] = None
+    camera: CameraSection = field(default_factory=CameraSection)
+    decode: DecodeSection = field(default_factory=DecodeSection)
+    feedback: FeedbackSection = field(default_factory=FeedbackSection)
+    turnstile: TurnstileSection = field(default_factory=TurnstileSection)
+    handheld: HandheldSection = field(default_factory=HandheldSection)
+    hospitality: HospitalitySection = field(default_factory=HospitalitySection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    signing: SigningSection = field(default_factory=SigningSection)
+    pretix: PretixSection = field(default_factory=PretixSection)
+    house: Optional[HouseSection] = None
+
+    @property
+    def venue(self) -> str:
+        return self.gate.venue if self.gate else self.house.venue
+
+
+SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.name != "path"}
+CHOICES = {
+    ("gate", "profile"): ("turnstile", "handheld"),
+    ("gate", "direction"): ("in", "out"),
+    ("decode", "engine"): ("zxing", "zbar"),
+    ("feedback", "display"): ("none", "console", "ssd1306", "sh1106"),
+    ("turnstile", "relay_mode"): ("pulse", "hold"),
+}
+
+
+def find_line(text: str, dotted: str) -> int:
+    """Best-effort line number of a dotted key in TOML text (0 when not found)."""
+    parts = dotted.split(".")
+    table, key = parts[:-1], parts[-1]
+    current: list[str] = []
+    header_line = 0
+    key_re = re.compile(r'^\s*"?' + re.escape(key) + r'"?\s*=')
+    inline_re = re.compile(r'[{,]\s*"?' + re.escape(key) + r'"?\s*=')
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        m = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", stripped)
+        if m:
+            current = [p.strip().strip('"') for p in m.group(1).split(".")]
+            if current == parts:
+                header_line = n
+            continue
+        if current == table and key_re.match(line):
+            return n
+        if current == table[:-1] and table and inline_re.search(line):
+            return n
+        if current == table[:-1] and table and re.match(r"^\s*" + re.escape(table[-1]) + r"\s*=", line) and inline_re.search(line):
+            return n
+    return header_line
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _convert(value, tp, dotted, fail):
+    """Check value against the annotation tp, returning the converted value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union:  # Optional[X]
+        inner = [a for a in args if a is not type(None)][0]
+        return _convert(value, inner, dotted, fail)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            fail(dotted, f"expected a table, got {type(value).__name__}")
+        return _build(tp, value, dotted, fail)
+    if origin is list:
+        if not isinstance(value, list):
+            fail(dotted, f"expected a list, got {type(value).__name__}")
+        return [_convert(v, args[0], f"{dotted}", fail) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail(dotted, f"expected a table, got {type(value).__name__}")
+        return {str(k): _convert(v, args[1], f"{dotted}.{k}", fail) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool):
+        fail(dotted, f"expected {_type_name(tp)}, got a boolean")
+    if not isinstance(value, tp):
+        fail(dotted, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls, data: dict, prefix: str, fail):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in fields:
+            valid = ", ".join(sorted(fields))
+            fail(dotted, f"unknown key (valid keys here: {valid})")
+        kwargs[key] = _convert(value, hints[key], dotted, fail)
+    return cls(**kwargs)
+
+
+def parse(text: str, path: str = "<config>") -> Config:
+    """Parse and validate config text; raises ConfigError naming key and line."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(path, "(syntax)", int(m.group(1)) if m else 0, str(exc)) from None
+
+    def fail(dotted, problem):
+        raise ConfigError(path, dotted, find_line(text, dotted), problem)
+
+    cfg = Config(path=str(path))
+    hints = typing.get_type_hints(Config)
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            fail(name, f"unknown section (valid sections: {', '.join(sorted(SECTIONS))})")
+        tp = hints[name]
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        section_cls = inner[0] if inner else tp
+        if not isinstance(value, dict):
+            fail(name, "expected a table")
+        setattr(cfg, name, _build(section_cls, value, name, fail))
+    _check(cfg, fail)
+    return cfg
+
+
+def _check(cfg: Config, fail) -> None:
+    """Cross-field checks the types alone cannot express."""
+    if cfg.gate is None and cfg.house is None:
+        fail("gate", "a config needs a [gate] or a [house] section")
+    for (section, key), allowed in CHOICES.items():
+        obj = getattr(cfg, section)
+        if obj is not None and getattr(obj, key) not in allowed:
+            fail(f"{section}.{key}", f"must be one of {', '.join(allowed)}")
+    if cfg.gate is not None:
+        if not ID_RE.match(cfg.gate.id):
+            fail("gate.id", "required, letters, digits, '_' and '-' only")
+        if not ID_RE.match(cfg.gate.venue):
+            fail("gate.venue", "required, letters, digits, '_' and '-' only")
+    if cfg.house is not None and not ID_RE.match(cfg.house.venue):
+        fail("house.venue", "required, letters, digits, '_' and '-' only")
+    for sym in cfg.decode.symbologies:
+        from .decode import SYMBOLOGIES
+        if sym not in SYMBOLOGIES:
+            fail("decode.symbologies", f"unknown symbology {sym!r} (known: {', '.join(SYMBOLOGIES)})")
+    if cfg.camera.fps <= 0 or cfg.camera.width <= 0 or cfg.camera.height <= 0:
+        fail("camera.fps", "width, height and fps must be positive")
+    for tag, rule in cfg.hospitality.tags.items():
+        if rule.level not in ("notice", "greet", "assist"):
+            fail(f"hospitality.tags.{tag}.level", "must be one of notice, greet, assist")
+
+
+def load(path) -> Config:
+    """Read and validate a config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, "(file)", 0, f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "(file)", 0, "not UTF-8 text") from None
+    return parse(text, str(p))

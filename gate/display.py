@@ -1,0 +1,100 @@
+"""The usher's small display: verdict, holder, seat and greeting.
+
+Drawing runs on its own thread with a latest-only slot, so a slow I2C bus
+never holds up the scan loop. The console display writes to stderr; the
+OLED one uses luma.oled (optional extra `oled`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Optional
+
+log = logging.getLogger("gate.display")
+
+
+class Display:
+    """Base: keeps the newest content and draws it on a worker thread."""
+
+    def __init__(self):
+        self.content: Optional[tuple] = None
+        self.history: list[tuple] = []
+        self._pending: Optional[tuple] = None
+        self._cv = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="display", daemon=True)
+        self._thread.start()
+
+    def show(self, reason: str, lines: tuple) -> None:
+        with self._cv:
+            self._pending = tuple(lines)
+            self._cv.notify()
+
+    def _run(self):
+        while True:
+            with self._cv:
+                while self._pending is None and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                lines, self._pending = self._pending, None
+            try:
+                self.draw(lines)
+                self.content = lines
+                self.history.append(lines)
+                del self.history[:-50]
+            except Exception:
+                log.exception("display failed")
+
+    def draw(self, lines: tuple) -> None:  # pragma: no cover - overridden
+        pass
+
+    def wait_idle(self, timeout=1.0) -> None:
+        import time
+        end = time.monotonic() + timeout
+        while self._pending is not None and time.monotonic() < end:
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self._thread.join(timeout=1)
+
+
+class ConsoleDisplay(Display):
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        super().__init__()
+
+    def draw(self, lines):
+        self.stream.write("┃ " + " │ ".join(lines) + "\n")
+        self.stream.flush()
+
+
+class OledDisplay(Display):
+    """SSD1306 / SH1106 128x64 over I2C."""
+
+    def __init__(self, kind: str, port: int = 1, address: int = 0x3C):
+        try:
+            from luma.core.interface.serial import i2c
+            from luma.core.render import canvas
+            from luma.oled import device as oled
+        except ImportError:
+            raise RuntimeError("an OLED display needs luma.oled: pip install 'gate[oled]'") from None
+        self.canvas = canvas
+        self.device = getattr(oled, kind)(i2c(port=port, address=address))
+        super().__init__()
+
+    def draw(self, lines):
+        with self.canvas(self.device) as draw:
+            for i, line in enumerate(lines[:5]):
+                draw.text((0, i * 12), line[:21], fill="white")
+
+
+def make_display(kind: str) -> Display:
+    if kind == "console":
+        return ConsoleDisplay()
+    return OledDisplay(kind)

@@ -1,0 +1,91 @@
+"""Typed events passed between stages, so camera, decode, decision, feedback
+and network never import one another."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+REASONS = (
+    "ok", "reentry", "exit", "already_used", "unknown", "forged", "revoked",
+    "wrong_event", "wrong_gate", "not_yet_valid", "expired", "not_passed",
+)
+RESULTS = ("admitted", "exited", "rejected", "annulled")
+
+
+@dataclass
+class Frame:
+    """One grey frame: `y` is a 2-D uint8 view (its stride may exceed its width)."""
+    y: np.ndarray
+    seq: int
+    t_arrival: float        # time.monotonic() when the frame reached us
+    ts_ms: int = 0          # wall clock, unix ms
+    release: Callable[[], None] = lambda: None  # gives the buffer back to the camera
+
+
+@dataclass(frozen=True)
+class Code:
+    """One barcode read from a frame. `raw` keeps the exact bytes."""
+    format: str
+    raw: bytes
+    text: str
+
+
+@dataclass
+class Ticket:
+    ticket_id: str
+    event: str
+    code: str = ""
+    holder: str = ""
+    seat: str = ""
+    zone: str = ""
+    valid_from: Optional[int] = None   # unix ms
+    valid_until: Optional[int] = None
+    status: str = "valid"
+    tags: tuple[str, ...] = ()
+    note: str = ""
+    patron: str = ""
+    signed: bool = False
+
+
+@dataclass
+class History:
+    """What this gate knows of a ticket's past use (own scans and synced ones)."""
+    inside: bool = False
+    first_ts: Optional[int] = None
+    first_gate: str = ""
+    exits: int = 0
+
+
+@dataclass
+class Verdict:
+    result: str                        # admitted | exited | rejected | annulled
+    reason: str                        # one of REASONS
+    ticket: Optional[Ticket] = None
+    ticket_ref: str = ""               # ticket id, or a hash for unknown codes
+    detail: str = ""                   # human words, e.g. when/where first used
+    attention: tuple[str, ...] = ()
+    greeting: str = ""
+    level: str = ""                    # hospitality level: notice | greet | assist
+
+    @property
+    def admitted(self) -> bool:
+        return self.result == "admitted"
+
+
+@dataclass
+class ScanEvent:
+    """The MQTT scan event (DESIGN.md, v = 1)."""
+    id: str
+    gate: str
+    seq: int
+    ts: int
+    event: str
+    ticket: str
+    dir: str
+    result: str
+    reason: str
+    attention: list[str] = field(default_factory=list)
+    v: int = 1

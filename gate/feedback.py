@@ -1,0 +1,181 @@
+"""What the patron and the usher see and hear: LED, buzzer, relay, display.
+
+`Feedback` is one gpiozero CompositeDevice of named parts (led, buzzer, relay),
+built with an injected pin factory. Patterns play on their own thread: `show()`
+only queues and returns, so the scan loop never waits on a beep. A newer
+verdict cuts the current pattern short. The relay is off when built, and
+`close()` (idempotent, also on SIGTERM and on crash via the context manager)
+turns it off before releasing the pins.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+from gpiozero import Buzzer, CompositeDevice, DigitalOutputDevice, RGBLED, TonalBuzzer
+from gpiozero.tones import Tone
+
+log = logging.getLogger("gate.feedback")
+
+OFF, RED, GREEN, BLUE = (0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)
+YELLOW, MAGENTA, CYAN, WHITE = (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)
+
+
+@dataclass(frozen=True)
+class Step:
+    ms: int
+    colour: tuple = OFF
+    tone: Optional[str] = None      # a note for a TonalBuzzer; any note = on for a plain buzzer
+
+
+def _beeps(colour, total_ms, beeps, tone="A5"):
+    """Colour held for total_ms while the buzzer sounds (on_ms, off_ms) pairs."""
+    steps, used = [], 0
+    for on, off in beeps:
+        steps += [Step(on, colour, tone), Step(off, colour)]
+        used += on + off
+    if total_ms > used:
+        steps.append(Step(total_ms - used, colour))
+    steps.append(Step(0, OFF))
+    return tuple(steps)
+
+
+# One distinct pattern per verdict reason (the README's table is generated from this).
+PATTERNS = {
+    "ok":            _beeps(GREEN, 1000, [(80, 0)], "C6"),
+    "reentry":       _beeps(GREEN, 1000, [(80, 80), (80, 0)], "C6"),
+    "exit":          _beeps(BLUE, 800, [(80, 0)], "G5"),
+    "already_used":  _beeps(RED, 2000, [(600, 0)], "A4"),
+    "unknown":       _beeps(RED, 1500, [(100, 100)] * 3, "A4"),
+    "forged":        tuple(s for _ in range(5) for s in (Step(100, RED, "E5"), Step(100, OFF))) + (Step(0, OFF),),
+    "revoked":       _beeps(MAGENTA, 2000, [(400, 150), (100, 150), (400, 0)], "A4"),
+    "wrong_event":   _beeps(YELLOW, 2000, [(400, 200), (400, 0)], "A4"),
+    "wrong_gate":    _beeps(CYAN, 2000, [(150, 400), (150, 0)], "A4"),
+    "not_yet_valid": tuple(s for _ in range(3) for s in (Step(250, YELLOW, "E5" if _ == 0 else None), Step(250, OFF))) + (Step(0, OFF),),
+    "expired":       _beeps(YELLOW, 1500, [(800, 0)], "E4"),
+    "not_passed":    _beeps(WHITE, 1000, [(300, 0)], "C4"),
+}
+# Hospitality: played right after the verdict's own pattern for an admitted patron.
+ATTENTION = {
+    "notice": (Step(400, BLUE), Step(0, OFF)),
+    "greet":  (Step(150, BLUE, "E6"), Step(150, GREEN, "G6"), Step(300, BLUE), Step(0, OFF)),
+    "assist": (Step(300, WHITE, "C5"), Step(300, BLUE), Step(300, WHITE, "C5"), Step(300, BLUE), Step(0, OFF)),
+}
+# Faults: a slow blink shown while the gate is idle.
+FAULTS = {
+    "camera":  (Step(500, RED), Step(1500, OFF)),
+    "tickets": (Step(500, YELLOW), Step(1500, OFF)),
+    "clock":   (Step(500, MAGENTA), Step(1500, OFF)),
+    "broker":  (Step(150, BLUE), Step(1850, OFF)),
+}
+
+
+class Feedback(CompositeDevice):
+    """LED, buzzer and relay as one device; patterns run on a worker thread."""
+
+    def __init__(self, *, led=None, buzzer=None, relay=None, display=None, pin_factory=None):
+        parts = {k: v for k, v in (("led", led), ("buzzer", buzzer), ("relay", relay)) if v is not None}
+        self._queue: "queue.Queue" = queue.Queue()
+        self._stop = threading.Event()
+        self._cut = threading.Event()
+        self.display = display
+        self.fault: Optional[str] = None
+        self._closed = False
+        super().__init__(_order=sorted(parts), pin_factory=pin_factory, **parts)
+        self._thread = threading.Thread(target=self._run, name="feedback", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_config(cls, fb, pin_factory=None, display=None) -> "Feedback":
+        """Build the fitted parts from a [feedback] config section."""
+        led = buzzer = relay = None
+        pins = [fb.led_red, fb.led_green, fb.led_blue]
+        if any(p is not None for p in pins):
+            if None in pins:
+                raise ValueError("feedback.led_red, led_green and led_blue are fitted together")
+            led = RGBLED(*pins, pwm=False, pin_factory=pin_factory)
+        if fb.buzzer is not None:
+            buzzer = (TonalBuzzer(fb.buzzer, octaves=3, pin_factory=pin_factory) if fb.tonal_buzzer
+                      else Buzzer(fb.buzzer, pin_factory=pin_factory))
+        if fb.relay is not None:
+            relay = DigitalOutputDevice(fb.relay, active_high=fb.relay_active_high, initial_value=False,
+                                 pin_factory=pin_factory)
+        return cls(led=led, buzzer=buzzer, relay=relay, display=display, pin_factory=pin_factory)
+
+    def __len__(self):
+        return len(self._order)
+
+    # -- the scan loop's side: never blocks ---------------------------------
+    def show(self, reason: str, level: str = "", lines: tuple = ()) -> None:
+        """Play the pattern for a verdict reason (and attention level); returns at once."""
+        steps = PATTERNS[reason] + (ATTENTION.get(level, ()) if level else ())
+        self._queue.put(steps)
+        self._cut.set()
+        if self.display is not None and lines:
+            self.display.show(reason, lines)
+
+    def set_fault(self, fault: Optional[str]) -> None:
+        """Show a fault blink while idle (None clears it)."""
+        if fault != self.fault:
+            self.fault = fault
+            self._cut.set()
+
+    # -- the worker ----------------------------------------------------------
+    def _apply(self, step: Step) -> None:
+        led = getattr(self, "led", None) if "led" in self._order else None
+        if led is not None:
+            led.value = step.colour
+        if "buzzer" in self._order:
+            bz = self.buzzer
+            if isinstance(bz, TonalBuzzer):
+                if step.tone:
+                    bz.play(Tone(step.tone))
+                else:
+                    bz.stop()
+            else:
+                bz.value = bool(step.tone)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                steps = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                if self.fault and not self._stop.is_set():
+                    steps = FAULTS[self.fault]
+                else:
+                    continue
+            while not self._queue.empty():  # only the newest verdict matters
+                steps = self._queue.get_nowait()
+            self._cut.clear()
+            try:
+                for step in steps:
+                    self._apply(step)
+                    if step.ms and self._cut.wait(step.ms / 1000):
+                        break
+            except Exception:  # a hardware fault must not end feedback for good
+                log.exception("feedback pattern failed")
+            if self._stop.is_set():
+                break
+        try:
+            self._apply(Step(0, OFF))
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if "relay" in self._order:
+                self.relay.off()
+        finally:
+            self._stop.set()
+            self._cut.set()
+            self._thread.join(timeout=1.0)
+            if self.display is not None:
+                self.display.close()
+            super().close()

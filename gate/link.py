@@ -1,0 +1,221 @@
+"""A gate's MQTT side: drains the outbox, announces status, reports health,
+and hears the other gates' scans (used-ticket sync) and new ticket data.
+
+Nothing here runs on the scan loop. Publishing is gated on a *confirmed*
+connection (the broker's CONNACK said success); a row leaves the outbox only
+when its PUBACK arrives (`on_publish` with the message id). After a
+reconnect every unacknowledged row is sent again with the same `id`, and the
+house service counts it once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import ssl
+import threading
+import time
+from typing import Callable, Optional
+
+import paho.mqtt.client as mqtt
+
+from . import __version__, topics
+from .errors import PayloadError
+from .outbox import Outbox
+from .payload import unpack_scan
+
+log = logging.getLogger("gate.link")
+
+
+def read_secret(path: str, env: str) -> str:
+    """A secret from the environment or a file (never from the config itself)."""
+    if os.environ.get(env):
+        return os.environ[env]
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    return ""
+
+
+def make_client(m, client_id: str, *, clean_session: bool = True, will=None) -> mqtt.Client:
+    """A paho 2.x client set up from an [mqtt] section (credentials, TLS, will)."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
+                    protocol=mqtt.MQTTv311)
+    if m.username:
+        c.username_pw_set(m.username, read_secret(m.password_file, "GATE_MQTT_PASSWORD") or None)
+    if m.tls:
+        c.tls_set(ca_certs=m.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+    if will:
+        c.will_set(*will)
+    c.reconnect_delay_set(1, 10)
+    return c
+
+
+def guarded(fn):
+    """paho's network thread dies on an exception in a callback: never let one out."""
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            log.exception("error in MQTT callback %s", fn.__name__)
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+class GateLink:
+    """The gate's connection to the broker, on its own threads."""
+
+    INFLIGHT = 100
+
+    def __init__(self, cfg, outbox_path, *, profile: str, on_remote_scan: Callable = None,
+                 on_tickets: Callable = None, health: Callable[[], dict] = None, health_every: float = 10.0):
+        self.cfg = cfg
+        self.venue, self.gate = cfg.gate.venue, cfg.gate.id
+        self.profile = profile
+        self.outbox = Outbox(outbox_path)  # the publisher's own connection
+        self.on_remote_scan = on_remote_scan
+        self.on_tickets = on_tickets
+        self.health = health
+        self.health_every = health_every
+        self.connected = threading.Event()
+        self.disconnected_since: Optional[float] = time.monotonic()
+        self.acks: "queue.Queue[int]" = queue.Queue()
+        self.inflight: dict[int, int] = {}   # mid -> seq
+        self.sent_up_to = 0
+        self.dropped: dict[str, int] = {}
+        self._gen = 0
+        self._stop = threading.Event()
+        will = (topics.status(self.venue, self.gate), self._status("offline"), 1, True)
+        self.client = make_client(cfg.mqtt, self.gate, clean_session=False, will=will)
+        self.client.max_inflight_messages_set(self.INFLIGHT)
+        self.client.on_connect = guarded(self._on_connect)
+        self.client.on_disconnect = guarded(self._on_disconnect)
+        self.client.on_publish = guarded(self._on_publish)
+        self.client.on_message = guarded(self._on_message)
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+
+    def _status(self, state: str) -> str:
+        return json.dumps({"state": state, "profile": self.profile, "version": __version__,
+                           "ts": int(time.time() * 1000)})
+
+    def start(self) -> None:
+        m = self.cfg.mqtt
+        self.client.connect_async(m.host, m.port, keepalive=m.keepalive)
+        self.client.loop_start()
+        self._thread.start()
+
+    # -- paho callbacks (network thread) -------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.warning("broker refused the connection: %s", reason_code)
+            return
+        log.info("connected to %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
+        client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
+        client.subscribe([(topics.scans(self.venue), 1), (topics.tickets(self.venue), 1)])
+        self._gen += 1
+        self.disconnected_since = None
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if self.connected.is_set():
+            log.warning("disconnected from broker: %s", reason_code)
+        self.connected.clear()
+        self.disconnected_since = self.disconnected_since or time.monotonic()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        self.acks.put(mid)
+
+    def _on_message(self, client, userdata, msg):
+        if msg.topic == topics.tickets(self.venue):
+            if self.on_tickets and msg.payload:
+                self.on_tickets(msg.payload)
+            return
+        if topics.gate_of(msg.topic) == self.gate:
+            return  # our own scans, echoed back
+        try:
+            event = unpack_scan(msg.payload)
+        except PayloadError as exc:
+            n = self.dropped.get(exc.kind, 0) + 1
+            self.dropped[exc.kind] = n
+            if n == 1:
+                log.warning("dropping malformed scan payload on %s (%s); further ones counted", msg.topic, exc)
+            return
+        if self.on_remote_scan:
+            self.on_remote_scan(event)
+
+    # -- publisher thread ----------------------------------------------------
+    def _take_acks(self, wait: float) -> list[int]:
+        """Sequence numbers the broker acknowledged since the last call."""
+        acked, mids = [], []
+        try:
+            mids.append(self.acks.get(timeout=wait) if wait else self.acks.get_nowait())
+            while True:
+                mids.append(self.acks.get_nowait())
+        except queue.Empty:
+            pass
+        for mid in mids:
+            seq = self.inflight.pop(mid, None)
+            if seq is None:
+                # The PUBACK beat us to recording the mid, or it was a status or
+                # health publish. Kept briefly: mids wrap at 65535.
+                self.early[mid] = time.monotonic()
+            else:
+                acked.append(seq)
+        return acked
+
+    def _run(self) -> None:
+        last_health = 0.0
+        gen = -1
+        self.early: dict[int, float] = {}
+        while not self._stop.is_set():
+            if not self.connected.wait(0.2):
+                continue
+            if gen != self._gen:  # a fresh connection: resend everything unacknowledged
+                gen, self.sent_up_to = self._gen, 0
+                self.inflight.clear()
+                self.early.clear()
+            acked = self._take_acks(0)
+            room = self.INFLIGHT - len(self.inflight)
+            if room > 0:
+                for seq, payload in self.outbox.pending(self.sent_up_to, room):
+                    info = self.client.publish(topics.scan(self.venue, self.gate), payload, qos=1)
+                    if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                        break  # connection dropped; resent after reconnect
+                    if self.early.pop(info.mid, None) is not None:
+                        acked.append(seq)
+                    else:
+                        self.inflight[info.mid] = seq
+                    self.sent_up_to = seq
+            self.outbox.ack(acked)
+            now = time.monotonic()
+            if self.early:
+                self.early = {m: t for m, t in self.early.items() if now - t < 2.0}
+            if self.health and now - last_health >= self.health_every:
+                last_health = now
+                try:
+                    self.client.publish(topics.health(self.venue, self.gate), json.dumps(self.health()), qos=0)
+                except Exception:
+                    log.exception("health report failed")
+            if not acked:
+                self.outbox.ack(self._take_acks(0.02))
+
+    def offline_for(self) -> float:
+        """Seconds since the broker was last reachable (0 when connected)."""
+        return 0.0 if self.disconnected_since is None else time.monotonic() - self.disconnected_since
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        try:
+            if self.connected.is_set():
+                info = self.client.publish(topics.status(self.venue, self.gate), self._status("offline"),
+                                           qos=1, retain=True)
+                info.wait_for_publish(timeout=1)  # shutdown path, never the scan loop
+        except (RuntimeError, ValueError):
+            pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.outbox.close()

@@ -1,0 +1,62 @@
+"""From a read code to what it is: a listed ticket, a signed one, a forgery,
+or nothing we know. No rules are applied here (they live in decide.py)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from .decide import Resolution
+from .events import Code
+
+
+def code_ref(raw: bytes) -> str:
+    """A stable reference for a code we cannot name: a hash, never the code."""
+    return "h:" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+@dataclass
+class RejectCounts:
+    oversized: int = 0
+    binary: int = 0
+    control: int = 0
+    kinds: dict = field(default_factory=dict)
+
+
+class Resolver:
+    """Looks a code up in the ticket store, or verifies it as a signed ticket."""
+
+    def __init__(self, store, verifiers=(), max_payload: int = 1024):
+        self.store = store
+        self.verifiers = list(verifiers)   # objects with claims(text) and verify(text)
+        self.max_payload = max_payload
+        self.rejects = RejectCounts()
+
+    def resolve(self, code: Code) -> Resolution:
+        raw = code.raw
+        if len(raw) > self.max_payload:
+            self.rejects.oversized += 1
+            return Resolution(None, ref=code_ref(raw))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.rejects.binary += 1
+            return Resolution(None, ref=code_ref(raw))
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            self.rejects.control += 1
+            return Resolution(None, ref=code_ref(raw))
+        for v in self.verifiers:
+            if v.claims(text):
+                ticket, forged = v.verify(text)
+                if forged or ticket is None:
+                    return Resolution(None, forged=True, ref=code_ref(raw))
+                listed = self.store.by_id(ticket.ticket_id)
+                if listed is not None and listed.event == ticket.event:
+                    # The list may know the holder, seat and tags of a signed ticket.
+                    ticket.holder, ticket.seat, ticket.tags = listed.holder, listed.seat, listed.tags
+                    ticket.patron, ticket.status = listed.patron, listed.status
+                return Resolution(ticket, ref=ticket.ticket_id, revoked=self.store.is_revoked(ticket.ticket_id))
+        ticket = self.store.by_code(text)
+        if ticket is None:
+            return Resolution(None, ref=code_ref(raw))
+        return Resolution(ticket, ref=ticket.ticket_id, revoked=self.store.is_revoked(ticket.ticket_id))

@@ -1,0 +1,60 @@
+"""Every MQTT topic string gate uses, in one place (DESIGN.md, contract v1).
+
+| topic                                  | payload            | QoS / retain |
+|----------------------------------------|--------------------|--------------|
+| gate/<venue>/<gate>/scan               | msgpack scan event | 1 / no       |
+| gate/<venue>/<gate>/status             | JSON, last will    | 1 / yes      |
+| gate/<venue>/<gate>/health             | JSON               | 0 / no       |
+| gate/<venue>/tickets                   | msgpack ticket list| 1 / yes      |
+| gate/<venue>/house/<event>             | JSON counts        | 1 / yes      |
+| gate/<venue>/house/<event>/inside      | plain integer      | 1 / yes      |
+| homeassistant/...                      | discovery config   | 1 / yes      |
+"""
+
+ROOT = "gate"
+
+
+def scan(venue: str, gate: str) -> str:
+    return f"{ROOT}/{venue}/{gate}/scan"
+
+
+def scans(venue: str) -> str:
+    return f"{ROOT}/{venue}/+/scan"
+
+
+def status(venue: str, gate: str) -> str:
+    return f"{ROOT}/{venue}/{gate}/status"
+
+
+def statuses(venue: str) -> str:
+    return f"{ROOT}/{venue}/+/status"
+
+
+def health(venue: str, gate: str) -> str:
+    return f"{ROOT}/{venue}/{gate}/health"
+
+
+def healths(venue: str) -> str:
+    return f"{ROOT}/{venue}/+/health"
+
+
+def tickets(venue: str) -> str:
+    return f"{ROOT}/{venue}/tickets"
+
+
+def house(venue: str, event: str) -> str:
+    return f"{ROOT}/{venue}/house/{event}"
+
+
+def house_inside(venue: str, event: str) -> str:
+    return f"{ROOT}/{venue}/house/{event}/inside"
+
+
+def gate_of(topic: str) -> str:
+    """The gate id in gate/<venue>/<gate>/<kind>, or '' when the shape is wrong."""
+    parts = topic.split("/")
+    return parts[2] if len(parts) == 4 and parts[0] == ROOT else ""
+
+
+def ha_config(component: str, object_id: str) -> str:
+    return f"homeassistant/{component}/{object_id}/config"

@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="gate",
+    version="0.1.0",
+    description="Ticket scanner firmware for Raspberry Pi gates, and the house-count service",
+    packages=find_packages(include=["gate", "gate.*"]),
+    package_data={"gate": ["static/*"]},
+    python_requires=">=3.11",
+    install_requires=[
+        "numpy>=1.24",          # on the Pi, apt's python3-numpy (see README)
+        "zxing-cpp>=2.2",
+        "pyzbar>=0.1.9",
+        "gpiozero>=2.0.1",
+        "paho-mqtt>=2.0,<3",
+        "msgpack>=1.0",
+        "cryptography>=38",
+        "segno>=1.5",
+        "Pillow>=9.4",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "protobuf>=4"],
+        "v4l2": ["opencv-python-headless>=4.6"],
+        "oled": ["luma.oled>=3.12"],
+        # picamera2 comes from apt (python3-picamera2) on the Pi: it cannot be pip-installed elsewhere.
+    },
+    entry_points={"console_scripts": ["gate=gate.cli:main"]},
+)
