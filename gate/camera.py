@@ -244,6 +244,39 @@ class ReplaySource(Source):
         return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
 
 
+class MemorySource(Source):
+    """Frames held in memory (benches, tests), optionally paced; fps=0 is as fast as consumed."""
+
+    name = "memory"
+
+    def __init__(self, frames, fps: float = 0.0):
+        self._it = iter(frames)
+        self.fps = fps
+        self._next_t = 0.0
+        self._seq = 0
+
+    def start(self) -> None:
+        self._next_t = time.perf_counter()
+
+    def read(self, timeout: float) -> Optional[Frame]:
+        if self.finished:
+            return None
+        if self.fps:
+            wait = self._next_t - time.perf_counter()
+            if wait > timeout:
+                time.sleep(timeout)
+                return None
+            if wait > 0:
+                time.sleep(wait)
+            self._next_t += 1.0 / self.fps
+        y = next(self._it, None)
+        if y is None:
+            self.finished = True
+            return None
+        self._seq += 1
+        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
+
+
 class V4L2Source(Source):
     """A USB camera through OpenCV's V4L2 backend (optional extra `v4l2`)."""
 

@@ -43,9 +43,18 @@ SYMBOLOGIES = {
 FORMAT_NAMES = {v[0]: k for k, v in SYMBOLOGIES.items()}
 
 
-def code_from_bytes(fmt: str, raw: bytes) -> Code:
-    """A Code whose text is the UTF-8 reading of raw, with bad bytes escaped."""
-    return Code(format=fmt, raw=raw, text=raw.decode("utf-8", errors="backslashreplace"))
+def code_from_bytes(fmt: str, raw: bytes, fallback: str = "") -> Code:
+    """A Code whose text is the UTF-8 reading of raw; otherwise the engine's
+    charset-aware text (QR's default is ISO-8859-1), else escaped bytes."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = fallback or raw.decode("utf-8", errors="backslashreplace")
+    return Code(format=fmt, raw=raw, text=text)
+
+
+def _zx_code(r) -> Code:
+    return code_from_bytes(FORMAT_NAMES.get(r.format.name, r.format.name), bytes(r.bytes), r.text)
 
 
 @dataclass
@@ -81,7 +90,7 @@ class ZxingEngine:
             return good, failed
         for r in self.zx.read_barcodes(img, formats=formats, **self.fast):
             if r.valid:
-                good.append(code_from_bytes(FORMAT_NAMES.get(r.format.name, r.format.name), bytes(r.bytes)))
+                good.append(_zx_code(r))
             else:
                 failed.append((r, sx, sy, transposed))
         return good, failed
@@ -127,16 +136,14 @@ class ZxingEngine:
         for binarizer in (B.LocalAverage, B.GlobalHistogram):
             res = self.zx.read_barcodes(img, formats=self.formats, try_rotate=True, try_downscale=True,
                                         try_invert=True, binarizer=binarizer)
-            good = [code_from_bytes(FORMAT_NAMES.get(r.format.name, r.format.name), bytes(r.bytes))
-                    for r in res if r.valid]
+            good = [_zx_code(r) for r in res if r.valid]
             if good:
                 return good
         if img.shape[0] * img.shape[1] <= 1_000_000:
             # Very small modules: a 2x upscale gives the binarizer room to work.
             big = np.repeat(np.repeat(img, 2, axis=0), 2, axis=1)
             res = self.zx.read_barcodes(big, formats=self.formats, try_rotate=True, try_invert=True)
-            return [code_from_bytes(FORMAT_NAMES.get(r.format.name, r.format.name), bytes(r.bytes))
-                    for r in res if r.valid]
+            return [_zx_code(r) for r in res if r.valid]
         return []
 
 

@@ -155,6 +155,8 @@ class Feedback(CompositeDevice):
                 for step in steps:
                     self._apply(step)
                     if step.ms and self._cut.wait(step.ms / 1000):
+                        if self._queue.empty():
+                            self._apply(Step(0, OFF))  # cut short with nothing to follow: go dark
                         break
             except Exception:  # a hardware fault must not end feedback for good
                 log.exception("feedback pattern failed")

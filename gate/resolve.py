@@ -40,6 +40,10 @@ class Resolver:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
+            # Not UTF-8: a Latin-1 QR code may still match a listed code by its text.
+            listed = self.store.by_code(code.text) if code.text and "\\x" not in code.text else None
+            if listed is not None:
+                return Resolution(listed, ref=listed.ticket_id, revoked=self.store.is_revoked(listed.ticket_id))
             self.rejects.binary += 1
             return Resolution(None, ref=code_ref(raw))
         if any(ord(c) < 32 or ord(c) == 127 for c in text):

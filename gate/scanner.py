@@ -136,7 +136,7 @@ class Scanner:
                 if self.source.finished:
                     break
                 if time.monotonic() - last > stall:
-                    self._camera_lost(f"no frame for {stall:.0f} s")
+                    self._camera_lost(f"no frame for {stall:g} s")
                     if self._restart_camera():
                         last, backoff = time.monotonic(), 0.5
                     else:

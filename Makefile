@@ -1,0 +1,14 @@
+# Thin wrappers around ./run, for those who reach for make.
+.PHONY: demo test bench setup test-arm64 install-dry-run
+demo:
+	./run demo
+test:
+	./run test
+bench:
+	./run bench
+setup:
+	./run setup
+test-arm64:
+	./scripts/test-arm64
+install-dry-run:
+	./scripts/install-pi --dry-run

@@ -1,0 +1,236 @@
+"""Shared fixtures: a real Mosquitto broker, gpiozero's MockFactory, real configs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from gate.config import parse
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+def wait_for(cond, timeout=10.0, step=0.02, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Broker:
+    """A private Mosquitto with its own config, data dir and port."""
+
+    def __init__(self, workdir: Path, acl: str = ""):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc = None
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
+                 f"persistence_location {self.dir}/", "autosave_interval 1", "max_queued_messages 100000",
+                 "max_inflight_messages 0", f"log_dest file {self.dir}/mosquitto.log"]
+        if os.geteuid() == 0:
+            lines.append("user root")
+        if acl:
+            (self.dir / "acl").write_text(acl)
+            lines.append(f"acl_file {self.dir}/acl")
+        (self.dir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+
+    def start(self):
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.dir / "mosquitto.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        self.proc = None
+
+    def kill(self):
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def make_broker(tmp_path):
+    made = []
+
+    def make(acl=""):
+        b = Broker(tmp_path / f"broker{len(made)}", acl)
+        b.start()
+        made.append(b)
+        return b
+    yield make
+    for b in made:
+        b.stop()
+
+
+@pytest.fixture
+def mock_factory():
+    """gpiozero's own mock pins (PWM-capable, for tonal buzzers)."""
+    f = MockFactory(pin_class=MockPWMPin)
+    old = Device.pin_factory
+    Device.pin_factory = f
+    yield f
+    f.reset()
+    Device.pin_factory = old
+
+
+GATE_TOML = """
+[gate]
+id = "{gate}"
+venue = "hall"
+profile = "{profile}"
+events = ["eve"]
+zones = {zones}
+reentry = {reentry}
+direction = "{direction}"
+
+[camera]
+source = "replay:none"
+stall_s = {stall}
+
+[decode]
+debounce_s = {debounce}
+
+[feedback]
+led_red = 17
+led_green = 27
+led_blue = 22
+buzzer = 23
+relay = 24
+display = "{display}"
+
+[turnstile]
+relay_mode = "{relay_mode}"
+pulse_ms = 200
+{passage}
+passage_timeout_s = {passage_timeout}
+
+[handheld]
+trigger_pin = 16
+linger_s = 0.3
+
+[hospitality.tags.member]
+level = "greet"
+greeting = "Welcome back, {{first}}!"
+
+[hospitality.tags.wheelchair]
+level = "assist"
+greeting = "Wheelchair space {{seat}}"
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+enabled = {mqtt}
+keepalive = 5
+
+[storage]
+dir = "{storage}"
+
+[signing]
+public_keys = {keys}
+"""
+
+
+def gate_config(tmp_path, gate="door-a", profile="turnstile", zones="[]", reentry=False, direction="in",
+                port=1883, mqtt_on=False, passage="", passage_timeout=5.0, relay_mode="pulse",
+                display="none", keys="[]", stall=2.0, debounce=2.0, storage=None):
+    text = GATE_TOML.format(gate=gate, profile=profile, zones=zones, reentry=str(reentry).lower(),
+                            direction=direction, port=port, mqtt=str(mqtt_on).lower(), passage=passage,
+                            passage_timeout=passage_timeout, relay_mode=relay_mode, display=display,
+                            keys=keys, stall=stall, debounce=debounce,
+                            storage=storage or (tmp_path / f"state-{gate}"))
+    path = tmp_path / f"{gate}.toml"
+    path.write_text(text)
+    return parse(text, str(path))
+
+
+TICKETS_CSV = """ticket_id,code,event,holder,seat,zone,tags,status,valid_from,valid_until
+T1,CODE-0001,eve,Ada Lovelace,B12,stalls,member,valid,,
+T2,CODE-0002,eve,Alan Turing,C3,stalls,wheelchair,valid,,
+T3,CODE-0003,other,Grace Hopper,D1,stalls,,valid,,
+T4,CODE-0004,eve,Revoked Person,D2,stalls,,revoked,,
+T5,CODE-0005,eve,Balcony Person,E1,balcony,,valid,,
+T6,CODE-0006,eve,Early Bird,E2,stalls,,valid,2099-01-01T00:00:00+00:00,
+T7,CODE-0007,eve,Late Comer,E3,stalls,,valid,,2000-01-01T00:00:00+00:00
+"""
+
+
+@pytest.fixture
+def tickets_csv(tmp_path):
+    p = tmp_path / "tickets.csv"
+    p.write_text(TICKETS_CSV)
+    return p
+
+
+class Collector:
+    """Subscribes to topics on the test broker and keeps what arrives."""
+
+    def __init__(self, port, *topics):
+        self.messages = []
+        self.lock = threading.Lock()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{time.monotonic_ns()}")
+        self.c.on_message = self._on_message
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+
+    def _on_message(self, c, u, msg):
+        with self.lock:
+            self.messages.append((msg.topic, msg.payload, msg.retain))
+
+    def on(self, topic):
+        with self.lock:
+            return [p for t, p, _ in self.messages if t == topic]
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def run_gate_cli(*args, env=None, timeout=60, **kw):
+    e = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "gate.cli", *args], capture_output=True, text=True,
+                          env=e, timeout=timeout, **kw)

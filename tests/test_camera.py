@@ -1,0 +1,164 @@
+"""Camera sources. The picamera2 adapter runs against a stand-in that has
+picamera2's real method names and return shapes (picamera2 itself cannot be
+installed off a Pi)."""
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gate.camera import Picamera2Source, ReplaySource, open_source
+from gate.errors import CameraError
+
+
+class StandInRequest:
+    def __init__(self, cam, buf):
+        self.cam, self.buf = cam, buf
+        self.released = False
+
+    def release(self):
+        assert not self.released, "request released twice"
+        self.released = True
+        self.cam.outstanding -= 1
+
+
+class StandInMappedArray:
+    """picamera2.MappedArray(request, stream): a context manager with .array."""
+
+    def __init__(self, request, stream, reshape=True, write=True):
+        assert stream == "lores"
+        self.request = request
+
+    def __enter__(self):
+        self.array = self.request.buf
+        return self
+
+    def __exit__(self, *exc):
+        self.array = None
+
+
+class StandInPicamera2:
+    cameras = [{"Model": "imx708"}]
+    instances = []
+
+    @staticmethod
+    def global_camera_info():
+        return StandInPicamera2.cameras
+
+    def __init__(self, camera_num=0):
+        self.controls_set = {}
+        self.camera_controls = {"ExposureTime": (1, 1000000, None), "AfMode": (0, 2, 0),
+                                "FrameDurationLimits": (1, 1000000, None)}
+        self.started = False
+        self.outstanding = 0
+        self.stride = 704
+        self.stall = False
+        StandInPicamera2.instances.append(self)
+
+    def create_video_configuration(self, main=None, lores=None, buffer_count=6, controls=None, **kw):
+        return {"main": main, "lores": lores, "buffer_count": buffer_count}
+
+    def configure(self, cfg):
+        self.config = cfg
+
+    def set_controls(self, ctl):
+        self.controls_set.update(ctl)
+
+    def start(self):
+        self.started = True
+
+    def capture_request(self, wait=None, flush=None):
+        if self.stall:
+            raise TimeoutError("frame wait timed out")
+        w, h = self.config["lores"]["size"]
+        buf = np.zeros((h * 3 // 2, self.stride), np.uint8)  # YUV420, stride wider than width
+        buf[:h, :w] = 200
+        buf[:h, w:] = 13           # padding that must not leak into the frame
+        self.outstanding += 1
+        return StandInRequest(self, buf)
+
+    def stop(self):
+        self.started = False
+
+    def close(self):
+        pass
+
+
+def make_source(**kw):
+    return Picamera2Source(640, 480, 30, factory=StandInPicamera2, mapped_array=StandInMappedArray, **kw)
+
+
+def test_camera_picamera2_y_plane_is_a_view_of_the_lores_buffer():
+    src = make_source()
+    src.start()
+    cam = StandInPicamera2.instances[-1]
+    assert cam.config["lores"] == {"size": (640, 480), "format": "YUV420"}
+    frame = src.read(0.5)
+    assert frame.y.shape == (480, 640) and (frame.y == 200).all()
+    assert frame.y.strides == (704, 1)  # no copy: the stride of the camera buffer
+    assert cam.outstanding == 1
+    frame.release()
+    frame.release()  # idempotent
+    assert cam.outstanding == 0
+    src.close()
+    assert not cam.started
+
+
+def test_camera_picamera2_controls_follow_the_sensor():
+    src = make_source(max_exposure_us=5000)
+    src.start()
+    ctl = StandInPicamera2.instances[-1].controls_set
+    assert ctl["FrameDurationLimits"] == (33333, 33333)
+    assert ctl["ExposureTime"] == 5000 and ctl["AfMode"] == 2 and ctl["AfRange"] == 1
+    # A fixed-focus sensor advertises no AfMode: none is set.
+    assert "AfMode" not in make_source().controls({"ExposureTime": ()})
+    manual = make_source(lens_position=4.0).controls({"AfMode": ()})
+    assert manual["AfMode"] == 0 and manual["LensPosition"] == 4.0
+
+
+def test_camera_picamera2_no_camera_is_a_one_line_error():
+    StandInPicamera2.cameras = []
+    try:
+        with pytest.raises(CameraError) as e:
+            make_source().start()
+        assert "ribbon cable" in str(e.value) and "\n" not in str(e.value)
+    finally:
+        StandInPicamera2.cameras = [{"Model": "imx708"}]
+
+
+def test_camera_picamera2_stall_returns_none():
+    src = make_source()
+    src.start()
+    StandInPicamera2.instances[-1].stall = True
+    assert src.read(0.01) is None
+
+
+def test_camera_picamera2_missing_library_says_what_to_install():
+    with pytest.raises(CameraError, match="python3-picamera2"):
+        Picamera2Source().start()
+
+
+def test_camera_replay_folder_in_name_order_paced(tmp_path):
+    for i, v in enumerate([10, 20, 30]):
+        Image.fromarray(np.full((48, 64), v, np.uint8)).save(tmp_path / f"f{2 - i}.png")
+    src = open_source(f"replay:{tmp_path}@20")
+    src.start()
+    t0 = time.monotonic()
+    got = []
+    while not src.finished:
+        f = src.read(0.5)
+        if f is not None:
+            got.append(int(f.y[0, 0]))
+    assert got == [30, 20, 10]
+    assert time.monotonic() - t0 >= 0.09  # 3 frames at 20 fps
+
+
+def test_camera_open_source_forms():
+    assert open_source("replay:/x/y@7.5").fps == 7.5
+    assert str(open_source("replay:/x/a@b").path) == "/x/a@b"
+    assert open_source("v4l2:/dev/video2").device == "/dev/video2"
+    with pytest.raises(CameraError, match="unknown camera source"):
+        open_source("webcam")
+    with pytest.raises(CameraError, match="does not exist"):
+        open_source("replay:/nonexistent").start()

@@ -1,0 +1,61 @@
+import json
+
+import numpy as np
+from PIL import Image
+
+from gate.render import compose
+from tests.conftest import REPO, run_gate_cli
+
+
+def test_cli_decode_prints_one_line_per_code_or_dash(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b, c = tmp_path / "a.png", tmp_path / "b.jpg", tmp_path / "c.png"
+    Image.fromarray(compose("HELLO-Ä", "clean", rng=rng)).save(a)
+    Image.fromarray(compose("CODE128-42", "clean", symbology="code128", rng=rng)).save(b, quality=90)
+    Image.fromarray(compose(None, "empty", rng=rng)).save(c)
+    r = run_gate_cli("decode", str(a), str(b), str(c))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split("\t")[:2] == [str(a), "qr"] and json.loads(lines[0].split("\t")[2]) == "HELLO-Ä"
+    assert lines[1].split("\t")[1] == "code128" and json.loads(lines[1].split("\t")[2]) == "CODE128-42"
+    assert lines[2] == f"{c}\t-"
+
+
+def test_cli_decode_big_photo_and_bad_file(tmp_path):
+    big = np.full((3000, 4000), 180, np.uint8)
+    sym = compose("BIG-PHOTO", "clean", size=(640, 480), rng=np.random.default_rng(1))
+    big[1000:1000 + 480 * 2, 1500:1500 + 640 * 2] = np.kron(sym, np.ones((2, 2), np.uint8))
+    Image.fromarray(big).save(tmp_path / "big.jpg", quality=85)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    r = run_gate_cli("decode", str(tmp_path / "big.jpg"), str(tmp_path / "bad.png"))
+    assert r.returncode == 2
+    assert '"BIG-PHOTO"' in r.stdout and "bad.png: cannot read image" in r.stderr
+
+
+def test_cli_config_check_exit_codes(tmp_path):
+    assert run_gate_cli("config", "check", str(REPO / "config/turnstile.toml")).returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[gate]\nid = "a"\nvenue = "v"\n\n[camera]\nfsp = 30\n')
+    r = run_gate_cli("config", "check", str(bad))
+    assert r.returncode == 2 and f"{bad}:6: camera.fsp: unknown key" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_tickets_import_bad_file_exit_2_and_names_row(tmp_path):
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(f'[gate]\nid="d"\nvenue="hall"\n[storage]\ndir="{tmp_path}/s"\n')
+    t = tmp_path / "t.csv"
+    t.write_text("ticket_id,code,event,status\nT1,C1,eve,valid\nT2,C2,eve,maybe\n")
+    r = run_gate_cli("tickets", "import", "-c", str(cfg), str(t))
+    assert r.returncode == 2 and "row 3, column 'status'" in r.stderr
+    t.write_text("ticket_id,code,event\n" + "".join(f"T{i},C{i},eve\n" for i in range(30000)))
+    r = run_gate_cli("tickets", "import", "-c", str(cfg), str(t))
+    assert r.returncode == 0 and "imported 30,000 tickets" in r.stdout
+    assert "(33%)" in r.stderr or "(66%)" in r.stderr  # progress shown
+
+
+def test_cli_scan_without_camera_is_one_line(tmp_path):
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(f'[gate]\nid="d"\nvenue="hall"\n[storage]\ndir="{tmp_path}/s"\n[mqtt]\nenabled=false\n')
+    r = run_gate_cli("scan", "-c", str(cfg), "--source", "picamera2")
+    assert r.returncode == 1 and "python3-picamera2" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,81 @@
+"""Real rendered barcodes read back by the real decoders."""
+
+import numpy as np
+import pytest
+
+from gate.decode import Debouncer, Decoder
+from gate.render import compose
+
+CODES = [f"T-{i:06d}-ABCDEFGH" for i in range(8)]
+
+
+@pytest.mark.parametrize("engine", ["zxing", "zbar"])
+@pytest.mark.parametrize("kind", ["clean", "low_contrast", "glare", "noisy"])
+@pytest.mark.parametrize("symbology", ["qr", "code128"])
+def test_decode_reads_rendered_frames(engine, kind, symbology):
+    rng = np.random.default_rng(7)
+    d = Decoder(("qr", "code128"), engine)
+    found = 0
+    for code in CODES:
+        texts = set()
+        for _ in range(4):  # a held ticket is seen over several frames, each with its own noise
+            texts |= {c.text for c in d.frame(compose(code, kind, symbology=symbology, rng=rng))}
+        found += code in texts
+        assert texts <= {code}  # never a wrong reading
+    assert found >= len(CODES) - 1
+
+
+def test_decode_tilted_and_blurred_qr_live_and_still():
+    rng = np.random.default_rng(3)
+    d = Decoder()
+    for kind in ("tilted", "blurred"):
+        frames = [compose(c, kind, rng=rng) for c in CODES]
+        live = sum(any(c.text == code for _ in range(4) for c in d.frame(f)) for f, code in zip(frames, CODES))
+        still = sum(bool(d.still(f)) for f in frames)
+        assert live >= 6 and still == len(CODES), kind
+
+
+def test_decode_empty_frames_find_nothing():
+    rng = np.random.default_rng(1)
+    d = Decoder()
+    for _ in range(50):
+        assert d.frame(compose(None, "empty", rng=rng)) == []
+    assert d.stats.full_passes == 50 // d.full_every
+
+
+def test_decode_strided_view_without_copy():
+    """The Y plane of a YUV420 buffer with stride > width decodes in place."""
+    frame = compose("STRIDED-1", "clean", rng=np.random.default_rng(0))
+    buf = np.full((480 * 3 // 2, 704), 77, np.uint8)  # stride 704 > width 640
+    buf[:480, :640] = frame
+    y = buf[:480, :640]
+    assert not y.flags["C_CONTIGUOUS"]
+    assert [c.text for c in Decoder().frame(y)] == ["STRIDED-1"]
+
+
+def test_decode_keeps_binary_bytes_exact_with_zxing():
+    payload = bytes(range(256))[::3] + b"\x00\xff\xfe"
+    frame = compose(payload, "clean", rng=np.random.default_rng(0), module_px=3)
+    [code] = Decoder().still(frame)
+    assert code.raw == payload
+
+
+def test_decode_large_payload_is_read_and_control_characters_kept():
+    big = "B" * 1500
+    frame = compose(big, "clean", size=(1024, 1024), rng=np.random.default_rng(0), module_px=3)
+    assert Decoder().still(frame)[0].raw == big.encode()
+    ctl = "TICKET\x07\x1b[2J"
+    got = Decoder().still(compose(ctl, "clean", rng=np.random.default_rng(0)))
+    assert got[0].raw == ctl.encode()
+
+
+def test_decode_debounce_one_verdict_per_presentation():
+    t = [0.0]
+    d = Debouncer(2.0, clock=lambda: t[0])
+    assert d.is_new(b"A")
+    for step in range(30):        # held in view for 3 s: still one presentation
+        t[0] += 0.1
+        assert not d.is_new(b"A")
+    t[0] += 2.5                   # taken away, shown again after the window
+    assert d.is_new(b"A")
+    assert d.is_new(b"B")

@@ -1,0 +1,119 @@
+"""Feedback on gpiozero's MockFactory: the pins' recorded histories."""
+
+import time
+
+import pytest
+from gpiozero.pins.mock import MockPWMPin
+
+from gate.events import REASONS
+from gate.feedback import PATTERNS, Feedback
+from tests.conftest import gate_config
+
+R, G, B, BUZ, RELAY = 17, 27, 22, 23, 24
+
+
+def build(tmp_path, mock_factory, **kw):
+    cfg = gate_config(tmp_path, **kw)
+    return Feedback.from_config(cfg.feedback, pin_factory=mock_factory)
+
+
+def test_feedback_every_reason_has_a_distinct_pattern():
+    assert set(PATTERNS) == set(REASONS)
+    assert len({PATTERNS[r] for r in REASONS}) == len(REASONS)
+
+
+def test_feedback_ok_pin_history(tmp_path, mock_factory):
+    fb = build(tmp_path, mock_factory)
+    green, buzzer = mock_factory.pin(G), mock_factory.pin(BUZ)
+    green.clear_states(); buzzer.clear_states()
+    fb.show("ok")
+    time.sleep(1.2)
+    green.assert_states_and_times([(0.0, False), (0.0, True), (1.0, False)])
+    buzzer.assert_states_and_times([(0.0, False), (0.0, True), (0.08, False)])
+    mock_factory.pin(R).assert_states([False])  # red never lit
+    fb.close()
+
+
+def test_feedback_already_used_pin_history(tmp_path, mock_factory):
+    fb = build(tmp_path, mock_factory)
+    red, buzzer = mock_factory.pin(R), mock_factory.pin(BUZ)
+    red.clear_states(); buzzer.clear_states()
+    fb.show("already_used")
+    time.sleep(2.2)
+    red.assert_states_and_times([(0.0, False), (0.0, True), (2.0, False)])
+    buzzer.assert_states_and_times([(0.0, False), (0.0, True), (0.6, False)])
+    fb.close()
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_feedback_first_step_per_reason(tmp_path, mock_factory, reason):
+    fb = build(tmp_path, mock_factory)
+    first = PATTERNS[reason][0]
+    fb.show(reason)
+    time.sleep(0.03)
+    assert (mock_factory.pin(R).state, mock_factory.pin(G).state, mock_factory.pin(B).state) == \
+        tuple(bool(c) for c in first.colour)
+    assert mock_factory.pin(BUZ).state == bool(first.tone)
+    fb.close()
+
+
+def test_feedback_show_never_blocks(tmp_path, mock_factory):
+    fb = build(tmp_path, mock_factory)
+    t0 = time.perf_counter()
+    for r in REASONS * 20:
+        fb.show(r)
+    assert time.perf_counter() - t0 < 0.1
+    fb.close()
+
+
+def test_feedback_newer_verdict_cuts_the_pattern_short(tmp_path, mock_factory):
+    fb = build(tmp_path, mock_factory)
+    fb.show("already_used")
+    time.sleep(0.1)
+    fb.show("ok")
+    time.sleep(0.05)
+    assert mock_factory.pin(G).state and not mock_factory.pin(R).state
+    fb.close()
+
+
+def test_feedback_relay_off_at_start_and_on_close(tmp_path, mock_factory):
+    fb = build(tmp_path, mock_factory)
+    relay = mock_factory.pin(RELAY)
+    assert relay.state == 0
+    fb.relay.on()
+    fb.close()
+    assert relay.state == 0
+    fb.close()  # idempotent
+
+
+def test_feedback_relay_off_when_an_exception_escapes(tmp_path, mock_factory):
+    with pytest.raises(RuntimeError):
+        with build(tmp_path, mock_factory) as fb:
+            fb.relay.on()
+            raise RuntimeError("crash in the loop")
+    assert mock_factory.pin(RELAY).state == 0
+
+
+def test_feedback_tonal_buzzer_plays_tones(tmp_path, mock_factory):
+    cfg = gate_config(tmp_path)
+    cfg.feedback.tonal_buzzer = True
+    fb = Feedback.from_config(cfg.feedback, pin_factory=mock_factory)
+    pin = mock_factory.pin(BUZ)
+    assert isinstance(pin, MockPWMPin)
+    fb.show("ok")
+    time.sleep(0.03)
+    assert pin.frequency and abs(pin.frequency - 1046.5) < 1  # C6
+    time.sleep(0.1)
+    assert pin.frequency is None
+    fb.close()
+
+
+def test_feedback_fault_blink_while_idle(tmp_path, mock_factory):
+    fb = build(tmp_path, mock_factory)
+    fb.set_fault("camera")
+    time.sleep(0.2)
+    assert mock_factory.pin(R).state == 1
+    fb.set_fault(None)
+    time.sleep(0.1)
+    assert mock_factory.pin(R).state == 0
+    fb.close()
