@@ -39,10 +39,11 @@ def read_secret(path: str, env: str) -> str:
     return ""
 
 
-def make_client(m, client_id: str, *, clean_session: bool = True, will=None) -> mqtt.Client:
+def make_client(m, client_id: str, *, clean_session: bool = True, will=None,
+                manual_ack: bool = False) -> mqtt.Client:
     """A paho 2.x client set up from an [mqtt] section (credentials, TLS, will)."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
-                    protocol=mqtt.MQTTv311)
+                    protocol=mqtt.MQTTv311, manual_ack=manual_ack)
     if m.username:
         c.username_pw_set(m.username, read_secret(m.password_file, "GATE_MQTT_PASSWORD") or None)
     if m.tls:

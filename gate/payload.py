@@ -31,7 +31,7 @@ def unpack(data: bytes, max_bytes: int):
     if len(data) > max_bytes:
         raise PayloadError("oversized", f"{len(data)} bytes")
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True, max_buffer_size=max_bytes)
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:  # ValueError, ExtraData, FormatError, StackError, UnicodeDecodeError
         raise PayloadError("bad_msgpack", type(exc).__name__) from None
 

@@ -22,6 +22,14 @@ def scans(venue: str) -> str:
     return f"{ROOT}/{venue}/+/scan"
 
 
+def venue_all(venue: str) -> str:
+    return f"{ROOT}/{venue}/#"
+
+
+def house_prefix(venue: str) -> str:
+    return f"{ROOT}/{venue}/house/"
+
+
 def status(venue: str, gate: str) -> str:
     return f"{ROOT}/{venue}/{gate}/status"
 

@@ -1,0 +1,368 @@
+"""`gate house`: the house-count service.
+
+Subscribes with a persistent session (fixed client id, MQTT 3.1.1 with
+clean_session false, QoS 1), so the broker keeps what arrives while the
+house is down. Scan events are acknowledged to the broker only after they
+are committed to SQLite (paho's manual ack): a house killed at any moment
+loses nothing, and an event delivered twice is stored once (its `id` is the
+primary key). Counts are rebuilt from the database at start.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import queue
+import re
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+import paho.mqtt.client as mqtt
+
+from . import topics
+from .distribute import unpack_list
+from .errors import ConfigError, PayloadError
+from .events import ScanEvent
+from .housecount import HouseCounts
+from .link import guarded, make_client, read_secret
+from .payload import unpack_scan
+
+log = logging.getLogger("gate.house")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS scans (
+    id TEXT PRIMARY KEY, gate TEXT, seq INTEGER, ts INTEGER, event TEXT, ticket TEXT, dir TEXT,
+    result TEXT, reason TEXT, attention TEXT, received INTEGER);
+CREATE TABLE IF NOT EXISTS holders (ticket_id TEXT PRIMARY KEY, holder TEXT, patron TEXT, tags TEXT);
+"""
+PUBLISH_EVERY = 0.25   # retained house topics: at most four updates a second
+MAX_STATUS = 2048
+
+
+def _ha_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+
+
+class HouseService:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.venue = cfg.house.venue
+        storage = Path(cfg.storage.dir)
+        storage.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(storage / "house.db"), check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        self.counts = HouseCounts()
+        self.ids: set[str] = set()
+        self.holders: dict[str, tuple] = {}
+        self.gates: dict[str, dict] = {}
+        self.malformed: dict[str, int] = defaultdict(int)
+        self.duplicates = 0
+        self.inbox: "queue.Queue" = queue.Queue()
+        self.dirty: set[str] = set(cfg.house.capacity)
+        self.listeners: list = []
+        self.lock = threading.Lock()      # guards counts/gates for the HTTP threads
+        self.stop = threading.Event()
+        self.connected = threading.Event()
+        self._announced: set[str] = set()
+        self._load()
+        cid = cfg.house.client_id or f"house-{self.venue}"
+        self.client = make_client(cfg.mqtt, cid, clean_session=False, manual_ack=True)
+        self.client.on_connect = guarded(self._on_connect)
+        self.client.on_disconnect = guarded(lambda *a: self.connected.clear())
+        self.client.on_message = guarded(self._on_message)
+        self.token = read_secret(cfg.house.token_file, "GATE_DASHBOARD_TOKEN") if cfg.house.token_file else ""
+
+    def _load(self) -> None:
+        for tid, holder, patron, tags in self.db.execute("SELECT * FROM holders"):
+            self.holders[tid] = (holder, patron, tags)
+        n = 0
+        for row in self.db.execute("SELECT id, gate, seq, ts, event, ticket, dir, result, reason, attention "
+                                   "FROM scans ORDER BY rowid"):
+            e = ScanEvent(*row[:9], attention=json.loads(row[9]))
+            self.ids.add(e.id)
+            self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
+            n += 1
+        if n:
+            log.info("restored %d scan events from the attendance log", n)
+
+    # -- MQTT (network thread: record and hand on) ----------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.warning("broker refused the connection: %s", reason_code)
+            return
+        log.info("connected (session present: %s)", flags.session_present)
+        # The whole venue tree, so that malformed topic shapes are seen and counted too.
+        client.subscribe(topics.venue_all(self.venue), 1)
+        self.connected.set()
+        self._announce_events(self.cfg.house.capacity)
+
+    def _on_message(self, client, userdata, msg):
+        self.inbox.put((msg.topic, msg.payload, msg.mid, msg.qos))
+
+    # -- the worker ----------------------------------------------------------
+    def _drop(self, kind: str, topic: str, detail=""):
+        self.malformed[kind] += 1
+        if self.malformed[kind] == 1:
+            log.warning("dropping malformed message on %s: %s %s (further ones of this kind are counted)",
+                        topic, kind, detail)
+
+    def _handle_batch(self, batch) -> None:
+        new, acks = [], []
+        for topic, payload, mid, qos in batch:
+            if qos:
+                acks.append((mid, qos))
+            gate = topics.gate_of(topic)
+            kind = topic.rsplit("/", 1)[-1]
+            if topic.startswith(topics.house_prefix(self.venue)):
+                continue  # our own retained counts, echoed back
+            if topic == topics.tickets(self.venue):
+                self._apply_tickets(payload)
+            elif not gate or not topic.startswith(f"{topics.ROOT}/{self.venue}/"):
+                self._drop("unknown_topic", topic)
+            elif kind == "scan":
+                try:
+                    e = unpack_scan(payload)
+                except PayloadError as exc:
+                    self._drop(exc.kind, topic, str(exc))
+                    continue
+                if e.gate != gate:
+                    self._drop("gate_mismatch", topic, e.gate)
+                    continue
+                if e.id in self.ids:
+                    self.duplicates += 1
+                    continue
+                self.ids.add(e.id)
+                new.append(e)
+                self._seen(gate)
+            elif kind in ("status", "health"):
+                self._gate_message(gate, kind, payload, topic)
+            elif kind != "resend":
+                self._drop("unknown_topic", topic)
+        if new:
+            now = int(time.time() * 1000)
+            with self.db:
+                self.db.executemany("INSERT OR IGNORE INTO scans VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                                    [(e.id, e.gate, e.seq, e.ts, e.event, e.ticket, e.dir, e.result, e.reason,
+                                      json.dumps(e.attention), now) for e in new])
+            with self.lock:
+                for e in new:
+                    self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
+        for mid, qos in acks:   # only now, with the events on disk
+            self.client.ack(mid, qos)
+
+    def _seen(self, gate: str) -> None:
+        g = self.gates.setdefault(gate, {"gate": gate, "state": "unknown"})
+        g["last_seen"] = int(time.time() * 1000)
+
+    def _gate_message(self, gate, kind, payload, topic) -> None:
+        if not payload:
+            return  # a cleared retained message
+        if len(payload) > MAX_STATUS:
+            return self._drop("oversized", topic)
+        try:
+            obj = json.loads(payload)
+            if not isinstance(obj, dict):
+                raise ValueError
+        except ValueError:
+            return self._drop("bad_json", topic)
+        with self.lock:
+            self._seen(gate)
+            g = self.gates[gate]
+            if kind == "status":
+                if obj.get("state") not in ("online", "offline"):
+                    return self._drop("bad_field", topic, "state")
+                g.update(state=obj["state"], profile=str(obj.get("profile", "")), version=str(obj.get("version", "")))
+                self._announce_gate(gate)
+            else:
+                g["health"] = {k: obj.get(k) for k in ("fps", "decode_ms_p50", "decode_ms_p95", "outbox_depth",
+                                                       "camera_ok", "ticket_data_version", "cpu_temp", "fault",
+                                                       "dropped")}
+        self.dirty.add("")
+
+    def _apply_tickets(self, payload) -> None:
+        if not payload:
+            return
+        try:
+            _, tickets, _ = unpack_list(payload)
+        except PayloadError as exc:
+            return self._drop(exc.kind, "tickets", str(exc))
+        rows = [(t.ticket_id, t.holder, t.patron, ";".join(t.tags)) for t in tickets]
+        with self.db:
+            self.db.execute("DELETE FROM holders")
+            self.db.executemany("INSERT OR REPLACE INTO holders VALUES (?,?,?,?)", rows)
+        self.holders = {r[0]: r[1:] for r in rows}
+        log.info("holder directory updated: %d tickets", len(rows))
+
+    def _worker(self) -> None:
+        last_pub = 0.0
+        while not self.stop.is_set():
+            batch = []
+            try:
+                batch.append(self.inbox.get(timeout=0.05))
+                while len(batch) < 2000:
+                    batch.append(self.inbox.get_nowait())
+            except queue.Empty:
+                pass
+            if batch:
+                try:
+                    self._handle_batch(batch)
+                except Exception:
+                    log.exception("batch failed; its messages stay unacknowledged and come again")
+            now = time.monotonic()
+            if self.dirty and now - last_pub >= PUBLISH_EVERY:
+                last_pub = now
+                self._publish()
+
+    def _publish(self) -> None:
+        with self.lock:
+            dirty, self.dirty = self.dirty, set()
+            caps = self.cfg.house.capacity
+            snaps = [self.counts.snapshot(ev, caps.get(ev)) for ev in dirty if ev]
+        if self.connected.is_set():
+            self._announce_events([s["event"] for s in snaps])
+            for s in snaps:
+                self.client.publish(topics.house(self.venue, s["event"]), json.dumps(s), qos=1, retain=True)
+                self.client.publish(topics.house_inside(self.venue, s["event"]), str(s["inside"]), qos=1, retain=True)
+        else:
+            with self.lock:
+                self.dirty |= dirty   # publish once the broker is back
+        for q in list(self.listeners):
+            try:
+                q.put_nowait(1)
+            except queue.Full:
+                pass
+
+    # -- Home Assistant discovery --------------------------------------------
+    def _device(self):
+        return {"identifiers": [f"gate_house_{self.venue}"], "name": f"{self.venue} house count",
+                "manufacturer": "gate", "model": "house service"}
+
+    def _announce_events(self, events) -> None:
+        for ev in events:
+            if not ev or ev in self._announced or not self.connected.is_set():
+                continue
+            self._announced.add(ev)
+            oid = _ha_id(f"gate_{self.venue}_{ev}")
+            for what, topic, tmpl in (("inside", topics.house_inside(self.venue, ev), None),
+                                      ("admitted", topics.house(self.venue, ev), "{{ value_json.admitted }}")):
+                cfg = {"name": f"{ev} {what}", "unique_id": f"{oid}_{what}", "state_topic": topic,
+                       "unit_of_measurement": "people", "state_class": "measurement", "device": self._device()}
+                if tmpl:
+                    cfg["value_template"] = tmpl
+                self.client.publish(topics.ha_config("sensor", f"{oid}_{what}"), json.dumps(cfg), qos=1, retain=True)
+
+    def _announce_gate(self, gate: str) -> None:
+        key = "gate:" + gate
+        if key in self._announced or not self.connected.is_set():
+            return
+        self._announced.add(key)
+        oid = _ha_id(f"gate_{self.venue}_{gate}_online")
+        cfg = {"name": f"{gate} online", "unique_id": oid, "device_class": "connectivity",
+               "state_topic": topics.status(self.venue, gate), "value_template": "{{ value_json.state }}",
+               "payload_on": "online", "payload_off": "offline", "device": self._device()}
+        self.client.publish(topics.ha_config("binary_sensor", oid), json.dumps(cfg), qos=1, retain=True)
+
+    # -- queries ---------------------------------------------------------------
+    def api(self) -> dict:
+        with self.lock:
+            caps = self.cfg.house.capacity
+            names = sorted((set(self.counts.events) | set(caps)) - {""})
+            return {"venue": self.venue, "ts": int(time.time() * 1000),
+                    "events": [self.counts.detail(ev, caps.get(ev)) for ev in names],
+                    "gates": sorted((dict(g) for g in self.gates.values()), key=lambda g: g["gate"]),
+                    "arrivals": list(self.counts.arrivals)[::-1][:50],
+                    "malformed": dict(self.malformed), "duplicates": self.duplicates}
+
+    def attendance(self) -> list[dict]:
+        """The attendance log for the box office's CRM: one row per effective admission."""
+        rows, visits = [], defaultdict(set)
+        flagged = {cid for c in self.counts.events.values() for cid in c.conflicts}
+        annulled = {(g, ts) for g, ts in self.db.execute("SELECT gate, ts FROM scans WHERE result='annulled'")}
+        for eid, gate, ts, ev, ticket in self.db.execute(
+                "SELECT id, gate, ts, event, ticket FROM scans WHERE result='admitted' ORDER BY ts"):
+            if (gate, ts) in annulled:
+                continue
+            holder, patron, _ = self.holders.get(ticket, ("", "", ""))
+            if patron:
+                visits[patron].add(ev)
+            rows.append({"ticket": ticket, "holder": holder, "patron": patron, "event": ev, "gate": gate,
+                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts / 1000)),
+                         "conflict": eid in flagged})
+        for r in rows:
+            r["visits"] = len(visits[r["patron"]]) if r["patron"] else 1
+        return rows
+
+    # -- running -----------------------------------------------------------------
+    def start(self) -> None:
+        m = self.cfg.mqtt
+        self.client.connect_async(m.host, m.port, keepalive=m.keepalive)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._worker, name="house", daemon=True)
+        self._thread.start()
+        from .web import serve
+        self.http = serve(self, self.cfg.house.listen)
+
+    def close(self) -> None:
+        self.stop.set()
+        if hasattr(self, "http"):
+            self.http.shutdown()
+            self.http.server_close()
+        if hasattr(self, "_thread"):
+            self._thread.join(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.db.close()
+
+
+def export(service: HouseService, fmt: str, out) -> int:
+    rows = service.attendance()
+    if fmt == "json":
+        json.dump(rows, out, indent=1)
+        out.write("\n")
+    else:
+        w = csv.DictWriter(out, fieldnames=["ticket", "holder", "patron", "event", "gate", "time", "conflict", "visits"])
+        w.writeheader()
+        w.writerows(rows)
+    return len(rows)
+
+
+def main(args) -> int:
+    from .config import load
+    cfg = load(args.config)
+    if cfg.house is None:
+        raise ConfigError(args.config, "house", 0, "gate house needs a [house] section")
+    if args.action == "export":
+        svc = HouseService(cfg)
+        try:
+            if args.out:
+                with open(args.out, "w", newline="", encoding="utf-8") as f:
+                    n = export(svc, args.format, f)
+            else:
+                n = export(svc, args.format, sys.stdout)
+        finally:
+            svc.db.close()
+        print(f"exported {n} admissions", file=sys.stderr)
+        return 0
+    svc = HouseService(cfg)
+    svc.start()
+    log.info("dashboard on http://%s/", cfg.house.listen)
+    from . import systemd
+    systemd.notify("READY=1")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: done.set())
+    signal.signal(signal.SIGINT, lambda *a: done.set())
+    watchdog = systemd.Watchdog()
+    while not done.wait(1.0):
+        if svc._thread.is_alive():
+            watchdog.ping()
+    svc.close()
+    return 0

@@ -1,0 +1,142 @@
+"""The house count: what is true of each performance, from scan events alone.
+
+Events can arrive late and out of order (a gate's outbox drains after an
+outage), so each ticket's events are kept and replayed in time order when one
+arrives; the totals move by the difference. The counts are then the same
+whatever order the same events came in.
+
+Per ticket, in time order: an admission makes it inside (an admission while
+already inside is a conflict: both stand, the later one is flagged); an exit
+makes it outside; an `annulled` event cancels the admission with the same
+gate and time. Exits without a ticket (an exit sensor) count as exits and
+take one off `inside`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+
+from .events import ScanEvent
+
+MINUTES_KEPT = 120
+
+
+@dataclass
+class TicketState:
+    events: list = field(default_factory=list)   # ScanEvents of this ticket (admitted/exited/annulled)
+    admitted: bool = False
+    inside: bool = False
+    conflicts: tuple = ()                          # ids of flagged (later) admissions
+
+
+@dataclass
+class EventCounts:
+    admitted: int = 0          # distinct tickets admitted (annulled ones not)
+    inside_tickets: int = 0
+    anonymous_exits: int = 0
+    exited: int = 0
+    annulled: int = 0
+    rejected: dict = field(default_factory=lambda: defaultdict(int))
+    gates: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    minutes: dict = field(default_factory=lambda: defaultdict(int))   # unix minute -> admissions
+    conflicts: dict = field(default_factory=dict)                      # event id -> conflict info
+
+    @property
+    def inside(self) -> int:
+        return max(0, self.inside_tickets - self.anonymous_exits)
+
+
+def replay(events: list) -> tuple[bool, bool, tuple, int]:
+    """(admitted, inside, conflicting admission ids, admissions) for one ticket's events."""
+    annulled = {(e.gate, e.ts) for e in events if e.result == "annulled"}
+    inside = admitted = False
+    conflicts, admissions = [], 0
+    for e in sorted(events, key=lambda e: (e.ts, e.seq, e.gate)):
+        if e.result == "admitted":
+            if (e.gate, e.ts) in annulled:
+                continue
+            admissions += 1
+            if inside and e.reason != "reentry":
+                conflicts.append(e.id)
+            inside = admitted = True
+        elif e.result == "exited":
+            inside = False
+    return admitted, inside, tuple(conflicts), admissions
+
+
+class HouseCounts:
+    def __init__(self):
+        self.events: dict[str, EventCounts] = defaultdict(EventCounts)
+        self.tickets: dict[tuple, TicketState] = defaultdict(TicketState)
+        self.last_event_at_gate: dict[str, str] = {}
+        self.arrivals: deque = deque(maxlen=200)   # notable arrivals, newest last
+        self.seen = 0
+
+    def add(self, e: ScanEvent, holder: str = "") -> str:
+        """Count one new (not duplicate) event; returns the performance it changed."""
+        self.seen += 1
+        ev = e.event or self.last_event_at_gate.get(e.gate, "")
+        if e.event:
+            self.last_event_at_gate[e.gate] = e.event
+        c = self.events[ev]
+        if e.result == "rejected":
+            c.rejected[e.reason] += 1
+            c.gates[e.gate]["rejected"] += 1
+            return ev
+        if e.result == "exited":
+            c.exited += 1
+            c.gates[e.gate]["exited"] += 1
+            if not e.ticket:
+                c.anonymous_exits += 1
+                return ev
+        if e.result == "annulled":
+            c.annulled += 1
+            c.gates[e.gate]["annulled"] += 1
+        if e.result == "admitted":
+            c.gates[e.gate]["admitted"] += 1
+            c.minutes[e.ts // 60000] += 1
+            if len(c.minutes) > MINUTES_KEPT + 10:
+                for m in sorted(c.minutes)[:-MINUTES_KEPT]:
+                    del c.minutes[m]
+            if e.attention:
+                self.arrivals.append({"ts": e.ts, "gate": e.gate, "event": ev, "ticket": e.ticket,
+                                      "holder": holder, "tags": list(e.attention)})
+        if e.result == "annulled":
+            m = e.ts // 60000
+            if c.minutes.get(m):
+                c.minutes[m] -= 1
+        t = self.tickets[(ev, e.ticket)]
+        t.events.append(e)
+        admitted, inside, conflicts, _ = replay(t.events)
+        c.admitted += int(admitted) - int(t.admitted)
+        c.inside_tickets += int(inside) - int(t.inside)
+        for cid in t.conflicts:
+            c.conflicts.pop(cid, None)
+        for cid in conflicts:
+            flagged = next(x for x in t.events if x.id == cid)
+            first = min((x for x in t.events if x.result == "admitted" and x.id != cid), key=lambda x: x.ts)
+            c.conflicts[cid] = {"ticket": e.ticket, "gate": flagged.gate, "ts": flagged.ts,
+                                "first_gate": first.gate, "first_ts": first.ts}
+        t.admitted, t.inside, t.conflicts = admitted, inside, conflicts
+        return ev
+
+    def snapshot(self, ev: str, capacity: int | None = None) -> dict:
+        """The retained house object of one performance (DESIGN.md)."""
+        c = self.events[ev]
+        return {"event": ev, "inside": c.inside, "admitted": c.admitted, "exited": c.exited,
+                "rejected": sum(c.rejected.values()), "capacity": capacity, "ts": int(time.time() * 1000)}
+
+    def detail(self, ev: str, capacity: int | None = None) -> dict:
+        c = self.events[ev]
+        d = self.snapshot(ev, capacity)
+        now_min = int(time.time() // 60)
+        d.update({
+            "annulled": c.annulled,
+            "rejected_by_reason": dict(c.rejected),
+            "by_gate": {g: dict(v) for g, v in c.gates.items()},
+            "per_minute": [[m * 60000, c.minutes.get(m, 0)] for m in range(now_min - MINUTES_KEPT + 1, now_min + 1)],
+            "conflicts": sorted(c.conflicts.values(), key=lambda x: x["ts"]),
+        })
+        return d
