@@ -328,22 +328,25 @@ class V4L2Source(Source):
 
 
 class SimulatedSource(Source):
-    """Rendered frames of patrons holding up tickets, for the demo and benches.
+    """Rendered frames of patrons holding up tickets, for the demo.
 
-    `next_code` is called for each new patron and returns the code text to
-    show (or None for an empty scene); each ticket is held up for `hold`
-    frames between `gap` empty frames.
+    `next_code()` gives the next patron's code (None: nobody for a while) and
+    raises StopIteration when the crowd is through. Each ticket is held up for
+    `hold` frames after `gap` empty ones; `on_present(code)` and `on_leave()`
+    let the demo press a handheld's trigger or walk a patron through.
     """
 
     name = "simulated"
 
-    def __init__(self, next_code: Callable[[], Optional[str]], fps=15, hold=4, gap=6,
-                 size=(640, 480), seed=0, symbology="qr"):
+    def __init__(self, next_code: Callable[[], Optional[str]], fps=10, hold=4, gap=6, size=(640, 480),
+                 seed=0, symbology="qr", on_present=None, on_leave=None):
         from .render import Scene
         self.next_code, self.fps, self.hold, self.gap = next_code, fps, hold, gap
         self.scene = Scene(size=size, seed=seed)
         self.symbology = symbology
+        self.on_present, self.on_leave = on_present, on_leave
         self._plan: list = []
+        self._presenting = False
         self._seq = 0
         self._next_t = 0.0
         self.rate = fps
@@ -355,6 +358,8 @@ class SimulatedSource(Source):
         self._next_t = time.perf_counter()
 
     def read(self, timeout: float) -> Optional[Frame]:
+        if self.finished:
+            return None
         wait = self._next_t - time.perf_counter()
         if wait > timeout:
             time.sleep(timeout)
@@ -363,13 +368,23 @@ class SimulatedSource(Source):
             time.sleep(wait)
         self._next_t = max(self._next_t + 1.0 / self.rate, time.perf_counter() - 0.5)
         if not self._plan:
-            code = self.next_code()
-            if code is None and self.finished is False and getattr(self.next_code, "exhausted", False):
+            if self._presenting and self.on_leave:
+                self.on_leave()
+            self._presenting = False
+            try:
+                code = self.next_code()
+            except StopIteration:
                 self.finished = True
                 return None
-            self._plan = [None] * self.gap + ([code] * self.hold if code else [])
-        code = self._plan.pop(0)
-        y = self.scene.frame(code, self.symbology)
+            self._plan = [None] * self.gap
+            if code:
+                self._plan += [self.scene.present(code, self.symbology)] * self.hold
+                self._presenting = True
+                if self.on_present:
+                    self.on_present(code)
+        y = self._plan.pop(0)
+        if y is None:
+            y = self.scene.empty
         self._seq += 1
         return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
 

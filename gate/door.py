@@ -64,9 +64,18 @@ class Turnstile:
         return dev
 
     def admit(self, token) -> None:
-        """Release the turnstile for one admitted patron."""
+        """Release the turnstile for one admitted patron.
+
+        One release, one passage: a new admission while an earlier one still
+        waits means that patron has left the turnstile, so the earlier one is
+        annulled now and the next passage belongs to the newest admission.
+        """
         timeout = self.cfg.passage_timeout_s
         with self._cv:
+            while self.pending:
+                _, old = self.pending.popleft()
+                if old is not None:
+                    self.on_annul(old)
             if self.relay is not None and not self.free:
                 if self.cfg.relay_mode == "hold":
                     self.relay.on()

@@ -206,7 +206,11 @@ class GateLink:
         """Seconds since the broker was last reachable (0 when connected)."""
         return 0.0 if self.disconnected_since is None else time.monotonic() - self.disconnected_since
 
-    def close(self) -> None:
+    def close(self, drain_s: float = 3.0) -> None:
+        """Stop, first giving unsent events a bounded moment; what is left goes at next start."""
+        end = time.monotonic() + drain_s
+        while self.connected.is_set() and self.outbox.depth() and time.monotonic() < end:
+            time.sleep(0.05)
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=2)

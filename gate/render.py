@@ -94,21 +94,16 @@ def compose(code: Optional[Union[str, bytes]], kind: str = "clean", size=(640, 4
 
 
 class Scene:
-    """A fixed doorway; frames of patrons presenting tickets at varying spots."""
+    """A fixed doorway; each presentation of a ticket is rendered afresh
+    (its own place, tilt or blur), as a camera would see it."""
 
     def __init__(self, size=(640, 480), seed=0):
         self.size = size
         self.rng = np.random.default_rng(seed)
         self.empty = _background(size, self.rng)
-        self._cache: dict = {}
+        self.presentations = 0
 
-    def frame(self, code: Optional[str], symbology: str = "qr") -> np.ndarray:
-        if code is None:
-            return self.empty
-        key = (code, symbology)
-        if key not in self._cache:
-            if len(self._cache) > 64:
-                self._cache.pop(next(iter(self._cache)))
-            kind = ("clean", "tilted", "blurred", "clean")[len(self._cache) % 4]
-            self._cache[key] = compose(code, kind, self.size, symbology, self.rng)
-        return self._cache[key]
+    def present(self, code: str, symbology: str = "qr") -> np.ndarray:
+        kind = ("clean", "tilted", "blurred", "clean", "low_contrast")[self.presentations % 5]
+        self.presentations += 1
+        return compose(code, kind, self.size, symbology, self.rng)

@@ -217,6 +217,12 @@ class Scanner:
                 if not ready:
                     systemd.notify("READY=1")
                     ready = True
+            if not self.stop.is_set() and self.turnstile is not None:
+                # A finished source: let admissions awaiting a passage resolve (their annulment is a verdict).
+                end = time.monotonic() + self.cfg.turnstile.passage_timeout_s + 1
+                while self.turnstile.pending and time.monotonic() < end and not self.stop.is_set():
+                    time.sleep(0.05)
+                time.sleep(0.1)
             self._drain_control()
             return 0
         finally:

@@ -17,27 +17,10 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from gate.broker import PrivateBroker, free_port, wait_port
 from gate.config import parse
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing answered on port {port}")
 
 
 def wait_for(cond, timeout=10.0, step=0.02, what="condition"):
@@ -50,37 +33,9 @@ def wait_for(cond, timeout=10.0, step=0.02, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class Broker:
-    """A private Mosquitto with its own config, data dir and port."""
-
-    def __init__(self, workdir: Path, acl: str = ""):
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc = None
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
-                 f"persistence_location {self.dir}/", "autosave_interval 1", "max_queued_messages 100000",
-                 "max_inflight_messages 0", f"log_dest file {self.dir}/mosquitto.log"]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        if acl:
-            (self.dir / "acl").write_text(acl)
-            lines.append(f"acl_file {self.dir}/acl")
-        (self.dir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
-
-    def start(self):
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.dir / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(10)
-        self.proc = None
-
-    def kill(self):
-        self.stop(signal.SIGKILL)
+class Broker(PrivateBroker):
+    def __init__(self, workdir, acl=""):
+        super().__init__(workdir, acl)
 
 
 @pytest.fixture
