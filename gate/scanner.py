@@ -248,9 +248,9 @@ class Scanner:
         self.decode_ms.append((time.perf_counter() - t0) * 1000)
         out = []
         for code in codes:
-            if not self.debounce.is_new(code.raw):
-                continue
             if self.trigger is not None and not self.trigger.wants_verdict():
+                break  # this press has had its verdict; what else is in view is not presented
+            if not self.debounce.is_new(code.raw):
                 continue
             out.append(self.admit_code(code, frame.ts_ms))
         return out
