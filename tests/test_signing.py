@@ -1,0 +1,204 @@
+import base64
+import random
+import struct
+import threading
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gate.decide import GateRules, decide
+from gate.distribute import TicketUpdater, pack_list, unpack_list
+from gate.errors import PayloadError
+from gate.events import Code, History, Ticket
+from gate.resolve import Resolver
+from gate.signing import (B45, PretixVerifier, SignedTicketVerifier, b45decode, b45encode, load_public_key,
+                          new_keypair, sign_ticket)
+from gate.tickets import TicketStore
+
+KEY = Ed25519PrivateKey.generate()
+RULES = GateRules("door-a", frozenset({"eve"}))
+
+
+def verdict(store, verifiers, text, now_ms=None):
+    r = Resolver(store, verifiers).resolve(Code("qr", text.encode(), text))
+    h = store.history(r.ticket.ticket_id) if r.ticket else History()
+    return decide(r, h, RULES, now_ms or int(time.time() * 1000))
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = TicketStore(tmp_path / "t.db")
+    yield s
+    s.close()
+
+
+def test_signing_base45_roundtrip_rfc_vectors():
+    assert b45encode(b"AB") == "BB8" and b45encode(b"Hello!!") == "%69 VD92EX0"
+    assert b45decode("QED8WEX0") == b"ietf!"
+    for n in range(0, 40):
+        data = random.Random(n).randbytes(n)
+        assert b45decode(b45encode(data)) == data
+    for bad in ("GGW", "a", "::::"):
+        with pytest.raises(ValueError):
+            b45decode(bad)
+
+
+def test_signing_valid_ticket_admits(store):
+    code = sign_ticket(KEY, "S1", "eve", "stalls")
+    assert set(code) <= set(B45)  # QR alphanumeric mode throughout
+    assert verdict(store, [SignedTicketVerifier([KEY.public_key()])], code).reason == "ok"
+
+
+def test_signing_any_bit_flip_is_forged(store):
+    v = [SignedTicketVerifier([KEY.public_key()])]
+    code = sign_ticket(KEY, "S1", "eve")
+    raw = b45decode(code[4:])
+    for i in range(len(raw)):
+        for bit in (0, 3, 7):
+            flipped = bytearray(raw)
+            flipped[i] ^= 1 << bit
+            assert verdict(store, v, "GT1:" + b45encode(bytes(flipped))).reason == "forged", (i, bit)
+
+
+def test_signing_wrong_key_truncated_overlong_random(store):
+    v = [SignedTicketVerifier([KEY.public_key()])]
+    other = sign_ticket(Ed25519PrivateKey.generate(), "S1", "eve")
+    code = sign_ticket(KEY, "S1", "eve")
+    assert verdict(store, v, other).reason == "forged"
+    assert verdict(store, v, code[:-3]).reason == "forged"
+    assert verdict(store, v, code + "00").reason == "forged"
+    assert verdict(store, v, "GT1:").reason == "forged"
+    rng = random.Random(1)
+    for _ in range(200):
+        assert verdict(store, v, "GT1:" + "".join(rng.choice(B45) for _ in range(rng.randint(0, 200)))).reason == "forged"
+
+
+def test_signing_revoked_after_issue(store):
+    v = [SignedTicketVerifier([KEY.public_key()])]
+    code = sign_ticket(KEY, "S9", "eve")
+    assert verdict(store, v, code).reason == "ok"
+    store.replace_all([], revoked=["S9"])
+    assert verdict(store, v, code).reason == "revoked"
+
+
+def test_signing_validity_edges_and_clock_skew(store):
+    v = [SignedTicketVerifier([KEY.public_key()])]
+    t0 = 1_800_000_000
+    code = sign_ticket(KEY, "S2", "eve", "", t0, t0 + 3600)
+    assert verdict(store, v, code, (t0 - 1) * 1000).reason == "not_yet_valid"
+    assert verdict(store, v, code, t0 * 1000).reason == "ok"
+    assert verdict(store, v, sign_ticket(KEY, "S3", "eve", "", t0, t0 + 3600), (t0 + 3600) * 1000).reason == "ok"
+    assert verdict(store, v, code, (t0 + 3600) * 1000 + 1).reason == "expired"
+    assert verdict(store, v, sign_ticket(KEY, "S4", "other"), t0 * 1000).reason == "wrong_event"
+
+
+def test_signing_key_rotation(store, tmp_path):
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    both = [SignedTicketVerifier([old.public_key(), new.public_key()])]
+    assert verdict(store, both, sign_ticket(old, "R1", "eve")).reason == "ok"
+    assert verdict(store, both, sign_ticket(new, "R2", "eve")).reason == "ok"
+    retired = [SignedTicketVerifier([new.public_key()])]
+    assert verdict(store, retired, sign_ticket(old, "R3", "eve")).reason == "forged"
+
+
+def test_signing_keys_on_disk(tmp_path):
+    kp, pp = new_keypair(tmp_path, "box")
+    assert oct(kp.stat().st_mode & 0o777) == "0o600"
+    assert load_public_key(pp) is not None
+    with pytest.raises(FileExistsError):
+        new_keypair(tmp_path, "box")
+
+
+def test_signing_list_adds_holder_to_signed_ticket(store):
+    v = [SignedTicketVerifier([KEY.public_key()])]
+    code = sign_ticket(KEY, "S7", "eve")
+    store.replace_all([Ticket("S7", "eve", code, holder="Ada Lovelace", seat="A1", tags=("member",))])
+    out = verdict(store, v, code)
+    assert out.reason == "ok" and out.ticket.holder == "Ada Lovelace" and out.ticket.signed
+
+
+def test_tickets_older_list_after_newer_is_ignored(tmp_path):
+    store = TicketStore(tmp_path / "t.db")
+    u = TicketUpdater(tmp_path / "t.db")
+    new = pack_list([Ticket("N1", "eve", "C-N1")], version=2000)
+    old = pack_list([Ticket("O1", "eve", "C-O1")], version=1000)
+    assert u.apply(store, new) and not u.apply(store, old) and not u.apply(store, new)
+    assert store.version == 2000 and store.by_code("C-N1") and store.by_code("C-O1") is None
+    assert not u.apply(store, b"\x00garbage") and u.rejected == 1
+
+
+def test_tickets_update_is_atomic_for_a_reader(tmp_path):
+    """A scan during an update sees the old list or the new one, never a mix."""
+    writer = TicketStore(tmp_path / "t.db")
+    reader = TicketStore(tmp_path / "t.db")
+    old = [Ticket(f"A{i}", "eve", f"A-{i}") for i in range(20000)]
+    new = [Ticket(f"B{i}", "eve", f"B-{i}") for i in range(20000)]
+    writer.replace_all(old, version=1)
+    stop, seen = threading.Event(), set()
+
+    def scan():
+        while not stop.is_set():
+            a = reader.by_code("A-19999") is not None
+            b = reader.by_code("B-0") is not None
+            seen.add((a, b))
+    th = threading.Thread(target=scan)
+    th.start()
+    for v in range(2, 6):
+        writer.replace_all(new if v % 2 == 0 else old, version=v)
+    stop.set()
+    th.join()
+    assert seen <= {(True, False), (False, True)} and len(seen) == 2
+
+
+def test_tickets_list_payload_rejects_malformed():
+    for bad in (b"", b"\xc1", pack_list([])[:-5]):
+        with pytest.raises(PayloadError):
+            unpack_list(bad)
+
+
+# -- pretix_sig1 -------------------------------------------------------------------
+
+def pretix_message():
+    """pretix's Ticket protobuf message, built with the real protobuf runtime."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    fd = descriptor_pb2.FileDescriptorProto(name="pretix_sig1.proto", syntax="proto3")
+    m = fd.message_type.add(name="Ticket")
+    F = descriptor_pb2.FieldDescriptorProto
+    for name, num, typ, opt in (("seed", 1, F.TYPE_STRING, False), ("item", 2, F.TYPE_INT64, False),
+                                ("variation", 3, F.TYPE_INT64, False), ("subevent", 4, F.TYPE_INT64, False),
+                                ("validFromUnixTime", 5, F.TYPE_INT64, True),
+                                ("validUntilUnixTime", 6, F.TYPE_INT64, True)):
+        f = m.field.add(name=name, number=num, type=typ, label=F.LABEL_OPTIONAL)
+        if opt:
+            f.proto3_optional = True
+            f.oneof_index = len(m.oneof_decl)
+            m.oneof_decl.add(name="_" + name)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("Ticket"))
+
+
+def pretix_code(key, **fields):
+    payload = pretix_message()(**fields).SerializeToString()
+    sig = key.sign(payload)
+    blob = bytes([1]) + struct.pack(">HH", len(payload), len(sig)) + payload + sig
+    return base64.b64encode(blob).decode()[::-1]
+
+
+def test_pretix_sig1_tickets(store):
+    key = Ed25519PrivateKey.generate()
+    v = [PretixVerifier(key.public_key(), items={"12": "eve"}, subevents={"7": "matinee"}, zones={"12": "stalls"})]
+    good = pretix_code(key, seed="abcdefgh1234", item=12, variation=0, subevent=0)
+    out = verdict(store, v, good)
+    assert (out.reason, out.ticket.ticket_id, out.ticket.zone) == ("ok", "pretix-abcdefgh1234", "stalls")
+    assert verdict(store, v, pretix_code(key, seed="s2", item=12, subevent=7)).reason == "wrong_event"
+    t0 = 1_800_000_000
+    timed = pretix_code(key, seed="s3", item=12, validFromUnixTime=t0, validUntilUnixTime=t0 + 60)
+    assert verdict(store, v, timed, (t0 - 1) * 1000).reason == "not_yet_valid"
+    assert verdict(store, v, timed, (t0 + 61) * 1000).reason == "expired"
+    assert verdict(store, v, pretix_code(Ed25519PrivateKey.generate(), seed="s4", item=12)).reason == "forged"
+    blob = bytearray(base64.b64decode(good[::-1]))
+    blob[8] ^= 0x10
+    assert verdict(store, v, base64.b64encode(bytes(blob)).decode()[::-1]).reason == "forged"
+    assert verdict(store, v, "CODE-NOT-PRETIX").reason == "unknown"
