@@ -1,0 +1,145 @@
+"""`gate doctor -c FILE`: is this gate ready for the doors to open?
+
+Each check prints OK or FAIL with what to do about it; exit 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+MIN_FREE_MB = 200
+STALE_DAYS = 7
+
+
+def check_camera(cfg):
+    from .camera import open_source
+    src = open_source(cfg.camera.source, cfg.camera)
+    try:
+        src.start()
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            f = src.read(0.5)
+            if f is not None:
+                h, w = f.y.shape
+                f.release()
+                return True, f"{src.name} delivering {w}x{h} frames"
+            if src.finished:
+                break
+        return False, f"{src.name} started but delivered no frame in 5 s: check the cable and lighting"
+    finally:
+        src.close()
+
+
+def check_gpio(cfg):
+    from gpiozero.exc import BadPinFactory, GPIOPinInUse
+    from .feedback import Feedback
+    try:
+        fb = Feedback.from_config(cfg.feedback)
+    except BadPinFactory as exc:
+        return False, f"no GPIO pin factory ({exc}): apt install python3-lgpio, and add the user to the 'gpio' group"
+    except GPIOPinInUse as exc:
+        return False, f"{exc}: another process holds the pin (is gate-scan.service running? stop it first)"
+    names = ", ".join(sorted(fb._order)) or "nothing fitted"
+    fb.close()
+    return True, f"pins usable ({names})"
+
+
+def check_broker(cfg):
+    if not cfg.mqtt.enabled:
+        return True, "MQTT disabled in config"
+    from .link import make_client
+    result = {}
+    done = threading.Event()
+
+    def on_connect(c, u, flags, rc, props):
+        result["rc"] = rc
+        done.set()
+    c = make_client(cfg.mqtt, f"doctor-{int(time.time())}")
+    c.on_connect = on_connect
+    try:
+        c.connect(cfg.mqtt.host, cfg.mqtt.port, keepalive=10)
+    except OSError as exc:
+        return False, (f"cannot reach {cfg.mqtt.host}:{cfg.mqtt.port} ({exc.strerror or exc}): check the "
+                       "house broker is running (systemctl status mosquitto) and the [mqtt] host and port")
+    c.loop_start()
+    try:
+        if not done.wait(5):
+            return False, f"{cfg.mqtt.host}:{cfg.mqtt.port} accepted TCP but never answered MQTT (TLS setting?)"
+        rc = result["rc"]
+        if rc.is_failure:
+            return False, f"broker refused us: {rc}; check [mqtt] username and the password file / GATE_MQTT_PASSWORD"
+        return True, f"connected to {cfg.mqtt.host}:{cfg.mqtt.port}"
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def check_clock(cfg):
+    from .scanner import clock_synchronised
+    if clock_synchronised():
+        return True, time.strftime("synchronised, %Y-%m-%d %H:%M:%S %Z")
+    return False, ("clock not synchronised: ticket validity and the attendance log depend on it; "
+                   "check `timedatectl` and that NTP (systemd-timesyncd) can reach a server")
+
+
+def check_tickets(cfg):
+    from .signing import load_verifiers
+    from .tickets import TicketStore
+    try:
+        verifiers = load_verifiers(cfg)
+    except (OSError, ValueError) as exc:
+        return False, f"signing keys: {exc}"
+    path = Path(cfg.storage.dir) / "tickets.db"
+    if not path.exists() and not verifiers:
+        return False, "no ticket data: run `gate tickets import -c CONFIG LIST` or publish a list from the box office"
+    n, version = 0, 0
+    if path.exists():
+        st = TicketStore(path)
+        n, version = st.count(), st.version
+        st.close()
+    if not n and not verifiers:
+        return False, "the ticket store is empty and no signing keys are configured"
+    age_days = (time.time() * 1000 - version) / 86_400_000 if version else None
+    keys = f", {len(verifiers)} signature verifier(s)" if verifiers else ""
+    if age_days is not None and age_days > STALE_DAYS:
+        return False, f"{n} tickets but the data is {age_days:.0f} days old: import tonight's list"
+    return True, f"{n} tickets (data version {version}){keys}"
+
+
+def check_disk(cfg):
+    d = Path(cfg.storage.dir)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe = d / ".doctor"
+        probe.write_text("x")
+        probe.unlink()
+    except OSError as exc:
+        return False, f"cannot write {d} ({exc.strerror}): check ownership (chown gate:gate) or StateDirectory"
+    free = shutil.disk_usage(d).free // (1024 * 1024)
+    if free < MIN_FREE_MB:
+        return False, f"only {free} MB free under {d}: the outbox needs room while the broker is away"
+    return True, f"{free} MB free under {d}"
+
+
+def main(args) -> int:
+    from .config import load
+    cfg = load(args.config)
+    checks = [("clock", check_clock), ("storage", check_disk)]
+    if cfg.gate is not None:
+        checks = [("camera", check_camera), ("gpio", check_gpio), ("broker", check_broker),
+                  ("tickets", check_tickets)] + checks
+    else:
+        checks = [("broker", check_broker)] + checks
+    failed = 0
+    for name, fn in checks:
+        try:
+            ok, msg = fn(cfg)
+        except Exception as exc:
+            ok, msg = False, f"{type(exc).__name__}: {exc}"
+        failed += not ok
+        print(f"{'OK  ' if ok else 'FAIL'} {name:<8} {msg}", flush=True)
+    print("ready" if not failed else f"{failed} problem(s): fix them before the doors open")
+    return 1 if failed else 0
