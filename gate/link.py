@@ -50,7 +50,7 @@ def make_client(m, client_id: str, *, clean_session: bool = True, will=None,
         c.tls_set(ca_certs=m.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
     if will:
         c.will_set(*will)
-    c.reconnect_delay_set(1, 10)
+    c.reconnect_delay_set(1, 1)  # a few gates on a LAN: retry every second, back quickly after an outage
     return c
 
 
@@ -68,7 +68,7 @@ def guarded(fn):
 class GateLink:
     """The gate's connection to the broker, on its own threads."""
 
-    INFLIGHT = 100
+    INFLIGHT = 1000
 
     def __init__(self, cfg, outbox_path, *, profile: str, on_remote_scan: Callable = None,
                  on_tickets: Callable = None, health: Callable[[], dict] = None, health_every: float = 10.0):
@@ -150,10 +150,11 @@ class GateLink:
     def _take_acks(self, wait: float) -> list[int]:
         """Sequence numbers the broker acknowledged since the last call."""
         acked, mids = [], []
+        end = time.monotonic() + wait
         try:
-            mids.append(self.acks.get(timeout=wait) if wait else self.acks.get_nowait())
-            while True:
-                mids.append(self.acks.get_nowait())
+            while True:  # gather for up to `wait`, so each pass moves a batch, not a handful
+                left = end - time.monotonic()
+                mids.append(self.acks.get(timeout=left) if left > 0 else self.acks.get_nowait())
         except queue.Empty:
             pass
         for mid in mids:
@@ -179,7 +180,7 @@ class GateLink:
                 self.early.clear()
             acked = self._take_acks(0)
             room = self.INFLIGHT - len(self.inflight)
-            if room > 0:
+            if room >= self.INFLIGHT // 4 or not self.inflight:  # refill in large batches
                 for seq, payload in self.outbox.pending(self.sent_up_to, room):
                     info = self.client.publish(topics.scan(self.venue, self.gate), payload, qos=1)
                     if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -189,6 +190,7 @@ class GateLink:
                     else:
                         self.inflight[info.mid] = seq
                     self.sent_up_to = seq
+            acked += self._take_acks(0.02 if self.inflight else 0.05)
             self.outbox.ack(acked)
             now = time.monotonic()
             if self.early:
@@ -199,8 +201,6 @@ class GateLink:
                     self.client.publish(topics.health(self.venue, self.gate), json.dumps(self.health()), qos=0)
                 except Exception:
                     log.exception("health report failed")
-            if not acked:
-                self.outbox.ack(self._take_acks(0.02))
 
     def offline_for(self) -> float:
         """Seconds since the broker was last reachable (0 when connected)."""
