@@ -142,17 +142,18 @@ class HouseService:
                     continue
                 self.ids.add(e.id)
                 new.append(e)
-                self._seen(gate)
             elif kind in ("status", "health"):
                 self._gate_message(gate, kind, payload, topic)
             elif kind != "resend":
                 self._drop("unknown_topic", topic)
         if new:
             now = int(time.time() * 1000)
+            for gate in {e.gate for e in new}:
+                self._seen(gate)
             with self.db:
                 self.db.executemany("INSERT OR IGNORE INTO scans VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                                     [(e.id, e.gate, e.seq, e.ts, e.event, e.ticket, e.dir, e.result, e.reason,
-                                      json.dumps(e.attention), now) for e in new])
+                                      json.dumps(e.attention) if e.attention else "[]", now) for e in new])
             with self.lock:
                 for e in new:
                     self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))

@@ -14,14 +14,17 @@ from .tickets import parse_time
 
 
 def qr_png(code: str, path: Path, module_px: int = 6) -> int:
-    """Write the code as a QR PNG (alphanumeric mode when it fits); returns the QR version."""
-    import segno
+    """Write the code as a QR PNG (error correction M; zxing-cpp's C++ encoder picks
+    alphanumeric mode for Base45); returns the QR version."""
+    import zxingcpp
     from PIL import Image
-    qr = segno.make_qr(code, error="m")
-    m = np.array([[bool(v) for v in row] for row in qr.matrix_iter(border=4)], dtype=bool)
-    img = np.kron(np.where(m, 0, 255).astype(np.uint8), np.ones((module_px, module_px), np.uint8))
-    Image.fromarray(img).save(path, optimize=False, compress_level=1)
-    return qr.version
+    sym = zxingcpp.create_barcode(code, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
+    m = np.asarray(zxingcpp.write_barcode_to_image(sym, scale=1, add_quiet_zones=False))
+    version = (m.shape[0] - 17) // 4
+    m = np.pad(m, 4, constant_values=255)                     # quiet zone of 4 modules
+    img = np.repeat(np.repeat(m, module_px, 0), module_px, 1)
+    Image.fromarray(img).convert("1").save(path, optimize=False)
+    return version
 
 
 def issue(args) -> int:

@@ -19,8 +19,7 @@ def symbol_modules(data: Union[str, bytes], symbology: str = "qr") -> np.ndarray
     """The symbol as a 2-D bool array of modules (True = dark), quiet zone included."""
     if symbology == "qr":
         import segno
-        qr = segno.make_qr(data, error="m") if isinstance(data, bytes) else segno.make_qr(data, error="m")
-        return np.array([[bool(v) for v in row] for row in qr.matrix_iter(border=4)], dtype=bool)
+        return np.pad(np.array(segno.make_qr(data, error="m").matrix, dtype=bool), 4)
     import zxingcpp
     fmt = {"code128": zxingcpp.BarcodeFormat.Code128, "datamatrix": zxingcpp.BarcodeFormat.DataMatrix,
            "aztec": zxingcpp.BarcodeFormat.Aztec, "pdf417": zxingcpp.BarcodeFormat.PDF417}[symbology]

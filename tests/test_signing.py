@@ -202,3 +202,19 @@ def test_pretix_sig1_tickets(store):
     blob[8] ^= 0x10
     assert verdict(store, v, base64.b64encode(bytes(blob)).decode()[::-1]).reason == "forged"
     assert verdict(store, v, "CODE-NOT-PRETIX").reason == "unknown"
+
+
+def test_signing_issue_command_end_to_end(tmp_path, store):
+    from tests.conftest import run_gate_cli
+    r = run_gate_cli("keys", "new", "--out", str(tmp_path / "keys"), "--name", "box")
+    assert r.returncode == 0, r.stderr
+    r = run_gate_cli("tickets", "issue", "--key", str(tmp_path / "keys/box.key"), "--event", "eve", "--count", "5",
+                     "--zone", "stalls", "--valid-until", "2099-01-01T00:00:00+00:00", "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert "QR symbol versions: v8: 5" in r.stdout and "issuing eve" in r.stderr
+    pngs = sorted((tmp_path / "out/qr").glob("*.png"))
+    r = run_gate_cli("decode", str(pngs[0]))
+    code = __import__("json").loads(r.stdout.split("\t")[2])
+    v = [SignedTicketVerifier([load_public_key(tmp_path / "keys/box.pub")])]
+    out = verdict(store, v, code)
+    assert out.reason == "ok" and out.ticket.ticket_id == pngs[0].stem and out.ticket.zone == "stalls"
