@@ -256,9 +256,10 @@ class Scanner:
         return out
 
     def admit_code(self, code, ts_ms: int) -> Verdict:
-        res = self.resolver.resolve(code)
-        t = res.ticket
-        hist = self.store.history(t.ticket_id) if t is not None else History()
+        with self.store.snapshot():
+            res = self.resolver.resolve(code)
+            t = res.ticket
+            hist = self.store.history(t.ticket_id) if t is not None else History()
         v = decide(res, hist, self.rules, ts_ms)
         v.attention, v.level, v.greeting = attention(t, self.cfg.hospitality.tags)
         self.feedback.show(v.reason, v.level if v.admitted else "", display_lines(v))

@@ -7,6 +7,7 @@ the old list or the new one, never a mix (one transaction, WAL mode).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -259,6 +260,16 @@ class TicketStore:
             db.execute("ROLLBACK")
             raise
         return version
+
+    @contextlib.contextmanager
+    def snapshot(self):
+        """All reads inside see one version of the data (one read transaction):
+        a scan during an update sees the old list or the new one, never a mix."""
+        self.db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self.db.execute("COMMIT")
 
     def by_code(self, code: str) -> Optional[Ticket]:
         row = self.db.execute("SELECT * FROM tickets WHERE code=?", (code,)).fetchone()
