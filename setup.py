@@ -19,7 +19,7 @@ setup(
         "Pillow>=9.4",
     ],
     extras_require={
-        "dev": ["pytest>=7", "protobuf>=4"],
+        "dev": ["pytest>=7", "protobuf>=4", "playwright>=1.40"],  # playwright drives Debian's chromium
         "v4l2": ["opencv-python-headless>=4.6"],
         "oled": ["luma.oled>=3.12"],
         # picamera2 comes from apt (python3-picamera2) on the Pi: it cannot be pip-installed elsewhere.

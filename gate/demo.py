@@ -194,6 +194,17 @@ def main(args) -> int:
             print(f"gate demo: cannot listen on {args.listen} ({exc.strerror}); try --listen 127.0.0.1:8090",
                   file=sys.stderr)
             return 1
+        # As the box office would (gate tickets import --publish): the list, retained, for
+        # the house's names in the arrivals feed and the attendance log.
+        from . import topics
+        from .distribute import pack_list
+        from .link import make_client
+        box = make_client(house.cfg.mqtt, "box-office-demo")
+        box.connect("127.0.0.1", broker.port)
+        box.loop_start()
+        box.publish(topics.tickets("demo"), pack_list(tickets), qos=1, retain=True).wait_for_publish(10)
+        box.disconnect()
+        box.loop_stop()
         term = Terminal()
         for gid, profile in (("door-a", "turnstile"), ("door-b", "turnstile"), ("usher-1", "handheld")):
             relay = "relay = 24" if profile == "turnstile" else ""
