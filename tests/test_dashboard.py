@@ -60,6 +60,7 @@ def test_dashboard_live_counts_offline_gate_and_house_restart(tmp_path, broker, 
     gate = subprocess.Popen([sys.executable, "-m", "tests.gate_burst", gcfg.path, "0", "1", "0"],
                             stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
     wait_for(lambda: page.locator('tr[data-gate="door-x"].online').count() == 1, 10, what="door-x online")
+    wait_for(lambda: text(page, '[data-event="eve"] [data-k="admitted"]') == "3", 10, what="door-x's admission")
     gate.send_signal(signal.SIGKILL)
     gate.wait()
     t0 = time.monotonic()
