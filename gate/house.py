@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS scans (
 CREATE TABLE IF NOT EXISTS holders (ticket_id TEXT PRIMARY KEY, holder TEXT, patron TEXT, tags TEXT);
 """
 PUBLISH_EVERY = 0.25   # retained house topics: at most four updates a second
+GAP_GRACE_S = 3.0      # a missing seq this old is asked for again (events can arrive out of order)
+GAP_ASKS = 3           # asked this often in vain: reported as unrecovered
+GAP_WINDOW = 10_000    # seqs tracked behind each gate's newest
 MAX_STATUS = 2048
 
 
@@ -66,6 +69,7 @@ class HouseService:
         self.gates: dict[str, dict] = {}
         self.malformed: dict[str, int] = defaultdict(int)
         self.duplicates = 0
+        self.seqs: dict[str, dict] = {}        # gate -> {"max": n, "missing": {seq: [since, asks, last_ask]}}
         self.inbox: "queue.Queue" = queue.Queue()
         self.dirty: set[str] = set(cfg.house.capacity)
         self.listeners: list = []
@@ -89,6 +93,7 @@ class HouseService:
                                    "FROM scans ORDER BY rowid"):
             e = ScanEvent(*row[:9], attention=json.loads(row[9]))
             self.ids.add(e.id)
+            self._track_seq(e.gate, e.seq)
             self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
             n += 1
         if n:
@@ -141,6 +146,7 @@ class HouseService:
                     self.duplicates += 1
                     continue
                 self.ids.add(e.id)
+                self._track_seq(e.gate, e.seq)
                 new.append(e)
             elif kind in ("status", "health"):
                 self._gate_message(gate, kind, payload, topic)
@@ -159,6 +165,39 @@ class HouseService:
                     self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
         for mid, qos in acks:   # only now, with the events on disk
             self.client.ack(mid, qos)
+
+    def _track_seq(self, gate: str, seq: int) -> None:
+        """Note a gate's sequence number; a jump leaves gaps to ask that gate for."""
+        g = self.seqs.setdefault(gate, {"max": 0, "missing": {}, "lost": 0})
+        if seq > g["max"]:
+            now = time.monotonic()
+            for missing in range(max(g["max"] + 1, seq - GAP_WINDOW), seq):
+                g["missing"][missing] = [now, 0, 0.0]
+            g["max"] = seq
+        else:
+            g["missing"].pop(seq, None)
+
+    def _ask_for_gaps(self) -> None:
+        """Ask each gate, over its resend topic, for events the broker never handed us
+        (say it was killed between acknowledging a gate and delivering to us)."""
+        now = time.monotonic()
+        for gate, g in self.seqs.items():
+            due = [s for s, (since, asks, last) in g["missing"].items()
+                   if now - since > GAP_GRACE_S and now - last > GAP_GRACE_S]
+            if not due or not self.connected.is_set():
+                continue
+            for s in due[:500]:
+                entry = g["missing"][s]
+                if entry[1] >= GAP_ASKS:
+                    del g["missing"][s]
+                    g["lost"] += 1
+                    log.error("gate %s: event seq %d never arrived and the gate no longer has it", gate, s)
+                else:
+                    entry[1], entry[2] = entry[1] + 1, now
+            asked = [s for s in due[:500] if s in g["missing"]]
+            if asked:
+                log.warning("gate %s: asking again for %d missing event(s)", gate, len(asked))
+                self.client.publish(topics.resend(self.venue, gate), json.dumps({"seqs": asked}), qos=1)
 
     def _seen(self, gate: str) -> None:
         g = self.gates.setdefault(gate, {"gate": gate, "state": "unknown"})
@@ -204,7 +243,7 @@ class HouseService:
         log.info("holder directory updated: %d tickets", len(rows))
 
     def _worker(self) -> None:
-        last_pub = 0.0
+        last_pub = last_gaps = 0.0
         while not self.stop.is_set():
             batch = []
             try:
@@ -219,6 +258,9 @@ class HouseService:
                 except Exception:
                     log.exception("batch failed; its messages stay unacknowledged and come again")
             now = time.monotonic()
+            if now - last_gaps >= 1.0:
+                last_gaps = now
+                self._ask_for_gaps()
             if self.dirty and now - last_pub >= PUBLISH_EVERY:
                 last_pub = now
                 self._publish()
@@ -279,7 +321,9 @@ class HouseService:
             names = sorted((set(self.counts.events) | set(caps)) - {""})
             return {"venue": self.venue, "ts": int(time.time() * 1000),
                     "events": [self.counts.detail(ev, caps.get(ev)) for ev in names],
-                    "gates": sorted((dict(g) for g in self.gates.values()), key=lambda g: g["gate"]),
+                    "gates": sorted(({**g, "missing": len(self.seqs.get(g["gate"], {}).get("missing", ())),
+                                      "unrecovered": self.seqs.get(g["gate"], {}).get("lost", 0)}
+                                     for g in self.gates.values()), key=lambda g: g["gate"]),
                     "arrivals": list(self.counts.arrivals)[::-1][:50],
                     "malformed": dict(self.malformed), "duplicates": self.duplicates}
 

@@ -83,6 +83,7 @@ class GateLink:
         self.connected = threading.Event()
         self.disconnected_since: Optional[float] = time.monotonic()
         self.acks: "queue.Queue[int]" = queue.Queue()
+        self.resend_requests: "queue.Queue[list]" = queue.Queue()
         self.inflight: dict[int, int] = {}   # mid -> seq
         self.sent_up_to = 0
         self.dropped: dict[str, int] = {}
@@ -114,7 +115,8 @@ class GateLink:
             return
         log.info("connected to %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
         client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
-        client.subscribe([(topics.scans(self.venue), 1), (topics.tickets(self.venue), 1)])
+        client.subscribe([(topics.scans(self.venue), 1), (topics.tickets(self.venue), 1),
+                          (topics.resend(self.venue, self.gate), 1)])
         self._gen += 1
         self.disconnected_since = None
         self.connected.set()
@@ -129,6 +131,14 @@ class GateLink:
         self.acks.put(mid)
 
     def _on_message(self, client, userdata, msg):
+        if msg.topic == topics.resend(self.venue, self.gate):
+            try:
+                seqs = json.loads(msg.payload)["seqs"]
+                if isinstance(seqs, list) and all(isinstance(x, int) for x in seqs):
+                    self.resend_requests.put(seqs)
+            except (ValueError, KeyError, TypeError):
+                self.dropped["bad_resend"] = self.dropped.get("bad_resend", 0) + 1
+            return
         if msg.topic == topics.tickets(self.venue):
             if self.on_tickets and msg.payload:
                 self.on_tickets(msg.payload)
@@ -190,6 +200,12 @@ class GateLink:
                     else:
                         self.inflight[info.mid] = seq
                     self.sent_up_to = seq
+            try:
+                for payload in self.outbox.sent_payloads(self.resend_requests.get_nowait()):
+                    # Already acknowledged once: resent for the house, whose `id` check counts it once.
+                    self.client.publish(topics.scan(self.venue, self.gate), payload, qos=1)
+            except queue.Empty:
+                pass
             acked += self._take_acks(0.02 if self.inflight else 0.05)
             self.outbox.ack(acked)
             now = time.monotonic()

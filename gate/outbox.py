@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from .payload import pack_scan
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sent (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL, acked INTEGER NOT NULL);
 """
+KEEP_SENT_MS = 24 * 3600 * 1000   # acknowledged events kept a day, for the house to ask again
 
 
 class Outbox:
@@ -73,15 +76,29 @@ class Outbox:
         if seqs:
             with self._lock:
                 self._set_sync(False)
+                now = int(time.time() * 1000)
                 self.db.execute("BEGIN IMMEDIATE")
                 try:
                     for i in range(0, len(seqs), 500):
                         part = seqs[i:i + 500]
-                        self.db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(part))})", part)
+                        marks = ",".join("?" * len(part))
+                        self.db.execute(f"INSERT OR REPLACE INTO sent SELECT seq, payload, {now} FROM outbox "
+                                        f"WHERE seq IN ({marks})", part)
+                        self.db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", part)
+                    if seqs[0] % 1000 < len(seqs):  # now and then: forget what is older than a day
+                        self.db.execute("DELETE FROM sent WHERE acked < ?", (now - KEEP_SENT_MS,))
                     self.db.execute("COMMIT")
                 except BaseException:
                     self.db.execute("ROLLBACK")
                     raise
+
+    def sent_payloads(self, seqs) -> list[bytes]:
+        """Acknowledged events the house asks for again (those still kept)."""
+        seqs = [int(x) for x in seqs][:1000]
+        if not seqs:
+            return []
+        return [r[0] for r in self.db.execute(
+            f"SELECT payload FROM sent WHERE seq IN ({','.join('?' * len(seqs))}) ORDER BY seq", seqs)]
 
     def depth(self) -> int:
         return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]

@@ -5,6 +5,7 @@
 | gate/<venue>/<gate>/scan               | msgpack scan event | 1 / no       |
 | gate/<venue>/<gate>/status             | JSON, last will    | 1 / yes      |
 | gate/<venue>/<gate>/health             | JSON               | 0 / no       |
+| gate/<venue>/<gate>/resend             | JSON {"seqs": []}  | 1 / no       |
 | gate/<venue>/tickets                   | msgpack ticket list| 1 / yes      |
 | gate/<venue>/house/<event>             | JSON counts        | 1 / yes      |
 | gate/<venue>/house/<event>/inside      | plain integer      | 1 / yes      |
@@ -44,6 +45,11 @@ def health(venue: str, gate: str) -> str:
 
 def healths(venue: str) -> str:
     return f"{ROOT}/{venue}/+/health"
+
+
+def resend(venue: str, gate: str) -> str:
+    """House -> gate: JSON {"seqs": [...]} of scan events the house never received."""
+    return f"{ROOT}/{venue}/{gate}/resend"
 
 
 def tickets(venue: str) -> str:

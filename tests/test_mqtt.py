@@ -301,3 +301,32 @@ def test_house_export_attendance_log(tmp_path, broker, house):
     out = io.StringIO()
     export(house, "json", out)
     assert json.loads(out.getvalue())[1]["holder"] == "Alan Turing"
+
+
+def test_mqtt_events_the_broker_lost_are_recovered_from_the_gate(tmp_path, broker):
+    """Events acknowledged by the broker but never delivered (no house session yet; the same as a
+    broker killed before handing them on) are asked for by seq and resent by the gate."""
+    from gate.link import GateLink
+    from gate.outbox import Outbox
+    cfg = gate_config(tmp_path, gate="door-r", port=broker.port, mqtt_on=True)
+    path = tmp_path / "state-door-r" / "outbox.db"
+    outbox = Outbox(path)
+    link = GateLink(cfg, path, profile="turnstile")
+    link.start()
+    wait_for(link.connected.is_set)
+    for i in range(5):
+        outbox.append("door-r", int(time.time() * 1000), "eve", f"R{i}", "in", "admitted", "ok")
+    wait_for(lambda: outbox.depth() == 0, what="acknowledged by the broker")   # and dropped: nobody listens
+    hcfg = house_config(tmp_path, broker.port, "house-r")
+    house = HouseService(hcfg)
+    house.start()
+    try:
+        wait_for(house.connected.is_set)
+        outbox.append("door-r", int(time.time() * 1000), "eve", "R5", "in", "admitted", "ok")
+        wait_for(lambda: eve(api(hcfg))["admitted"] == 1, what="the live event")
+        wait_for(lambda: eve(api(hcfg))["admitted"] == 6, 15, what="the five lost ones, resent")
+        g = next(g for g in api(hcfg)["gates"] if g["gate"] == "door-r")
+        assert g["missing"] == 0 and g["unrecovered"] == 0
+    finally:
+        house.close()
+        link.close()
