@@ -176,18 +176,58 @@ class Picamera2Source(Source):
                 cam.close()
 
 
-class ReplaySource(Source):
+class MemorySource(Source):
+    """Frames from an iterable (in memory for benches and tests), paced like a camera
+    at `fps`; fps=0 hands them over as fast as they are read."""
+
+    name = "memory"
+
+    def __init__(self, frames=(), fps: float = 0.0):
+        self._frames: Optional[Iterator[np.ndarray]] = iter(frames)
+        self.fps = fps
+        self._next_t = 0.0
+        self._seq = 0
+
+    def start(self) -> None:
+        self._next_t = time.perf_counter()
+
+    def _wait_turn(self, timeout: float, fps: float) -> bool:
+        """Sleep until the next frame is due; False when that is more than `timeout` away."""
+        if not fps:
+            return True
+        wait = self._next_t - time.perf_counter()
+        if wait > timeout:
+            time.sleep(timeout)
+            return False
+        if wait > 0:
+            time.sleep(wait)
+        self._next_t = max(self._next_t + 1.0 / fps, time.perf_counter() - 1.0)  # bounded catch-up
+        return True
+
+    def _emit(self, y: np.ndarray) -> Frame:
+        self._seq += 1
+        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
+
+    def read(self, timeout: float) -> Optional[Frame]:
+        if self._frames is None or self.finished or not self._wait_turn(timeout, self.fps):
+            return None
+        y = next(self._frames, None)
+        if y is None:
+            self.finished = True
+            return None
+        return self._emit(y)
+
+
+class ReplaySource(MemorySource):
     """A folder of images (name order) or a video file, paced like a camera."""
 
     name = "replay"
 
     def __init__(self, path, fps: float = 30.0, loop: bool = False):
+        super().__init__((), fps)
         self.path = Path(path)
-        self.fps = fps
         self.loop = loop
-        self._frames: Optional[Iterator[np.ndarray]] = None
-        self._next_t = 0.0
-        self._seq = 0
+        self._frames = None
 
     def start(self) -> None:
         if not self.path.exists():
@@ -199,7 +239,7 @@ class ReplaySource(Source):
             self._frames = self._images(files)
         else:
             self._frames = self._video(self.path)
-        self._next_t = time.perf_counter()
+        super().start()
 
     def _images(self, files):
         while True:
@@ -224,57 +264,6 @@ class ReplaySource(Source):
                 yield bgr[:, :, 1] if bgr.ndim == 3 else bgr  # green ~ luminance, a view
         finally:
             cap.release()
-
-    def read(self, timeout: float) -> Optional[Frame]:
-        if self._frames is None or self.finished:
-            return None
-        if self.fps:
-            wait = self._next_t - time.perf_counter()
-            if wait > timeout:
-                time.sleep(timeout)
-                return None
-            if wait > 0:
-                time.sleep(wait)
-            self._next_t = max(self._next_t + 1.0 / self.fps, time.perf_counter() - 1.0)
-        y = next(self._frames, None)
-        if y is None:
-            self.finished = True
-            return None
-        self._seq += 1
-        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
-
-
-class MemorySource(Source):
-    """Frames held in memory (benches, tests), optionally paced; fps=0 is as fast as consumed."""
-
-    name = "memory"
-
-    def __init__(self, frames, fps: float = 0.0):
-        self._it = iter(frames)
-        self.fps = fps
-        self._next_t = 0.0
-        self._seq = 0
-
-    def start(self) -> None:
-        self._next_t = time.perf_counter()
-
-    def read(self, timeout: float) -> Optional[Frame]:
-        if self.finished:
-            return None
-        if self.fps:
-            wait = self._next_t - time.perf_counter()
-            if wait > timeout:
-                time.sleep(timeout)
-                return None
-            if wait > 0:
-                time.sleep(wait)
-            self._next_t += 1.0 / self.fps
-        y = next(self._it, None)
-        if y is None:
-            self.finished = True
-            return None
-        self._seq += 1
-        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
 
 
 class V4L2Source(Source):
@@ -327,7 +316,7 @@ class V4L2Source(Source):
             cap.release()
 
 
-class SimulatedSource(Source):
+class SimulatedSource(MemorySource):
     """Rendered frames of patrons holding up tickets, for the demo.
 
     `next_code()` gives the next patron's code (None: nobody for a while) and
@@ -341,32 +330,21 @@ class SimulatedSource(Source):
     def __init__(self, next_code: Callable[[], Optional[str]], fps=10, hold=4, gap=6, size=(640, 480),
                  seed=0, symbology="qr", on_present=None, on_leave=None):
         from .render import Scene
-        self.next_code, self.fps, self.hold, self.gap = next_code, fps, hold, gap
+        super().__init__((), fps)
+        self.next_code, self.hold, self.gap = next_code, hold, gap
         self.scene = Scene(size=size, seed=seed)
         self.symbology = symbology
         self.on_present, self.on_leave = on_present, on_leave
         self._plan: list = []
         self._presenting = False
-        self._seq = 0
-        self._next_t = 0.0
         self.rate = fps
 
     def set_rate(self, fps: float) -> None:
         self.rate = fps
 
-    def start(self) -> None:
-        self._next_t = time.perf_counter()
-
     def read(self, timeout: float) -> Optional[Frame]:
-        if self.finished:
+        if self.finished or not self._wait_turn(timeout, self.rate):
             return None
-        wait = self._next_t - time.perf_counter()
-        if wait > timeout:
-            time.sleep(timeout)
-            return None
-        if wait > 0:
-            time.sleep(wait)
-        self._next_t = max(self._next_t + 1.0 / self.rate, time.perf_counter() - 0.5)
         if not self._plan:
             if self._presenting and self.on_leave:
                 self.on_leave()
@@ -383,10 +361,7 @@ class SimulatedSource(Source):
                 if self.on_present:
                     self.on_present(code)
         y = self._plan.pop(0)
-        if y is None:
-            y = self.scene.empty
-        self._seq += 1
-        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
+        return self._emit(self.scene.empty if y is None else y)
 
 
 def load_grey(path) -> np.ndarray:

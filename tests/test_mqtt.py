@@ -146,14 +146,7 @@ def test_mqtt_gate_killed_mid_burst_counts_exact(tmp_path, broker, house):
 
 
 def test_mqtt_broker_killed_and_restarted_mid_run(tmp_path, broker, house):
-    from gate.link import GateLink
-    from gate.outbox import Outbox
-    cfg = gate_config(tmp_path, gate="door-b", port=broker.port, mqtt_on=True)
-    path = tmp_path / "state-door-b" / "outbox.db"
-    outbox = Outbox(path)
-    link = GateLink(cfg, path, profile="turnstile")
-    link.start()
-    wait_for(link.connected.is_set)
+    outbox, link = start_link(tmp_path, "door-b", broker.port)
     for i in range(300):
         outbox.append("door-b", int(time.time() * 1000), "eve", f"B{i}", "in", "admitted", "ok")
         if i == 150:
@@ -167,19 +160,12 @@ def test_mqtt_broker_killed_and_restarted_mid_run(tmp_path, broker, house):
 
 
 def test_mqtt_house_killed_and_restarted(tmp_path, broker):
-    from gate.link import GateLink
-    from gate.outbox import Outbox
     hcfg = house_config(tmp_path, broker.port)
     env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
     house = subprocess.Popen([sys.executable, "-m", "gate.cli", "house", "-c", hcfg.path], env=env,
                              stderr=subprocess.DEVNULL)
     wait_for(lambda: _up(hcfg), what="house up")
-    cfg = gate_config(tmp_path, gate="door-h", port=broker.port, mqtt_on=True)
-    path = tmp_path / "state-door-h" / "outbox.db"
-    outbox = Outbox(path)
-    link = GateLink(cfg, path, profile="turnstile")
-    link.start()
-    wait_for(link.connected.is_set)
+    outbox, link = start_link(tmp_path, "door-h", broker.port)
     try:
         for i in range(400):
             outbox.append("door-h", int(time.time() * 1000), "eve", f"H{i}", "in", "admitted", "ok")
@@ -197,6 +183,19 @@ def test_mqtt_house_killed_and_restarted(tmp_path, broker):
     finally:
         house.kill()
         link.close()
+
+
+def start_link(tmp_path, gate, port):
+    """A real gate outbox and MQTT link, connected."""
+    from gate.link import GateLink
+    from gate.outbox import Outbox
+    cfg = gate_config(tmp_path, gate=gate, port=port, mqtt_on=True)
+    path = tmp_path / f"state-{gate}" / "outbox.db"
+    outbox = Outbox(path)
+    link = GateLink(cfg, path, profile="turnstile")
+    link.start()
+    wait_for(link.connected.is_set)
+    return outbox, link
 
 
 def _up(cfg):
@@ -306,14 +305,7 @@ def test_house_export_attendance_log(tmp_path, broker, house):
 def test_mqtt_events_the_broker_lost_are_recovered_from_the_gate(tmp_path, broker):
     """Events acknowledged by the broker but never delivered (no house session yet; the same as a
     broker killed before handing them on) are asked for by seq and resent by the gate."""
-    from gate.link import GateLink
-    from gate.outbox import Outbox
-    cfg = gate_config(tmp_path, gate="door-r", port=broker.port, mqtt_on=True)
-    path = tmp_path / "state-door-r" / "outbox.db"
-    outbox = Outbox(path)
-    link = GateLink(cfg, path, profile="turnstile")
-    link.start()
-    wait_for(link.connected.is_set)
+    outbox, link = start_link(tmp_path, "door-r", broker.port)
     for i in range(5):
         outbox.append("door-r", int(time.time() * 1000), "eve", f"R{i}", "in", "admitted", "ok")
     wait_for(lambda: outbox.depth() == 0, what="acknowledged by the broker")   # and dropped: nobody listens
