@@ -59,3 +59,21 @@ def test_cli_scan_without_camera_is_one_line(tmp_path):
     cfg.write_text(f'[gate]\nid="d"\nvenue="hall"\n[storage]\ndir="{tmp_path}/s"\n[mqtt]\nenabled=false\n')
     r = run_gate_cli("scan", "-c", str(cfg), "--source", "picamera2")
     assert r.returncode == 1 and "python3-picamera2" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_scan_json_prints_scan_events(tmp_path, tickets_csv):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(3)
+    seq = [None] * 3 + ["CODE-0001"] * 3 + [None] * 3 + ["GARBAGE"] * 3 + [None] * 3
+    for i, c in enumerate(seq):
+        Image.fromarray(compose(c, "clean" if c else "empty", rng=rng)).save(frames / f"{i:03d}.png")
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(f'[gate]\nid="door-j"\nvenue="hall"\nevents=["eve"]\n[storage]\ndir="{tmp_path}/s"\n')
+    assert run_gate_cli("tickets", "import", "-c", str(cfg), str(tickets_csv)).returncode == 0
+    r = run_gate_cli("scan", "-c", str(cfg), "--source", f"replay:{frames}@30", "--json", "--offline")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [(e["result"], e["reason"], e["ticket"], e["seq"]) for e in events][0] == ("admitted", "ok", "T1", 1)
+    assert events[1]["reason"] == "unknown" and events[1]["ticket"].startswith("h:")
+    assert set(events[0]) == {"v", "id", "gate", "seq", "ts", "event", "ticket", "dir", "result", "reason", "attention"}

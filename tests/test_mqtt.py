@@ -322,3 +322,44 @@ def test_mqtt_events_the_broker_lost_are_recovered_from_the_gate(tmp_path, broke
     finally:
         house.close()
         link.close()
+
+
+def test_mqtt_health_topic_reports_the_gate(tmp_path, broker, mock_factory, tickets_csv):
+    col = Collector(broker.port, "gate/hall/door-a/health")
+    cfg = gate_config(tmp_path, port=broker.port, mqtt_on=True)
+    s, th = run_scanner(cfg, [EMPTY] * 30, mock_factory, tickets_csv)
+    th.join(20)
+    h = json.loads(wait_for(lambda: col.on("gate/hall/door-a/health"), what="health")[0])
+    for key in ("fps", "decode_ms_p50", "decode_ms_p95", "outbox_depth", "camera_ok", "ticket_data_version",
+                "cpu_temp"):
+        assert key in h, key
+    assert h["ticket_data_version"] > 0
+    col.close()
+
+
+def test_mqtt_credentials_from_file_and_environment(tmp_path, make_broker):
+    import shutil
+    from gate.link import GateLink
+    passwd = tmp_path / "passwd"
+    subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-c", "-b", str(passwd),
+                    "door-p", "correct horse"], check=True)
+    b = make_broker()
+    conf = b.dir / "mosquitto.conf"
+    conf.write_text(conf.read_text().replace("allow_anonymous true", f"allow_anonymous false\npassword_file {passwd}"))
+    b.stop()
+    b.start()
+    (tmp_path / "pw").write_text("correct horse\n")
+    cfg = gate_config(tmp_path, gate="door-p", port=b.port, mqtt_on=True)
+    cfg.mqtt.username, cfg.mqtt.password_file = "door-p", str(tmp_path / "pw")
+    link = GateLink(cfg, tmp_path / "o.db", profile="turnstile")
+    link.start()
+    assert link.connected.wait(10)
+    link.close()
+    os.environ["GATE_MQTT_PASSWORD"] = "wrong"
+    try:
+        link = GateLink(cfg, tmp_path / "o2.db", profile="turnstile")
+        link.start()
+        assert not link.connected.wait(3)   # refused: the broker's answer is checked
+        link.close(drain_s=0)
+    finally:
+        del os.environ["GATE_MQTT_PASSWORD"]
