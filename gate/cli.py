@@ -45,6 +45,16 @@ def format_verdict(v, e) -> str:
 
 
 def cmd_scan(args) -> int:
+    import threading
+    # Handlers first: a SIGTERM during start-up must also end in a clean stop.
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        log.info("stopping (signal %d)", signum)
+        stop.set()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
     from .camera import open_source
     from .scanner import Scanner
     cfg = _load(args.config)
@@ -59,20 +69,13 @@ def cmd_scan(args) -> int:
             print(format_verdict(v, e), flush=True)
 
     try:
-        scanner = Scanner(cfg, source, on_verdict=on_verdict, connect=not args.offline)
+        scanner = Scanner(cfg, source, on_verdict=on_verdict, connect=not args.offline, stop=stop)
     except Exception as exc:
         if type(exc).__name__ in ("BadPinFactory", "PinFactoryFallback") or "pin factory" in str(exc).lower():
             print(f"gate: no usable GPIO ({exc}); on a Pi install python3-lgpio, elsewhere "
                   "set GPIOZERO_PIN_FACTORY=mock", file=sys.stderr)
             return 1
         raise
-
-    def stop(signum, frame):
-        log.info("stopping (signal %d)", signum)
-        scanner.stop.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     return scanner.run()
 
 

@@ -66,7 +66,7 @@ def clock_synchronised() -> bool:
 class Scanner:
     def __init__(self, cfg, source: Source, *, feedback: Feedback = None, pin_factory=None,
                  on_verdict: Callable[[Verdict, ScanEvent], None] = None, connect: bool = True,
-                 verifiers=None):
+                 verifiers=None, stop: Optional[threading.Event] = None):
         self.cfg = cfg
         self.gate = cfg.gate
         self.source = source
@@ -87,7 +87,7 @@ class Scanner:
         self.on_verdict = on_verdict
         self.frames: "queue.Queue" = queue.Queue(maxsize=2)
         self.control: "queue.Queue" = queue.Queue()
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
         self.capture_done = threading.Event()
         self.camera_ok = False
         self.camera_error = ""
@@ -196,6 +196,7 @@ class Scanner:
             self.link.start()
         cap = threading.Thread(target=self._capture, name="capture", daemon=True)
         cap.start()
+        log.info("gate %s (%s) scanning from %s", self.gate.id, self.gate.profile, self.source.name)
         watchdog = systemd.Watchdog()
         next_check = 0.0
         ready = False

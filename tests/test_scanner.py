@@ -191,8 +191,11 @@ def test_scan_sigterm_stops_cleanly(tmp_path, tickets_csv):
     p = subprocess.Popen([sys.executable, "-m", "gate.cli", "scan", "-c", str(cfg), "--source",
                           f"replay:{frames}@10"], env=dict(os.environ, GPIOZERO_PIN_FACTORY="mock"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+    for line in p.stderr:          # start-up can be slow (emulated arm64): wait until it scans
+        if "scanning from" in line:
+            break
+    time.sleep(0.5)
     p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=10)
+    out, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
     assert "stopping (signal 15)" in err
