@@ -56,7 +56,6 @@ def rate(svc, total, start_publisher):
     end = time.monotonic()
     if proc:
         proc.wait()
-    base = svc.counts.seen - total if start_publisher is None else 0
     return total - first[1], end - first[0]
 
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 from gate.decide import GateRules, decide  # noqa: E402
-from gate.events import Code, History  # noqa: E402
+from gate.events import Code  # noqa: E402
 from gate.resolve import Resolver  # noqa: E402
 from gate.signing import SignedTicketVerifier, b45decode, new_keypair, sign_ticket  # noqa: E402
 from gate.tickets import TicketStore  # noqa: E402

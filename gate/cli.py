@@ -125,7 +125,6 @@ def cmd_tickets_import(args) -> int:
         from .distribute import pack_list
         from .link import make_client
         from . import topics
-        import paho.mqtt.client as mqtt
         payload = pack_list(tickets, revoked)
         c = make_client(cfg.mqtt, f"box-office-{int(time.time())}")
         c.connect(cfg.mqtt.host, cfg.mqtt.port)

@@ -22,9 +22,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Optional
 
-import paho.mqtt.client as mqtt
 
 from . import topics
 from .distribute import unpack_list

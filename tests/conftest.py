@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +14,7 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from gate.broker import PrivateBroker, free_port, wait_port
+from gate.broker import PrivateBroker, free_port  # noqa: F401 (free_port is used by the tests)
 from gate.config import parse
 
 REPO = Path(__file__).resolve().parent.parent

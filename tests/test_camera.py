@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gate.camera import Picamera2Source, ReplaySource, open_source
+from gate.camera import Picamera2Source, open_source
 from gate.errors import CameraError
 
 

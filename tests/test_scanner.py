@@ -14,7 +14,7 @@ from gate.events import Frame
 from gate.render import compose
 from gate.scanner import Scanner
 from gate.tickets import TicketStore, read_ticket_file
-from tests.conftest import gate_config, run_gate_cli, wait_for
+from tests.conftest import gate_config, wait_for
 
 R, G, B, BUZ, RELAY = 17, 27, 22, 23, 24
 RNG = np.random.default_rng(11)
