@@ -20,7 +20,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from pathlib import Path
 
 
@@ -68,7 +68,12 @@ class HouseService:
         self.malformed: dict[str, int] = defaultdict(int)
         self.duplicates = 0
         self.seqs: dict[str, dict] = {}        # gate -> {"max": n, "missing": {seq: [since, asks, last_ask]}}
-        self.inbox: "queue.Queue" = queue.Queue()
+        # Hand-offs between paho's network thread and the worker: deques (atomic append and
+        # popleft), no locks. Acks are sent from the network thread where possible: from any
+        # other thread each one has to wake paho's loop with a syscall.
+        self.inbox: deque = deque()
+        self.ready_acks: deque = deque()
+        self._acks_since = 0.0
         self.dirty: set[str] = set(cfg.house.capacity)
         self.listeners: list = []
         self.lock = threading.Lock()      # guards counts/gates for the HTTP threads
@@ -109,7 +114,17 @@ class HouseService:
         self._announce_events(self.cfg.house.capacity)
 
     def _on_message(self, client, userdata, msg):
-        self.inbox.put((msg.topic, msg.payload, msg.mid, msg.qos))
+        self._flush_acks()
+        self.inbox.append((msg.topic, msg.payload, msg.mid, msg.qos))
+
+    def _flush_acks(self) -> None:
+        """Acknowledge to the broker what is committed (from whichever thread gets here first)."""
+        while True:
+            try:
+                mid, qos = self.ready_acks.popleft()
+            except IndexError:
+                return
+            self.client.ack(mid, qos)
 
     # -- the worker ----------------------------------------------------------
     def _drop(self, kind: str, topic: str, detail=""):
@@ -161,8 +176,9 @@ class HouseService:
             with self.lock:
                 for e in new:
                     self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
-        for mid, qos in acks:   # only now, with the events on disk
-            self.client.ack(mid, qos)
+        if acks:   # only now, with the events on disk
+            self.ready_acks.extend(acks)
+            self._acks_since = time.monotonic()
 
     def _track_seq(self, gate: str, seq: int) -> None:
         """Note a gate's sequence number; a jump leaves gaps to ask that gate for."""
@@ -245,11 +261,13 @@ class HouseService:
         while not self.stop.is_set():
             batch = []
             try:
-                batch.append(self.inbox.get(timeout=0.05))
                 while len(batch) < 2000:
-                    batch.append(self.inbox.get_nowait())
-            except queue.Empty:
-                pass
+                    batch.append(self.inbox.popleft())
+            except IndexError:
+                if not batch:
+                    if self.ready_acks and time.monotonic() - self._acks_since > 0.02:
+                        self._flush_acks()   # traffic paused: nobody else will send them
+                    time.sleep(0.005)
             if batch:
                 try:
                     self._handle_batch(batch)
