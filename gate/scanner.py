@@ -97,6 +97,7 @@ class Scanner:
         self.frame_times: deque = deque(maxlen=120)
         self.verdicts = 0
         self.free_passage = False
+        self._scanning = None
         self.turnstile = self.trigger = None
         relay = getattr(self.feedback, "relay", None) if "relay" in self.feedback._order else None
         if self.gate.profile == "turnstile":
@@ -108,7 +109,7 @@ class Scanner:
         else:
             from .door import Trigger
             self.trigger = Trigger(cfg.handheld.trigger_pin, cfg.handheld.linger_s, pin_factory=pin_factory,
-                                   on_change=lambda on: self.source.set_rate(cfg.camera.fps))
+                                   on_change=self._trigger_pressed)
         self.link = None
         if connect and cfg.mqtt.enabled:
             from .distribute import TicketUpdater
@@ -119,6 +120,11 @@ class Scanner:
                                  on_tickets=self.updater.offer, health=self.health)
         self.has_data = self.store.count() > 0 or bool(self.resolver.verifiers)
         self.data_version = self.store.version
+
+    def _trigger_pressed(self, _on: bool) -> None:
+        """Full rate at once on a press, not one idle frame later."""
+        self._scanning = True
+        self.source.set_rate(self.cfg.camera.fps)
 
     # -- capture thread --------------------------------------------------------
     def _capture(self) -> None:
@@ -237,7 +243,9 @@ class Scanner:
         self.frame_times.append(frame.t_arrival)
         if self.trigger is not None:
             active = self.trigger.active()
-            self.source.set_rate(self.cfg.camera.fps if active else self.cfg.camera.idle_fps)
+            if active != self._scanning:  # only on a change: on picamera2 this is a control write
+                self._scanning = active
+                self.source.set_rate(self.cfg.camera.fps if active else self.cfg.camera.idle_fps)
             if not active:
                 frame.release()
                 return []
@@ -328,7 +336,8 @@ class Scanner:
             "gate": self.gate.id, "ts": int(time.time() * 1000), "fps": round(fps, 1),
             "decode_ms_p50": round(percentile(ms, 0.5), 3), "decode_ms_p95": round(percentile(ms, 0.95), 3),
             "frames": self.processed, "dropped": self.dropped, "verdicts": self.verdicts,
-            "outbox_depth": self.outbox.depth(), "camera_ok": self.camera_ok, "camera_error": self.camera_error,
+            # health() runs on the publisher thread: it reads through the publisher's connection
+            "outbox_depth": (self.link.outbox if self.link else self.outbox).depth(), "camera_ok": self.camera_ok, "camera_error": self.camera_error,
             "ticket_data_version": self.data_version, "cpu_temp": cpu_temperature(),
             "fault": getattr(self, "fault", None), "free_passage": self.free_passage,
             "rejected_codes": vars(self.resolver.rejects).copy(),

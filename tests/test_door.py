@@ -190,3 +190,28 @@ def test_fault_no_ticket_data_shown(tmp_path, mock_factory):
     wait_for(lambda: getattr(s, "fault", None) == "tickets", what="no-data fault")
     wait_for(lambda: mock_factory.pin(R).state == 1 and mock_factory.pin(G).state == 1, what="yellow blink")
     th.join(10)
+
+
+def test_handheld_camera_rate_idle_full_idle_only_on_changes(tmp_path, mock_factory, tickets_csv):
+    trig = mock_factory.pin(TRIGGER)
+    trig.drive_high()
+
+    class RateSource(MemorySource):
+        rates = []
+
+        def set_rate(self, fps):
+            self.rates.append(fps)
+
+    def frames():
+        for i in range(60):
+            if i == 15:
+                trig.drive_low()       # pressed
+            if i == 30:
+                trig.drive_high()      # released; linger 0.3 s, then idle
+            yield EMPTY
+    cfg = gate_config(tmp_path, profile="handheld")
+    s = Scanner(cfg, RateSource(frames(), 30), pin_factory=mock_factory, connect=False)
+    s.run()
+    assert RateSource.rates[0] == cfg.camera.idle_fps
+    assert cfg.camera.fps in RateSource.rates and RateSource.rates[-1] == cfg.camera.idle_fps
+    assert all(a != b for a, b in zip(RateSource.rates, RateSource.rates[1:]))  # no repeated writes
