@@ -167,8 +167,9 @@ class HouseService:
                 self._drop("unknown_topic", topic)
         if new:
             now = int(time.time() * 1000)
-            for gate in {e.gate for e in new}:
-                self._seen(gate)
+            with self.lock:
+                for gate in {e.gate for e in new}:
+                    self._seen(gate)
             with self.db:
                 self.db.executemany("INSERT OR IGNORE INTO scans VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                                     [(e.id, e.gate, e.seq, e.ts, e.event, e.ticket, e.dir, e.result, e.reason,
