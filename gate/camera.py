@@ -15,7 +15,6 @@ from __future__ import annotations
 import abc
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -84,7 +83,6 @@ class Picamera2Source(Source):
         self._mapped_array = mapped_array
         self.cam = None
         self._seq = 0
-        self._lock = threading.Lock()
 
     def _import(self):
         if self._factory is not None:

@@ -42,7 +42,7 @@ def check_gpio(cfg):
         return False, f"no GPIO pin factory ({exc}): apt install python3-lgpio, and add the user to the 'gpio' group"
     except GPIOPinInUse as exc:
         return False, f"{exc}: another process holds the pin (is gate-scan.service running? stop it first)"
-    names = ", ".join(sorted(fb._order)) or "nothing fitted"
+    names = ", ".join(sorted(fb.fitted)) or "nothing fitted"
     fb.close()
     return True, f"pins usable ({names})"
 

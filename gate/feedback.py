@@ -85,6 +85,7 @@ class Feedback(CompositeDevice):
         self.display = display
         self.fault: Optional[str] = None
         self._closed = False
+        self.fitted = frozenset(parts)   # which of led, buzzer, relay this unit has
         super().__init__(_order=sorted(parts), pin_factory=pin_factory, **parts)
         self._thread = threading.Thread(target=self._run, name="feedback", daemon=True)
         self._thread.start()
@@ -106,9 +107,6 @@ class Feedback(CompositeDevice):
                                  pin_factory=pin_factory)
         return cls(led=led, buzzer=buzzer, relay=relay, display=display, pin_factory=pin_factory)
 
-    def __len__(self):
-        return len(self._order)
-
     # -- the scan loop's side: never blocks ---------------------------------
     def show(self, reason: str, level: str = "", lines: tuple = ()) -> None:
         """Play the pattern for a verdict reason (and attention level); returns at once."""
@@ -126,10 +124,9 @@ class Feedback(CompositeDevice):
 
     # -- the worker ----------------------------------------------------------
     def _apply(self, step: Step) -> None:
-        led = getattr(self, "led", None) if "led" in self._order else None
-        if led is not None:
-            led.value = step.colour
-        if "buzzer" in self._order:
+        if "led" in self.fitted:
+            self.led.value = step.colour
+        if "buzzer" in self.fitted:
             bz = self.buzzer
             if isinstance(bz, TonalBuzzer):
                 if step.tone:
@@ -172,7 +169,7 @@ class Feedback(CompositeDevice):
             return
         self._closed = True
         try:
-            if "relay" in self._order:
+            if "relay" in self.fitted:
                 self.relay.off()
         finally:
             self._stop.set()

@@ -99,7 +99,7 @@ class Scanner:
         self.free_passage = False
         self._scanning = None
         self.turnstile = self.trigger = None
-        relay = getattr(self.feedback, "relay", None) if "relay" in self.feedback._order else None
+        relay = self.feedback.relay if "relay" in self.feedback.fitted else None
         if self.gate.profile == "turnstile":
             from .door import Turnstile
             self.turnstile = Turnstile(cfg.turnstile, relay, pin_factory=pin_factory,
