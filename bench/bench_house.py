@@ -15,16 +15,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from gate.broker import PrivateBroker, free_port  # noqa: E402
+from gate.bus.broker import PrivateBroker, free_port  # noqa: E402
 from gate.config import parse  # noqa: E402
-from gate.house import HouseService  # noqa: E402
+from gate.house.service import HouseService  # noqa: E402
 
 PUBLISHER = r"""
 import sys, time, uuid
 import paho.mqtt.client as mqtt
 sys.path.insert(0, sys.argv[3])
 from gate.events import ScanEvent
-from gate.payload import pack_scan
+from gate.bus.codec import pack_scan
 port, n = int(sys.argv[1]), int(sys.argv[2])
 c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-door")
 c.max_inflight_messages_set(1000)

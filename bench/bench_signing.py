@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 from gate.decide import GateRules, decide  # noqa: E402
 from gate.events import Code  # noqa: E402
 from gate.resolve import Resolver  # noqa: E402
-from gate.signing import SignedTicketVerifier, b45decode, new_keypair, sign_ticket  # noqa: E402
+from gate.boxoffice.gt1 import SignedTicketVerifier, b45decode, sign_ticket  # noqa: E402
+from gate.boxoffice.keys import new_keypair  # noqa: E402
 from gate.tickets import TicketStore  # noqa: E402
 
 

@@ -21,8 +21,8 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from .errors import CameraError
-from .events import Frame
+from gate.errors import CameraError
+from gate.events import Frame
 
 log = logging.getLogger("gate.camera")
 
@@ -327,7 +327,7 @@ class SimulatedSource(MemorySource):
 
     def __init__(self, next_code: Callable[[], Optional[str]], fps=10, hold=4, gap=6, size=(640, 480),
                  seed=0, symbology="qr", on_present=None, on_leave=None):
-        from .render import Scene
+        from gate.render import Scene
         super().__init__((), fps)
         self.next_code, self.hold, self.gap = next_code, hold, gap
         self.scene = Scene(size=size, seed=seed)

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
-from .errors import CameraError, ConfigError, GateError, TicketFileError
+from gate import __version__
+from gate.errors import CameraError, ConfigError, GateError, TicketFileError
 
 log = logging.getLogger("gate")
 
@@ -23,7 +23,7 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _load(path):
-    from .config import load
+    from gate.config import load
     return load(path)
 
 
@@ -55,8 +55,8 @@ def cmd_scan(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    from .camera import open_source
-    from .scanner import Scanner
+    from gate.camera import open_source
+    from gate.scanner import Scanner
     cfg = _load(args.config)
     if cfg.gate is None:
         raise ConfigError(args.config, "gate", 0, "gate scan needs a [gate] section")
@@ -80,8 +80,8 @@ def cmd_scan(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    from .camera import load_grey
-    from .decode import Decoder
+    from gate.camera import load_grey
+    from gate.decode import Decoder
     d = (_load(args.config).decode if args.config else None)
     decoder = Decoder(d.symbologies, d.engine, d.full_every) if d else Decoder()
     if args.symbologies:
@@ -112,8 +112,9 @@ def cmd_config_check(args) -> int:
 
 
 def cmd_tickets_import(args) -> int:
-    from .progress import Progress
-    from .tickets import TicketStore, read_ticket_file
+    from gate.progress import Progress
+    from gate.boxoffice.ticketfile import read_ticket_file
+    from gate.tickets import TicketStore
     cfg = _load(args.config)
     p = Progress(f"reading {args.tickets}")
     tickets = read_ticket_file(args.tickets, progress=p)
@@ -122,9 +123,9 @@ def cmd_tickets_import(args) -> int:
         revoked += [l.strip() for l in Path(args.revoke).read_text().splitlines() if l.strip()]
     p.done(f"{len(tickets):,} tickets")
     if args.publish:
-        from .distribute import pack_list
-        from .link import make_client
-        from . import topics
+        from gate.boxoffice.lists import pack_list
+        from gate.bus.client import make_client
+        from gate.bus import topics
         payload = pack_list(tickets, revoked)
         c = make_client(cfg.mqtt, f"box-office-{int(time.time())}")
         c.connect(cfg.mqtt.host, cfg.mqtt.port)
@@ -148,12 +149,12 @@ def cmd_tickets_import(args) -> int:
 
 
 def cmd_tickets_issue(args) -> int:
-    from .issue import issue
+    from gate.boxoffice.issue import issue
     return issue(args)
 
 
 def cmd_keys_new(args) -> int:
-    from .signing import new_keypair
+    from gate.boxoffice.keys import new_keypair
     kp, pp = new_keypair(args.out, args.name)
     print(f"private key: {kp}  (keep it at the box office; never copy it onto a gate)")
     print(f"public key:  {pp}  (list it under [signing] public_keys on every gate)")
@@ -161,17 +162,17 @@ def cmd_keys_new(args) -> int:
 
 
 def cmd_house(args) -> int:
-    from .house import main
+    from gate.house.service import main
     return main(args)
 
 
 def cmd_demo(args) -> int:
-    from .demo import main
+    from gate.demo import main
     return main(args)
 
 
 def cmd_doctor(args) -> int:
-    from .doctor import main
+    from gate.doctor import main
     return main(args)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .errors import ConfigError
+from gate.errors import ConfigError
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -275,7 +275,7 @@ def _check(cfg: Config, fail) -> None:
     if cfg.house is not None and not ID_RE.match(cfg.house.venue):
         fail("house.venue", "required, letters, digits, '_' and '-' only")
     for sym in cfg.decode.symbologies:
-        from .decode import SYMBOLOGIES
+        from gate.decode import SYMBOLOGIES
         if sym not in SYMBOLOGIES:
             fail("decode.symbologies", f"unknown symbology {sym!r} (known: {', '.join(SYMBOLOGIES)})")
     if cfg.camera.fps <= 0 or cfg.camera.width <= 0 or cfg.camera.height <= 0:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from .events import History, Ticket, Verdict
+from gate.events import History, Ticket, Verdict
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .events import Code
+from gate.events import Code
 
 # name -> (zxing-cpp format name, zbar symbol name)
 SYMBOLOGIES = {

@@ -46,8 +46,8 @@ class Patron:
 
 def make_crowd(n: int, event: str, key, rng: random.Random):
     """(listed tickets, patrons in arrival order)."""
-    from .events import Ticket
-    from .signing import sign_ticket
+    from gate.events import Ticket
+    from gate.boxoffice.gt1 import sign_ticket
     tickets, patrons, valid = [], [], []
     for i in range(n):
         tid = f"D{i:05d}"
@@ -142,7 +142,7 @@ class Terminal:
         self.lock = threading.Lock()
 
     def verdict(self, gate, v, e, factory):
-        from .feedback import PATTERNS
+        from gate.feedback import PATTERNS
         step = PATTERNS[v.reason][0]
         name, ansi = COLOURS.get(step.colour, ("off", 90))
         led = f"\033[{ansi}m●\033[0m {name:<7}" if self.tty else f"LED {name:<7}"
@@ -157,13 +157,13 @@ class Terminal:
 
 
 def main(args) -> int:
-    from .broker import PrivateBroker
-    from .camera import SimulatedSource
-    from .config import parse
-    from .house import HouseService
-    from .scanner import Scanner
-    from .signing import new_keypair, load_private_key
-    from .tickets import TicketStore
+    from gate.bus.broker import PrivateBroker
+    from gate.camera import SimulatedSource
+    from gate.config import parse
+    from gate.house.service import HouseService
+    from gate.scanner import Scanner
+    from gate.boxoffice.keys import load_private_key, new_keypair
+    from gate.tickets import TicketStore
 
     work = Path(tempfile.mkdtemp(prefix="gate-demo-"))
     stop = threading.Event()
@@ -196,9 +196,9 @@ def main(args) -> int:
             return 1
         # As the box office would (gate tickets import --publish): the list, retained, for
         # the house's names in the arrivals feed and the attendance log.
-        from . import topics
-        from .distribute import pack_list
-        from .link import make_client
+        from gate.bus import topics
+        from gate.boxoffice.lists import pack_list
+        from gate.bus.client import make_client
         box = make_client(house.cfg.mqtt, "box-office-demo")
         box.connect("127.0.0.1", broker.port)
         box.loop_start()
@@ -317,7 +317,7 @@ class Crowd:
 
 def _summary(crowd, house, event, scanners, work) -> int:
     """Finite runs: does the house count equal the admissible tickets that came in?"""
-    from .outbox import Outbox
+    from gate.outbox import Outbox
     end = time.monotonic() + 15
     while time.monotonic() < end:
         if sum(Outbox(work / s.gate.id / "outbox.db").depth() for s in scanners) == 0:

@@ -15,7 +15,7 @@ STALE_DAYS = 7
 
 
 def check_camera(cfg):
-    from .camera import open_source
+    from gate.camera import open_source
     src = open_source(cfg.camera.source, cfg.camera)
     try:
         src.start()
@@ -35,7 +35,7 @@ def check_camera(cfg):
 
 def check_gpio(cfg):
     from gpiozero.exc import BadPinFactory, GPIOPinInUse
-    from .feedback import Feedback
+    from gate.feedback import Feedback
     try:
         fb = Feedback.from_config(cfg.feedback)
     except BadPinFactory as exc:
@@ -50,7 +50,7 @@ def check_gpio(cfg):
 def check_broker(cfg):
     if not cfg.mqtt.enabled:
         return True, "MQTT disabled in config"
-    from .link import make_client
+    from gate.bus.client import make_client
     result = {}
     done = threading.Event()
 
@@ -78,7 +78,7 @@ def check_broker(cfg):
 
 
 def check_clock(cfg):
-    from .scanner import clock_synchronised
+    from gate.scanner import clock_synchronised
     if clock_synchronised():
         return True, time.strftime("synchronised, %Y-%m-%d %H:%M:%S %Z")
     return False, ("clock not synchronised: ticket validity and the attendance log depend on it; "
@@ -86,8 +86,8 @@ def check_clock(cfg):
 
 
 def check_tickets(cfg):
-    from .signing import load_verifiers
-    from .tickets import TicketStore
+    from gate.resolve import load_verifiers
+    from gate.tickets import TicketStore
     try:
         verifiers = load_verifiers(cfg)
     except (OSError, ValueError) as exc:
@@ -125,7 +125,7 @@ def check_disk(cfg):
 
 
 def main(args) -> int:
-    from .config import load
+    from gate.config import load
     cfg = load(args.config)
     checks = [("clock", check_clock), ("storage", check_disk)]
     if cfg.gate is not None:

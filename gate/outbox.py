@@ -15,8 +15,8 @@ import time
 import uuid
 from pathlib import Path
 
-from .events import ScanEvent
-from .payload import pack_scan
+from gate.events import ScanEvent
+from gate.bus.codec import pack_scan
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload BLOB NOT NULL);

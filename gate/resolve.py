@@ -6,8 +6,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from .decide import Resolution
-from .events import Code
+from gate.boxoffice.gt1 import SignedTicketVerifier
+from gate.boxoffice.keys import load_public_key
+from gate.boxoffice.pretix import PretixVerifier
+from gate.decide import Resolution
+from gate.events import Code
 
 
 def code_ref(raw: bytes) -> str:
@@ -64,3 +67,14 @@ class Resolver:
         if ticket is None:
             return Resolution(None, ref=code_ref(raw))
         return Resolution(ticket, ref=ticket.ticket_id, revoked=self.store.is_revoked(ticket.ticket_id))
+
+
+def load_verifiers(cfg) -> list:
+    """The verifiers a gate's config asks for (none when no keys are configured)."""
+    out = []
+    if cfg.signing.public_keys:
+        out.append(SignedTicketVerifier([load_public_key(p) for p in cfg.signing.public_keys]))
+    if cfg.pretix.public_key:
+        out.append(PretixVerifier(load_public_key(cfg.pretix.public_key), cfg.pretix.items,
+                                  cfg.pretix.subevents, cfg.pretix.zones))
+    return out

@@ -23,17 +23,17 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import systemd
-from .camera import Source
-from .decide import GateRules, decide
-from .decode import Debouncer, Decoder
-from .errors import CameraError
-from .events import History, ScanEvent, Verdict
-from .feedback import Feedback
-from .hospitality import attention
-from .outbox import Outbox
-from .resolve import Resolver
-from .tickets import TicketStore
+from gate import systemd
+from gate.camera import Source
+from gate.decide import GateRules, decide
+from gate.decode import Debouncer, Decoder
+from gate.errors import CameraError
+from gate.events import History, ScanEvent, Verdict
+from gate.feedback import Feedback
+from gate.hospitality import attention
+from gate.outbox import Outbox
+from gate.resolve import Resolver
+from gate.tickets import TicketStore
 
 log = logging.getLogger("gate.scan")
 
@@ -76,7 +76,7 @@ class Scanner:
         self.store = TicketStore(self.store_path)
         self.outbox = Outbox(storage / "outbox.db")
         if verifiers is None:
-            from .signing import load_verifiers
+            from gate.resolve import load_verifiers
             verifiers = load_verifiers(cfg)
         self.resolver = Resolver(self.store, verifiers, cfg.decode.max_payload)
         self.decoder = Decoder(cfg.decode.symbologies, cfg.decode.engine, cfg.decode.full_every)
@@ -101,19 +101,19 @@ class Scanner:
         self.turnstile = self.trigger = None
         relay = self.feedback.relay if "relay" in self.feedback.fitted else None
         if self.gate.profile == "turnstile":
-            from .door import Turnstile
+            from gate.door import Turnstile
             self.turnstile = Turnstile(cfg.turnstile, relay, pin_factory=pin_factory,
                                        on_annul=lambda tok: self.control.put(("annul", tok)),
                                        on_exit_passage=lambda: self.control.put(("exit_passage", None)),
                                        on_free_passage=lambda on: self.control.put(("free", on)))
         else:
-            from .door import Trigger
+            from gate.door import Trigger
             self.trigger = Trigger(cfg.handheld.trigger_pin, cfg.handheld.linger_s, pin_factory=pin_factory,
                                    on_change=self._trigger_pressed)
         self.link = None
         if connect and cfg.mqtt.enabled:
-            from .distribute import TicketUpdater
-            from .link import GateLink
+            from gate.updater import TicketUpdater
+            from gate.link import GateLink
             self.updater = TicketUpdater(self.store_path, on_applied=lambda v: self.control.put(("data", v)))
             self.link = GateLink(cfg, storage / "outbox.db", profile=self.gate.profile,
                                  on_remote_scan=lambda e: self.control.put(("remote", e)),
@@ -286,7 +286,7 @@ class Scanner:
         return v
 
     def _drain_control(self) -> None:
-        from .decide import annul
+        from gate.decide import annul
         while True:
             try:
                 kind, arg = self.control.get_nowait()
@@ -390,5 +390,5 @@ def display_lines(v: Verdict) -> tuple:
 def _display(cfg):
     if cfg.feedback.display == "none":
         return None
-    from .display import make_display
+    from gate.display import make_display
     return make_display(cfg.feedback.display)

@@ -12,7 +12,8 @@ from gate.display import ConsoleDisplay
 from gate.feedback import Feedback
 from gate.render import compose
 from gate.scanner import Scanner
-from gate.tickets import TicketStore, read_ticket_file
+from gate.boxoffice.ticketfile import read_ticket_file
+from gate.tickets import TicketStore
 from tests.conftest import gate_config, wait_for
 
 R, G, B, BUZ, RELAY, PASSAGE, EXIT, FREE, TRIGGER = 17, 27, 22, 23, 24, 5, 6, 13, 16

@@ -4,7 +4,7 @@ import itertools
 import random
 
 from gate.events import ScanEvent
-from gate.housecount import HouseCounts
+from gate.house.counts import HouseCounts
 
 _n = itertools.count()
 

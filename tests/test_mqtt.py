@@ -17,11 +17,13 @@ import pytest
 from gate.camera import MemorySource
 from gate.config import parse
 from gate.events import ScanEvent
-from gate.house import HouseService, export
-from gate.payload import pack_scan
+from gate.house.attendance import export
+from gate.house.service import HouseService
+from gate.bus.codec import pack_scan
 from gate.render import compose
 from gate.scanner import Scanner
-from gate.tickets import TicketStore, read_ticket_file
+from gate.boxoffice.ticketfile import read_ticket_file
+from gate.tickets import TicketStore
 from tests.conftest import REPO, Collector, free_port, gate_config, wait_for
 
 RNG = np.random.default_rng(5)
@@ -284,7 +286,7 @@ def test_mqtt_acl_gate_cannot_publish_as_another(tmp_path, make_broker):
 
 def test_house_export_attendance_log(tmp_path, broker, house):
     import io
-    from gate.distribute import pack_list
+    from gate.boxoffice.lists import pack_list
     from gate.events import Ticket
     tickets = [Ticket("E1", "eve", "c1", holder="Ada Lovelace", patron="P1"),
                Ticket("E2", "eve", "c2", holder="Alan Turing")]

@@ -13,7 +13,8 @@ from gate.camera import MemorySource, Source
 from gate.events import Frame
 from gate.render import compose
 from gate.scanner import Scanner
-from gate.tickets import TicketStore, read_ticket_file
+from gate.boxoffice.ticketfile import read_ticket_file
+from gate.tickets import TicketStore
 from tests.conftest import gate_config, wait_for
 
 R, G, B, BUZ, RELAY = 17, 27, 22, 23, 24

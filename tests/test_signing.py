@@ -9,12 +9,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate.decide import GateRules, decide
-from gate.distribute import TicketUpdater, pack_list, unpack_list
+from gate.boxoffice.lists import pack_list, unpack_list
+from gate.updater import TicketUpdater
 from gate.errors import PayloadError
 from gate.events import Code, History, Ticket
 from gate.resolve import Resolver
-from gate.signing import (B45, PretixVerifier, SignedTicketVerifier, b45decode, b45encode, load_public_key,
-                          new_keypair, sign_ticket)
+from gate.boxoffice.gt1 import B45, SignedTicketVerifier, b45decode, b45encode, sign_ticket
+from gate.boxoffice.keys import load_public_key, new_keypair
+from gate.boxoffice.pretix import PretixVerifier
 from gate.tickets import TicketStore
 
 KEY = Ed25519PrivateKey.generate()

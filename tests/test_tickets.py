@@ -4,7 +4,8 @@ from datetime import datetime, timezone
 import pytest
 
 from gate.errors import TicketFileError
-from gate.tickets import TicketStore, read_ticket_file
+from gate.boxoffice.ticketfile import read_ticket_file
+from gate.tickets import TicketStore
 
 
 def test_tickets_csv_import_columns_in_any_order(tmp_path):

@@ -9,8 +9,8 @@ import re
 
 import msgpack
 
-from .errors import PayloadError
-from .events import REASONS, RESULTS, ScanEvent
+from gate.errors import PayloadError
+from gate.events import REASONS, RESULTS, ScanEvent
 
 MAX_SCAN_BYTES = 4096
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -18,7 +18,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
-from .events import ScanEvent
+from gate.events import ScanEvent
 
 MINUTES_KEPT = 120
 

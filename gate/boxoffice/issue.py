@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .progress import Progress
-from .signing import load_private_key, sign_ticket
-from .tickets import parse_time
+from gate.progress import Progress
+from gate.boxoffice.gt1 import sign_ticket
+from gate.boxoffice.keys import load_private_key
+from gate.boxoffice.ticketfile import parse_time
 
 
 def qr_png(code: str, path: Path, module_px: int = 6) -> int:

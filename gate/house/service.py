@@ -10,11 +10,9 @@ primary key). Counts are rebuilt from the database at start.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import queue
-import re
 import signal
 import sqlite3
 import sys
@@ -24,13 +22,14 @@ from collections import defaultdict, deque
 from pathlib import Path
 
 
-from . import topics
-from .distribute import unpack_list
-from .errors import ConfigError, PayloadError
-from .events import ScanEvent
-from .housecount import HouseCounts
-from .link import guarded, make_client, read_secret
-from .payload import unpack_scan
+from gate.bus import topics
+from gate.boxoffice.lists import unpack_list
+from gate.errors import ConfigError, PayloadError
+from gate.events import ScanEvent
+from gate.house import attendance, discovery
+from gate.house.counts import HouseCounts
+from gate.bus.client import guarded, make_client, read_secret
+from gate.bus.codec import unpack_scan
 
 log = logging.getLogger("gate.house")
 
@@ -46,9 +45,6 @@ GAP_ASKS = 3           # asked this often in vain: reported as unrecovered
 GAP_WINDOW = 10_000    # seqs tracked behind each gate's newest
 MAX_STATUS = 2048
 
-
-def _ha_id(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
 
 class HouseService:
@@ -302,34 +298,21 @@ class HouseService:
                 pass
 
     # -- Home Assistant discovery --------------------------------------------
-    def _device(self):
-        return {"identifiers": [f"gate_house_{self.venue}"], "name": f"{self.venue} house count",
-                "manufacturer": "gate", "model": "house service"}
-
     def _announce_events(self, events) -> None:
         for ev in events:
             if not ev or ev in self._announced or not self.connected.is_set():
                 continue
             self._announced.add(ev)
-            oid = _ha_id(f"gate_{self.venue}_{ev}")
-            for what, topic, tmpl in (("inside", topics.house_inside(self.venue, ev), None),
-                                      ("admitted", topics.house(self.venue, ev), "{{ value_json.admitted }}")):
-                cfg = {"name": f"{ev} {what}", "unique_id": f"{oid}_{what}", "state_topic": topic,
-                       "unit_of_measurement": "people", "state_class": "measurement", "device": self._device()}
-                if tmpl:
-                    cfg["value_template"] = tmpl
-                self.client.publish(topics.ha_config("sensor", f"{oid}_{what}"), json.dumps(cfg), qos=1, retain=True)
+            for topic, cfg in discovery.event_sensors(self.venue, ev):
+                self.client.publish(topic, json.dumps(cfg), qos=1, retain=True)
 
     def _announce_gate(self, gate: str) -> None:
         key = "gate:" + gate
         if key in self._announced or not self.connected.is_set():
             return
         self._announced.add(key)
-        oid = _ha_id(f"gate_{self.venue}_{gate}_online")
-        cfg = {"name": f"{gate} online", "unique_id": oid, "device_class": "connectivity",
-               "state_topic": topics.status(self.venue, gate), "value_template": "{{ value_json.state }}",
-               "payload_on": "online", "payload_off": "offline", "device": self._device()}
-        self.client.publish(topics.ha_config("binary_sensor", oid), json.dumps(cfg), qos=1, retain=True)
+        topic, cfg = discovery.gate_connectivity(self.venue, gate)
+        self.client.publish(topic, json.dumps(cfg), qos=1, retain=True)
 
     # -- queries ---------------------------------------------------------------
     def api(self) -> dict:
@@ -346,22 +329,7 @@ class HouseService:
 
     def attendance(self) -> list[dict]:
         """The attendance log for the box office's CRM: one row per effective admission."""
-        rows, visits = [], defaultdict(set)
-        flagged = {cid for c in self.counts.events.values() for cid in c.conflicts}
-        annulled = {(g, ts) for g, ts in self.db.execute("SELECT gate, ts FROM scans WHERE result='annulled'")}
-        for eid, gate, ts, ev, ticket in self.db.execute(
-                "SELECT id, gate, ts, event, ticket FROM scans WHERE result='admitted' ORDER BY ts"):
-            if (gate, ts) in annulled:
-                continue
-            holder, patron, _ = self.holders.get(ticket, ("", "", ""))
-            if patron:
-                visits[patron].add(ev)
-            rows.append({"ticket": ticket, "holder": holder, "patron": patron, "event": ev, "gate": gate,
-                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts / 1000)),
-                         "conflict": eid in flagged})
-        for r in rows:
-            r["visits"] = len(visits[r["patron"]]) if r["patron"] else 1
-        return rows
+        return attendance.rows(self.db, self.counts, self.holders)
 
     # -- running -----------------------------------------------------------------
     def start(self) -> None:
@@ -370,7 +338,7 @@ class HouseService:
         self.client.loop_start()
         self._thread = threading.Thread(target=self._worker, name="house", daemon=True)
         self._thread.start()
-        from .web import serve
+        from gate.house.web import serve
         self.http = serve(self, self.cfg.house.listen)
 
     def close(self) -> None:
@@ -385,20 +353,8 @@ class HouseService:
         self.db.close()
 
 
-def export(service: HouseService, fmt: str, out) -> int:
-    rows = service.attendance()
-    if fmt == "json":
-        json.dump(rows, out, indent=1)
-        out.write("\n")
-    else:
-        w = csv.DictWriter(out, fieldnames=["ticket", "holder", "patron", "event", "gate", "time", "conflict", "visits"])
-        w.writeheader()
-        w.writerows(rows)
-    return len(rows)
-
-
 def main(args) -> int:
-    from .config import load
+    from gate.config import load
     cfg = load(args.config)
     if cfg.house is None:
         raise ConfigError(args.config, "house", 0, "gate house needs a [house] section")
@@ -407,9 +363,9 @@ def main(args) -> int:
         try:
             if args.out:
                 with open(args.out, "w", newline="", encoding="utf-8") as f:
-                    n = export(svc, args.format, f)
+                    n = attendance.export(svc, args.format, f)
             else:
-                n = export(svc, args.format, sys.stdout)
+                n = attendance.export(svc, args.format, sys.stdout)
         finally:
             svc.db.close()
         print(f"exported {n} admissions", file=sys.stderr)
@@ -417,7 +373,7 @@ def main(args) -> int:
     svc = HouseService(cfg)
     svc.start()
     log.info("dashboard on http://%s/", cfg.house.listen)
-    from . import systemd
+    from gate import systemd
     systemd.notify("READY=1")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: done.set())

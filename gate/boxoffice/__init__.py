@@ -1,0 +1,1 @@
+"""Ticket data: lists, imports, issuing, keys and signed formats, ticketing-system connectors."""

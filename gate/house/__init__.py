@@ -1,0 +1,1 @@
+"""The house-count service: ingest, counts, attendance log, dashboard, Home Assistant."""
