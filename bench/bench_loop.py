@@ -25,7 +25,8 @@ from gate.camera import MemorySource  # noqa: E402
 from gate.config import parse  # noqa: E402
 from gate.events import Ticket  # noqa: E402
 from gate.render import compose  # noqa: E402
-from gate.scanner import Scanner, percentile  # noqa: E402
+from gate.health import percentile  # noqa: E402
+from gate.scanner import Scanner  # noqa: E402
 from gate.tickets import TicketStore  # noqa: E402
 
 CFG = """[gate]\nid = "bench"\nvenue = "hall"\nevents = ["eve"]\n[feedback]\nled_red = 17\nled_green = 27

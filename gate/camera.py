@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from gate.clock import now_ms
 from gate.errors import CameraError
 from gate.events import Frame
 
@@ -163,7 +164,7 @@ class Picamera2Source(Source):
                 request.release()
 
         self._seq += 1
-        return Frame(y=y, seq=self._seq, t_arrival=t, ts_ms=int(time.time() * 1000), release=release)
+        return Frame(y=y, seq=self._seq, t_arrival=t, ts_ms=now_ms(), release=release)
 
     def close(self) -> None:
         cam, self.cam = self.cam, None
@@ -204,7 +205,7 @@ class MemorySource(Source):
 
     def _emit(self, y: np.ndarray) -> Frame:
         self._seq += 1
-        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
+        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=now_ms())
 
     def read(self, timeout: float) -> Optional[Frame]:
         if self._frames is None or self.finished or not self._wait_turn(timeout, self.fps):
@@ -306,7 +307,7 @@ class V4L2Source(Source):
         else:
             y = img.reshape(self.height, -1)[:, : self.width]
         self._seq += 1
-        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=int(time.time() * 1000))
+        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=now_ms())
 
     def close(self) -> None:
         cap, self.cap = self.cap, None

@@ -27,23 +27,6 @@ def _load(path):
     return load(path)
 
 
-def format_verdict(v, e) -> str:
-    t = v.ticket
-    parts = [time.strftime("%H:%M:%S", time.localtime(e.ts / 1000)), e.gate, v.result.upper(), v.reason,
-             e.ticket or "-"]
-    if t is not None and t.holder:
-        parts.append(t.holder)
-    if t is not None and t.seat:
-        parts.append(f"seat {t.seat}")
-    if v.attention:
-        parts.append("[" + ",".join(v.attention) + "]")
-    if v.greeting and v.admitted:
-        parts.append(f'"{v.greeting}"')
-    if v.detail and not v.admitted:
-        parts.append(f"({v.detail})")
-    return "  ".join(parts)
-
-
 def cmd_scan(args) -> int:
     import threading
     # Handlers first: a SIGTERM during start-up must also end in a clean stop.
@@ -57,6 +40,8 @@ def cmd_scan(args) -> int:
 
     from gate.camera import open_source
     from gate.scanner import Scanner
+    from gate.verdict_text import verdict_line
+    from gpiozero.exc import BadPinFactory
     cfg = _load(args.config)
     if cfg.gate is None:
         raise ConfigError(args.config, "gate", 0, "gate scan needs a [gate] section")
@@ -66,16 +51,14 @@ def cmd_scan(args) -> int:
         if args.json:
             print(json.dumps(vars(e), separators=(",", ":")), flush=True)
         else:
-            print(format_verdict(v, e), flush=True)
+            print(verdict_line(v, e), flush=True)
 
     try:
         scanner = Scanner(cfg, source, on_verdict=on_verdict, connect=not args.offline, stop=stop)
-    except Exception as exc:
-        if type(exc).__name__ in ("BadPinFactory", "PinFactoryFallback") or "pin factory" in str(exc).lower():
-            print(f"gate: no usable GPIO ({exc}); on a Pi install python3-lgpio, elsewhere "
-                  "set GPIOZERO_PIN_FACTORY=mock", file=sys.stderr)
-            return 1
-        raise
+    except BadPinFactory as exc:
+        print(f"gate: no usable GPIO ({exc}); on a Pi install python3-lgpio, elsewhere "
+              "set GPIOZERO_PIN_FACTORY=mock", file=sys.stderr)
+        return 1
     return scanner.run()
 
 
@@ -114,6 +97,7 @@ def cmd_config_check(args) -> int:
 def cmd_tickets_import(args) -> int:
     from gate.progress import Progress
     from gate.boxoffice.ticketfile import read_ticket_file
+    from gate.storage import GateFiles
     from gate.tickets import TicketStore
     cfg = _load(args.config)
     p = Progress(f"reading {args.tickets}")
@@ -141,7 +125,7 @@ def cmd_tickets_import(args) -> int:
             return 1
         print(f"published {len(tickets):,} tickets ({len(payload):,} bytes) to {topics.tickets(cfg.venue)}")
         return 0
-    store = TicketStore(Path(cfg.storage.dir) / "tickets.db")
+    store = TicketStore(GateFiles.of(cfg.storage.dir).tickets)
     version = store.replace_all(tickets, revoked)
     store.close()
     print(f"imported {len(tickets):,} tickets into {cfg.storage.dir} (data version {version})")

@@ -16,8 +16,9 @@ no database, no network. The guards run in this order, first match wins:
 10. reentry       left earlier and re-entry is on
 11. ok            first entry
 
-`not_passed` is not decided here from a scan: `annul()` turns an admission
-that nobody walked through into `annulled` / `not_passed`.
+Two verdicts come from the door, not from a scan, and are built here too:
+`annul()` turns an admission that nobody walked through into `annulled` /
+`not_passed`, and `exit_passage()` is the exit sensor's `exited` / `exit`.
 """
 
 from __future__ import annotations
@@ -87,3 +88,8 @@ def decide(res: Resolution, history: History, rules: GateRules, now_ms: int) -> 
 def annul(verdict: Verdict) -> Verdict:
     """An admission that nobody walked through: the ticket stays usable."""
     return replace(verdict, result="annulled", reason="not_passed", detail="nobody passed the turnstile")
+
+
+def exit_passage() -> Verdict:
+    """Someone left through the exit sensor (no ticket was shown)."""
+    return Verdict("exited", "exit", detail="exit sensor")

@@ -143,15 +143,13 @@ class Terminal:
 
     def verdict(self, gate, v, e, factory):
         from gate.feedback import PATTERNS
+        from gate.verdict_text import remark, who
         step = PATTERNS[v.reason][0]
         name, ansi = COLOURS.get(step.colour, ("off", 90))
         led = f"\033[{ansi}m●\033[0m {name:<7}" if self.tty else f"LED {name:<7}"
         relay = "OPEN " if factory.pin(24).state else "shut "
-        t = v.ticket
-        who = " ".join(x for x in ((t.holder if t else ""), (f"seat {t.seat}" if t and t.seat else "")) if x)
-        extra = v.greeting if v.admitted and v.greeting else (v.detail if not v.admitted else "")
         line = (f"{time.strftime('%H:%M:%S')} {gate:<9} {led} {'♪' if step.tone else ' '} relay {relay}"
-                f"{v.result.upper():<9} {v.reason:<13} {e.ticket[:18]:<18} {who:<28} {extra}")
+                f"{v.result.upper():<9} {v.reason:<13} {e.ticket[:18]:<18} {who(v):<28} {remark(v)}")
         with self.lock:
             print(line, flush=True)
 
@@ -162,6 +160,7 @@ def main(args) -> int:
     from gate.config import parse
     from gate.house.service import HouseService
     from gate.scanner import Scanner
+    from gate.storage import GateFiles
     from gate.boxoffice.keys import load_private_key, new_keypair
     from gate.tickets import TicketStore
 
@@ -210,7 +209,7 @@ def main(args) -> int:
             relay = "relay = 24" if profile == "turnstile" else ""
             cfg = parse(GATE_TOML.format(id=gid, profile=profile, event=event, relay=relay, port=broker.port,
                                          dir=work / gid, pub=pp), f"demo-{gid}")
-            store = TicketStore(work / gid / "tickets.db")
+            store = TicketStore(GateFiles.of(work / gid).tickets)
             store.replace_all(tickets)
             store.close()
             factory = MockFactory(pin_class=MockPWMPin)
@@ -318,9 +317,10 @@ class Crowd:
 def _summary(crowd, house, event, scanners, work) -> int:
     """Finite runs: does the house count equal the admissible tickets that came in?"""
     from gate.outbox import Outbox
+    from gate.storage import GateFiles
     end = time.monotonic() + 15
     while time.monotonic() < end:
-        if sum(Outbox(work / s.gate.id / "outbox.db").depth() for s in scanners) == 0:
+        if sum(Outbox(GateFiles.of(work / s.gate.id).outbox).depth() for s in scanners) == 0:
             break
         time.sleep(0.2)
     time.sleep(1.0)

@@ -78,7 +78,7 @@ def check_broker(cfg):
 
 
 def check_clock(cfg):
-    from gate.scanner import clock_synchronised
+    from gate.clock import clock_synchronised
     if clock_synchronised():
         return True, time.strftime("synchronised, %Y-%m-%d %H:%M:%S %Z")
     return False, ("clock not synchronised: ticket validity and the attendance log depend on it; "
@@ -87,12 +87,14 @@ def check_clock(cfg):
 
 def check_tickets(cfg):
     from gate.resolve import load_verifiers
+    from gate.clock import now_ms
+    from gate.storage import GateFiles
     from gate.tickets import TicketStore
     try:
         verifiers = load_verifiers(cfg)
     except (OSError, ValueError) as exc:
         return False, f"signing keys: {exc}"
-    path = Path(cfg.storage.dir) / "tickets.db"
+    path = GateFiles.of(cfg.storage.dir, create=False).tickets
     if not path.exists() and not verifiers:
         return False, "no ticket data: run `gate tickets import -c CONFIG LIST` or publish a list from the box office"
     n, version = 0, 0
@@ -102,7 +104,7 @@ def check_tickets(cfg):
         st.close()
     if not n and not verifiers:
         return False, "the ticket store is empty and no signing keys are configured"
-    age_days = (time.time() * 1000 - version) / 86_400_000 if version else None
+    age_days = (now_ms() - version) / 86_400_000 if version else None
     keys = f", {len(verifiers)} signature verifier(s)" if verifiers else ""
     if age_days is not None and age_days > STALE_DAYS:
         return False, f"{n} tickets but the data is {age_days:.0f} days old: import tonight's list"

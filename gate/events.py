@@ -89,3 +89,42 @@ class ScanEvent:
     reason: str
     attention: list[str] = field(default_factory=list)
     v: int = 1
+
+
+# -- control messages to the scan loop (from the door, the link and the updater threads) --
+
+@dataclass(frozen=True)
+class Admitted:
+    """An admission the turnstile is holding open, waiting for its passage."""
+    event: ScanEvent
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class NobodyPassed:
+    """The turnstile released for an admission and nobody walked through."""
+    admission: Admitted
+
+
+@dataclass(frozen=True)
+class ExitPassage:
+    """The exit sensor saw someone leave."""
+    ts_ms: int
+
+
+@dataclass(frozen=True)
+class FreePassage:
+    """The free-passage input (fire alarm) changed."""
+    active: bool
+
+
+@dataclass(frozen=True)
+class RemoteScan:
+    """Another gate's scan event, heard on the bus (used-ticket sync)."""
+    event: ScanEvent
+
+
+@dataclass(frozen=True)
+class TicketDataApplied:
+    """A new ticket list is in the store."""
+    version: int

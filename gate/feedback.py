@@ -3,9 +3,12 @@
 `Feedback` is one gpiozero CompositeDevice of named parts (led, buzzer, relay),
 built with an injected pin factory. Patterns play on their own thread: `show()`
 only queues and returns, so the scan loop never waits on a beep. A newer
-verdict cuts the current pattern short. The relay is off when built, and
-`close()` (idempotent, also on SIGTERM and on crash via the context manager)
-turns it off before releasing the pins.
+verdict cuts the current pattern short.
+
+Feedback owns the relay: it builds it (off), and `close()` (idempotent, also on
+SIGTERM and on crash via the context manager) turns it off before anything
+else is released. The turnstile only gets `release`, a narrow handle that can
+pulse, hold or shut the relay and goes inert once Feedback has closed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Optional
 
 from gpiozero import Buzzer, CompositeDevice, DigitalOutputDevice, RGBLED, TonalBuzzer
 from gpiozero.tones import Tone
+
+from gate.worker import Worker
 
 log = logging.getLogger("gate.feedback")
 
@@ -74,38 +79,97 @@ FAULTS = {
 }
 
 
+class Release:
+    """The turnstile's handle on the relay: pulse, hold or shut; inert once closed."""
+
+    def __init__(self, device):
+        self._dev = device
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def pulse(self, seconds: float) -> None:
+        with self._lock:
+            if not self._closed:
+                self._dev.blink(on_time=seconds, off_time=0, n=1, background=True)
+
+    def hold(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._dev.on()
+
+    def shut(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._dev.off()
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self._dev.value) if not self._closed else False
+
+    def close(self) -> None:
+        """Relay off for good (Feedback calls this first when it closes)."""
+        with self._lock:
+            self._closed = True
+            self._dev.off()
+
+
+class _Patterns(Worker):
+    def __init__(self, feedback: "Feedback"):
+        super().__init__("feedback")
+        self.fb = feedback
+
+    def wake(self) -> None:
+        self.fb._cut.set()
+
+    def run(self) -> None:
+        self.fb._run(self.stopping)
+
+
 class Feedback(CompositeDevice):
     """LED, buzzer and relay as one device; patterns run on a worker thread."""
 
     def __init__(self, *, led=None, buzzer=None, relay=None, display=None, pin_factory=None):
         parts = {k: v for k, v in (("led", led), ("buzzer", buzzer), ("relay", relay)) if v is not None}
+        # Every attribute before gpiozero's __init__: if it fails, its __del__ calls close().
         self._queue: "queue.Queue" = queue.Queue()
-        self._stop = threading.Event()
         self._cut = threading.Event()
         self.display = display
         self.fault: Optional[str] = None
         self._closed = False
         self.fitted = frozenset(parts)   # which of led, buzzer, relay this unit has
-        super().__init__(_order=sorted(parts), pin_factory=pin_factory, **parts)
-        self._thread = threading.Thread(target=self._run, name="feedback", daemon=True)
-        self._thread.start()
+        self.release: Optional[Release] = Release(relay) if relay is not None else None
+        self._worker = _Patterns(self)
+        try:
+            super().__init__(_order=sorted(parts), pin_factory=pin_factory, **parts)
+        except Exception:
+            self._closed = True
+            for part in parts.values():
+                part.close()
+            raise
+        self._worker.start()
 
     @classmethod
     def from_config(cls, fb, pin_factory=None, display=None) -> "Feedback":
         """Build the fitted parts from a [feedback] config section."""
-        led = buzzer = relay = None
+        built = {}
         pins = [fb.led_red, fb.led_green, fb.led_blue]
-        if any(p is not None for p in pins):
-            if None in pins:
-                raise ValueError("feedback.led_red, led_green and led_blue are fitted together")
-            led = RGBLED(*pins, pwm=False, pin_factory=pin_factory)
-        if fb.buzzer is not None:
-            buzzer = (TonalBuzzer(fb.buzzer, octaves=3, pin_factory=pin_factory) if fb.tonal_buzzer
-                      else Buzzer(fb.buzzer, pin_factory=pin_factory))
-        if fb.relay is not None:
-            relay = DigitalOutputDevice(fb.relay, active_high=fb.relay_active_high, initial_value=False,
-                                 pin_factory=pin_factory)
-        return cls(led=led, buzzer=buzzer, relay=relay, display=display, pin_factory=pin_factory)
+        try:
+            # The relay first, so that it is held off while the rest is set up.
+            if fb.relay is not None:
+                built["relay"] = DigitalOutputDevice(fb.relay, active_high=fb.relay_active_high,
+                                                     initial_value=False, pin_factory=pin_factory)
+            if any(p is not None for p in pins):
+                if None in pins:
+                    raise ValueError("feedback.led_red, led_green and led_blue are fitted together")
+                built["led"] = RGBLED(*pins, pwm=False, pin_factory=pin_factory)
+            if fb.buzzer is not None:
+                built["buzzer"] = (TonalBuzzer(fb.buzzer, octaves=3, pin_factory=pin_factory) if fb.tonal_buzzer
+                                   else Buzzer(fb.buzzer, pin_factory=pin_factory))
+        except Exception:
+            for part in built.values():   # a failed build closes what it already opened
+                part.close()
+            raise
+        return cls(**built, display=display, pin_factory=pin_factory)
 
     # -- the scan loop's side: never blocks ---------------------------------
     def show(self, reason: str, level: str = "", lines: tuple = ()) -> None:
@@ -136,12 +200,12 @@ class Feedback(CompositeDevice):
             else:
                 bz.value = bool(step.tone)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
             try:
                 steps = self._queue.get(timeout=0.05)
             except queue.Empty:
-                if self.fault and not self._stop.is_set():
+                if self.fault and not stopping.is_set():
                     steps = FAULTS[self.fault]
                 else:
                     continue
@@ -157,7 +221,7 @@ class Feedback(CompositeDevice):
                         break
             except Exception:  # a hardware fault must not end feedback for good
                 log.exception("feedback pattern failed")
-            if self._stop.is_set():
+            if stopping.is_set():
                 break
         try:
             self._apply(Step(0, OFF))
@@ -169,12 +233,10 @@ class Feedback(CompositeDevice):
             return
         self._closed = True
         try:
-            if "relay" in self.fitted:
-                self.relay.off()
+            if self.release is not None:
+                self.release.close()
         finally:
-            self._stop.set()
-            self._cut.set()
-            self._thread.join(timeout=1.0)
+            self._worker.stop(timeout=1.0)
             if self.display is not None:
                 self.display.close()
             super().close()

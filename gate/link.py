@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import paho.mqtt.client as mqtt
 
 from gate.bus.client import guarded, make_client
+from gate.clock import now_ms
 
 from gate import __version__
 from gate.bus import topics
@@ -65,7 +66,7 @@ class GateLink:
 
     def _status(self, state: str) -> str:
         return json.dumps({"state": state, "profile": self.profile, "version": __version__,
-                           "ts": int(time.time() * 1000)})
+                           "ts": now_ms()})
 
     def start(self) -> None:
         m = self.cfg.mqtt

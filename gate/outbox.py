@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 import uuid
 from pathlib import Path
 
+from gate.clock import now_ms
 from gate.events import ScanEvent
 from gate.bus.codec import pack_scan
 
@@ -76,7 +76,7 @@ class Outbox:
         if seqs:
             with self._lock:
                 self._set_sync(False)
-                now = int(time.time() * 1000)
+                now = now_ms()
                 self.db.execute("BEGIN IMMEDIATE")
                 try:
                     for i in range(0, len(seqs), 500):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from gate.clock import now_ms
 from gate.events import History, Ticket
 
 
@@ -62,7 +62,7 @@ class TicketStore:
     def replace_all(self, tickets: list[Ticket], revoked: Iterable[str] = (), version: Optional[int] = None,
                     progress: Optional[Callable[[int, int], None]] = None) -> int:
         """Swap in a new list atomically; returns the new data version."""
-        version = version if version is not None else max(self.version + 1, int(time.time() * 1000))
+        version = version if version is not None else max(self.version + 1, now_ms())
         rows = ((t.ticket_id, t.code, t.event, t.holder, t.seat, t.zone, t.valid_from, t.valid_until,
                  t.status, ";".join(t.tags), t.note, t.patron) for t in tickets)
         db = self.db

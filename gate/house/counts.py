@@ -18,6 +18,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
+from gate.clock import now_ms
 from gate.events import ScanEvent
 
 MINUTES_KEPT = 120
@@ -126,7 +127,7 @@ class HouseCounts:
         """The retained house object of one performance (DESIGN.md)."""
         c = self.events[ev]
         return {"event": ev, "inside": c.inside, "admitted": c.admitted, "exited": c.exited,
-                "rejected": sum(c.rejected.values()), "capacity": capacity, "ts": int(time.time() * 1000)}
+                "rejected": sum(c.rejected.values()), "capacity": capacity, "ts": now_ms()}
 
     def detail(self, ev: str, capacity: int | None = None) -> dict:
         c = self.events[ev]

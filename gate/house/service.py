@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from collections import defaultdict, deque
-from pathlib import Path
 
 
 from gate.bus import topics
@@ -27,7 +26,9 @@ from gate.boxoffice.lists import unpack_list
 from gate.errors import ConfigError, PayloadError
 from gate.events import ScanEvent
 from gate.house import attendance, discovery
+from gate.clock import now_ms
 from gate.house.counts import HouseCounts
+from gate.storage import HouseFiles
 from gate.bus.client import guarded, make_client, read_secret
 from gate.bus.codec import unpack_scan
 
@@ -51,9 +52,7 @@ class HouseService:
     def __init__(self, cfg):
         self.cfg = cfg
         self.venue = cfg.house.venue
-        storage = Path(cfg.storage.dir)
-        storage.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(storage / "house.db"), check_same_thread=False)
+        self.db = sqlite3.connect(str(HouseFiles.of(cfg.storage.dir).log), check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
@@ -162,7 +161,7 @@ class HouseService:
             elif kind != "resend":
                 self._drop("unknown_topic", topic)
         if new:
-            now = int(time.time() * 1000)
+            now = now_ms()
             with self.lock:
                 for gate in {e.gate for e in new}:
                     self._seen(gate)
@@ -212,7 +211,7 @@ class HouseService:
 
     def _seen(self, gate: str) -> None:
         g = self.gates.setdefault(gate, {"gate": gate, "state": "unknown"})
-        g["last_seen"] = int(time.time() * 1000)
+        g["last_seen"] = now_ms()
 
     def _gate_message(self, gate, kind, payload, topic) -> None:
         if not payload:
@@ -319,7 +318,7 @@ class HouseService:
         with self.lock:
             caps = self.cfg.house.capacity
             names = sorted((set(self.counts.events) | set(caps)) - {""})
-            return {"venue": self.venue, "ts": int(time.time() * 1000),
+            return {"venue": self.venue, "ts": now_ms(),
                     "events": [self.counts.detail(ev, caps.get(ev)) for ev in names],
                     "gates": sorted(({**g, "missing": len(self.seqs.get(g["gate"], {}).get("missing", ())),
                                       "unrecovered": self.seqs.get(g["gate"], {}).get("lost", 0)}

@@ -1,0 +1,142 @@
+"""The composition root: one place reads a gate's whole config and builds every part.
+
+Each `init_*` builds one part from its own config section and hands it only
+what it needs (Frigate's `FrigateApp` pattern). The loop (gate/scanner.py)
+receives the built parts and wires nothing. A build that fails part-way
+closes what it already opened, relay first.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from gate.admission import Admission
+from gate.clock import now_ms
+from gate.decide import GateRules
+from gate.decode import Debouncer, Decoder
+from gate.events import ExitPassage, FreePassage, NobodyPassed, RemoteScan, TicketDataApplied
+from gate.feedback import Feedback
+from gate.outbox import Outbox
+from gate.resolve import Resolver
+from gate.storage import GateFiles
+from gate.tickets import TicketStore
+
+log = logging.getLogger("gate.build")
+
+
+@dataclass
+class GateParts:
+    """Everything one gate is made of, built and ready; `close()` undoes the build."""
+    cfg: Any
+    files: Optional[GateFiles] = None
+    control: "queue.SimpleQueue" = field(default_factory=queue.SimpleQueue)
+    source: Any = None
+    decoder: Optional[Decoder] = None
+    debounce: Optional[Debouncer] = None
+    rules: Optional[GateRules] = None
+    store: Optional[TicketStore] = None
+    resolver: Optional[Resolver] = None
+    outbox: Optional[Outbox] = None
+    feedback: Optional[Feedback] = None
+    turnstile: Any = None
+    trigger: Any = None
+    rate: Any = None                 # a handheld's ScanRate
+    link: Any = None
+    updater: Any = None
+    admission: Optional[Admission] = None
+    _closed: bool = False
+
+    def close(self) -> None:
+        """Relay off first (Feedback owns it), then everything else; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        steps = [("feedback", lambda p: p.close()), ("turnstile", lambda p: p.close()),
+                 ("trigger", lambda p: p.close()), ("source", lambda p: p.close()),
+                 ("link", lambda p: p.close()), ("updater", lambda p: p.close()),
+                 ("outbox", lambda p: p.close()), ("store", lambda p: p.close())]
+        for name, close in steps:
+            part = getattr(self, name)
+            if part is None:
+                continue
+            try:
+                close(part)
+            except Exception:
+                log.exception("closing the %s", name)
+
+
+def init_display(cfg):
+    if cfg.feedback.display == "none":
+        return None
+    from gate.display import make_display
+    return make_display(cfg.feedback.display)
+
+
+def init_feedback(cfg, pin_factory) -> Feedback:
+    return Feedback.from_config(cfg.feedback, pin_factory, init_display(cfg))
+
+
+def init_door(parts: GateParts, pin_factory) -> None:
+    cfg, control = parts.cfg, parts.control
+    if cfg.gate.profile == "turnstile":
+        from gate.door import Turnstile
+        parts.turnstile = Turnstile(cfg.turnstile, parts.feedback.release, pin_factory=pin_factory,
+                                    on_annul=lambda adm: control.put(NobodyPassed(adm)),
+                                    on_exit_passage=lambda: control.put(ExitPassage(now_ms())),
+                                    on_free_passage=lambda on: control.put(FreePassage(on)))
+    else:
+        from gate.door import Trigger
+        from gate.door import ScanRate
+        rate = parts.rate = ScanRate(parts.source, cfg.camera.fps, cfg.camera.idle_fps)
+        # Full rate at once on a press (from the pin thread), not one idle frame later.
+        parts.trigger = Trigger(cfg.handheld.trigger_pin, cfg.handheld.linger_s, pin_factory=pin_factory,
+                                on_change=lambda on: on and rate.set(True))
+
+
+def init_resolver(cfg, store: TicketStore, verifiers) -> Resolver:
+    if verifiers is None:
+        from gate.resolve import load_verifiers
+        verifiers = load_verifiers(cfg)
+    return Resolver(store, verifiers, cfg.decode.max_payload)
+
+
+def init_link(parts: GateParts) -> None:
+    """The MQTT side and the ticket-list updater: both talk to the loop through `control`."""
+    from gate.link import GateLink
+    from gate.updater import TicketUpdater
+    cfg, control = parts.cfg, parts.control
+    parts.updater = TicketUpdater(parts.files.tickets, on_applied=lambda v: control.put(TicketDataApplied(v)))
+    parts.link = GateLink(cfg, parts.files.outbox, profile=cfg.gate.profile,
+                          on_remote_scan=lambda e: control.put(RemoteScan(e)), on_tickets=parts.updater.offer)
+
+
+def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedback] = None, connect: bool = True,
+               verifiers=None, on_verdict: Optional[Callable] = None) -> GateParts:
+    """Build every part of the gate that `cfg` describes (the camera from config unless given)."""
+    parts = GateParts(cfg)
+    try:
+        parts.files = GateFiles.of(cfg.storage.dir)
+        if source is None:
+            from gate.camera import open_source
+            source = open_source(cfg.camera.source, cfg.camera)
+        parts.source = source
+        parts.feedback = feedback or init_feedback(cfg, pin_factory)
+        parts.store = TicketStore(parts.files.tickets)
+        parts.outbox = Outbox(parts.files.outbox)
+        parts.resolver = init_resolver(cfg, parts.store, verifiers)
+        parts.decoder = Decoder(cfg.decode.symbologies, cfg.decode.engine, cfg.decode.full_every)
+        parts.debounce = Debouncer(cfg.decode.debounce_s)
+        parts.rules = GateRules.from_config(cfg.gate)
+        init_door(parts, pin_factory)
+        if connect and cfg.mqtt.enabled:
+            init_link(parts)
+        parts.admission = Admission(cfg.gate.id, store=parts.store, outbox=parts.outbox, feedback=parts.feedback,
+                                    hospitality=cfg.hospitality.tags, turnstile=parts.turnstile,
+                                    trigger=parts.trigger, on_verdict=on_verdict)
+    except BaseException:
+        parts.close()
+        raise
+    return parts
