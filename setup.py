@@ -10,16 +10,17 @@ setup(
     install_requires=[
         "numpy>=1.24",          # on the Pi, apt's python3-numpy (see README)
         "zxing-cpp>=2.2",
-        "pyzbar>=0.1.9",
         "gpiozero>=2.0.1",
         "paho-mqtt>=2.0,<3",
         "msgpack>=1.0",
         "cryptography>=38",
-        "segno>=1.5",
         "Pillow>=9.4",
     ],
     extras_require={
-        "dev": ["pytest>=7", "protobuf>=4", "playwright>=1.40"],  # playwright drives Debian's chromium
+        # playwright drives Debian's chromium; pyzbar and segno are the tests' second decoder and QR writer
+        "dev": ["pytest>=7", "protobuf>=4", "playwright>=1.40", "pyzbar>=0.1.9", "segno>=1.5"],
+        "zbar": ["pyzbar>=0.1.9"],      # the optional second decode engine (needs apt's libzbar0)
+        "demo": ["segno>=1.5"],         # renders the demo's simulated camera frames
         "v4l2": ["opencv-python-headless>=4.6"],
         "oled": ["luma.oled>=3.12"],
         # picamera2 comes from apt (python3-picamera2) on the Pi: it cannot be pip-installed elsewhere.

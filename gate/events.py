@@ -4,9 +4,10 @@ and network never import one another."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-import numpy as np
+if TYPE_CHECKING:   # only a type hint here: the house never imports numpy
+    import numpy as np
 
 REASONS = (
     "ok", "reentry", "exit", "already_used", "unknown", "forged", "revoked",
@@ -18,7 +19,7 @@ RESULTS = ("admitted", "exited", "rejected", "annulled")
 @dataclass
 class Frame:
     """One grey frame: `y` is a 2-D uint8 view (its stride may exceed its width)."""
-    y: np.ndarray
+    y: "np.ndarray"
     seq: int
     t_arrival: float        # time.monotonic() when the frame reached us
     ts_ms: int = 0          # wall clock, unix ms
