@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import queue
 import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -24,6 +25,7 @@ import numpy as np
 from gate.clock import now_ms
 from gate.errors import CameraError
 from gate.events import Frame
+from gate.worker import Worker
 
 log = logging.getLogger("gate.camera")
 
@@ -275,6 +277,8 @@ class V4L2Source(Source):
         self.cap = None
         self._seq = 0
         self._yuyv = False
+        self._frames: "queue.Queue" = queue.Queue(maxsize=1)
+        self._reader: Optional[_V4L2Reader] = None
 
     def start(self) -> None:
         try:
@@ -293,10 +297,15 @@ class V4L2Source(Source):
         cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"YUYV"))
         self._yuyv = bool(cap.set(cv2.CAP_PROP_CONVERT_RGB, 0))
         self.cap = cap
+        self._frames = queue.Queue(maxsize=1)
+        self._reader = _V4L2Reader(cap, self._frames)
+        self._reader.start()
 
     def read(self, timeout: float) -> Optional[Frame]:
-        ok, img = self.cap.read()
-        if not ok:
+        """The newest frame, or None after `timeout` (OpenCV's own read blocks without one)."""
+        try:
+            img = self._frames.get(timeout=timeout)
+        except queue.Empty:
             return None
         if img.ndim == 3 and img.shape[2] == 3:
             y = img[:, :, 1]
@@ -311,8 +320,36 @@ class V4L2Source(Source):
 
     def close(self) -> None:
         cap, self.cap = self.cap, None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.stopping.set()
         if cap is not None:
-            cap.release()
+            cap.release()          # also ends a read blocked in the driver
+        if reader is not None:
+            reader.stop(timeout=1.0)
+
+
+class _V4L2Reader(Worker):
+    """Reads OpenCV frames on its own thread into a hand-off of one (newest wins)."""
+
+    def __init__(self, cap, frames: "queue.Queue"):
+        super().__init__("v4l2-reader")
+        self.cap, self.frames = cap, frames
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            ok, img = self.cap.read()
+            if not ok:
+                self.stopping.wait(0.05)
+                continue
+            try:
+                self.frames.put_nowait(img)
+            except queue.Full:
+                try:
+                    self.frames.get_nowait()
+                except queue.Empty:
+                    pass
+                self.frames.put_nowait(img)
 
 
 class SimulatedSource(MemorySource):

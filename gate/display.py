@@ -9,59 +9,40 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from typing import Optional
+
+from gate.worker import LatestOnly
 
 log = logging.getLogger("gate.display")
 
 
-class Display:
+class Display(LatestOnly):
     """Base: keeps the newest content and draws it on a worker thread."""
 
     def __init__(self):
+        super().__init__("display")
         self.content: Optional[tuple] = None
         self.history: list[tuple] = []
-        self._pending: Optional[tuple] = None
-        self._cv = threading.Condition()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="display", daemon=True)
-        self._thread.start()
+        self.start()
 
     def show(self, reason: str, lines: tuple) -> None:
-        with self._cv:
-            self._pending = tuple(lines)
-            self._cv.notify()
+        self.offer(tuple(lines))
 
-    def _run(self):
-        while True:
-            with self._cv:
-                while self._pending is None and not self._stop:
-                    self._cv.wait()
-                if self._stop:
-                    return
-                lines, self._pending = self._pending, None
-            try:
-                self.draw(lines)
-                self.content = lines
-                self.history.append(lines)
-                del self.history[:-50]
-            except Exception:
-                log.exception("display failed")
+    def handle(self, lines: tuple) -> None:
+        try:
+            self.draw(lines)
+        except Exception:
+            log.exception("display failed")
+            return
+        self.content = lines
+        self.history.append(lines)
+        del self.history[:-50]
 
     def draw(self, lines: tuple) -> None:  # pragma: no cover - overridden
         pass
 
-    def wait_idle(self, timeout=1.0) -> None:
-        import time
-        end = time.monotonic() + timeout
-        while self._pending is not None and time.monotonic() < end:
-            time.sleep(0.005)
-
     def close(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify()
-        self._thread.join(timeout=1)
+        self.stop(timeout=1.0)
 
 
 class ConsoleDisplay(Display):

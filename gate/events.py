@@ -51,6 +51,26 @@ class Ticket:
     signed: bool = False
 
 
+# A ticket as a flat row, in one column order for the store, the lists on the bus and the
+# box office's files (tags joined by ";"). Written once, here.
+TICKET_COLUMNS = ("ticket_id", "code", "event", "holder", "seat", "zone", "valid_from", "valid_until",
+                  "status", "tags", "note", "patron")
+
+
+def ticket_row(t: Ticket) -> tuple:
+    """A Ticket as a row in TICKET_COLUMNS order."""
+    return (t.ticket_id, t.code, t.event, t.holder, t.seat, t.zone, t.valid_from, t.valid_until,
+            t.status, ";".join(t.tags), t.note, t.patron)
+
+
+def ticket_from_row(row) -> Ticket:
+    """A row in TICKET_COLUMNS order (NULLs allowed where SQLite stores them) as a Ticket."""
+    tid, code, event, holder, seat, zone, vf, vu, status, tags, note, patron = row
+    return Ticket(ticket_id=tid, code=code, event=event, holder=holder or "", seat=seat or "", zone=zone or "",
+                  valid_from=vf, valid_until=vu, status=status or "valid",
+                  tags=tuple(x for x in (tags or "").split(";") if x), note=note or "", patron=patron or "")
+
+
 @dataclass
 class History:
     """What this gate knows of a ticket's past use (own scans and synced ones)."""

@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 
 from gate.bus.client import guarded, make_client
 from gate.clock import now_ms
+from gate.worker import Worker
 
 from gate import __version__
 from gate.bus import topics
@@ -31,13 +32,14 @@ from gate.bus.codec import unpack_scan
 log = logging.getLogger("gate.link")
 
 
-class GateLink:
+class GateLink(Worker):
     """The gate's connection to the broker, on its own threads."""
 
     INFLIGHT = 1000
 
     def __init__(self, cfg, outbox_path, *, profile: str, on_remote_scan: Callable = None,
                  on_tickets: Callable = None, health: Callable[[], dict] = None, health_every: float = 10.0):
+        super().__init__("publisher")
         self.cfg = cfg
         self.venue, self.gate = cfg.gate.venue, cfg.gate.id
         self.profile = profile
@@ -54,7 +56,6 @@ class GateLink:
         self.sent_up_to = 0
         self.dropped: dict[str, int] = {}
         self._gen = 0
-        self._stop = threading.Event()
         will = (topics.status(self.venue, self.gate), self._status("offline"), 1, True)
         self.client = make_client(cfg.mqtt, self.gate, clean_session=False, will=will)
         self.client.max_inflight_messages_set(self.INFLIGHT)
@@ -62,7 +63,6 @@ class GateLink:
         self.client.on_disconnect = guarded(self._on_disconnect)
         self.client.on_publish = guarded(self._on_publish)
         self.client.on_message = guarded(self._on_message)
-        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
 
     def _status(self, state: str) -> str:
         return json.dumps({"state": state, "profile": self.profile, "version": __version__,
@@ -72,7 +72,7 @@ class GateLink:
         m = self.cfg.mqtt
         self.client.connect_async(m.host, m.port, keepalive=m.keepalive)
         self.client.loop_start()
-        self._thread.start()
+        super().start()
 
     # -- paho callbacks (network thread) -------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
@@ -143,11 +143,11 @@ class GateLink:
                 acked.append(seq)
         return acked
 
-    def _run(self) -> None:
+    def run(self) -> None:
         last_health = 0.0
         gen = -1
         self.early: dict[int, float] = {}
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             if not self.connected.wait(0.2):
                 continue
             if gen != self._gen:  # a fresh connection: resend everything unacknowledged
@@ -193,9 +193,7 @@ class GateLink:
         end = time.monotonic() + drain_s
         while self.connected.is_set() and self.outbox.depth() and time.monotonic() < end:
             time.sleep(0.05)
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
+        self.stop(timeout=2.0)
         try:
             if self.connected.is_set():
                 info = self.client.publish(topics.status(self.venue, self.gate), self._status("offline"),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from gate.clock import now_ms
-from gate.events import History, Ticket
+from gate.events import History, Ticket, ticket_from_row, ticket_row
 
 
 SCHEMA = """
@@ -63,8 +63,7 @@ class TicketStore:
                     progress: Optional[Callable[[int, int], None]] = None) -> int:
         """Swap in a new list atomically; returns the new data version."""
         version = version if version is not None else max(self.version + 1, now_ms())
-        rows = ((t.ticket_id, t.code, t.event, t.holder, t.seat, t.zone, t.valid_from, t.valid_until,
-                 t.status, ";".join(t.tags), t.note, t.patron) for t in tickets)
+        rows = (ticket_row(t) for t in tickets)
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -91,11 +90,11 @@ class TicketStore:
 
     def by_code(self, code: str) -> Optional[Ticket]:
         row = self.db.execute("SELECT * FROM tickets WHERE code=?", (code,)).fetchone()
-        return _ticket(row) if row else None
+        return ticket_from_row(row) if row else None
 
     def by_id(self, ticket_id: str) -> Optional[Ticket]:
         row = self.db.execute("SELECT * FROM tickets WHERE ticket_id=?", (ticket_id,)).fetchone()
-        return _ticket(row) if row else None
+        return ticket_from_row(row) if row else None
 
     def is_revoked(self, ticket_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM revoked WHERE ticket_id=?", (ticket_id,)).fetchone() is not None
@@ -119,11 +118,3 @@ class TicketStore:
             # Nobody walked through: the ticket is as usable as before the scan.
             self.db.execute("DELETE FROM used WHERE ticket_id=? AND first_ts=? AND exits=0", (ticket_id, ts))
             self.db.execute("UPDATE used SET inside=0 WHERE ticket_id=?", (ticket_id,))
-
-
-def _ticket(row) -> Ticket:
-    return Ticket(ticket_id=row[0], code=row[1], event=row[2], holder=row[3] or "", seat=row[4] or "",
-                  zone=row[5] or "", valid_from=row[6], valid_until=row[7], status=row[8],
-                  tags=tuple(t for t in (row[9] or "").split(";") if t), note=row[10] or "",
-                  patron=row[11] or "")
-

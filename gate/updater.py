@@ -3,49 +3,30 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Callable, Optional
 
 from gate.boxoffice.lists import unpack_list
 from gate.errors import PayloadError
 from gate.tickets import TicketStore
+from gate.worker import LatestOnly
 
 log = logging.getLogger("gate.tickets")
 
 
-class TicketUpdater:
-    """Applies offered ticket lists on its own thread; only the newest waiting one."""
+class TicketUpdater(LatestOnly):
+    """Applies offered ticket lists on its own thread and SQLite connection; only the newest waiting one."""
 
     def __init__(self, store_path, on_applied: Callable[[int], None] = None):
+        super().__init__("ticket-updater")
         self.store_path = store_path
         self.on_applied = on_applied
-        self._slot: Optional[bytes] = None
-        self._cv = threading.Condition()
-        self._stop = False
         self.rejected = 0
-        self._thread = threading.Thread(target=self._run, name="ticket-updater", daemon=True)
+        self._store: Optional[TicketStore] = None
 
-    def start(self):
-        self._thread.start()
-
-    def offer(self, payload: bytes) -> None:
-        with self._cv:
-            self._slot = payload
-            self._cv.notify()
-
-    def _run(self):
-        store = TicketStore(self.store_path)
-        try:
-            while True:
-                with self._cv:
-                    while self._slot is None and not self._stop:
-                        self._cv.wait()
-                    if self._stop:
-                        return
-                    data, self._slot = self._slot, None
-                self.apply(store, data)
-        finally:
-            store.close()
+    def handle(self, data: bytes) -> None:
+        if self._store is None:
+            self._store = TicketStore(self.store_path)
+        self.apply(self._store, data)
 
     def apply(self, store: TicketStore, data: bytes) -> bool:
         try:
@@ -64,9 +45,6 @@ class TicketUpdater:
         return True
 
     def close(self):
-        with self._cv:
-            self._stop = True
-            self._cv.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
-
+        self.stop()
+        if self._store is not None and not self.alive:
+            self._store.close()

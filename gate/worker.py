@@ -60,3 +60,50 @@ class Worker:
 
     def wake(self) -> None:
         """Override to nudge a worker blocked on something other than `stopping`."""
+
+
+class LatestOnly(Worker):
+    """A worker that handles only the newest item offered: an older one still waiting is replaced.
+
+    For work where only the latest matters (the display's content, a ticket
+    list): a slow consumer never builds a queue.
+    """
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self._slot = None
+        self._busy = False
+        self._cv = threading.Condition()
+
+    def offer(self, item) -> None:
+        with self._cv:
+            self._slot = item
+            self._cv.notify_all()
+
+    def handle(self, item) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        with self._cv:
+            self._cv.notify_all()
+
+    def run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._slot is not None or self.stopping.is_set())
+                if self.stopping.is_set():
+                    return
+                item, self._slot, self._busy = self._slot, None, True
+            try:
+                self.handle(item)
+            except Exception:
+                log.exception("worker %s failed on an item", self.name)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    def wait_idle(self, timeout: float = 1.0) -> bool:
+        """Wait until nothing is waiting or being handled; True if so within `timeout`."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._slot is None and not self._busy, timeout)

@@ -162,3 +162,34 @@ def test_camera_open_source_forms():
         open_source("webcam")
     with pytest.raises(CameraError, match="does not exist"):
         open_source("replay:/nonexistent").start()
+
+
+def test_camera_v4l2_read_honours_its_timeout():
+    """OpenCV's VideoCapture.read() blocks while a USB camera hangs; the source's read must not."""
+    import threading
+    from gate.camera import V4L2Source, _V4L2Reader
+
+    class HangingCapture:            # cv2.VideoCapture's shape: read() -> (ok, image), release()
+        def __init__(self):
+            self.go = threading.Event()
+            self.released = False
+
+        def read(self):
+            self.go.wait(5)
+            return (not self.released), np.zeros((480, 640, 3), np.uint8)
+
+        def release(self):
+            self.released = True
+            self.go.set()
+    src = V4L2Source("/dev/video-test")
+    cap = src.cap = HangingCapture()
+    src._reader = _V4L2Reader(cap, src._frames)
+    src._reader.start()
+    t0 = time.monotonic()
+    assert src.read(0.2) is None
+    assert time.monotonic() - t0 < 0.5
+    cap.go.set()                      # the camera comes back
+    frame = src.read(2.0)
+    assert frame is not None and frame.y.shape == (480, 640)
+    src.close()
+    assert cap.released and not src._reader

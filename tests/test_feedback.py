@@ -117,3 +117,35 @@ def test_feedback_fault_blink_while_idle(tmp_path, mock_factory):
     time.sleep(0.1)
     assert mock_factory.pin(R).state == 0
     fb.close()
+
+
+def test_feedback_failed_build_closes_what_it_opened(tmp_path, mock_factory):
+    """The relay on the LED's red pin: the build fails, and the relay it already made is released."""
+    import gc
+    import gpiozero
+    import sys
+    cfg = gate_config(tmp_path)
+    cfg.feedback.relay = R
+    errors = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: errors.append(u.exc_value)
+    try:
+        with pytest.raises(gpiozero.GPIOPinInUse):
+            Feedback.from_config(cfg.feedback, pin_factory=mock_factory)
+        gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+    assert errors == []                                   # no AttributeError from __del__
+    Feedback.from_config(gate_config(tmp_path).feedback, pin_factory=mock_factory).close()  # pins were freed
+
+
+def test_feedback_relay_belongs_to_feedback_and_release_goes_inert(tmp_path, mock_factory):
+    fb = build(tmp_path, mock_factory)
+    release, relay = fb.release, mock_factory.pin(RELAY)
+    release.hold()
+    assert relay.state == 1
+    fb.close()
+    assert relay.state == 0
+    release.hold()                                        # a late turnstile timer cannot reopen it
+    release.pulse(0.2)
+    assert relay.state == 0

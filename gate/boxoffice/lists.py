@@ -17,16 +17,14 @@ import msgpack
 
 from gate.bus.codec import unpack
 from gate.errors import PayloadError
-from gate.events import Ticket
+from gate.events import TICKET_COLUMNS, Ticket, ticket_from_row, ticket_row
 
 MAX_LIST_BYTES = 64 * 1024 * 1024
-COLUMNS = ("ticket_id", "code", "event", "holder", "seat", "zone", "valid_from", "valid_until",
-           "status", "tags", "note", "patron")
+COLUMNS = TICKET_COLUMNS
 
 
 def pack_list(tickets: list[Ticket], revoked=(), version: Optional[int] = None) -> bytes:
-    rows = [[t.ticket_id, t.code, t.event, t.holder, t.seat, t.zone, t.valid_from, t.valid_until,
-             t.status, ";".join(t.tags), t.note, t.patron] for t in tickets]
+    rows = [list(ticket_row(t)) for t in tickets]
     body = msgpack.packb({"tickets": rows, "revoked": sorted(set(revoked))}, use_bin_type=True)
     return msgpack.packb({"v": 1, "version": version or int(time.time() * 1000),
                           "zlib": zlib.compress(body, 6)}, use_bin_type=True)
@@ -58,8 +56,7 @@ def unpack_list(data: bytes) -> tuple[int, list[Ticket], list[str]]:
         if not all(isinstance(x, str) for x in (tid, code, event, holder, seat, zone, status, tags, note, patron)) \
                 or not all(x is None or isinstance(x, int) for x in (vf, vu)):
             raise PayloadError("bad_field", "ticket row types")
-        tickets.append(Ticket(tid, event, code, holder, seat, zone, vf, vu, status,
-                              tuple(t for t in tags.split(";") if t), note, patron))
+        tickets.append(ticket_from_row(row))
     revoked = inner.get("revoked", [])
     if not isinstance(revoked, list) or not all(isinstance(r, str) for r in revoked):
         raise PayloadError("bad_field", "revoked")

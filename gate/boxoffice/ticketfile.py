@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from gate.errors import TicketFileError
-from gate.events import Ticket
+from gate.events import TICKET_COLUMNS, Ticket
 
 REQUIRED = ("ticket_id", "code", "event")
-OPTIONAL = ("holder", "seat", "zone", "valid_from", "valid_until", "status", "tags", "note", "patron")
+OPTIONAL = tuple(c for c in TICKET_COLUMNS if c not in REQUIRED)
 MAX_CODE = 1024
 MAX_FIELD = 4096
 MAX_ERRORS = 20

@@ -73,6 +73,8 @@ class HouseService:
         self.listeners: list = []
         self.lock = threading.Lock()      # guards counts/gates for the HTTP threads
         self.stop = threading.Event()
+        self._thread = threading.Thread(target=self._worker, name="house", daemon=True)
+        self.http = None
         self.connected = threading.Event()
         self._announced: set[str] = set()
         self._load()
@@ -335,18 +337,19 @@ class HouseService:
         m = self.cfg.mqtt
         self.client.connect_async(m.host, m.port, keepalive=m.keepalive)
         self.client.loop_start()
-        self._thread = threading.Thread(target=self._worker, name="house", daemon=True)
         self._thread.start()
         from gate.house.web import serve
         self.http = serve(self, self.cfg.house.listen)
 
     def close(self) -> None:
         self.stop.set()
-        if hasattr(self, "http"):
+        if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
-        if hasattr(self, "_thread"):
+        if self._thread.ident is not None:
             self._thread.join(timeout=2)
+        if self._thread.is_alive():
+            log.warning("the house worker did not stop within 2 s")
         self.client.disconnect()
         self.client.loop_stop()
         self.db.close()
