@@ -14,7 +14,6 @@ import json
 import logging
 import queue
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -24,26 +23,18 @@ from collections import defaultdict, deque
 from gate.bus import topics
 from gate.boxoffice.lists import unpack_list
 from gate.errors import ConfigError, PayloadError
-from gate.events import ScanEvent
 from gate.house import attendance, discovery
 from gate.clock import now_ms
 from gate.house.counts import HouseCounts
+from gate.house.gaps import GapTracker
+from gate.house.log import AttendanceLog
 from gate.storage import HouseFiles
 from gate.bus.client import guarded, make_client, read_secret
 from gate.bus.codec import unpack_scan
 
 log = logging.getLogger("gate.house")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS scans (
-    id TEXT PRIMARY KEY, gate TEXT, seq INTEGER, ts INTEGER, event TEXT, ticket TEXT, dir TEXT,
-    result TEXT, reason TEXT, attention TEXT, received INTEGER);
-CREATE TABLE IF NOT EXISTS holders (ticket_id TEXT PRIMARY KEY, holder TEXT, patron TEXT, tags TEXT);
-"""
 PUBLISH_EVERY = 0.25   # retained house topics: at most four updates a second
-GAP_GRACE_S = 3.0      # a missing seq this old is asked for again (events can arrive out of order)
-GAP_ASKS = 3           # asked this often in vain: reported as unrecovered
-GAP_WINDOW = 10_000    # seqs tracked behind each gate's newest
 MAX_STATUS = 2048
 
 
@@ -52,17 +43,15 @@ class HouseService:
     def __init__(self, cfg):
         self.cfg = cfg
         self.venue = cfg.house.venue
-        self.db = sqlite3.connect(str(HouseFiles.of(cfg.storage.dir).log), check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        self.log = AttendanceLog(HouseFiles.of(cfg.storage.dir).log)
+        self.db = self.log.db
         self.counts = HouseCounts()
         self.ids: set[str] = set()
         self.holders: dict[str, tuple] = {}
         self.gates: dict[str, dict] = {}
         self.malformed: dict[str, int] = defaultdict(int)
         self.duplicates = 0
-        self.seqs: dict[str, dict] = {}        # gate -> {"max": n, "missing": {seq: [since, asks, last_ask]}}
+        self.gaps = GapTracker()
         # Hand-offs between paho's network thread and the worker: deques (atomic append and
         # popleft), no locks. Acks are sent from the network thread where possible: from any
         # other thread each one has to wake paho's loop with a syscall.
@@ -86,14 +75,11 @@ class HouseService:
         self.token = read_secret(cfg.house.token_file, "GATE_DASHBOARD_TOKEN") if cfg.house.token_file else ""
 
     def _load(self) -> None:
-        for tid, holder, patron, tags in self.db.execute("SELECT * FROM holders"):
-            self.holders[tid] = (holder, patron, tags)
+        self.holders = self.log.holders()
         n = 0
-        for row in self.db.execute("SELECT id, gate, seq, ts, event, ticket, dir, result, reason, attention "
-                                   "FROM scans ORDER BY rowid"):
-            e = ScanEvent(*row[:9], attention=json.loads(row[9]))
+        for e in self.log.events():
             self.ids.add(e.id)
-            self._track_seq(e.gate, e.seq)
+            self.gaps.track(e.gate, e.seq)
             self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
             n += 1
         if n:
@@ -156,21 +142,17 @@ class HouseService:
                     self.duplicates += 1
                     continue
                 self.ids.add(e.id)
-                self._track_seq(e.gate, e.seq)
+                self.gaps.track(e.gate, e.seq)
                 new.append(e)
             elif kind in ("status", "health"):
                 self._gate_message(gate, kind, payload, topic)
             elif kind != "resend":
                 self._drop("unknown_topic", topic)
         if new:
-            now = now_ms()
             with self.lock:
                 for gate in {e.gate for e in new}:
                     self._seen(gate)
-            with self.db:
-                self.db.executemany("INSERT OR IGNORE INTO scans VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                                    [(e.id, e.gate, e.seq, e.ts, e.event, e.ticket, e.dir, e.result, e.reason,
-                                      json.dumps(e.attention) if e.attention else "[]", now) for e in new])
+            self.log.add(new)
             with self.lock:
                 for e in new:
                     self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
@@ -178,38 +160,14 @@ class HouseService:
             self.ready_acks.extend(acks)
             self._acks_since = time.monotonic()
 
-    def _track_seq(self, gate: str, seq: int) -> None:
-        """Note a gate's sequence number; a jump leaves gaps to ask that gate for."""
-        g = self.seqs.setdefault(gate, {"max": 0, "missing": {}, "lost": 0})
-        if seq > g["max"]:
-            now = time.monotonic()
-            for missing in range(max(g["max"] + 1, seq - GAP_WINDOW), seq):
-                g["missing"][missing] = [now, 0, 0.0]
-            g["max"] = seq
-        else:
-            g["missing"].pop(seq, None)
-
     def _ask_for_gaps(self) -> None:
         """Ask each gate, over its resend topic, for events the broker never handed us
         (say it was killed between acknowledging a gate and delivering to us)."""
-        now = time.monotonic()
-        for gate, g in self.seqs.items():
-            due = [s for s, (since, asks, last) in g["missing"].items()
-                   if now - since > GAP_GRACE_S and now - last > GAP_GRACE_S]
-            if not due or not self.connected.is_set():
-                continue
-            for s in due[:500]:
-                entry = g["missing"][s]
-                if entry[1] >= GAP_ASKS:
-                    del g["missing"][s]
-                    g["lost"] += 1
-                    log.error("gate %s: event seq %d never arrived and the gate no longer has it", gate, s)
-                else:
-                    entry[1], entry[2] = entry[1] + 1, now
-            asked = [s for s in due[:500] if s in g["missing"]]
-            if asked:
-                log.warning("gate %s: asking again for %d missing event(s)", gate, len(asked))
-                self.client.publish(topics.resend(self.venue, gate), json.dumps({"seqs": asked}), qos=1)
+        if not self.connected.is_set():
+            return
+        for gate, asked in self.gaps.due().items():
+            log.warning("gate %s: asking again for %d missing event(s)", gate, len(asked))
+            self.client.publish(topics.resend(self.venue, gate), json.dumps({"seqs": asked}), qos=1)
 
     def _seen(self, gate: str) -> None:
         g = self.gates.setdefault(gate, {"gate": gate, "state": "unknown"})
@@ -247,12 +205,8 @@ class HouseService:
             _, tickets, _ = unpack_list(payload)
         except PayloadError as exc:
             return self._drop(exc.kind, "tickets", str(exc))
-        rows = [(t.ticket_id, t.holder, t.patron, ";".join(t.tags)) for t in tickets]
-        with self.db:
-            self.db.execute("DELETE FROM holders")
-            self.db.executemany("INSERT OR REPLACE INTO holders VALUES (?,?,?,?)", rows)
-        self.holders = {r[0]: r[1:] for r in rows}
-        log.info("holder directory updated: %d tickets", len(rows))
+        self.holders = self.log.replace_holders(tickets)
+        log.info("holder directory updated: %d tickets", len(self.holders))
 
     def _worker(self) -> None:
         last_pub = last_gaps = 0.0
@@ -322,8 +276,8 @@ class HouseService:
             names = sorted((set(self.counts.events) | set(caps)) - {""})
             return {"venue": self.venue, "ts": now_ms(),
                     "events": [self.counts.detail(ev, caps.get(ev)) for ev in names],
-                    "gates": sorted(({**g, "missing": len(self.seqs.get(g["gate"], {}).get("missing", ())),
-                                      "unrecovered": self.seqs.get(g["gate"], {}).get("lost", 0)}
+                    "gates": sorted(({**g, "missing": self.gaps.missing(g["gate"]),
+                                      "unrecovered": self.gaps.lost(g["gate"])}
                                      for g in self.gates.values()), key=lambda g: g["gate"]),
                     "arrivals": list(self.counts.arrivals)[::-1][:50],
                     "malformed": dict(self.malformed), "duplicates": self.duplicates}
@@ -352,7 +306,7 @@ class HouseService:
             log.warning("the house worker did not stop within 2 s")
         self.client.disconnect()
         self.client.loop_stop()
-        self.db.close()
+        self.log.close()
 
 
 def main(args) -> int:
@@ -369,7 +323,7 @@ def main(args) -> int:
             else:
                 n = attendance.export(svc, args.format, sys.stdout)
         finally:
-            svc.db.close()
+            svc.log.close()
         print(f"exported {n} admissions", file=sys.stderr)
         return 0
     svc = HouseService(cfg)

@@ -1,0 +1,61 @@
+"""The house's attendance log: every scan event once (its `id` is the key), and the holder directory.
+
+One SQLite file, WAL, `synchronous=FULL`: an event the house acknowledged to
+the broker is on disk. Counts are rebuilt from it at start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from typing import Iterable, Iterator
+
+from gate.clock import now_ms
+from gate.events import ScanEvent, Ticket
+
+log = logging.getLogger("gate.house")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS scans (
+    id TEXT PRIMARY KEY, gate TEXT, seq INTEGER, ts INTEGER, event TEXT, ticket TEXT, dir TEXT,
+    result TEXT, reason TEXT, attention TEXT, received INTEGER);
+CREATE TABLE IF NOT EXISTS holders (ticket_id TEXT PRIMARY KEY, holder TEXT, patron TEXT, tags TEXT);
+"""
+
+
+class AttendanceLog:
+    def __init__(self, path):
+        self.db = sqlite3.connect(str(path), check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def events(self) -> Iterator[ScanEvent]:
+        """Every stored scan event, in arrival order."""
+        for row in self.db.execute("SELECT id, gate, seq, ts, event, ticket, dir, result, reason, attention "
+                                   "FROM scans ORDER BY rowid"):
+            yield ScanEvent(*row[:9], attention=json.loads(row[9]))
+
+    def holders(self) -> dict[str, tuple]:
+        """ticket id -> (holder, patron, tags)."""
+        return {tid: (holder, patron, tags) for tid, holder, patron, tags in self.db.execute("SELECT * FROM holders")}
+
+    def add(self, events: Iterable[ScanEvent]) -> None:
+        """Store new events in one transaction (an id already stored is ignored)."""
+        now = now_ms()
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO scans VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                                [(e.id, e.gate, e.seq, e.ts, e.event, e.ticket, e.dir, e.result, e.reason,
+                                  json.dumps(e.attention) if e.attention else "[]", now) for e in events])
+
+    def replace_holders(self, tickets: Iterable[Ticket]) -> dict[str, tuple]:
+        """Swap in the holder directory of a new ticket list; returns it."""
+        rows = [(t.ticket_id, t.holder, t.patron, ";".join(t.tags)) for t in tickets]
+        with self.db:
+            self.db.execute("DELETE FROM holders")
+            self.db.executemany("INSERT OR REPLACE INTO holders VALUES (?,?,?,?)", rows)
+        return {r[0]: r[1:] for r in rows}
+
+    def close(self) -> None:
+        self.db.close()
