@@ -41,7 +41,7 @@ def cmd_scan(args) -> int:
     from gate.camera import open_source
     from gate.scanner import Scanner
     from gate.verdict_text import verdict_line
-    from gpiozero.exc import BadPinFactory
+    from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError
     cfg = _load(args.config)
     if cfg.gate is None:
         raise ConfigError(args.config, "gate", 0, "gate scan needs a [gate] section")
@@ -58,6 +58,12 @@ def cmd_scan(args) -> int:
     except BadPinFactory as exc:
         print(f"gate: no usable GPIO ({exc}); on a Pi install python3-lgpio, elsewhere "
               "set GPIOZERO_PIN_FACTORY=mock", file=sys.stderr)
+        return 1
+    except GPIOPinInUse as exc:
+        print(f"gate: GPIO: {exc}: another process holds the pin (is gate-scan.service running?)", file=sys.stderr)
+        return 1
+    except GPIOZeroError as exc:
+        print(f"gate: GPIO: {exc}", file=sys.stderr)
         return 1
     return scanner.run()
 
@@ -88,8 +94,11 @@ def cmd_decode(args) -> int:
 
 
 def cmd_config_check(args) -> int:
+    from gate.config_checks import warnings
     cfg = _load(args.file)
     kind = "gate " + cfg.gate.id if cfg.gate else "house service for " + cfg.house.venue
+    for w in warnings(cfg):
+        print(f"{args.file}: warning: {w}", file=sys.stderr)
     print(f"{args.file}: OK ({kind})")
     return 0
 
@@ -106,22 +115,33 @@ def cmd_tickets_import(args) -> int:
     if args.revoke:
         revoked += [l.strip() for l in Path(args.revoke).read_text().splitlines() if l.strip()]
     p.done(f"{len(tickets):,} tickets")
+    if not tickets and not args.allow_empty:
+        # A header-only export is far more often a failed export than an empty house.
+        raise TicketFileError(args.tickets, 2, "", "no tickets in the file: importing it would empty the "
+                              "gate's list; pass --allow-empty if that is what you want")
     if args.publish:
         from gate.boxoffice.lists import pack_list
-        from gate.bus.client import make_client
+        from gate.bus.client import connect, explain_refusal, make_client, where
         from gate.bus import topics
         payload = pack_list(tickets, revoked)
         c = make_client(cfg.mqtt, f"box-office-{int(time.time())}")
-        c.connect(cfg.mqtt.host, cfg.mqtt.port)
+        answer = {}
+        c.on_connect = lambda client, u, f, rc, p: answer.setdefault("rc", rc)
+        connect(c, cfg.mqtt)   # raises BusError saying why
         c.loop_start()
-        info = c.publish(topics.tickets(cfg.venue), payload, qos=1, retain=True)
         try:
+            info = c.publish(topics.tickets(cfg.venue), payload, qos=1, retain=True)
             info.wait_for_publish(timeout=30)
+        except (RuntimeError, ValueError):
+            pass   # not connected: said below
         finally:
             c.disconnect()
             c.loop_stop()
+        if "rc" in answer and answer["rc"].is_failure:
+            print(f"gate: {where(cfg.mqtt)}: {explain_refusal(answer['rc'], cfg.mqtt)}", file=sys.stderr)
+            return 1
         if not info.is_published():
-            print("gate: the broker did not acknowledge the ticket list", file=sys.stderr)
+            print(f"gate: {where(cfg.mqtt)} did not acknowledge the ticket list within 30 s", file=sys.stderr)
             return 1
         print(f"published {len(tickets):,} tickets ({len(payload):,} bytes) to {topics.tickets(cfg.venue)}")
         return 0
@@ -203,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("tickets")
     s.add_argument("--publish", action="store_true")
     s.add_argument("--revoke", help="file of revoked ticket ids, one a line")
+    s.add_argument("--allow-empty", action="store_true", help="accept a list with no tickets (empties the store)")
     s.set_defaults(func=cmd_tickets_import)
     s = t.add_parser("issue", help="mint signed ticket codes and QR images")
     s.add_argument("--key", required=True, help="private key file (from gate keys new)")

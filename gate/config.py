@@ -283,11 +283,15 @@ def _check(cfg: Config, fail) -> None:
         if cfg.decode.engine == "zbar" and importlib.util.find_spec("pyzbar") is None:
             fail("decode.engine", "zbar needs the optional pyzbar package: pip install 'gate[zbar]' "
                  "(and apt install libzbar0)")
-    if cfg.camera.fps <= 0 or cfg.camera.width <= 0 or cfg.camera.height <= 0:
-        fail("camera.fps", "width, height and fps must be positive")
     for tag, rule in cfg.hospitality.tags.items():
         if rule.level not in ("notice", "greet", "assist"):
             fail(f"hospitality.tags.{tag}.level", "must be one of notice, greet, assist")
+    from gate import config_checks
+    if cfg.gate is not None:
+        config_checks.check_gate(cfg, fail)
+    if cfg.house is not None:
+        config_checks.check_house(cfg, fail)
+    config_checks.check_mqtt(cfg, fail)
 
 
 def load(path) -> Config:

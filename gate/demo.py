@@ -93,7 +93,7 @@ venue = "demo"
 profile = "{profile}"
 events = ["{event}"]
 [camera]
-source = "simulated"
+source = "replay:simulated"   # unused: the demo hands each gate its own simulated camera
 fps = 10
 idle_fps = 4
 [decode]

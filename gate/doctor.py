@@ -48,30 +48,35 @@ def check_gpio(cfg):
 
 
 def check_broker(cfg):
+    """Connects as the gate or house would, and says why not in the words their logs use."""
     if not cfg.mqtt.enabled:
         return True, "MQTT disabled in config"
-    from gate.bus.client import make_client
+    from gate.bus.client import BusError, connect, explain_refusal, make_client, where
     result = {}
     done = threading.Event()
 
     def on_connect(c, u, flags, rc, props):
         result["rc"] = rc
         done.set()
-    c = make_client(cfg.mqtt, f"doctor-{int(time.time())}")
-    c.on_connect = on_connect
+
+    def on_disconnect(c, u, flags, rc, props):
+        result.setdefault("closed", rc)
+        done.set()
     try:
-        c.connect(cfg.mqtt.host, cfg.mqtt.port, keepalive=10)
-    except OSError as exc:
-        return False, (f"cannot reach {cfg.mqtt.host}:{cfg.mqtt.port} ({exc.strerror or exc}): check the "
-                       "house broker is running (systemctl status mosquitto) and the [mqtt] host and port")
+        c = make_client(cfg.mqtt, f"doctor-{int(time.time())}")
+        c.on_connect, c.on_disconnect = on_connect, on_disconnect
+        connect(c, cfg.mqtt, keepalive=10)
+    except BusError as exc:
+        return False, f"{where(cfg.mqtt)}: {exc}"
     c.loop_start()
     try:
-        if not done.wait(5):
-            return False, f"{cfg.mqtt.host}:{cfg.mqtt.port} accepted TCP but never answered MQTT (TLS setting?)"
+        if not done.wait(5) or "rc" not in result:
+            hint = "is it a TLS port? then set tls = true and ca_file" if not cfg.mqtt.tls else "check the broker's log"
+            return False, f"{cfg.mqtt.host}:{cfg.mqtt.port} accepted TCP but never answered MQTT: {hint}"
         rc = result["rc"]
         if rc.is_failure:
-            return False, f"broker refused us: {rc}; check [mqtt] username and the password file / GATE_MQTT_PASSWORD"
-        return True, f"connected to {cfg.mqtt.host}:{cfg.mqtt.port}"
+            return False, f"{where(cfg.mqtt)}: {explain_refusal(rc, cfg.mqtt)}"
+        return True, f"connected to {where(cfg.mqtt)}"
     finally:
         c.disconnect()
         c.loop_stop()

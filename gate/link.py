@@ -76,8 +76,8 @@ class GateLink(Worker):
 
     # -- paho callbacks (network thread) -------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
+        client.report.on_connect(reason_code)   # says why once, if the broker said no
         if reason_code.is_failure:
-            log.warning("broker refused the connection: %s", reason_code)
             return
         log.info("connected to %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
         client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
@@ -88,6 +88,7 @@ class GateLink(Worker):
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        client.report.on_disconnect(reason_code)
         if self.connected.is_set():
             log.warning("disconnected from broker: %s", reason_code)
         self.connected.clear()

@@ -77,3 +77,21 @@ def test_cli_scan_json_prints_scan_events(tmp_path, tickets_csv):
     assert [(e["result"], e["reason"], e["ticket"], e["seq"]) for e in events][0] == ("admitted", "ok", "T1", 1)
     assert events[1]["reason"] == "unknown" and events[1]["ticket"].startswith("h:")
     assert set(events[0]) == {"v", "id", "gate", "seq", "ts", "event", "ticket", "dir", "result", "reason", "attention"}
+
+
+def test_cli_tickets_import_header_only_is_refused_unless_asked(tmp_path):
+    """A header-only export used to import 0 tickets with rc 0 and wipe the gate's list."""
+    from gate.tickets import TicketStore
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(f'[gate]\nid="d"\nvenue="hall"\n[storage]\ndir="{tmp_path}/s"\n')
+    t = tmp_path / "t.csv"
+    t.write_text("ticket_id,code,event\nT1,C1,eve\nT2,C2,eve\n")
+    assert run_gate_cli("tickets", "import", "-c", str(cfg), str(t)).returncode == 0
+    t.write_text("ticket_id,code,event\n")
+    r = run_gate_cli("tickets", "import", "-c", str(cfg), str(t))
+    assert r.returncode == 2 and "no tickets" in r.stderr and "--allow-empty" in r.stderr, r.stderr
+    store = TicketStore(tmp_path / "s" / "tickets.db")
+    assert store.count() == 2
+    store.close()
+    r = run_gate_cli("tickets", "import", "-c", str(cfg), str(t), "--allow-empty")
+    assert r.returncode == 0 and "imported 0 tickets" in r.stdout

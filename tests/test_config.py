@@ -64,3 +64,132 @@ def test_config_inline_table_value_type():
     with pytest.raises(ConfigError) as e:
         parse(text)
     assert e.value.key == "house.capacity.eve" and e.value.line == 3
+
+
+# -- bad days: configs the old check passed and the gate or house then tripped over --------------
+
+TURNSTILE = (REPO / "config" / "turnstile.toml").read_text()
+HOUSE = (REPO / "config" / "house.toml").read_text()
+
+
+def _line_of(text, needle):
+    return next(n for n, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def _bad(tmp_path, base, old, new, name="bad.toml"):
+    assert old in base, old
+    text = base.replace(old, new, 1)
+    p = tmp_path / name
+    p.write_text(text)
+    return p, text
+
+
+BAD_GATE = [
+    # (replace this, with this, key named, a word the message must carry)
+    ('greeting = "Welcome back, {first}!"', 'greeting = "Welcome back, {firstname}!"',
+     "hospitality.tags.member.greeting", "{firstname}"),
+    ('greeting = "Welcome back, {first}!"', 'greeting = "Welcome back, {first!"',
+     "hospitality.tags.member.greeting", "brace"),
+    ("port = 1883", "port = 99999", "mqtt.port", "65535"),
+    ("pulse_ms = 200", "pulse_ms = -200", "turnstile.pulse_ms", "between"),
+    ("passage_timeout_s = 5.0", "passage_timeout_s = -1.0", "turnstile.passage_timeout_s", "between"),
+    ("relay = 24 ", "relay = 17 ", "feedback.relay", "feedback.led_red"),
+    ("passage_pin = 5 ", "passage_pin = 23 ", "turnstile.passage_pin", "feedback.buzzer"),
+    ("buzzer = 23", "buzzer = 40", "feedback.buzzer", "BCM"),
+    ("led_green = 27\nled_blue = 22\n", "", "feedback.led_red", "fitted together"),
+    ("fps = 30", "fps = 0", "camera.fps", "between"),
+    ("debounce_s = 2.0", "debounce_s = -2.0", "decode.debounce_s", "between"),
+    ('source = "picamera2"', 'source = "webcam"', "camera.source", "v4l2"),
+    ('events = ["2026-11-23-eve"]', 'events = ["eve/#"]', "gate.events", "MQTT"),
+    ("keepalive = 15", "keepalive = 0", "mqtt.keepalive", "between"),
+    ('# ca_file = "/etc/gate/ca.crt"', 'ca_file = "/nonexistent/ca.crt"', "mqtt.ca_file", "tls = false"),
+    ("tls = false", 'tls = true\nca_file = "/nonexistent/ca.crt"', "mqtt.ca_file", "/nonexistent/ca.crt"),
+    ('# password_file = "/etc/gate/mqtt-password"', 'password_file = "/nonexistent/pw"', "mqtt.password_file",
+     "username"),
+    ('public_keys = []', 'public_keys = ["/nonexistent/2026.pub"]', "signing.public_keys", "does not exist"),
+]
+
+
+@pytest.mark.parametrize("old,new,key,word", BAD_GATE, ids=[b[2] + ":" + b[1][:20] for b in BAD_GATE])
+def test_config_check_rejects_gate_configs_that_fail_later(tmp_path, old, new, key, word):
+    from conftest import run_gate_cli
+    p, text = _bad(tmp_path, TURNSTILE, old, new)
+    r = run_gate_cli("config", "check", str(p))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f": {key}: " in r.stderr and word in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    line = int(r.stderr.split(f"{p}:", 1)[1].split(":", 1)[0])
+    assert key.rsplit(".", 1)[-1] in text.splitlines()[line - 1], (line, r.stderr)
+
+
+def test_config_check_secret_and_ca_files_by_content(tmp_path):
+    """A CA file of garbage, a password file that is a directory or only whitespace: named with the path."""
+    garbage = tmp_path / "ca.crt"
+    garbage.write_text("not a certificate\n")
+    (tmp_path / "pwdir").mkdir()
+    blank = tmp_path / "pw"
+    blank.write_text("  \n")
+    mq = '[gate]\nid = "a"\nvenue = "v"\n[mqtt]\n'
+    for body, key, words in [
+        (f'tls = true\nca_file = "{garbage}"\n', "mqtt.ca_file", [str(garbage), "PEM"]),
+        (f'username = "a"\npassword_file = "{tmp_path / "pwdir"}"\n', "mqtt.password_file", ["directory"]),
+        (f'username = "a"\npassword_file = "{blank}"\n', "mqtt.password_file", ["empty", str(blank)]),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            parse(mq + body, "g.toml")
+        assert e.value.key == key and e.value.line == 6, str(e.value)
+        assert all(w in str(e.value) for w in words), str(e.value)
+
+
+BAD_HOUSE = [
+    ('listen = "0.0.0.0:8080"', 'listen = "nonsense"', "house.listen", "HOST:PORT"),
+    ('listen = "0.0.0.0:8080"', 'listen = "127.0.0.1:99999"', "house.listen", "65535"),
+    ('listen = "0.0.0.0:8080"', 'listen = "not a host:8080"', "house.listen", "host name"),
+    ('"2026-11-23-eve" = 1200', '"2026-11-23-eve" = -5', "house.capacity.2026-11-23-eve", "between"),
+    ('client_id = "house-hall"', 'client_id = "house hall"', "house.client_id", "letters"),
+]
+
+
+@pytest.mark.parametrize("old,new,key,word", BAD_HOUSE, ids=[b[1][:24] for b in BAD_HOUSE])
+def test_config_check_rejects_house_configs_that_fail_later(tmp_path, old, new, key, word):
+    from conftest import run_gate_cli
+    base = HOUSE.replace('listen = "127.0.0.1:8080"', 'listen = "0.0.0.0:8080"')
+    p, text = _bad(tmp_path, base, old, new)
+    r = run_gate_cli("config", "check", str(p))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f": {key}: " in r.stderr and word in r.stderr, r.stderr
+    assert f"{p}:{_line_of(text, new.split('=')[0].strip())}:" in r.stderr, r.stderr
+
+
+def test_config_check_empty_token_file_and_open_dashboard(tmp_path):
+    from conftest import run_gate_cli
+    token = tmp_path / "token"
+    token.write_text(" \n\t\n")
+    p, text = _bad(tmp_path, HOUSE, "# token_file", "token_file")
+    p.write_text(text.replace("/etc/gate/dashboard-token", str(token)))
+    r = run_gate_cli("config", "check", str(p))
+    assert r.returncode == 2 and ": house.token_file: " in r.stderr and "empty" in r.stderr, r.stderr
+    # Listening on every interface without a token: legal, but said.
+    p, _ = _bad(tmp_path, HOUSE, 'listen = "127.0.0.1:8080"', 'listen = "0.0.0.0:8080"', "open.toml")
+    r = run_gate_cli("config", "check", str(p))
+    assert r.returncode == 0 and "warning: house.listen" in r.stderr and "patron names" in r.stderr, r.stderr
+
+
+def test_config_house_example_is_private():
+    from gate.config_checks import listen_is_private, parse_listen, warnings
+    cfg = load(REPO / "config" / "house.toml")
+    assert listen_is_private(parse_listen(cfg.house.listen)[0]) or cfg.house.token_file
+    assert warnings(cfg) == []
+
+
+def test_config_lone_led_red_is_rejected_by_check_and_scan_alike(tmp_path):
+    """The old check passed a lone led_red and `gate scan` then died with a traceback."""
+    from conftest import run_gate_cli
+    text = ('[gate]\nid = "door-a"\nvenue = "hall"\n[camera]\nsource = "replay:none"\n'
+            f'[feedback]\nled_red = 17\n[mqtt]\nenabled = false\n[storage]\ndir = "{tmp_path / "s"}"\n')
+    p = tmp_path / "lone.toml"
+    p.write_text(text)
+    for args in (("config", "check", str(p)), ("scan", "-c", str(p), "--offline")):
+        r = run_gate_cli(*args)
+        assert r.returncode == 2, r.stderr
+        assert f"{p}:7: feedback.led_red:" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -1,14 +1,35 @@
-"""The MQTT client set-up every side shares (gate, house, box office): credentials, TLS, will."""
+"""The MQTT client set-up every side shares (gate, house, box office): credentials, TLS, will,
+and what a failed connection is called in words.
+
+A connection can fail in many ways that all look alike from inside paho (it retries
+quietly every second). `explain()` turns each one into one sentence with what to
+check; `ConnectionReport` logs that sentence once per distinct cause, and once more
+when the connection is back. `gate doctor` uses the same `explain()`, so the operator
+reads the same words in the journal and at the console.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import ssl
+import sys
 
 import paho.mqtt.client as mqtt
 
+from gate.errors import GateError
+
 log = logging.getLogger("gate.mqtt")
+
+# OpenSSL's X509_V_ERR_* codes that mean something different to an operator.
+_HOSTNAME_MISMATCH = 62
+_EXPIRED, _NOT_YET_VALID = 10, 9
+
+
+class BusError(GateError, ConnectionError):
+    """The MQTT client cannot be set up or cannot reach the broker; the message says what to check."""
 
 
 def read_secret(path: str, env: str) -> str:
@@ -16,24 +37,135 @@ def read_secret(path: str, env: str) -> str:
     if os.environ.get(env):
         return os.environ[env]
     if path:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip()
+        except IsADirectoryError:
+            raise BusError(f"{path} is a directory, not a secret file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BusError(f"cannot read the secret file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     return ""
 
 
 def make_client(m, client_id: str, *, clean_session: bool = True, will=None,
                 manual_ack: bool = False) -> mqtt.Client:
-    """A paho 2.x client set up from an [mqtt] section (credentials, TLS, will)."""
+    """A paho 2.x client set up from an [mqtt] section (credentials, TLS, will).
+
+    The client carries a `report` (ConnectionReport) and already reports failed
+    connection attempts; its owner calls `report.on_connect(reason_code)` from its own
+    on_connect and `report.on_disconnect(reason_code)` from its on_disconnect."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
                     protocol=mqtt.MQTTv311, manual_ack=manual_ack)
     if m.username:
         c.username_pw_set(m.username, read_secret(m.password_file, "GATE_MQTT_PASSWORD") or None)
     if m.tls:
-        c.tls_set(ca_certs=m.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        from gate.config_checks import ca_file_problem
+        problem = ca_file_problem(m.ca_file) if m.ca_file else ""
+        if problem:
+            raise BusError(f"mqtt.ca_file: {problem}")
+        try:
+            c.tls_set(ca_certs=m.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise BusError(f"mqtt.ca_file: cannot use {m.ca_file or 'the system CAs'}: {exc}") from None
     if will:
         c.will_set(*will)
     c.reconnect_delay_set(1, 1)  # a few gates on a LAN: retry every second, back quickly after an outage
+    c.report = ConnectionReport(m)
+    c.on_connect_fail = c.report.on_connect_fail
     return c
+
+
+def connect(c: mqtt.Client, m, keepalive: int = 0) -> None:
+    """A blocking first connect (box-office tools); failures raise BusError in words."""
+    try:
+        c.connect(m.host, m.port, keepalive=keepalive or m.keepalive)
+    except (OSError, ValueError) as exc:
+        raise BusError(explain(exc, m)) from None
+
+
+def where(m) -> str:
+    return f"broker {m.host}:{m.port}{' (TLS)' if m.tls else ''}"
+
+
+def explain(exc: BaseException, m) -> str:
+    """One sentence: why connecting to the broker of [mqtt] section m failed, and what to check."""
+    at = f"{m.host}:{m.port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = getattr(exc, "verify_code", 0)
+        msg = getattr(exc, "verify_message", "") or str(exc)
+        if code == _HOSTNAME_MISMATCH or "hostname" in msg.lower() or "IP address mismatch" in msg:
+            return (f"the broker's TLS certificate is not for {m.host!r} ({msg}): set [mqtt] host to a name "
+                    f"the certificate carries, or reissue the broker's certificate for {m.host}")
+        if code in (_EXPIRED, _NOT_YET_VALID):
+            return (f"the broker's TLS certificate is outside its validity ({msg}): renew it, "
+                    "or check this machine's clock (timedatectl)")
+        ca = m.ca_file or "the system's CA store"
+        return (f"the broker's TLS certificate is not signed by the CA in {ca} ({msg}): set mqtt.ca_file "
+                "to the venue CA certificate that signed the broker's certificate")
+    if m.tls and isinstance(exc, (ssl.SSLError, ConnectionResetError, ConnectionAbortedError, EOFError)):
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        return (f"TLS handshake with {at} failed ({reason}): is port {m.port} the broker's TLS listener? "
+                "(tls = true needs the TLS port, usually 8883; the plain port is usually 1883)")
+    if isinstance(exc, ConnectionRefusedError):
+        return (f"nothing accepts connections on {at}: check the broker is running (systemctl status "
+                "mosquitto) and [mqtt] host and port")
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve {m.host!r} ({exc.strerror}): check [mqtt] host and this machine's DNS"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"no answer from {at} in time: check the network path and firewall to the broker"
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN):
+        return f"cannot reach {at} ({exc.strerror}): check this machine's network connection"
+    detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return f"cannot connect to {at} ({detail}): check [mqtt] host, port and tls"
+
+
+def explain_refusal(reason_code, m) -> str:
+    """Words for a CONNACK that said no."""
+    text = str(reason_code)
+    if "authori" in text.lower() or "user name or password" in text.lower():
+        secret = m.password_file or "GATE_MQTT_PASSWORD"
+        return (f"the broker refused our credentials ({text}): check [mqtt] username "
+                f"({m.username or 'none set'}) and the password in {secret}")
+    if "identifier" in text.lower():
+        return f"the broker refused our client id ({text}): is another device using the same gate id?"
+    return f"the broker refused the connection ({text})"
+
+
+class ConnectionReport:
+    """Logs why the broker cannot be reached: once per cause, and once when it is back."""
+
+    def __init__(self, m):
+        self.m = m
+        self.last = ""          # the cause logged last; '' while connected (or never tried)
+        self.connected = False
+        self.failures = 0
+
+    def failed(self, words: str) -> None:
+        self.failures += 1
+        if words != self.last:
+            log.error("%s: %s", where(self.m), words)
+            self.last = words
+
+    # paho callbacks (network thread); the owner forwards on_connect/on_disconnect
+    def on_connect_fail(self, client, userdata) -> None:
+        exc = sys.exc_info()[1]   # paho calls us from inside its `except OSError`
+        self.failed(explain(exc, self.m) if exc is not None else f"cannot connect to {where(self.m)}")
+
+    def on_connect(self, reason_code) -> None:
+        if reason_code.is_failure:
+            self.failed(explain_refusal(reason_code, self.m))
+            return
+        if self.last:
+            log.info("%s: connected again", where(self.m))
+        self.last, self.connected = "", True
+
+    def on_disconnect(self, reason_code) -> None:
+        if not self.connected and not self.last:
+            # TCP was accepted but no CONNACK came: the other end does not speak plain MQTT here.
+            hint = ("is it a TLS port? then set tls = true and ca_file" if not self.m.tls
+                    else "check the broker's log")
+            self.failed(f"{self.m.host}:{self.m.port} closed the connection before answering ({reason_code}): {hint}")
+        self.connected = False
 
 
 def guarded(fn):
@@ -45,5 +177,3 @@ def guarded(fn):
             log.exception("error in MQTT callback %s", fn.__name__)
     wrapper.__name__ = fn.__name__
     return wrapper
-
-

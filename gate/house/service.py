@@ -22,7 +22,7 @@ from collections import defaultdict, deque
 
 from gate.bus import topics
 from gate.boxoffice.lists import unpack_list
-from gate.errors import ConfigError, PayloadError
+from gate.errors import ConfigError, GateError, PayloadError
 from gate.house import attendance, discovery
 from gate.clock import now_ms
 from gate.house.counts import HouseCounts
@@ -70,9 +70,13 @@ class HouseService:
         cid = cfg.house.client_id or f"house-{self.venue}"
         self.client = make_client(cfg.mqtt, cid, clean_session=False, manual_ack=True)
         self.client.on_connect = guarded(self._on_connect)
-        self.client.on_disconnect = guarded(lambda *a: self.connected.clear())
+        self.client.on_disconnect = guarded(self._on_disconnect)
         self.client.on_message = guarded(self._on_message)
         self.token = read_secret(cfg.house.token_file, "GATE_DASHBOARD_TOKEN") if cfg.house.token_file else ""
+        if cfg.house.token_file and not self.token:
+            # An empty token would mean no token at all: refuse rather than open the dashboard.
+            raise GateError(f"house.token_file: {cfg.house.token_file} is empty; refusing to serve the "
+                            "dashboard without its token")
 
     def _load(self) -> None:
         self.holders = self.log.holders()
@@ -87,14 +91,18 @@ class HouseService:
 
     # -- MQTT (network thread: record and hand on) ----------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
+        client.report.on_connect(reason_code)   # says why once, if the broker said no
         if reason_code.is_failure:
-            log.warning("broker refused the connection: %s", reason_code)
             return
         log.info("connected (session present: %s)", flags.session_present)
         # The whole venue tree, so that malformed topic shapes are seen and counted too.
         client.subscribe(topics.venue_all(self.venue), 1)
         self.connected.set()
         self._announce_events(self.cfg.house.capacity)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        client.report.on_disconnect(reason_code)
+        self.connected.clear()
 
     def _on_message(self, client, userdata, msg):
         self._flush_acks()
