@@ -18,7 +18,7 @@ setup(
     ],
     extras_require={
         # playwright drives Debian's chromium; pyzbar and segno are the tests' second decoder and QR writer
-        "dev": ["pytest>=7", "protobuf>=4", "playwright>=1.40", "pyzbar>=0.1.9", "segno>=1.5"],
+        "dev": ["pytest>=7", "hypothesis>=6", "protobuf>=4", "playwright>=1.40", "pyzbar>=0.1.9", "segno>=1.5"],
         "zbar": ["pyzbar>=0.1.9"],      # the optional second decode engine (needs apt's libzbar0)
         "demo": ["segno>=1.5"],         # renders the demo's simulated camera frames
         "v4l2": ["opencv-python-headless>=4.6"],

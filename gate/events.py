@@ -109,6 +109,7 @@ class ScanEvent:
     result: str
     reason: str
     attention: list[str] = field(default_factory=list)
+    mode: str = "live"                 # live | test (rehearsal) | info (a look-up): DESIGN.md
     v: int = 1
 
 

@@ -6,6 +6,14 @@ connection (the broker's CONNACK said success); a row leaves the outbox only
 when its PUBACK arrives (`on_publish` with the message id). After a
 reconnect every unacknowledged row is sent again with the same `id`, and the
 house service counts it once.
+
+What other parties send is bounded here, before it can make work: other
+gates' scans pass a per-gate and an overall rate (a flood of forged
+admissions is dropped and counted, not queued for the scan loop); resend
+requests are validated, queued at most RESEND_QUEUE deep, deduplicated (a seq
+resent in the last RESEND_DEDUPE_S is not sent again) and served at most
+RESEND_RATE events a second. Every drop is counted in `dropped` (the gate's
+health shows it) and logged at a bounded rate.
 """
 
 from __future__ import annotations
@@ -19,17 +27,27 @@ from typing import Callable, Optional
 
 import paho.mqtt.client as mqtt
 
-from gate.bus.client import guarded, make_client
 from gate.clock import now_ms
 from gate.worker import Worker
-
 from gate import __version__
 from gate.bus import topics
+from gate.bus.client import guarded, make_client
+from gate.bus.codec import unpack_scan
+from gate.bus.limits import Drops, TokenBucket
+from gate.bus.messages import unpack_resend
 from gate.errors import PayloadError
 from gate.outbox import Outbox
-from gate.bus.codec import unpack_scan
 
 log = logging.getLogger("gate.link")
+
+RESEND_QUEUE = 4           # resend requests waiting; more are dropped (the house asks again)
+RESEND_RATE = 500          # events resent a second, on average ...
+RESEND_BURST = 2000        # ... with bursts up to this
+RESEND_DEDUPE_S = 2.0      # a seq resent this recently is not resent again (the house re-asks after 3 s)
+REMOTE_RATE, REMOTE_BURST = 200, 1000          # other gates' scans a second, all together
+REMOTE_GATE_RATE, REMOTE_GATE_BURST = 25, 200  # ... and from any one gate (a busy door scans ~1/s)
+MAX_REMOTE_GATES = 256
+REMOTE_RESULTS = frozenset(("admitted", "exited", "annulled"))   # the only ones that change a ticket's use
 
 
 class GateLink(Worker):
@@ -51,10 +69,15 @@ class GateLink(Worker):
         self.connected = threading.Event()
         self.disconnected_since: Optional[float] = time.monotonic()
         self.acks: "queue.Queue[int]" = queue.Queue()
-        self.resend_requests: "queue.Queue[list]" = queue.Queue()
+        self.resend_requests: "queue.Queue[list]" = queue.Queue(maxsize=RESEND_QUEUE)
+        self._resend_bucket = TokenBucket(RESEND_RATE, RESEND_BURST)
+        self._resent: dict[int, float] = {}   # seq -> when last resent
+        self._remote_bucket = TokenBucket(REMOTE_RATE, REMOTE_BURST)
+        self._remote_gates: dict[str, TokenBucket] = {}
         self.inflight: dict[int, int] = {}   # mid -> seq
         self.sent_up_to = 0
-        self.dropped: dict[str, int] = {}
+        self.drops = Drops(log, "message from the bus")
+        self.dropped = self.drops.counts       # kind -> count, read by the gate's health report
         self._gen = 0
         will = (topics.status(self.venue, self.gate), self._status("offline"), 1, True)
         self.client = make_client(cfg.mqtt, self.gate, clean_session=False, will=will)
@@ -98,30 +121,51 @@ class GateLink(Worker):
         self.acks.put(mid)
 
     def _on_message(self, client, userdata, msg):
-        if msg.topic == topics.resend(self.venue, self.gate):
-            try:
-                seqs = json.loads(msg.payload)["seqs"]
-                if isinstance(seqs, list) and all(isinstance(x, int) for x in seqs):
-                    self.resend_requests.put(seqs)
-            except (ValueError, KeyError, TypeError):
-                self.dropped["bad_resend"] = self.dropped.get("bad_resend", 0) + 1
-            return
-        if msg.topic == topics.tickets(self.venue):
-            if self.on_tickets and msg.payload:
-                self.on_tickets(msg.payload)
-            return
-        if topics.gate_of(msg.topic) == self.gate:
-            return  # our own scans, echoed back
         try:
-            event = unpack_scan(msg.payload)
-        except PayloadError as exc:
-            n = self.dropped.get(exc.kind, 0) + 1
-            self.dropped[exc.kind] = n
-            if n == 1:
-                log.warning("dropping malformed scan payload on %s (%s); further ones counted", msg.topic, exc)
+            self._receive(msg.topic, msg.payload)
+        except Exception as exc:   # a bug costs this one message, never the network thread
+            self.drops.add("internal_error", msg.topic, repr(exc))
+
+    def _receive(self, topic: str, payload: bytes) -> None:
+        if topic == topics.resend(self.venue, self.gate):
+            try:
+                seqs = unpack_resend(payload)
+            except PayloadError as exc:
+                return self.drops.add("bad_resend", topic, exc)
+            try:
+                self.resend_requests.put_nowait(seqs)
+            except queue.Full:
+                self.drops.add("resend_busy", topic, f"{len(seqs)} seqs")
             return
+        if topic == topics.tickets(self.venue):
+            if self.on_tickets and payload:
+                self.on_tickets(payload)
+            return
+        sender = topics.gate_of(topic)
+        if sender == self.gate:
+            return  # our own scans, echoed back
+        if not topic.endswith("/scan"):
+            return  # status and health of other gates: not ours to act on
+        try:
+            event = unpack_scan(payload)
+        except PayloadError as exc:
+            return self.drops.add(exc.kind, topic, exc)
+        if event.gate != sender:
+            return self.drops.add("gate_mismatch", topic, event.gate)
+        if event.result not in REMOTE_RESULTS or not event.ticket or event.mode != "live":
+            return  # changes no ticket's use here
+        if not self._remote_allowed(sender):
+            return self.drops.add("remote_rate", topic)
         if self.on_remote_scan:
             self.on_remote_scan(event)
+
+    def _remote_allowed(self, sender: str) -> bool:
+        bucket = self._remote_gates.get(sender)
+        if bucket is None:
+            if len(self._remote_gates) >= MAX_REMOTE_GATES:
+                return False
+            bucket = self._remote_gates[sender] = TokenBucket(REMOTE_GATE_RATE, REMOTE_GATE_BURST)
+        return bucket.take() and self._remote_bucket.take()
 
     # -- publisher thread ----------------------------------------------------
     def _take_acks(self, wait: float) -> list[int]:
@@ -168,9 +212,7 @@ class GateLink(Worker):
                         self.inflight[info.mid] = seq
                     self.sent_up_to = seq
             try:
-                for payload in self.outbox.sent_payloads(self.resend_requests.get_nowait()):
-                    # Already acknowledged once: resent for the house, whose `id` check counts it once.
-                    self.client.publish(topics.scan(self.venue, self.gate), payload, qos=1)
+                self._serve_resend(self.resend_requests.get_nowait())
             except queue.Empty:
                 pass
             acked += self._take_acks(0.02 if self.inflight else 0.05)
@@ -184,6 +226,27 @@ class GateLink(Worker):
                     self.client.publish(topics.health(self.venue, self.gate), json.dumps(self.health()), qos=0)
                 except Exception:
                     log.exception("health report failed")
+
+    def _serve_resend(self, seqs: list[int]) -> None:
+        """Send again events the house asks for: deduplicated and within the resend rate."""
+        now = time.monotonic()
+        fresh = [s for s in seqs if now - self._resent.get(s, -1e9) > RESEND_DEDUPE_S]
+        if len(fresh) < len(seqs):
+            self.drops.counts["resend_repeat"] = self.drops.get("resend_repeat") + len(seqs) - len(fresh)
+        allowed = fresh
+        while allowed and not self._resend_bucket.take(len(allowed)):
+            allowed = allowed[:len(allowed) // 2]
+        if len(allowed) < len(fresh):
+            self.drops.add("resend_rate", topics.resend(self.venue, self.gate), f"{len(fresh) - len(allowed)} seqs")
+        if not allowed:
+            return
+        for s in allowed:
+            self._resent[s] = now
+        if len(self._resent) > 4 * RESEND_BURST:
+            self._resent = {s: t for s, t in self._resent.items() if now - t <= RESEND_DEDUPE_S}
+        for payload in self.outbox.sent_payloads(allowed):
+            # Already acknowledged once: resent for the house, whose `id` check counts it once.
+            self.client.publish(topics.scan(self.venue, self.gate), payload, qos=1)
 
     def offline_for(self) -> float:
         """Seconds since the broker was last reachable (0 when connected)."""

@@ -76,7 +76,7 @@ def test_cli_scan_json_prints_scan_events(tmp_path, tickets_csv):
     events = [json.loads(l) for l in r.stdout.splitlines()]
     assert [(e["result"], e["reason"], e["ticket"], e["seq"]) for e in events][0] == ("admitted", "ok", "T1", 1)
     assert events[1]["reason"] == "unknown" and events[1]["ticket"].startswith("h:")
-    assert set(events[0]) == {"v", "id", "gate", "seq", "ts", "event", "ticket", "dir", "result", "reason", "attention"}
+    assert set(events[0]) == {"v", "id", "gate", "seq", "ts", "event", "ticket", "dir", "result", "reason", "attention", "mode"}
 
 
 def test_cli_tickets_import_header_only_is_refused_unless_asked(tmp_path):

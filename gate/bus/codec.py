@@ -1,49 +1,62 @@
 """The scan event on the wire: msgpack, version 1, checked strictly on receipt.
 
-A receiver ignores unknown keys and drops (and counts) anything malformed.
+A receiver ignores unknown keys and drops (and counts) anything malformed:
+by shape (msgpack's own limits, types) and by value (gate/bus/values.py:
+charsets, the time window, sequence ranges, enumerations).
 """
 
 from __future__ import annotations
 
-import re
-
 import msgpack
 
+from gate.bus import values
 from gate.errors import PayloadError
 from gate.events import REASONS, RESULTS, ScanEvent
 
 MAX_SCAN_BYTES = 4096
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-FIELDS = {"v": int, "id": str, "gate": str, "seq": int, "ts": int, "event": str,
-          "ticket": str, "dir": str, "result": str, "reason": str, "attention": list}
+ID_RE = values.ID_RE
 
 
 def pack_scan(e: ScanEvent) -> bytes:
-    return msgpack.packb({"v": e.v, "id": e.id, "gate": e.gate, "seq": e.seq, "ts": e.ts,
-                          "event": e.event, "ticket": e.ticket, "dir": e.dir, "result": e.result,
-                          "reason": e.reason, "attention": list(e.attention)}, use_bin_type=True)
+    d = {"v": e.v, "id": e.id, "gate": e.gate, "seq": e.seq, "ts": e.ts, "event": e.event, "ticket": e.ticket,
+         "dir": e.dir, "result": e.result, "reason": e.reason, "attention": list(e.attention)}
+    if e.mode != "live":   # absent means live: older receivers never see the key
+        d["mode"] = e.mode
+    return msgpack.packb(d, use_bin_type=True)
 
 
-def unpack(data: bytes, max_bytes: int):
-    """msgpack from an untrusted peer: size-capped, strict, every failure a PayloadError."""
+def unpack(data: bytes, max_bytes: int, *, max_items: int | None = None, max_map: int | None = None):
+    """msgpack from an untrusted peer: size-capped, strict, every failure a PayloadError.
+
+    msgpack's own limits bound what one message can make us allocate: no string,
+    array or map larger than the message allows (the defaults follow max_bytes),
+    no binary or extension types unless the caller wants them."""
     if not isinstance(data, (bytes, bytearray)):
         raise PayloadError("not_bytes")
     if len(data) > max_bytes:
         raise PayloadError("oversized", f"{len(data)} bytes")
+    n = len(data)
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, max_str_len=n, max_bin_len=n,
+                               max_array_len=n if max_items is None else max_items,
+                               max_map_len=n if max_map is None else max_map, max_ext_len=0)
     except Exception as exc:  # ValueError, ExtraData, FormatError, StackError, UnicodeDecodeError
         raise PayloadError("bad_msgpack", type(exc).__name__) from None
 
 
-_RESULTS, _REASONS, _DIRS = frozenset(RESULTS), frozenset(REASONS), frozenset(("in", "out"))
+_RESULTS, _REASONS, _DIRS, _MODES = frozenset(RESULTS), frozenset(REASONS), frozenset(("in", "out")), \
+    frozenset(values.MODES)
+_EVENT_ID, _EVENT, _TICKET, _TAG = (values.EVENT_ID_RE.fullmatch, values.EVENT_RE.fullmatch,
+                                    values.TICKET_RE.fullmatch, values.TAG_RE.fullmatch)
 
 
-def unpack_scan(data: bytes) -> ScanEvent:
+def unpack_scan(data: bytes, now_ms: int | None = None) -> ScanEvent:
     """Decode and validate a scan event; raises PayloadError(kind).
 
-    Written flat: the house validates thousands of these a second."""
-    obj = unpack(data, MAX_SCAN_BYTES)
+    `now_ms` is the receiver's clock; `ts` must lie within values.TS_PAST_MS
+    before it and values.TS_FUTURE_MS after it. Written flat: the house
+    validates thousands of these a second."""
+    obj = unpack(data, MAX_SCAN_BYTES, max_items=64, max_map=32)
     if type(obj) is not dict:
         raise PayloadError("not_a_map")
     if obj.get("v") != 1:
@@ -54,17 +67,23 @@ def unpack_scan(data: bytes) -> ScanEvent:
         reason, attention = obj["reason"], obj["attention"]
     except KeyError as exc:
         raise PayloadError("bad_field", str(exc)) from None
+    mode = obj.get("mode", "live")
     if not (type(id_) is str and type(gate) is str and type(event) is str and type(ticket) is str
-            and type(dir_) is str and type(result) is str and type(reason) is str):
+            and type(dir_) is str and type(result) is str and type(reason) is str and type(mode) is str):
         raise PayloadError("bad_field", "text fields")
     if type(seq) is not int or type(ts) is not int:
         raise PayloadError("bad_field", "seq/ts")
-    if type(attention) is not list or not all(type(a) is str for a in attention):
+    if not values.seq_ok(seq):
+        raise PayloadError("bad_seq", str(seq)[:24])
+    if not values.ts_ok(ts, now_ms):
+        raise PayloadError("bad_ts", str(ts)[:24])
+    if type(attention) is not list or len(attention) > values.MAX_ATTENTION \
+            or not all(type(a) is str and _TAG(a) for a in attention):
         raise PayloadError("bad_field", "attention")
-    if not id_ or len(id_) > 128 or not ID_RE.match(gate):
+    if not _EVENT_ID(id_) or not values.ID_RE.fullmatch(gate):
         raise PayloadError("bad_field", "gate/id")
-    if result not in _RESULTS or reason not in _REASONS or dir_ not in _DIRS:
-        raise PayloadError("bad_field", "result/reason/dir")
-    if len(ticket) > 256 or len(event) > 128:
+    if result not in _RESULTS or reason not in _REASONS or dir_ not in _DIRS or mode not in _MODES:
+        raise PayloadError("bad_field", "result/reason/dir/mode")
+    if not _TICKET(ticket) or not _EVENT(event):
         raise PayloadError("bad_field", "ticket/event")
-    return ScanEvent(id_, gate, seq, ts, event, ticket, dir_, result, reason, attention)
+    return ScanEvent(id_, gate, seq, ts, event, ticket, dir_, result, reason, attention, mode)

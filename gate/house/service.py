@@ -17,27 +17,25 @@ import signal
 import sys
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 
-
-from gate.bus import topics
 from gate.boxoffice.lists import unpack_list
+from gate.bus import messages, topics, values
+from gate.bus.client import guarded, make_client, read_secret
+from gate.bus.limits import Drops
+from gate.clock import now_ms
 from gate.errors import ConfigError, GateError, PayloadError
 from gate.house import attendance, discovery
-from gate.clock import now_ms
 from gate.house.counts import HouseCounts
-from gate.house.gaps import GapTracker
+from gate.house.gaps import MAX_GATES, GapTracker
+from gate.house.ingest import Ingest
 from gate.house.log import AttendanceLog
 from gate.storage import HouseFiles
-from gate.bus.client import guarded, make_client, read_secret
-from gate.bus.codec import unpack_scan
 
 log = logging.getLogger("gate.house")
 
 PUBLISH_EVERY = 0.25   # retained house topics: at most four updates a second
-MAX_STATUS = 2048
-
-
+MAX_INBOX = 100_000    # unacknowledgeable (QoS 0) messages waiting beyond this are dropped and counted
 
 class HouseService:
     def __init__(self, cfg):
@@ -49,9 +47,12 @@ class HouseService:
         self.ids: set[str] = set()
         self.holders: dict[str, tuple] = {}
         self.gates: dict[str, dict] = {}
-        self.malformed: dict[str, int] = defaultdict(int)
+        self.drops = Drops(log, "message")   # dropped by kind: shown as `malformed` in /api/house
         self.duplicates = 0
         self.gaps = GapTracker()
+        self.ingest = Ingest(self)
+        self._lost_logged = 0
+        self._asks_logged = self._lost_logged_at = -1e9
         # Hand-offs between paho's network thread and the worker: deques (atomic append and
         # popleft), no locks. Acks are sent from the network thread where possible: from any
         # other thread each one has to wake paho's loop with a syscall.
@@ -106,6 +107,9 @@ class HouseService:
 
     def _on_message(self, client, userdata, msg):
         self._flush_acks()
+        if msg.qos == 0 and len(self.inbox) > MAX_INBOX:
+            # QoS 1 deliveries are bounded by the broker (they wait for our acks); QoS 0 ones are not.
+            return self.drops.add("house_busy", msg.topic)
         self.inbox.append((msg.topic, msg.payload, msg.mid, msg.qos))
 
     def _flush_acks(self) -> None:
@@ -118,52 +122,23 @@ class HouseService:
             self.client.ack(mid, qos)
 
     # -- the worker ----------------------------------------------------------
-    def _drop(self, kind: str, topic: str, detail=""):
-        self.malformed[kind] += 1
-        if self.malformed[kind] == 1:
-            log.warning("dropping malformed message on %s: %s %s (further ones of this kind are counted)",
-                        topic, kind, detail)
-
     def _handle_batch(self, batch) -> None:
-        new, acks = [], []
-        for topic, payload, mid, qos in batch:
-            if qos:
-                acks.append((mid, qos))
-            gate = topics.gate_of(topic)
-            kind = topic.rsplit("/", 1)[-1]
-            if topic.startswith(topics.house_prefix(self.venue)):
-                continue  # our own retained counts, echoed back
-            if topic == topics.tickets(self.venue):
-                self._apply_tickets(payload)
-            elif not gate or not topic.startswith(f"{topics.ROOT}/{self.venue}/"):
-                self._drop("unknown_topic", topic)
-            elif kind == "scan":
-                try:
-                    e = unpack_scan(payload)
-                except PayloadError as exc:
-                    self._drop(exc.kind, topic, str(exc))
-                    continue
-                if e.gate != gate:
-                    self._drop("gate_mismatch", topic, e.gate)
-                    continue
-                if e.id in self.ids:
-                    self.duplicates += 1
-                    continue
-                self.ids.add(e.id)
-                self.gaps.track(e.gate, e.seq)
-                new.append(e)
-            elif kind in ("status", "health"):
-                self._gate_message(gate, kind, payload, topic)
-            elif kind != "resend":
-                self._drop("unknown_topic", topic)
-        if new:
+        new, acks = self.ingest.sort(batch)
+        self._commit(new, acks)
+
+    def _commit(self, new, acks) -> None:
+        stored, more = self.ingest.store(new)
+        acks += more
+        if stored:
             with self.lock:
-                for gate in {e.gate for e in new}:
+                for gate in {e.gate for e in stored}:
                     self._seen(gate)
-            self.log.add(new)
-            with self.lock:
-                for e in new:
-                    self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
+                for e in stored:
+                    self.gaps.track(e.gate, e.seq)
+                    try:
+                        self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
+                    except Exception as exc:   # stored; it counts after the next restart
+                        self.drops.add("internal_error", topics.scan(self.venue, e.gate), repr(exc))
         if acks:   # only now, with the events on disk
             self.ready_acks.extend(acks)
             self._acks_since = time.monotonic()
@@ -173,46 +148,54 @@ class HouseService:
         (say it was killed between acknowledging a gate and delivering to us)."""
         if not self.connected.is_set():
             return
-        for gate, asked in self.gaps.due().items():
-            log.warning("gate %s: asking again for %d missing event(s)", gate, len(asked))
-            self.client.publish(topics.resend(self.venue, gate), json.dumps({"seqs": asked}), qos=1)
-
-    def _seen(self, gate: str) -> None:
-        g = self.gates.setdefault(gate, {"gate": gate, "state": "unknown"})
-        g["last_seen"] = now_ms()
-
-    def _gate_message(self, gate, kind, payload, topic) -> None:
-        if not payload:
-            return  # a cleared retained message
-        if len(payload) > MAX_STATUS:
-            return self._drop("oversized", topic)
-        try:
-            obj = json.loads(payload)
-            if not isinstance(obj, dict):
-                raise ValueError
-        except ValueError:
-            return self._drop("bad_json", topic)
         with self.lock:
-            self._seen(gate)
+            due = self.gaps.due()
+            lost = sum(self.gaps.lost(g) for g in self.gaps.gates)
+        now = time.monotonic()
+        # Logged at most every 30 s: a line per gate and pass would flood the log under attack.
+        if lost > self._lost_logged and now - self._lost_logged_at >= 30.0:
+            self._lost_logged_at = now
+            log.error("%d event(s) never arrived and their gates no longer have them (%d in all)",
+                      lost - self._lost_logged, lost)
+            self._lost_logged = lost
+        if due and now - self._asks_logged >= 30.0:
+            self._asks_logged = now
+            log.warning("asking %d gate(s) again for %d missing event(s) (logged at most every 30 s)",
+                        len(due), sum(len(s) for s in due.values()))
+        for gate, seqs in due.items():
+            self.client.publish(topics.resend(self.venue, gate), messages.pack_resend(seqs), qos=1)
+
+    def _seen(self, gate: str) -> bool:
+        """Note a gate as seen; False for a gate beyond MAX_GATES (forged ids, counted, not tracked)."""
+        g = self.gates.get(gate)
+        if g is None:
+            if len(self.gates) >= MAX_GATES:
+                self.drops.add("gates_over_cap", gate)
+                return False
+            g = self.gates[gate] = {"gate": gate, "state": "unknown"}
+        g["last_seen"] = now_ms()
+        return True
+
+    def gate_report(self, gate: str, kind: str, obj: dict) -> None:
+        """A gate's validated status or health message."""
+        with self.lock:
+            if not self._seen(gate):
+                return
             g = self.gates[gate]
             if kind == "status":
-                if obj.get("state") not in ("online", "offline"):
-                    return self._drop("bad_field", topic, "state")
-                g.update(state=obj["state"], profile=str(obj.get("profile", "")), version=str(obj.get("version", "")))
+                g.update(state=obj["state"], profile=obj["profile"], version=obj["version"])
                 self._announce_gate(gate)
             else:
-                g["health"] = {k: obj.get(k) for k in ("fps", "decode_ms_p50", "decode_ms_p95", "outbox_depth",
-                                                       "camera_ok", "ticket_data_version", "cpu_temp", "fault",
-                                                       "dropped")}
+                g["health"] = obj
         self.dirty.add("")
 
-    def _apply_tickets(self, payload) -> None:
+    def apply_tickets(self, payload) -> None:
         if not payload:
             return
         try:
             _, tickets, _ = unpack_list(payload)
         except PayloadError as exc:
-            return self._drop(exc.kind, "tickets", str(exc))
+            return self.drops.add(exc.kind, "tickets", str(exc))
         self.holders = self.log.replace_holders(tickets)
         log.info("holder directory updated: %d tickets", len(self.holders))
 
@@ -228,18 +211,26 @@ class HouseService:
                     if self.ready_acks and time.monotonic() - self._acks_since > 0.02:
                         self._flush_acks()   # traffic paused: nobody else will send them
                     time.sleep(0.005)
+            # Each step guarded on its own: this thread must outlive anything a message can do.
             if batch:
-                try:
-                    self._handle_batch(batch)
-                except Exception:
-                    log.exception("batch failed; its messages stay unacknowledged and come again")
+                self._guard(self._handle_batch, batch)
+            held = self.ingest.retry_due()
+            if held:
+                self._guard(self._commit, held, [])
             now = time.monotonic()
             if now - last_gaps >= 1.0:
                 last_gaps = now
-                self._ask_for_gaps()
+                self._guard(self._ask_for_gaps)
             if self.dirty and now - last_pub >= PUBLISH_EVERY:
                 last_pub = now
-                self._publish()
+                self._guard(self._publish)
+
+    def _guard(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self.drops.add("internal_error", fn.__name__, repr(exc))
+            log.debug("%s failed", fn.__name__, exc_info=True)
 
     def _publish(self) -> None:
         with self.lock:
@@ -249,6 +240,8 @@ class HouseService:
         if self.connected.is_set():
             self._announce_events([s["event"] for s in snaps])
             for s in snaps:
+                if not values.is_topic_level(s["event"]):
+                    continue   # never a topic wildcard (stored events and config are checked; this is the last line)
                 self.client.publish(topics.house(self.venue, s["event"]), json.dumps(s), qos=1, retain=True)
                 self.client.publish(topics.house_inside(self.venue, s["event"]), str(s["inside"]), qos=1, retain=True)
         else:
@@ -263,7 +256,7 @@ class HouseService:
     # -- Home Assistant discovery --------------------------------------------
     def _announce_events(self, events) -> None:
         for ev in events:
-            if not ev or ev in self._announced or not self.connected.is_set():
+            if not values.is_topic_level(ev) or ev in self._announced or not self.connected.is_set():
                 continue
             self._announced.add(ev)
             for topic, cfg in discovery.event_sensors(self.venue, ev):
@@ -288,7 +281,10 @@ class HouseService:
                                       "unrecovered": self.gaps.lost(g["gate"])}
                                      for g in self.gates.values()), key=lambda g: g["gate"]),
                     "arrivals": list(self.counts.arrivals)[::-1][:50],
-                    "malformed": dict(self.malformed), "duplicates": self.duplicates}
+                    "malformed": self.drops.snapshot(), "duplicates": self.duplicates,
+                    "limits": {"gates_untracked": self.gaps.untracked_gates,
+                               "gaps_untracked": self.gaps.untracked_gaps,
+                               "held_for_database": len(self.ingest.unstored)}}
 
     def attendance(self) -> list[dict]:
         """The attendance log for the box office's CRM: one row per effective admission."""

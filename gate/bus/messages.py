@@ -1,0 +1,101 @@
+"""The small JSON messages on the bus: resend requests, gate status and health.
+
+Each parser takes bytes from an untrusted peer and returns a clean value or
+raises PayloadError(kind); nothing else escapes. Sizes are capped before
+parsing; numbers are checked by range, strings by charset and length.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from gate.bus import values
+from gate.errors import PayloadError
+
+MAX_RESEND_BYTES = 16 * 1024
+MAX_RESEND_SEQS = 500        # seqs in one request; the house asks in batches of at most this
+MAX_STATUS_BYTES = 2048
+MAX_HEALTH_BYTES = 8192
+# The health figures the house keeps and shows, each with its type; anything else is ignored.
+HEALTH_NUMBERS = ("fps", "decode_ms_p50", "decode_ms_p95", "outbox_depth", "ticket_data_version", "cpu_temp",
+                  "frames", "verdicts")
+HEALTH_FLAGS = ("camera_ok", "free_passage")
+HEALTH_TEXT = ("fault",)
+HEALTH_COUNTERS = ("dropped", "malformed_payloads", "rejected_codes", "bus_drops")
+STATES = ("online", "offline")
+
+
+def _json(data, max_bytes: int):
+    if not isinstance(data, (bytes, bytearray)):
+        raise PayloadError("not_bytes")
+    if len(data) > max_bytes:
+        raise PayloadError("oversized", f"{len(data)} bytes")
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):   # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise PayloadError("bad_json") from None
+    if type(obj) is not dict:
+        raise PayloadError("bad_json", "not an object")
+    return obj
+
+
+def pack_resend(seqs) -> bytes:
+    return json.dumps({"seqs": sorted(seqs)[:MAX_RESEND_SEQS]}, separators=(",", ":")).encode()
+
+
+def unpack_resend(data) -> list[int]:
+    """The seqs a house asks for again: at most MAX_RESEND_SEQS, each in range, no repeats."""
+    obj = _json(data, MAX_RESEND_BYTES)
+    seqs = obj.get("seqs")
+    if type(seqs) is not list or len(seqs) > MAX_RESEND_SEQS:
+        raise PayloadError("bad_resend", "seqs")
+    if not all(values.seq_ok(s) for s in seqs):
+        raise PayloadError("bad_resend", "seq out of range")
+    return sorted(set(seqs))
+
+
+def _text(v, limit: int = 64) -> str:
+    return v[:limit] if type(v) is str and v.isprintable() else ""
+
+
+def unpack_status(data) -> dict:
+    """A gate's (or the house's) retained status: state, profile, version, ts."""
+    obj = _json(data, MAX_STATUS_BYTES)
+    state = obj.get("state")
+    if state not in STATES:
+        raise PayloadError("bad_field", "state")
+    ts = obj.get("ts")
+    return {"state": state, "profile": _text(obj.get("profile")), "version": _text(obj.get("version")),
+            "ts": ts if type(ts) is int and 0 <= ts <= values.MAX_SEQ else None}
+
+
+def _number(v):
+    if type(v) is bool or type(v) not in (int, float):
+        return None
+    if type(v) is float and not math.isfinite(v):
+        return None
+    return v if -values.MAX_SEQ <= v <= values.MAX_SEQ else None
+
+
+def _counters(v) -> dict:
+    """A small {name: count} map (drop counters): bounded in entries, names and values."""
+    if type(v) is not dict:
+        return {}
+    out = {}
+    for k, n in list(v.items())[:32]:
+        if type(k) is str and values.TAG_RE.fullmatch(k) and _number(n) is not None:
+            out[k] = n
+    return out
+
+
+def unpack_health(data) -> dict:
+    """A gate's health report, reduced to the known figures with sane values."""
+    obj = _json(data, MAX_HEALTH_BYTES)
+    out = {k: _number(obj.get(k)) for k in HEALTH_NUMBERS}
+    out.update({k: obj.get(k) if type(obj.get(k)) is bool else None for k in HEALTH_FLAGS})
+    out.update({k: _text(obj.get(k)) or None for k in HEALTH_TEXT})
+    for k in HEALTH_COUNTERS:
+        v = obj.get(k)
+        out[k] = _number(v) if k == "dropped" and type(v) is not dict else _counters(v)
+    return out

@@ -1,0 +1,143 @@
+"""What the house takes in from the bus: one message at a time, each on its own.
+
+A batch of messages from paho's network thread is sorted into new scan
+events, gate status and health, and drops. Each message is handled inside its
+own guard: a malformed or hostile one is dropped and counted (and
+acknowledged, so the broker does not hand it back for ever), and never costs
+the good messages beside it. Scan events are then written to SQLite in one
+transaction; if that fails, row by row, so one row the database refuses is
+dropped and counted alone. A database that refuses everything (disk full,
+I/O error) keeps the events, unacknowledged, and they are tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+from gate.bus import messages, topics
+from gate.bus.codec import unpack_scan
+from gate.errors import PayloadError
+
+log = logging.getLogger("gate.house")
+
+RETRY_S = 1.0          # a database that refused a whole batch is tried again after this
+MAX_UNSTORED = 50_000  # events held for a refusing database (each still unacknowledged at the broker)
+
+
+class Ingest:
+    """Sorts and stores; the service owns the counts, the gates and the MQTT client."""
+
+    def __init__(self, svc):
+        self.svc = svc
+        self.unstored: list = []     # (event, acks) the database refused, with when to try again
+        self._retry_at = 0.0
+
+    # -- sorting ------------------------------------------------------------------
+    def sort(self, batch) -> tuple[list, list]:
+        """(new scan events with their acks, acks of everything else)."""
+        svc = self.svc
+        new, acks = [], []
+        for topic, payload, mid, qos in batch:
+            ack = [(mid, qos)] if qos else []
+            try:
+                e = self._one(topic, payload)
+            except Exception as exc:   # a bug must cost one message, never the batch or the thread
+                svc.drops.add("internal_error", topic, repr(exc))
+                log.debug("message on %s failed", topic, exc_info=True)
+                e = None
+            if e is None:
+                acks += ack
+            else:
+                new.append((e, ack))
+        return new, acks
+
+    def _one(self, topic: str, payload: bytes):
+        svc = self.svc
+        venue = svc.venue
+        if topic.startswith(topics.house_prefix(venue)):
+            return None  # our own retained counts, echoed back
+        if topic == topics.tickets(venue):
+            svc.apply_tickets(payload)
+            return None
+        gate = topics.gate_of(topic)
+        kind = topic.rsplit("/", 1)[-1]
+        if not gate or not topic.startswith(f"{topics.ROOT}/{venue}/"):
+            return svc.drops.add("unknown_topic", topic)
+        if kind == "scan":
+            try:
+                e = unpack_scan(payload)
+            except PayloadError as exc:
+                return svc.drops.add(exc.kind, topic, exc)
+            if e.gate != gate:
+                return svc.drops.add("gate_mismatch", topic, e.gate)
+            if e.id in svc.ids:
+                svc.duplicates += 1
+                return None
+            svc.ids.add(e.id)
+            return e
+        if kind == "status" or kind == "health":
+            if not payload:
+                return None  # a cleared retained message
+            try:
+                obj = messages.unpack_status(payload) if kind == "status" else messages.unpack_health(payload)
+            except PayloadError as exc:
+                return svc.drops.add(exc.kind, topic, exc)
+            svc.gate_report(gate, kind, obj)
+            return None
+        if kind != "resend":
+            svc.drops.add("unknown_topic", topic)
+        return None
+
+    # -- storing ------------------------------------------------------------------
+    def store(self, new: list) -> tuple[list, list]:
+        """Write new events; returns (stored events, acks now due). Refused rows are dropped and counted;
+        events the database could not take at all wait in `unstored`, unacknowledged."""
+        if not new:
+            return [], []
+        attendance = self.svc.log
+        try:
+            attendance.add([e for e, _ in new])
+            return [e for e, _ in new], [a for _, ack in new for a in ack]
+        except Exception:
+            log.warning("storing %d scan events in one go failed; trying them one by one", len(new))
+        stored, acks, waiting = [], [], []
+        for e, ack in new:
+            try:
+                attendance.add([e])
+            except sqlite3.OperationalError as exc:   # the database, not this row: keep it for later
+                waiting.append((e, ack))
+                last = exc
+                continue
+            except Exception as exc:   # this row only (a value SQLite cannot hold): drop it, keep going
+                self.svc.ids.discard(e.id)
+                self.svc.drops.add("db_refused", topics.scan(self.svc.venue, e.gate), repr(exc))
+                acks += ack
+                continue
+            stored.append(e)
+            acks += ack
+        if waiting:
+            self._hold(waiting, last)
+        return stored, acks
+
+    def _hold(self, waiting: list, exc) -> None:
+        room = MAX_UNSTORED - len(self.unstored)
+        if room < len(waiting):
+            # Not acknowledged: the broker still has them and hands them over again on reconnect.
+            for e, _ in waiting[room:]:
+                self.svc.ids.discard(e.id)
+            self.svc.drops.add("db_unavailable", "attendance log", exc)
+            waiting = waiting[:max(0, room)]
+        if waiting:
+            log.error("attendance log refused %d scan events (%s); holding them, unacknowledged, to try again",
+                      len(waiting), exc)
+        self.unstored += waiting
+        self._retry_at = time.monotonic() + RETRY_S
+
+    def retry_due(self) -> list:
+        """Events held for the database, when it is time to try them again."""
+        if not self.unstored or time.monotonic() < self._retry_at:
+            return []
+        out, self.unstored = self.unstored, []
+        return out

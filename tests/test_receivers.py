@@ -1,0 +1,180 @@
+"""Hostile messages on the bus, replayed against the real house and the real gate link
+(a real Mosquitto): each is dropped and counted, the good messages beside it are kept,
+and every queue a remote party can fill stays bounded."""
+
+import json
+import sqlite3
+import threading
+import time
+
+import msgpack
+import paho.mqtt.client as mqtt
+
+from gate.bus import messages
+from gate.bus.codec import pack_scan
+from gate.house import gaps
+from gate.house.service import HouseService
+from gate.link import RESEND_BURST, RESEND_RATE
+from tests.conftest import Collector, wait_for
+from tests.test_mqtt import _publish_raw, api, eve, house, house_config, scan_event, start_link  # noqa: F401 (house is a fixture)
+
+
+def _raw(e, **over):
+    return msgpack.packb({**msgpack.unpackb(pack_scan(e)), **over})
+
+
+def _publisher(port, client_id):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.max_inflight_messages_set(1000)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def test_receivers_overflowing_ts_among_a_thousand_good_events_costs_only_itself(broker, house):
+    good = [pack_scan(scan_event(f"G{i}", id=f"good-{i}")) for i in range(1000)]
+    bombs = [_raw(scan_event("B1", id="bomb-1"), ts=2**64 - 1), _raw(scan_event("B2", id="bomb-2"), ts=-2**63),
+             _raw(scan_event("B3", id="bomb-3"), seq=2**64 - 1), _raw(scan_event("B4", id="bomb-4"), seq=0),
+             _raw(scan_event("B5", id="bomb-5"), ts=1)]
+    payloads = good[:300] + bombs + good[300:]
+    _publish_raw(broker.port, "gate/hall/door-a/scan", payloads)
+    h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 1000 else None)(api(house.cfg)), 20,
+                 what="all 1000 good events")
+    assert h["malformed"]["bad_ts"] == 3 and h["malformed"]["bad_seq"] == 2
+    time.sleep(0.3)
+    assert eve(api(house.cfg))["admitted"] == 1000 and house._thread.is_alive()
+    assert house.db.execute("SELECT count(*) FROM scans").fetchone()[0] == 1000
+
+
+def test_receivers_event_id_with_topic_wildcards_is_dropped_and_publishing_lives_on(tmp_path, broker):
+    cfg = house_config(tmp_path, broker.port, "house-w")
+    # An attendance log written before event ids were checked: a show called "Hamlet #2".
+    svc = HouseService(cfg)
+    svc.db.execute("INSERT INTO scans VALUES ('old-1','door-a',1,?,'Hamlet #2','T9','in','admitted','ok','[]',0)",
+                   (int(time.time() * 1000),))
+    svc.db.commit()
+    svc.db.close()
+    col = Collector(broker.port, "gate/hall/house/#")
+    svc = HouseService(cfg)
+    svc.start()
+    try:
+        wait_for(svc.connected.is_set)
+        bad = [_raw(scan_event("W1", id=f"w-{i}"), event=name)
+               for i, name in enumerate(("Hamlet #2", "a/b", "+", "nul\0", "x" * 129))]
+        _publish_raw(broker.port, "gate/hall/door-a/scan", bad + [pack_scan(scan_event("W2", id="fine"))])
+        wait_for(lambda: eve(api(cfg))["admitted"] == 1, what="the good event counted")
+        wait_for(lambda: col.on("gate/hall/house/eve/inside") and col.on("gate/hall/house/eve/inside")[-1] == b"1",
+                 what="counts still published")
+        assert api(cfg)["malformed"]["bad_field"] == 5
+        assert svc._thread.is_alive()
+        assert not [t for t, _, _ in col.messages if "#" in t or "+" in t]
+    finally:
+        col.close()
+        svc.close()
+
+
+def test_receivers_three_hundred_fake_gates_with_huge_seqs_stay_bounded(broker, house):
+    c = _publisher(broker.port, "forger")
+    now = int(time.time() * 1000)
+    infos = []
+    for i in range(300):
+        e = scan_event(f"F{i}", gate=f"fake-{i}", id=f"fake-{i}", ts=now)
+        e.seq = 2**53 - i
+        infos.append(c.publish(f"gate/hall/fake-{i}/scan", pack_scan(e), qos=1))
+        infos.append(c.publish(f"gate/hall/fake-{i}/status", json.dumps({"state": "online"}), qos=1))
+    for i in infos:
+        i.wait_for_publish(10)
+    c.disconnect()
+    c.loop_stop()
+    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("REAL", id="real-after"))])
+    wait_for(lambda: eve(api(house.cfg))["admitted"] == 301, 20, what="every event counted")
+    h = api(house.cfg)
+    assert len(h["gates"]) <= gaps.MAX_GATES and house.gaps.missing_total <= gaps.MAX_MISSING
+    assert sum(len(g["missing"]) for g in house.gaps.gates.values()) == house.gaps.missing_total
+    assert h["limits"]["gaps_untracked"] > 0 and h["malformed"]["gates_over_cap"] > 0
+    # At most ASK_BUDGET seqs are asked for a second, however many gates owe some.
+    col = Collector(broker.port, "gate/hall/+/resend")
+    time.sleep(gaps.GRACE_S + 2.5)
+    asked = sum(len(json.loads(p)["seqs"]) for t, p, _ in col.messages)
+    col.close()
+    assert 0 < asked <= 3 * gaps.ASK_BUDGET
+
+
+def test_receivers_one_row_the_database_refuses_costs_only_itself(broker, house):
+    house.db.execute("CREATE TRIGGER poison BEFORE INSERT ON scans WHEN NEW.ticket = 'POISON' "
+                     "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    house.db.commit()
+    payloads = [pack_scan(scan_event(f"P{i}", id=f"p-{i}")) for i in range(50)]
+    payloads.insert(25, pack_scan(scan_event("POISON", id="poison")))
+    _publish_raw(broker.port, "gate/hall/door-a/scan", payloads)
+    wait_for(lambda: eve(api(house.cfg))["admitted"] == 50, what="the 50 good ones")
+    assert api(house.cfg)["malformed"]["db_refused"] == 1
+
+
+def test_receivers_resend_storm_is_capped_deduplicated_and_rate_limited(tmp_path, broker):
+    outbox, link = start_link(tmp_path, "door-s", broker.port)
+    try:
+        now = int(time.time() * 1000)
+        for i in range(3000):
+            outbox.append("door-s", now, "eve", f"S{i}", "in", "admitted", "ok")
+        wait_for(lambda: outbox.depth() == 0, 20, what="acknowledged")
+        col = Collector(broker.port, "gate/hall/door-s/scan")
+        time.sleep(0.3)
+        c = _publisher(broker.port, "storm")
+        t0 = time.monotonic()
+        reqs = [messages.pack_resend(range(1 + (i % 6) * 500, 501 + (i % 6) * 500)) for i in range(200)]
+        reqs += [b'{"seqs": [1e400]}', b'{"seqs": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+                 json.dumps({"seqs": list(range(1, 5000))}).encode(), b"\xff", json.dumps({"seqs": [2**64]}).encode()]
+        for r in reqs:
+            c.publish("gate/hall/door-s/resend", r, qos=1).wait_for_publish(5)
+        time.sleep(3)
+        elapsed = time.monotonic() - t0
+        c.disconnect()
+        c.loop_stop()
+        resent = len(col.on("gate/hall/door-s/scan"))
+        col.close()
+        assert 0 < resent <= RESEND_BURST + RESEND_RATE * elapsed
+        assert link.dropped["bad_resend"] == 5
+        assert link.dropped.get("resend_busy", 0) + link.dropped.get("resend_rate", 0) \
+            + link.dropped.get("resend_repeat", 0) > 0
+        assert link._thread.is_alive() and link.resend_requests.qsize() <= 4
+        # The link still does its real job.
+        outbox.append("door-s", now, "eve", "AFTER", "in", "admitted", "ok")
+        wait_for(lambda: outbox.depth() == 0, what="a new event still sent")
+    finally:
+        link.close()
+
+
+def test_receivers_forged_admission_flood_is_rate_limited_before_the_scan_loop(tmp_path, broker):
+    from gate.link import GateLink
+    from tests.conftest import gate_config
+    got = []
+    cfg = gate_config(tmp_path, gate="door-q", port=broker.port, mqtt_on=True)
+    link = GateLink(cfg, tmp_path / "q.db", profile="turnstile", on_remote_scan=got.append)
+    link.start()
+    wait_for(link.connected.is_set)
+    try:
+        c = _publisher(broker.port, "flood")
+        t0 = time.monotonic()
+        now = int(time.time() * 1000)
+        infos = []
+        for i in range(20000):
+            e = scan_event(f"X{i}", gate="door-x", id=f"x{i}", ts=now)
+            infos.append(c.publish("gate/hall/door-x/scan", pack_scan(e), qos=0))
+        junk = [b"\xc1", b"\x91" * 4000, _raw(scan_event("J", gate="door-x"), ts=2**64 - 1)]
+        for j in junk:
+            c.publish("gate/hall/door-x/scan", j, qos=1).wait_for_publish(5)
+        time.sleep(0.5)
+        real = scan_event("REAL", gate="door-b", id="real-b")
+        c.publish("gate/hall/door-b/scan", pack_scan(real), qos=1).wait_for_publish(5)
+        wait_for(lambda: any(e.id == "real-b" for e in got), what="a real gate's admission still arrives")
+        elapsed = time.monotonic() - t0
+        c.disconnect()
+        c.loop_stop()
+        from gate.link import REMOTE_GATE_BURST, REMOTE_GATE_RATE
+        forged = [e for e in got if e.gate == "door-x"]
+        assert len(forged) <= REMOTE_GATE_BURST + REMOTE_GATE_RATE * elapsed
+        assert link.dropped["remote_rate"] > 0 and link.dropped["bad_ts"] == 1
+        assert link.dropped["bad_msgpack"] >= 1
+    finally:
+        link.close()
