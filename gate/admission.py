@@ -12,11 +12,17 @@ inside `verdict()` is the gate's promise:
 so nobody is let in without a record that survives a power cut. Runs on the
 scan loop's thread only; the door, link and updater threads reach it through
 typed control messages (gate/events.py).
+
+Other gates' scans cost the loop a bounded amount of time whatever the bus
+sends: they wait in a bounded backlog (more are dropped and counted) and are
+written REMOTE_PER_PASS at a time, in one transaction, between frames; the
+ticket history they grow is capped at MAX_HISTORY rows.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Callable, Optional
 
 from gate.decide import annul, exit_passage
@@ -27,6 +33,9 @@ from gate.verdict_text import display_lines
 log = logging.getLogger("gate.admission")
 
 SYNCED_RESULTS = ("admitted", "exited", "annulled")
+REMOTE_BACKLOG = 2000     # other gates' scans waiting for the loop; more are dropped and counted
+REMOTE_PER_PASS = 100     # written per pass of the loop (one transaction: a few ms on a Pi)
+MAX_HISTORY = 200_000     # ticket-history rows; past this, other gates' scans of tickets new here are not kept
 
 
 class Admission:
@@ -43,6 +52,8 @@ class Admission:
         self.trigger = trigger
         self.on_verdict = on_verdict
         self.verdicts = 0
+        self.remote: deque = deque()
+        self.drops: dict[str, int] = {}   # other gates' scans not applied, by why (the gate's health shows them)
 
     def verdict(self, v: Verdict, ticket: Optional[Ticket], ts_ms: int) -> ScanEvent:
         """A verdict for a presented code: show it, record it, then (if admitted) open the door."""
@@ -71,10 +82,23 @@ class Admission:
         return self._record(exit_passage(), "", "", msg.ts_ms, "out", ())
 
     def remote_scan(self, msg: RemoteScan) -> None:
-        """Another gate used (or gave back) a ticket: our history follows."""
+        """Another gate used (or gave back) a ticket: our history follows (see apply_remote)."""
         e = msg.event
-        if e.ticket and e.result in SYNCED_RESULTS:
-            self.store.record(e.ticket, e.result, e.ts, e.gate)
+        if not e.ticket or e.result not in SYNCED_RESULTS or e.mode != "live":
+            return
+        if len(self.remote) >= REMOTE_BACKLOG:
+            self.drops["remote_backlog"] = self.drops.get("remote_backlog", 0) + 1
+            return
+        self.remote.append(e)
+
+    def apply_remote(self) -> None:
+        """Write up to REMOTE_PER_PASS waiting remote scans into the ticket history."""
+        if not self.remote:
+            return
+        batch = [self.remote.popleft() for _ in range(min(REMOTE_PER_PASS, len(self.remote)))]
+        kept = self.store.record_remote([(e.ticket, e.result, e.ts, e.gate) for e in batch], MAX_HISTORY)
+        if kept < len(batch):
+            self.drops["history_full"] = self.drops.get("history_full", 0) + len(batch) - kept
 
     def _record(self, v: Verdict, event: str, ticket_ref: str, ts_ms: int, direction: str, tags) -> ScanEvent:
         e = self.outbox.append(self.gate_id, ts_ms, event, ticket_ref, direction, v.result, v.reason, tags)

@@ -171,8 +171,9 @@ class ScanLoop:
             try:
                 msg = control.get_nowait()
             except queue.Empty:
-                return
+                break
             self._handlers[type(msg)](msg)
+        self.admission.apply_remote()   # bounded work per pass, whatever other gates sent
 
     def _free_passage(self, msg: FreePassage) -> None:
         self.free_passage = msg.active
@@ -208,7 +209,7 @@ class ScanLoop:
             "ticket_data_version": self.data_version, "cpu_temp": cpu_temperature(),
             "fault": self.fault, "free_passage": self.free_passage,
             "rejected_codes": vars(self.resolver.rejects).copy(),
-            "malformed_payloads": dict(self.link.dropped) if self.link else {},
+            "malformed_payloads": {**(self.link.drops.snapshot() if self.link else {}), **self.admission.drops},
         }
 
     def close(self) -> None:

@@ -118,3 +118,24 @@ class TicketStore:
             # Nobody walked through: the ticket is as usable as before the scan.
             self.db.execute("DELETE FROM used WHERE ticket_id=? AND first_ts=? AND exits=0", (ticket_id, ts))
             self.db.execute("UPDATE used SET inside=0 WHERE ticket_id=?", (ticket_id,))
+
+    def record_remote(self, scans, max_rows: int) -> int:
+        """Apply other gates' scans [(ticket_id, result, ts, gate)] in one transaction; returns how many
+        were kept. Once the history holds max_rows rows, scans of tickets it has never seen are skipped:
+        a flood of forged ticket ids cannot grow the file without bound."""
+        kept = 0
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            full = (db.execute("SELECT coalesce(max(rowid), 0) FROM used").fetchone()[0] >= max_rows)
+            for ticket_id, result, ts, gate in scans:
+                if full and db.execute("SELECT 1 FROM used WHERE ticket_id=?", (ticket_id,)).fetchone() is None:
+                    continue
+                self.record(ticket_id, result, ts, gate)
+                kept += 1
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return kept
+
