@@ -48,6 +48,10 @@ def parse_pretix_ticket(buf: bytes) -> dict:
         else:
             raise ValueError(f"unsupported wire type {wire}")
         if field in names:
+            # The seed is text, the rest are integers: a field of the wrong wire type is malformed
+            # (found by fuzzing: an int seed crashed verify, a bytes validity multiplied into bytes).
+            if (field == 1) != (wire == 2):
+                raise ValueError(f"field {field} has wire type {wire}")
             out[names[field]] = val.decode() if field == 1 else val
     return out
 
