@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import signal
 import sys
 import threading
@@ -60,7 +59,6 @@ class HouseService:
         self.ready_acks: deque = deque()
         self._acks_since = 0.0
         self.dirty: set[str] = set(cfg.house.capacity)
-        self.listeners: list = []
         self.lock = threading.Lock()      # guards counts/gates for the HTTP threads
         self.stop = threading.Event()
         self._thread = threading.Thread(target=self._worker, name="house", daemon=True)
@@ -247,11 +245,9 @@ class HouseService:
         else:
             with self.lock:
                 self.dirty |= dirty   # publish once the broker is back
-        for q in list(self.listeners):
-            try:
-                q.put_nowait(1)
-            except queue.Full:
-                pass
+        http = getattr(self, "http", None)
+        if http is not None:
+            http.notify()
 
     # -- Home Assistant discovery --------------------------------------------
     def _announce_events(self, events) -> None:
@@ -330,8 +326,17 @@ def main(args) -> int:
             svc.log.close()
         print(f"exported {n} admissions", file=sys.stderr)
         return 0
+    from gate.config_checks import warnings
+    for w in warnings(cfg):
+        log.warning("%s", w)
     svc = HouseService(cfg)
-    svc.start()
+    try:
+        svc.start()
+    except OSError as exc:
+        svc.close()
+        print(f"gate: house.listen: cannot listen on {cfg.house.listen} ({exc.strerror or exc}): "
+              "is another house service (or the demo) already running?", file=sys.stderr)
+        return 1
     log.info("dashboard on http://%s/", cfg.house.listen)
     from gate import systemd
     systemd.notify("READY=1")
