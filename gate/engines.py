@@ -1,0 +1,184 @@
+"""The decode engines behind gate.decode: zxing-cpp (the default) and pyzbar.
+
+An engine offers the passes the staged pipeline needs: `live` (every frame,
+cheap), `periodic` (every few frames, full resolution), `thorough` (a still
+image's last chance), and `recover` (one bounded attempt on a region where
+something was seen but not read). Passes return codes and the regions of
+symbols found but not decoded, as boxes in the frame's pixel coordinates.
+
+zxing-cpp accepts strided views without a copy, releases the GIL and keeps
+binary payloads exact. pyzbar needs a contiguous copy of the plane, re-encodes
+binary QR data and reports nothing it could not read.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from gate import linear
+from gate.events import Code
+
+# name -> (zxing-cpp format name, zbar symbol name)
+SYMBOLOGIES = {
+    "qr": ("QRCode", "QRCODE"),
+    "microqr": ("MicroQRCode", None),
+    "code128": ("Code128", "CODE128"),
+    "code39": ("Code39", "CODE39"),
+    "ean13": ("EAN13", "EAN13"),
+    "itf": ("ITF", "I25"),
+    "datamatrix": ("DataMatrix", None),
+    "aztec": ("Aztec", None),
+    "pdf417": ("PDF417", "PDF417"),
+}
+FORMAT_NAMES = {v[0]: k for k, v in SYMBOLOGIES.items()}
+MATRIX = ("qr", "microqr", "datamatrix", "aztec", "pdf417")
+LINEAR_ROW_STEP = 6  # a 1-D code needs horizontal detail, hardly any vertical
+# Offsets (radians) from the estimated bar angle tried on successive attempts.
+BAR_ANGLES = ((0.0,), (0.012, -0.012), (0.024, -0.024))
+
+
+def code_from_bytes(fmt: str, raw: bytes, fallback: str = "") -> Code:
+    """A Code whose text is the UTF-8 reading of raw; otherwise the engine's
+    charset-aware text (QR's default is ISO-8859-1), else escaped bytes."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = fallback or raw.decode("utf-8", errors="backslashreplace")
+    return Code(format=fmt, raw=raw, text=text)
+
+
+def _zx_code(r) -> Code:
+    return code_from_bytes(FORMAT_NAMES.get(r.format.name, r.format.name), bytes(r.bytes), r.text)
+
+
+def stretch(img: np.ndarray) -> np.ndarray:
+    """Contrast stretched copy: a dim or washed-out region spread over 0..255,
+    so binarizers with a minimum local contrast see its modules."""
+    sample = img[::2, ::2]
+    lo, hi = np.percentile(sample, 3), np.percentile(sample, 97)
+    scale = 255.0 / max(float(hi - lo), 8.0)
+    return np.clip((img.astype(np.float32) - lo) * scale, 0, 255).astype(np.uint8)
+
+
+class ZxingEngine:
+    """zxing-cpp over strided views: matrix codes on the half-resolution plane,
+    linear codes on every LINEAR_ROW_STEP-th row at full horizontal detail."""
+
+    name = "zxing"
+
+    def __init__(self, symbologies: Iterable[str]):
+        import zxingcpp
+        self.zx = zxingcpp
+        syms = list(symbologies)
+        fmt = lambda names: tuple(getattr(zxingcpp.BarcodeFormat, SYMBOLOGIES[s][0]) for s in names)
+        self.formats = fmt(syms)
+        self.matrix = fmt([s for s in syms if s in MATRIX])
+        self.linear = fmt([s for s in syms if s not in MATRIX])
+        self.fast = dict(try_rotate=False, try_downscale=False, try_invert=False, return_errors=True)
+
+    def _read(self, img, formats, sx, sy, transposed=False):
+        good, failed = [], []
+        if not formats:
+            return good, failed
+        for r in self.zx.read_barcodes(img, formats=formats, **self.fast):
+            if r.valid:
+                good.append(_zx_code(r))
+            else:
+                failed.append(_box(r.position, sx, sy, transposed))
+        return good, failed
+
+    def live(self, y: np.ndarray):
+        """The every-frame pass: returns (codes, boxes of failed detections)."""
+        good, failed = self._read(y[::2, ::2], self.matrix, 2, 2)
+        if not good:
+            g2, f2 = self._read(y[::LINEAR_ROW_STEP, :], self.linear, 1, LINEAR_ROW_STEP)
+            good, failed = g2, failed + f2
+        return good, failed
+
+    def periodic(self, y: np.ndarray):
+        """The every-Nth-frame pass: small matrix codes, sideways linear codes."""
+        good, failed = self._read(y, self.matrix, 1, 1)
+        if not good:
+            g2, f2 = self._read(y[:, ::LINEAR_ROW_STEP].T, self.linear, LINEAR_ROW_STEP, 1, True)
+            good, failed = g2, failed + f2
+        return good, failed
+
+    def find_bars(self, y: np.ndarray):
+        return linear.find_bars(y) if self.linear else []
+
+    def recover(self, img: np.ndarray, kind: str, attempt: int) -> list[Code]:
+        """One attempt on a cropped region; successive attempts try other means."""
+        if kind == "bars":
+            res = linear.read_bars(self.zx, img, (0, 0, img.shape[1], img.shape[0]), self.linear, pad=(0, 0),
+                                   angles=BAR_ANGLES[attempt % len(BAR_ANGLES)])
+            return [_zx_code(r) for r in res]
+        if attempt % 2 == 0:
+            return self.thorough(img, upscale=False)
+        # Dim, glared or low-contrast symbols: stretch the region's own range.
+        return self._thorough_once(stretch(img), self.zx.Binarizer.LocalAverage)
+
+    def _thorough_once(self, img, binarizer):
+        res = self.zx.read_barcodes(img, formats=self.formats, try_rotate=True, try_downscale=True,
+                                    try_invert=True, binarizer=binarizer)
+        return [_zx_code(r) for r in res if r.valid]
+
+    def thorough(self, img: np.ndarray, upscale: bool = True) -> list[Code]:
+        """Everything zxing-cpp can try: rotation, inversion, pyramid, binarizers."""
+        B = self.zx.Binarizer
+        for binarizer in (B.LocalAverage, B.GlobalHistogram):
+            good = self._thorough_once(img, binarizer)
+            if good:
+                return good
+        if upscale and img.shape[0] * img.shape[1] <= 1_000_000:
+            # Very small modules: a 2x upscale gives the binarizer room to work.
+            big = np.repeat(np.repeat(img, 2, axis=0), 2, axis=1)
+            res = self.zx.read_barcodes(big, formats=self.formats, try_rotate=True, try_invert=True)
+            return [_zx_code(r) for r in res if r.valid]
+        return []
+
+
+def _box(p, sx, sy, transposed):
+    us = [p.top_left.x, p.top_right.x, p.bottom_left.x, p.bottom_right.x]
+    vs = [p.top_left.y, p.top_right.y, p.bottom_left.y, p.bottom_right.y]
+    if transposed:
+        us, vs = vs, us
+    return (min(us) * sx, min(vs) * sy, (max(us) + 1) * sx, (max(vs) + 1) * sy)
+
+
+class ZbarEngine:
+    name = "zbar"
+
+    def __init__(self, symbologies: Iterable[str]):
+        from pyzbar import pyzbar
+        from pyzbar.pyzbar import ZBarSymbol
+        self.pyzbar = pyzbar
+        self.symbols = [getattr(ZBarSymbol, SYMBOLOGIES[s][1]) for s in symbologies if SYMBOLOGIES[s][1]]
+
+    def live(self, y: np.ndarray):
+        return self.scan(y), []
+
+    def periodic(self, y: np.ndarray):
+        return [], []
+
+    def find_bars(self, y: np.ndarray):
+        return []  # zbar's own scanner already reads every row it can
+
+    def scan(self, img: np.ndarray) -> list[Code]:
+        h, w = img.shape
+        # zbar needs exactly w*h contiguous bytes: one copy, unavoidable here.
+        res = self.pyzbar.decode((np.ascontiguousarray(img).tobytes(), w, h), symbols=self.symbols)
+        fmt = {"QRCODE": "qr", "CODE128": "code128", "CODE39": "code39", "EAN13": "ean13",
+               "I25": "itf", "PDF417": "pdf417"}
+        return [code_from_bytes(fmt.get(r.type, r.type.lower()), r.data) for r in res]
+
+    def recover(self, img, kind, attempt) -> list[Code]:
+        return self.scan(stretch(img))
+
+    def thorough(self, img: np.ndarray, upscale: bool = True) -> list[Code]:
+        return self.scan(img) or self.scan(255 - img)  # then light-on-dark codes
+
+
+def make_engine(name: str, symbologies: Iterable[str]):
+    return {"zxing": ZxingEngine, "zbar": ZbarEngine}[name](list(symbologies))
