@@ -6,8 +6,10 @@ gives the buffer back to the camera; it must be called exactly once, by
 whoever holds the frame last. `finished` is True once a finite source (replay)
 has delivered its last frame.
 
-picamera2 is imported only inside `Picamera2Source.start()`, so the package
-and its tests run anywhere.
+A frame may also carry `main`: the same moment at a higher resolution (the
+Pi's main stream, gate.picam), which the decoder uses only to re-read regions
+the `y` pass could not. Memory and replay sources can offer the same pair,
+so that path runs off a Pi too.
 """
 
 from __future__ import annotations
@@ -31,13 +33,6 @@ log = logging.getLogger("gate.camera")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 
-# libcamera control enum values (libcamera.controls.AfModeEnum etc.); passed as
-# ints so this module needs no libcamera import.
-AF_MODE_MANUAL, AF_MODE_CONTINUOUS = 0, 2
-AF_RANGE_MACRO = 1
-AF_SPEED_FAST = 1
-
-
 class Source(abc.ABC):
     """The interface every camera source implements."""
 
@@ -54,6 +49,11 @@ class Source(abc.ABC):
     def set_rate(self, fps: float) -> None:
         """Change the frame rate (handheld idle/active); optional."""
 
+    def refocus(self) -> bool:
+        """Start a focus cycle where the camera has autofocus (bounded rate);
+        True when one was started. Most sources have nothing to focus."""
+        return False
+
     def close(self) -> None:
         """Stop and release the device; idempotent."""
 
@@ -65,121 +65,10 @@ class Source(abc.ABC):
         self.close()
 
 
-class Picamera2Source(Source):
-    """Raspberry Pi camera: the Y plane of the YUV420 lores stream, zero copy.
-
-    `factory` and `mapped_array` exist so tests can pass a stand-in with
-    picamera2's real method names and shapes; in production they come from
-    the lazily imported picamera2 package.
-    """
-
-    name = "picamera2"
-
-    def __init__(self, width=640, height=480, fps=30, max_exposure_us=8000,
-                 autofocus=True, lens_position=None, factory=None, mapped_array=None):
-        self.size = (int(width), int(height))
-        self.fps = fps
-        self.max_exposure_us = max_exposure_us
-        self.autofocus = autofocus
-        self.lens_position = lens_position
-        self._factory = factory
-        self._mapped_array = mapped_array
-        self.cam = None
-        self._seq = 0
-
-    def _import(self):
-        if self._factory is not None:
-            return
-        try:
-            from picamera2 import MappedArray, Picamera2
-        except (ImportError, ValueError) as exc:
-            # ValueError: a pip-upgraded numpy in the venv breaks apt's simplejpeg.
-            raise CameraError(
-                f"picamera2 is not usable ({exc}); on a Pi: apt install python3-picamera2 "
-                "and make the venv with --system-site-packages, keeping apt's numpy"
-            ) from None
-        self._factory, self._mapped_array = Picamera2, MappedArray
-
-    def controls(self, available) -> dict:
-        """The controls to apply, given the sensor's advertised camera_controls."""
-        frame_us = int(1_000_000 / self.fps)
-        ctl = {"FrameDurationLimits": (frame_us, frame_us)}
-        if self.max_exposure_us and "ExposureTime" in available:
-            # A fixed short shutter keeps a moving ticket sharp; the AGC still
-            # adjusts analogue gain for brightness.
-            ctl["ExposureTime"] = int(min(self.max_exposure_us, frame_us))
-        if "AfMode" in available:
-            if self.lens_position is not None:
-                ctl.update(AfMode=AF_MODE_MANUAL, LensPosition=float(self.lens_position))
-            elif self.autofocus:
-                ctl.update(AfMode=AF_MODE_CONTINUOUS, AfRange=AF_RANGE_MACRO, AfSpeed=AF_SPEED_FAST)
-        return ctl
-
-    def start(self) -> None:
-        self._import()
-        info = getattr(self._factory, "global_camera_info", None)
-        if info is not None and not info():
-            raise CameraError("no camera found: check the ribbon cable seating and "
-                              "that `rpicam-hello --list-cameras` lists one")
-        try:
-            self.cam = self._factory()
-        except (IndexError, RuntimeError) as exc:
-            raise CameraError(f"camera did not start ({exc}): check the cable, and that no "
-                              "other process (rpicam-*, another gate) holds the camera") from None
-        cfg = self.cam.create_video_configuration(
-            main={"size": self.size, "format": "YUV420"},
-            lores={"size": self.size, "format": "YUV420"},
-            buffer_count=6,
-        )
-        self.cam.configure(cfg)
-        self.cam.set_controls(self.controls(self.cam.camera_controls))
-        self.cam.start()
-
-    def set_rate(self, fps: float) -> None:
-        if self.cam is not None:
-            us = int(1_000_000 / fps)
-            self.cam.set_controls({"FrameDurationLimits": (us, us)})
-
-    def read(self, timeout: float) -> Optional[Frame]:
-        if self.cam is None:
-            raise CameraError("camera is not started")
-        try:
-            request = self.cam.capture_request(wait=timeout)
-        except TimeoutError:
-            return None
-        t = time.monotonic()
-        w, h = self.size
-        try:
-            mapped = self._mapped_array(request, "lores")
-            arr = mapped.__enter__().array
-            y = arr[:h, :w]  # YUV420: rows 0..h are Y; the stride may exceed w
-        except Exception:
-            request.release()
-            raise
-        released = False
-
-        def release():
-            nonlocal released
-            if not released:
-                released = True
-                mapped.__exit__(None, None, None)
-                request.release()
-
-        self._seq += 1
-        return Frame(y=y, seq=self._seq, t_arrival=t, ts_ms=now_ms(), release=release)
-
-    def close(self) -> None:
-        cam, self.cam = self.cam, None
-        if cam is not None:
-            try:
-                cam.stop()
-            finally:
-                cam.close()
-
-
 class MemorySource(Source):
     """Frames from an iterable (in memory for benches and tests), paced like a camera
-    at `fps`; fps=0 hands them over as fast as they are read."""
+    at `fps`; fps=0 hands them over as fast as they are read. An item is a
+    grey array, or a pair (y, main) of the same moment at two resolutions."""
 
     name = "memory"
 
@@ -205,9 +94,12 @@ class MemorySource(Source):
         self._next_t = max(self._next_t + 1.0 / fps, time.perf_counter() - 1.0)  # bounded catch-up
         return True
 
-    def _emit(self, y: np.ndarray) -> Frame:
+    def _emit(self, y) -> Frame:
         self._seq += 1
-        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=now_ms())
+        main = None
+        if isinstance(y, tuple):
+            y, main = y
+        return Frame(y=y, seq=self._seq, t_arrival=time.monotonic(), ts_ms=now_ms(), main=main)
 
     def read(self, timeout: float) -> Optional[Frame]:
         if self._frames is None or self.finished or not self._wait_turn(timeout, self.fps):
@@ -220,14 +112,18 @@ class MemorySource(Source):
 
 
 class ReplaySource(MemorySource):
-    """A folder of images (name order) or a video file, paced like a camera."""
+    """A folder of images (name order) or a video file, paced like a camera.
+
+    With main_scale > 1 each image is the `main` frame and `y` its box-filtered
+    reduction by that factor, as a Pi's two streams would deliver them."""
 
     name = "replay"
 
-    def __init__(self, path, fps: float = 30.0, loop: bool = False):
+    def __init__(self, path, fps: float = 30.0, loop: bool = False, main_scale: int = 1):
         super().__init__((), fps)
         self.path = Path(path)
         self.loop = loop
+        self.main_scale = max(1, int(main_scale))
         self._frames = None
 
     def start(self) -> None:
@@ -245,7 +141,8 @@ class ReplaySource(MemorySource):
     def _images(self, files):
         while True:
             for f in files:
-                yield load_grey(f)
+                img = load_grey(f)
+                yield (reduce(img, self.main_scale), img) if self.main_scale > 1 else img
             if not self.loop:
                 return
 
@@ -400,6 +297,14 @@ class SimulatedSource(MemorySource):
         return self._emit(self.scene.empty if y is None else y)
 
 
+def reduce(img: np.ndarray, k: int) -> np.ndarray:
+    """img shrunk k times by averaging k x k blocks (what an ISP's scaler does,
+    roughly; plain decimation would alias fine bars into nonsense)."""
+    h, w = img.shape[0] // k * k, img.shape[1] // k * k
+    blocks = img[:h, :w].reshape(h // k, k, w // k, k).astype(np.uint16)
+    return (blocks.sum(axis=(1, 3)) // (k * k)).astype(np.uint8)
+
+
 def load_grey(path) -> np.ndarray:
     """Read an image file as a grey uint8 array (luminance)."""
     from PIL import Image, ImageOps
@@ -413,8 +318,11 @@ def open_source(spec: str, camera_cfg=None) -> Source:
     c = camera_cfg
     w, h, fps = (c.width, c.height, c.fps) if c else (640, 480, 30)
     if spec == "picamera2":
-        return Picamera2Source(w, h, fps, c.max_exposure_us if c else 8000,
-                               c.autofocus if c else True, c.lens_position if c else None)
+        from gate.picam import Picamera2Source
+        if c is None:
+            return Picamera2Source(w, h, fps)
+        return Picamera2Source(w, h, fps, c.max_exposure_us, c.autofocus, c.lens_position,
+                               main_scale=c.main_scale, refocus_s=c.refocus_s)
     if spec.startswith("v4l2:"):
         return V4L2Source(spec[5:] or "/dev/video0", w, h, fps)
     if spec.startswith("replay:"):
@@ -430,3 +338,6 @@ def _looks_like_rate(text: str) -> bool:
         return float(text) >= 0
     except ValueError:
         return False
+
+
+from gate.picam import Picamera2Source  # noqa: E402,F401  (its home was here; it needs Source above)

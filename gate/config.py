@@ -43,6 +43,8 @@ class CameraSection:
     max_exposure_us: int = 8000      # caps auto-exposure so a moving ticket stays sharp
     autofocus: bool = True           # Camera Module 3 only; ignored where unsupported
     lens_position: Optional[float] = None  # dioptres; fixes focus instead of autofocus
+    main_scale: int = 2              # picamera2: main stream at this many times the size, for re-reads; 1 = none
+    refocus_s: float = 3.0           # least time between focus scans when codes keep failing; 0 = never
     stall_s: float = 2.0             # no frame for this long = camera lost
 
 

@@ -133,6 +133,8 @@ def check_gate(cfg, fail) -> None:
     check_range(fail, "camera.max_exposure_us", c.max_exposure_us, 100, 1_000_000)
     check_range(fail, "camera.lens_position", c.lens_position, 0, 32, " dioptres")
     check_range(fail, "camera.stall_s", c.stall_s, 0.1, 60, " s")
+    check_range(fail, "camera.main_scale", c.main_scale, 1, 4, " (1 = no main stream)")
+    check_range(fail, "camera.refocus_s", c.refocus_s, 0, 3600, " s (0 = never)")
     d = cfg.decode
     check_range(fail, "decode.debounce_s", d.debounce_s, 0, 60, " s")
     check_range(fail, "decode.full_every", d.full_every, 1, 1000)

@@ -32,12 +32,14 @@ from typing import Optional
 import numpy as np
 
 from gate.engines import (FORMAT_NAMES, MATRIX, SYMBOLOGIES, code_from_bytes,  # noqa: F401  (public names)
-                          make_engine, stretch)
+                          flatten, make_engine, stretch)
 from gate.events import Code
+from gate.linear import grey_range
 from gate.tracker import Tracker
 
+FOCUS_AFTER = 8         # failed attempts on seen-but-unread symbols before asking for a focus scan
 MAX_STILL_SIDE = 2000   # bigger photos are read from a half-size view first
-STILL_ATTEMPTS = 3      # recovery attempts per region for a still image
+STILL_ATTEMPTS = {"bars": 3, "matrix": 7}   # recovery attempts per region for a still image
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Decoder:
         self.full_every = max(1, int(full_every))
         self.stats = DecodeStats()
         self.tracker = Tracker()
+        self._failing = 0
 
     def frame(self, y: np.ndarray, main: Optional[np.ndarray] = None) -> list[Code]:
         """Codes in one live frame. `main`, when given, is the same moment at a
@@ -68,12 +71,14 @@ class Decoder:
         periodic = st.frames % self.full_every == 0
         if not codes and periodic:
             st.full_passes += 1
-            codes, more = self.engine.periodic(y)
+            contrast = grey_range(y)
+            codes, more = self.engine.periodic(y, contrast)
             failed += more
             if not codes:
                 st.bar_looks += 1
-                self.tracker.see(st.frames, y, self.engine.find_bars(y), "bars")
+                self.tracker.see(st.frames, y, self.engine.find_bars(y, contrast), "bars")
         if codes:
+            self._failing = 0
             self.tracker.clear()
             return codes
         self.tracker.see(st.frames, y, failed, "matrix")
@@ -82,25 +87,39 @@ class Decoder:
         if cand is None:
             return []
         st.retries += 1
-        codes = self.engine.recover(_cut(y, main, cand.box, cand.kind), cand.kind, cand.tries)
+        region, quad = _cut(y, main, cand.box, cand.kind)
+        codes = self.engine.recover(region, cand.kind, cand.tries, quad)
         self.tracker.tried(cand, bool(codes), y)
         if codes:
             st.recovered += 1
+            self._failing = 0
             self.tracker.clear()
+        else:
+            self._failing += 1
         return codes
+
+    def wants_focus(self) -> bool:
+        """True (once) when symbols have kept failing to decode: FOCUS_AFTER
+        attempts without a read. The loop then asks the camera for a focus
+        scan; the camera bounds how often it obliges."""
+        if self._failing < FOCUS_AFTER:
+            return False
+        self._failing = 0
+        return True
 
     def still(self, y: np.ndarray) -> list[Code]:
         """Codes in a still image: the live stages, every recovery, then a thorough pass."""
         view = y[::2, ::2] if max(y.shape) > MAX_STILL_SIDE else y  # big photos: the pyramid handles scale
         codes, failed = self.engine.live(view)
         if not codes:
-            more_codes, more = self.engine.periodic(view)
+            more_codes, more = self.engine.periodic(view, grey_range(view))
             codes, failed = more_codes, failed + more
         if not codes:
             regions = [(b, "matrix") for b in failed] + [(b, "bars") for b in self.engine.find_bars(view)]
             for box, kind in regions:
-                for attempt in range(STILL_ATTEMPTS if kind == "bars" else 2):
-                    codes = self.engine.recover(_cut(view, y if view is not y else None, box, kind), kind, attempt)
+                for attempt in range(STILL_ATTEMPTS[kind]):
+                    region, quad = _cut(view, y if view is not y else None, box, kind)
+                    codes = self.engine.recover(region, kind, attempt, quad)
                     if codes:
                         break
                 if codes:
@@ -109,24 +128,34 @@ class Decoder:
             codes = self.engine.thorough(y)
         if not codes and y.size <= 4_000_000:
             codes = self.engine.thorough(stretch(y), upscale=False)
+        if not codes and y.size <= 4_000_000:
+            codes = self.engine.thorough(flatten(y), upscale=False)
         return _unique(codes)
 
 
-def _cut(y: np.ndarray, main: Optional[np.ndarray], box, kind: str) -> np.ndarray:
+def _cut(y: np.ndarray, main: Optional[np.ndarray], box, kind: str):
     """The region of `box` (y's coordinates) with a margin, as a view of main
-    when there is one (its coordinates scaled), else of y."""
+    when there is one (its coordinates scaled), else of y; and the symbol's
+    quad, if known, in the region's coordinates. Returns (region, quad)."""
     h, w = y.shape
-    x0, y0, x1, y1 = box
+    x0, y0, x1, y1 = box[:4]
     if kind == "bars":   # the quiet zones lie along the code; rows need little margin
         mx, my = 32, 12
     else:
-        mx = my = max(24, int(x1 - x0) // 4, int(y1 - y0) // 4)
+        # A failed detection's quad may cover only part of the symbol (a finder
+        # or two under glare): take a generous margin.
+        mx = my = max(40, int(0.6 * max(x1 - x0, y1 - y0)))
     x0, x1 = max(0, int(x0) - mx), min(w, int(x1) + mx)
     y0, y1 = max(0, int(y0) - my), min(h, int(y1) + my)
-    if main is None:
-        return y[y0:y1, x0:x1]
-    sy, sx = main.shape[0] / h, main.shape[1] / w
-    return main[int(y0 * sy):int(y1 * sy), int(x0 * sx):int(x1 * sx)]
+    sx = sy = 1.0
+    src = y
+    if main is not None:
+        sy, sx = main.shape[0] / h, main.shape[1] / w
+        src = main
+    quad = getattr(box, "quad", None)
+    if quad is not None:
+        quad = tuple(((u - x0) * sx, (v - y0) * sy) for u, v in quad)
+    return src[int(y0 * sy):int(y1 * sy), int(x0 * sx):int(x1 * sx)], quad
 
 
 def _unique(codes: list[Code]) -> list[Code]:

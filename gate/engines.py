@@ -13,11 +13,11 @@ binary QR data and reports nothing it could not read.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
 
-from gate import linear
+from gate import dewarp, linear
 from gate.events import Code
 
 # name -> (zxing-cpp format name, zbar symbol name)
@@ -36,7 +36,20 @@ FORMAT_NAMES = {v[0]: k for k, v in SYMBOLOGIES.items()}
 MATRIX = ("qr", "microqr", "datamatrix", "aztec", "pdf417")
 LINEAR_ROW_STEP = 6  # a 1-D code needs horizontal detail, hardly any vertical
 # Offsets (radians) from the estimated bar angle tried on successive attempts.
+DIM_CONTRAST = 100    # grey levels between a frame's darkest and brightest 2 %
+MATRIX_STEPS = ("stretch", dewarp.HYPOTHESES[0], "flatten", dewarp.HYPOTHESES[1], "thorough",
+                dewarp.HYPOTHESES[2], dewarp.HYPOTHESES[3])
 BAR_ANGLES = ((0.0,), (0.012, -0.012), (0.024, -0.024))
+
+
+class Seen(NamedTuple):
+    """Where a symbol was found but not read, in the frame's pixels: its
+    bounding box and, when the engine reports one, its corner quad."""
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    quad: Optional[tuple] = None
 
 
 def code_from_bytes(fmt: str, raw: bytes, fallback: str = "") -> Code:
@@ -56,10 +69,24 @@ def _zx_code(r) -> Code:
 def stretch(img: np.ndarray) -> np.ndarray:
     """Contrast stretched copy: a dim or washed-out region spread over 0..255,
     so binarizers with a minimum local contrast see its modules."""
-    sample = img[::2, ::2]
-    lo, hi = np.percentile(sample, 3), np.percentile(sample, 97)
-    scale = 255.0 / max(float(hi - lo), 8.0)
-    return np.clip((img.astype(np.float32) - lo) * scale, 0, 255).astype(np.uint8)
+    sample = img[::4, ::4].ravel()
+    k = sample.size // 33
+    lo, hi = (float(v) for v in np.partition(sample, [k, sample.size - 1 - k])[[k, sample.size - 1 - k]])
+    lut = np.clip((np.arange(256, dtype=np.float32) - lo) * (255.0 / max(hi - lo, 8.0)), 0, 255)
+    return lut.astype(np.uint8)[img]  # a table lookup: far cheaper than arithmetic per pixel
+
+
+def flatten(img: np.ndarray, r: int = 8) -> np.ndarray:
+    """The region minus its local mean (a (2r+1)^2 box, from an integral
+    image), stretched: a glare spot or a shadow across the symbol is a smooth
+    offset, the modules are not."""
+    a = img.astype(np.float32)
+    k = 2 * r + 1
+    c = np.pad(a, ((r + 1, r), (r + 1, r)), mode="edge").cumsum(axis=0).cumsum(axis=1)
+    local = (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+    d = a - local
+    lo, hi = np.percentile(d[::2, ::2], (2, 98))
+    return np.clip((d - lo) * (255.0 / max(float(hi - lo), 1.0)), 0, 255).astype(np.uint8)
 
 
 class ZxingEngine:
@@ -76,6 +103,8 @@ class ZxingEngine:
         self.formats = fmt(syms)
         self.matrix = fmt([s for s in syms if s in MATRIX])
         self.linear = fmt([s for s in syms if s not in MATRIX])
+        # zxing-cpp 3's QRCode also matches Micro QR and rMQR: keep what was asked for.
+        self.allowed = {SYMBOLOGIES[s][0] for s in syms}
         self.fast = dict(try_rotate=False, try_downscale=False, try_invert=False, return_errors=True)
 
     def _read(self, img, formats, sx, sy, transposed=False):
@@ -84,9 +113,10 @@ class ZxingEngine:
             return good, failed
         for r in self.zx.read_barcodes(img, formats=formats, **self.fast):
             if r.valid:
-                good.append(_zx_code(r))
+                if r.format.name in self.allowed:
+                    good.append(_zx_code(r))
             else:
-                failed.append(_box(r.position, sx, sy, transposed))
+                failed.append(_seen(r.position, sx, sy, transposed))
         return good, failed
 
     def live(self, y: np.ndarray):
@@ -97,32 +127,49 @@ class ZxingEngine:
             good, failed = g2, failed + f2
         return good, failed
 
-    def periodic(self, y: np.ndarray):
-        """The every-Nth-frame pass: small matrix codes, sideways linear codes."""
+    def periodic(self, y: np.ndarray, contrast: float = 255.0):
+        """The every-Nth-frame pass: small matrix codes, sideways linear codes;
+        in a dim or flat frame, matrix codes once more after a stretch."""
         good, failed = self._read(y, self.matrix, 1, 1)
+        if not good and contrast < DIM_CONTRAST:
+            good, more = self._read(stretch(y), self.matrix, 1, 1)
+            failed += more
         if not good:
             g2, f2 = self._read(y[:, ::LINEAR_ROW_STEP].T, self.linear, LINEAR_ROW_STEP, 1, True)
             good, failed = g2, failed + f2
         return good, failed
 
-    def find_bars(self, y: np.ndarray):
-        return linear.find_bars(y) if self.linear else []
+    def find_bars(self, y: np.ndarray, contrast: float = 0.0):
+        return linear.find_bars(y, contrast=contrast) if self.linear else []
 
-    def recover(self, img: np.ndarray, kind: str, attempt: int) -> list[Code]:
-        """One attempt on a cropped region; successive attempts try other means."""
+    def recover(self, img: np.ndarray, kind: str, attempt: int, quad=None) -> list[Code]:
+        """One attempt on a cropped region; successive attempts try other means.
+        `quad`: the symbol's corners in img's coordinates, when known."""
         if kind == "bars":
             res = linear.read_bars(self.zx, img, (0, 0, img.shape[1], img.shape[0]), self.linear, pad=(0, 0),
                                    angles=BAR_ANGLES[attempt % len(BAR_ANGLES)])
-            return [_zx_code(r) for r in res]
-        if attempt % 2 == 0:
+            return self._codes(res)
+        # Cheap general remedies and bend hypotheses take turns, so a held
+        # ticket meets each kind of trouble within a few frames.
+        step = MATRIX_STEPS[attempt % len(MATRIX_STEPS)]
+        if step == "stretch":   # dim or low-contrast: stretch the region's own range
+            return self._thorough_once(stretch(img), self.zx.Binarizer.LocalAverage)
+        if step == "flatten":   # glare or shadow across the symbol: take the local mean away
+            return self._thorough_once(flatten(img), self.zx.Binarizer.LocalAverage)
+        if step == "thorough" or quad is None:
             return self.thorough(img, upscale=False)
-        # Dim, glared or low-contrast symbols: stretch the region's own range.
-        return self._thorough_once(stretch(img), self.zx.Binarizer.LocalAverage)
+        axis, arc = step        # curved paper: flatten one bend hypothesis
+        flat = dewarp.unwarp(img, quad, axis, arc)
+        return self._codes(self.zx.read_barcodes(flat, formats=self.matrix, try_rotate=True,
+                                                 try_downscale=False, try_invert=False))
+
+    def _codes(self, results) -> list[Code]:
+        return [_zx_code(r) for r in results if r.valid and r.format.name in self.allowed]
 
     def _thorough_once(self, img, binarizer):
         res = self.zx.read_barcodes(img, formats=self.formats, try_rotate=True, try_downscale=True,
                                     try_invert=True, binarizer=binarizer)
-        return [_zx_code(r) for r in res if r.valid]
+        return self._codes(res)
 
     def thorough(self, img: np.ndarray, upscale: bool = True) -> list[Code]:
         """Everything zxing-cpp can try: rotation, inversion, pyramid, binarizers."""
@@ -135,16 +182,18 @@ class ZxingEngine:
             # Very small modules: a 2x upscale gives the binarizer room to work.
             big = np.repeat(np.repeat(img, 2, axis=0), 2, axis=1)
             res = self.zx.read_barcodes(big, formats=self.formats, try_rotate=True, try_invert=True)
-            return [_zx_code(r) for r in res if r.valid]
+            return self._codes(res)
         return []
 
 
-def _box(p, sx, sy, transposed):
-    us = [p.top_left.x, p.top_right.x, p.bottom_left.x, p.bottom_right.x]
-    vs = [p.top_left.y, p.top_right.y, p.bottom_left.y, p.bottom_right.y]
+def _seen(p, sx, sy, transposed) -> Seen:
+    pts = [(p.top_left.x, p.top_left.y), (p.top_right.x, p.top_right.y),
+           (p.bottom_right.x, p.bottom_right.y), (p.bottom_left.x, p.bottom_left.y)]
     if transposed:
-        us, vs = vs, us
-    return (min(us) * sx, min(vs) * sy, (max(us) + 1) * sx, (max(vs) + 1) * sy)
+        pts = [(v, u) for u, v in pts]
+    pts = [(u * sx, v * sy) for u, v in pts]
+    us, vs = [u for u, _ in pts], [v for _, v in pts]
+    return Seen(min(us), min(vs), max(us) + sx, max(vs) + sy, tuple(pts))
 
 
 class ZbarEngine:
@@ -159,10 +208,10 @@ class ZbarEngine:
     def live(self, y: np.ndarray):
         return self.scan(y), []
 
-    def periodic(self, y: np.ndarray):
+    def periodic(self, y: np.ndarray, contrast: float = 255.0):
         return [], []
 
-    def find_bars(self, y: np.ndarray):
+    def find_bars(self, y: np.ndarray, contrast: float = 0.0):
         return []  # zbar's own scanner already reads every row it can
 
     def scan(self, img: np.ndarray) -> list[Code]:
@@ -173,8 +222,8 @@ class ZbarEngine:
                "I25": "itf", "PDF417": "pdf417"}
         return [code_from_bytes(fmt.get(r.type, r.type.lower()), r.data) for r in res]
 
-    def recover(self, img, kind, attempt) -> list[Code]:
-        return self.scan(stretch(img))
+    def recover(self, img, kind, attempt, quad=None) -> list[Code]:
+        return self.scan(flatten(img) if attempt % 2 else stretch(img))
 
     def thorough(self, img: np.ndarray, upscale: bool = True) -> list[Code]:
         return self.scan(img) or self.scan(255 - img)  # then light-on-dark codes

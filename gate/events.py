@@ -18,12 +18,15 @@ RESULTS = ("admitted", "exited", "rejected", "annulled")
 
 @dataclass
 class Frame:
-    """One grey frame: `y` is a 2-D uint8 view (its stride may exceed its width)."""
+    """One grey frame: `y` is a 2-D uint8 view (its stride may exceed its width);
+    `main`, when the camera has one, the same moment at a higher resolution
+    (a view too, released with y)."""
     y: "np.ndarray"
     seq: int
     t_arrival: float        # time.monotonic() when the frame reached us
     ts_ms: int = 0          # wall clock, unix ms
     release: Callable[[], None] = lambda: None  # gives the buffer back to the camera
+    main: Optional["np.ndarray"] = None
 
 
 @dataclass(frozen=True)

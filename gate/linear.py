@@ -28,6 +28,14 @@ BIN = 4             # profile bins per pixel
 MAX_PIXELS = 40_000
 
 
+def grey_range(y: np.ndarray) -> float:
+    """Grey levels between the darkest and brightest 2 % of a sparse sample."""
+    sample = y[::16, ::16].ravel()
+    k = sample.size // 50
+    lo, hi = np.partition(sample, [k, sample.size - 1 - k])[[k, sample.size - 1 - k]]
+    return float(hi) - float(lo)
+
+
 def find_bars(y: np.ndarray, max_regions: int = 3, contrast: float = 0.0) -> list[tuple[int, int, int, int]]:
     """Regions (x0, y0, x1, y1) that look like fine bars: many edges along the
     rows, little change from one row to the next. Strongest first.
@@ -41,11 +49,7 @@ def find_bars(y: np.ndarray, max_regions: int = 3, contrast: float = 0.0) -> lis
     wb = (w - 1) // BLOCK
     if h < 2 * ROW_STEP or wb < MIN_RUN:
         return []
-    if not contrast:
-        sample = y[::16, ::16].ravel()
-        k = sample.size // 50
-        lo, hi = np.partition(sample, [k, sample.size - 1 - k])[[k, sample.size - 1 - k]]
-        contrast = float(hi) - float(lo)
+    contrast = contrast or grey_range(y)
     step = max(3.0, contrast / 16)
     rows = y[ROW_STEP // 2:h - 1:ROW_STEP, :wb * BLOCK + 1].astype(np.int16)
     below = y[ROW_STEP // 2 + 1:h:ROW_STEP, :wb * BLOCK + 1].astype(np.int16)[:rows.shape[0]]

@@ -142,10 +142,12 @@ class ScanLoop:
                 return []
         t0 = time.perf_counter()
         try:
-            codes = self.parts.decoder.frame(frame.y)
+            codes = self.parts.decoder.frame(frame.y, frame.main)
         finally:
             frame.release()
         self.decode_ms.append((time.perf_counter() - t0) * 1000)
+        if not codes and self.parts.decoder.wants_focus():
+            getattr(self.parts.source, "refocus", lambda: False)()   # continuous AF can stick; the camera bounds the rate
         out = []
         for code in codes:
             if self.trigger is not None and not self.trigger.wants_verdict():

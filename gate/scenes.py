@@ -293,7 +293,7 @@ def present(kind: str, text: str, rng, size=(640, 480)) -> Presentation:
         n = modules.shape[0]
         if kind == "curved_qr":
             along = bool(rng.integers(0, 2))
-            p.update(radius=n / math.radians(rng.uniform(80, 130)), along_u=along)
+            p.update(radius=n / math.radians(rng.uniform(120, 175)), along_u=along)
             mpx = rng.uniform(4.0, 5.0)
         elif kind == "creased_qr":
             p.update(fold_at=n * rng.uniform(0.35, 0.65), fold_cos=rng.uniform(0.55, 0.8),

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-MAX_TRIES = {"matrix": 4, "bars": 3}  # attempts per region before it is muted
+MAX_TRIES = {"matrix": 7, "bars": 3}  # attempts per region before it is muted
 KEEP = 6           # frames a region is kept without being seen again
 MAX_REGIONS = 6
 MAX_MUTED = 16
@@ -50,7 +50,7 @@ def _overlap(a, b) -> bool:
 
 
 def _thumb(y: np.ndarray, box) -> np.ndarray:
-    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, y0, x1, y1 = (int(v) for v in box[:4])
     return np.asarray(y[max(0, y0):max(0, y1):8, max(0, x0):max(0, x1):8], dtype=np.int16)
 
 

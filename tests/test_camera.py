@@ -13,8 +13,8 @@ from gate.errors import CameraError
 
 
 class StandInRequest:
-    def __init__(self, cam, buf):
-        self.cam, self.buf = cam, buf
+    def __init__(self, cam, bufs):
+        self.cam, self.bufs = cam, bufs
         self.released = False
 
     def release(self):
@@ -27,15 +27,17 @@ class StandInMappedArray:
     """picamera2.MappedArray(request, stream): a context manager with .array."""
 
     def __init__(self, request, stream, reshape=True, write=True):
-        assert stream == "lores"
-        self.request = request
+        assert stream in request.bufs, stream
+        self.request, self.stream = request, stream
 
     def __enter__(self):
-        self.array = self.request.buf
+        self.array = self.request.bufs[self.stream]
+        self.request.cam.mapped += 1
         return self
 
     def __exit__(self, *exc):
         self.array = None
+        self.request.cam.mapped -= 1
 
 
 class StandInPicamera2:
@@ -48,6 +50,8 @@ class StandInPicamera2:
 
     def __init__(self, camera_num=0):
         self.controls_set = {}
+        self.control_calls = []
+        self.mapped = 0
         self.camera_controls = {"ExposureTime": (1, 1000000, None), "AfMode": (0, 2, 0),
                                 "FrameDurationLimits": (1, 1000000, None)}
         self.started = False
@@ -64,6 +68,10 @@ class StandInPicamera2:
 
     def set_controls(self, ctl):
         self.controls_set.update(ctl)
+        self.control_calls.append(dict(ctl))
+
+    def autofocus_cycle(self, wait=None, signal_function=None):
+        raise AssertionError("its job would queue our capture_request behind the AF scan")
 
     def start(self):
         self.started = True
@@ -71,12 +79,15 @@ class StandInPicamera2:
     def capture_request(self, wait=None, flush=None):
         if self.stall:
             raise TimeoutError("frame wait timed out")
-        w, h = self.config["lores"]["size"]
-        buf = np.zeros((h * 3 // 2, self.stride), np.uint8)  # YUV420, stride wider than width
-        buf[:h, :w] = 200
-        buf[:h, w:] = 13           # padding that must not leak into the frame
+        bufs = {}
+        for stream, value, stride in (("lores", 200, self.stride), ("main", 90, 1344)):
+            w, h = self.config[stream]["size"]
+            buf = np.zeros((h * 3 // 2, max(stride, w)), np.uint8)  # YUV420, stride wider than width
+            buf[:h, :w] = value
+            buf[:h, w:] = 13           # padding that must not leak into the frame
+            bufs[stream] = buf
         self.outstanding += 1
-        return StandInRequest(self, buf)
+        return StandInRequest(self, bufs)
 
     def stop(self):
         self.started = False
@@ -97,10 +108,10 @@ def test_camera_picamera2_y_plane_is_a_view_of_the_lores_buffer():
     frame = src.read(0.5)
     assert frame.y.shape == (480, 640) and (frame.y == 200).all()
     assert frame.y.strides == (704, 1)  # no copy: the stride of the camera buffer
-    assert cam.outstanding == 1
+    assert cam.outstanding == 1 and frame.main is None and cam.mapped == 1
     frame.release()
     frame.release()  # idempotent
-    assert cam.outstanding == 0
+    assert cam.outstanding == 0 and cam.mapped == 0
     src.close()
     assert not cam.started
 
@@ -193,3 +204,60 @@ def test_camera_v4l2_read_honours_its_timeout():
     assert frame is not None and frame.y.shape == (480, 640)
     src.close()
     assert cap.released and not src._reader
+
+
+def test_camera_picamera2_main_stream_is_a_second_view_released_with_the_frame():
+    src = make_source(main_scale=2)
+    src.start()
+    cam = StandInPicamera2.instances[-1]
+    assert cam.config["main"] == {"size": (1280, 960), "format": "YUV420"}
+    assert cam.config["lores"] == {"size": (640, 480), "format": "YUV420"}
+    frame = src.read(0.5)
+    assert frame.main.shape == (960, 1280) and (frame.main == 90).all() and (frame.y == 200).all()
+    assert frame.main.strides == (1344, 1)   # a view of the camera's buffer, not a copy
+    assert cam.mapped == 2
+    frame.release()
+    assert cam.mapped == 0 and cam.outstanding == 0
+
+
+def test_camera_picamera2_refocus_is_rate_bounded_and_returns_to_continuous():
+    t = [100.0]
+    src = make_source(refocus_s=3.0, clock=lambda: t[0])
+    src.start()
+    cam = StandInPicamera2.instances[-1]
+    cam.control_calls.clear()
+    assert src.refocus()
+    assert cam.control_calls == [{"AfMode": 1, "AfTrigger": 0}]     # Auto + Start: one scan
+    t[0] += 1.0
+    assert not src.refocus()                                        # within refocus_s: not again
+    src.read(0.1).release()                                         # the scan has had its second
+    assert cam.control_calls[-1] == {"AfMode": 2}                   # continuous AF again
+    t[0] += 2.5
+    assert src.refocus() and src.refocuses == 2
+
+
+def test_camera_picamera2_fixed_lens_is_never_refocused():
+    for kw in ({"lens_position": 3.5}, {"autofocus": False}, {"refocus_s": 0}):
+        src = make_source(**kw)
+        src.start()
+        cam = StandInPicamera2.instances[-1]
+        calls = len(cam.control_calls)
+        assert not src.refocus()
+        assert len(cam.control_calls) == calls, kw
+    fixed = make_source()
+    fixed.start()
+    del StandInPicamera2.instances[-1].camera_controls["AfMode"]   # a fixed-focus sensor
+    assert not fixed.refocus()
+
+
+def test_camera_replay_offers_lores_and_main_pair(tmp_path):
+    from gate.camera import ReplaySource
+    img = np.zeros((96, 128), np.uint8)
+    img[:, ::2] = 255          # 1-pixel bars: decimation would alias them, a box filter greys them
+    Image.fromarray(img).save(tmp_path / "a.png")
+    src = ReplaySource(tmp_path, fps=0, main_scale=2)
+    src.start()
+    f = src.read(0.1)
+    assert f.main.shape == (96, 128) and f.y.shape == (48, 64)
+    assert (f.y == 127).all() and (f.main == img).all()
+    assert src.read(0.1) is None and src.finished

@@ -105,3 +105,67 @@ def test_decode_slanted_2px_code128_read_across_frames():
         read += text in seen
         raw += any(r.text == text for r in zxingcpp.read_barcodes(pres.frame(0)))
     assert read >= 7 and read > raw + 2, (read, raw)
+
+
+def test_decode_dim_qr_read_live_after_a_stretch():
+    """A dim, shot-noisy room: the periodic pass stretches the frame's grey range."""
+    import zxingcpp
+    read = raw = 0
+    for i in range(6):
+        text = f"T-{i:06d}-{1234 + i:08d}"
+        pres, d, seen = _held("lowlight_qr", text, 300 + i)
+        assert seen <= {text}
+        read += text in seen
+        raw += any(r.text == text for r in zxingcpp.read_barcodes(pres.frame(0)))
+    assert read >= 5 and raw <= 2, (read, raw)
+
+
+def test_decode_curved_and_glared_qr_read_live_more_than_raw_zxing():
+    """Paper bent round a hand (flattened under bend hypotheses, one per
+    frame); a phone screen with its pixel grid and a glare spot (read after
+    the local mean is taken away)."""
+    import zxingcpp
+    for kind, seed, least in (("curved_qr", 400, 5), ("phone_glare_qr", 500, 3)):
+        read = raw = 0
+        for i in range(8):
+            text = f"T-{i:06d}-{99 + i:08d}"
+            pres, _, seen = _held(kind, text, seed + i)
+            assert seen <= {text}
+            read += text in seen
+            raw += any(r.text == text for r in zxingcpp.read_barcodes(pres.frame(0)))
+        assert read >= least and read >= raw + 2, (kind, read, raw)
+
+
+def test_decode_reads_fine_bars_from_main_where_lores_cannot():
+    """The Pi's pair: lores at ~1 px per module cannot be read, but its bars
+    are found there and re-read from the 2x main frame, coordinates mapped."""
+    from gate import scenes
+    from gate.camera import reduce
+    with_main = lores_only = 0
+    for i in range(6):
+        text = f"T-{i:06d}-{777 + i:08d}"
+        pres = scenes.present("c128_slant", text, np.random.default_rng(600 + i), size=(1280, 960))
+        a, b = Decoder(), Decoder()
+        sa, sb = set(), set()
+        for k in range(8):
+            main = pres.frame(k)
+            y = reduce(main, 2)
+            sa |= {c.text for c in a.frame(y)}
+            sb |= {c.text for c in b.frame(y, main)}
+        assert sb <= {text}
+        lores_only += text in sa
+        with_main += text in sb
+    assert with_main >= 4 and with_main > lores_only, (with_main, lores_only)
+
+
+def test_decode_wants_focus_after_repeated_failures_only():
+    from gate import scenes
+    # Bars too blurred for any reading: seen in every look, never read.
+    pres = scenes.present("c128_slant", "T-000001-00000001", np.random.default_rng(7))
+    pres.params["blur"] = 2.6
+    d = Decoder(("qr", "code128"))
+    asked = sum(d.wants_focus() for i in range(40) if not d.frame(pres.frame(i)))
+    assert asked >= 1 and d.stats.retries >= 8
+    empty = Decoder(("qr", "code128"))
+    rng = np.random.default_rng(1)
+    assert not any(empty.frame(compose(None, "empty", rng=rng)) or empty.wants_focus() for _ in range(60))
