@@ -87,8 +87,7 @@ class Decoder:
         if cand is None:
             return []
         st.retries += 1
-        region, quad = _cut(y, main, cand.box, cand.kind)
-        codes = self.engine.recover(region, cand.kind, cand.tries, quad)
+        codes = self._recover(y, main, cand.box, cand.kind, cand.tries)
         self.tracker.tried(cand, bool(codes), y)
         if codes:
             st.recovered += 1
@@ -97,6 +96,15 @@ class Decoder:
         else:
             self._failing += 1
         return codes
+
+    def _recover(self, y, main, box, kind, attempt) -> list[Code]:
+        if kind == "bars":   # read_bars crops for itself, following the bars' slant
+            src, sx, sy = (y, 1.0, 1.0) if main is None else (main, main.shape[1] / y.shape[1],
+                                                                main.shape[0] / y.shape[0])
+            scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+            return self.engine.recover(src, kind, attempt, box=scaled)
+        region, quad = _cut(y, main, box)
+        return self.engine.recover(region, kind, attempt, quad)
 
     def wants_focus(self) -> bool:
         """True (once) when symbols have kept failing to decode: FOCUS_AFTER
@@ -118,8 +126,7 @@ class Decoder:
             regions = [(b, "matrix") for b in failed] + [(b, "bars") for b in self.engine.find_bars(view)]
             for box, kind in regions:
                 for attempt in range(STILL_ATTEMPTS[kind]):
-                    region, quad = _cut(view, y if view is not y else None, box, kind)
-                    codes = self.engine.recover(region, kind, attempt, quad)
+                    codes = self._recover(view, y if view is not y else None, box, kind, attempt)
                     if codes:
                         break
                 if codes:
@@ -133,18 +140,15 @@ class Decoder:
         return _unique(codes)
 
 
-def _cut(y: np.ndarray, main: Optional[np.ndarray], box, kind: str):
+def _cut(y: np.ndarray, main: Optional[np.ndarray], box):
     """The region of `box` (y's coordinates) with a margin, as a view of main
     when there is one (its coordinates scaled), else of y; and the symbol's
     quad, if known, in the region's coordinates. Returns (region, quad)."""
     h, w = y.shape
     x0, y0, x1, y1 = box[:4]
-    if kind == "bars":   # the quiet zones lie along the code; rows need little margin
-        mx, my = 32, 12
-    else:
-        # A failed detection's quad may cover only part of the symbol (a finder
-        # or two under glare): take a generous margin.
-        mx = my = max(40, int(0.6 * max(x1 - x0, y1 - y0)))
+    # A failed detection's quad may cover only part of the symbol (a finder
+    # or two under glare): take a generous margin.
+    mx = my = max(40, int(0.6 * max(x1 - x0, y1 - y0)))
     x0, x1 = max(0, int(x0) - mx), min(w, int(x1) + mx)
     y0, y1 = max(0, int(y0) - my), min(h, int(y1) + my)
     sx = sy = 1.0

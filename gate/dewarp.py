@@ -15,8 +15,30 @@ import math
 
 import numpy as np
 
-# (axis, arc) hypotheses in the order they are worth trying.
+# (axis, arc) hypotheses tried after the estimate, in the order they are worth trying.
 HYPOTHESES = ((0, 2.2), (1, 2.2), (0, 2.8), (1, 2.8))
+
+
+def _sides(quad):
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = quad
+    top = ((x1 - x0 + x2 - x3) / 2, (y1 - y0 + y2 - y3) / 2)     # mean of the two horizontal sides
+    side = ((x3 - x0 + x2 - x1) / 2, (y3 - y0 + y2 - y1) / 2)    # mean of the two vertical sides
+    return top, side
+
+
+def estimate(quad, scale: float = 1.0):
+    """(axis, arc) from the quad's shape: a square symbol bent across one
+    axis looks narrower along it by 2*sin(arc/2)/arc. None if it looks flat."""
+    top, side = (math.hypot(*v) for v in _sides(quad))
+    if min(top, side) < 8:
+        return None
+    axis, ratio = (0, top / side) if top < side else (1, side / top)
+    if ratio > 0.95:
+        return None
+    arc = 0.5
+    while arc < 3.1 and 2 * math.sin(arc / 2) / arc > ratio:
+        arc += 0.05
+    return axis, min(3.1, arc * scale)
 
 
 MAX_SIDE = 240   # output pixels per side: bounds the cost (about a millisecond)
@@ -25,10 +47,8 @@ MAX_SIDE = 240   # output pixels per side: bounds the cost (about a millisecond)
 def unwarp(img: np.ndarray, quad, axis: int, arc: float) -> np.ndarray:
     """img resampled as if the paper under `quad` (four (x, y) corners in img
     coordinates: top-left, top-right, bottom-right, bottom-left) were flat."""
-    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = quad
-    cx, cy = (x0 + x1 + x2 + x3) / 4, (y0 + y1 + y2 + y3) / 4
-    top = ((x1 - x0 + x2 - x3) / 2, (y1 - y0 + y2 - y3) / 2)     # mean of the two horizontal sides
-    side = ((x3 - x0 + x2 - x1) / 2, (y3 - y0 + y2 - y1) / 2)    # mean of the two vertical sides
+    cx, cy = sum(x for x, _ in quad) / 4, sum(y for _, y in quad) / 4
+    top, side = _sides(quad)
     along = top if axis == 0 else side
     width = math.hypot(*along)                 # the symbol's projected extent across the bend
     if width < 8:
@@ -38,9 +58,9 @@ def unwarp(img: np.ndarray, quad, axis: int, arc: float) -> np.ndarray:
     h, w = img.shape
     out_w = int(w * arc / (2 * math.sin(arc / 2)) * 1.05) + 1   # the flattened paper is wider
     out_h = int(h * 1.05) + 1
-    side = max(out_w, out_h)
-    step = max(1.0, side / MAX_SIDE)          # big modules survive a coarser grid
-    n = int(side / step)
+    side_px = max(out_w, out_h)
+    step = max(1.0, side_px / MAX_SIDE)       # big modules survive a coarser grid
+    n = int(side_px / step)
     grid = (np.arange(n, dtype=np.float32) - n / 2) * step
     ys, xs = grid[:, None], grid[None, :]
     a = xs * ca + ys * sa                      # flat coordinate across the bend

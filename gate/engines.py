@@ -37,8 +37,8 @@ MATRIX = ("qr", "microqr", "datamatrix", "aztec", "pdf417")
 LINEAR_ROW_STEP = 6  # a 1-D code needs horizontal detail, hardly any vertical
 # Offsets (radians) from the estimated bar angle tried on successive attempts.
 DIM_CONTRAST = 100    # grey levels between a frame's darkest and brightest 2 %
-MATRIX_STEPS = ("stretch", dewarp.HYPOTHESES[0], "flatten", dewarp.HYPOTHESES[1], "thorough",
-                dewarp.HYPOTHESES[2], dewarp.HYPOTHESES[3])
+MATRIX_STEPS = ("stretch", "bend", "flatten", "bend more", "thorough", dewarp.HYPOTHESES[0],
+                dewarp.HYPOTHESES[1], dewarp.HYPOTHESES[3])
 BAR_ANGLES = ((0.0,), (0.012, -0.012), (0.024, -0.024))
 
 
@@ -142,12 +142,12 @@ class ZxingEngine:
     def find_bars(self, y: np.ndarray, contrast: float = 0.0):
         return linear.find_bars(y, contrast=contrast) if self.linear else []
 
-    def recover(self, img: np.ndarray, kind: str, attempt: int, quad=None) -> list[Code]:
-        """One attempt on a cropped region; successive attempts try other means.
-        `quad`: the symbol's corners in img's coordinates, when known."""
-        if kind == "bars":
-            res = linear.read_bars(self.zx, img, (0, 0, img.shape[1], img.shape[0]), self.linear, pad=(0, 0),
-                                   angles=BAR_ANGLES[attempt % len(BAR_ANGLES)])
+    def recover(self, img: np.ndarray, kind: str, attempt: int, quad=None, box=None) -> list[Code]:
+        """One attempt on a region; successive attempts try other means. For
+        "matrix" img is the cropped region and `quad` the symbol's corners in
+        it, when known; for "bars" img is the frame and `box` the region."""
+        if kind == "bars":   # img is the whole frame here, box the region in it
+            res = linear.read_bars(self.zx, img, box, self.linear, angles=BAR_ANGLES[attempt % len(BAR_ANGLES)])
             return self._codes(res)
         # Cheap general remedies and bend hypotheses take turns, so a held
         # ticket meets each kind of trouble within a few frames.
@@ -158,8 +158,11 @@ class ZxingEngine:
             return self._thorough_once(flatten(img), self.zx.Binarizer.LocalAverage)
         if step == "thorough" or quad is None:
             return self.thorough(img, upscale=False)
-        axis, arc = step        # curved paper: flatten one bend hypothesis
-        flat = dewarp.unwarp(img, quad, axis, arc)
+        # Curved paper: flatten one bend, first the one the quad's shape suggests.
+        bend = dewarp.estimate(quad, 1.25 if step == "bend more" else 1.0) if isinstance(step, str) else step
+        if bend is None:
+            bend = dewarp.HYPOTHESES[2 if step == "bend more" else 0]
+        flat = dewarp.unwarp(img, quad, *bend)
         return self._codes(self.zx.read_barcodes(flat, formats=self.matrix, try_rotate=True,
                                                  try_downscale=False, try_invert=False))
 
@@ -222,7 +225,9 @@ class ZbarEngine:
                "I25": "itf", "PDF417": "pdf417"}
         return [code_from_bytes(fmt.get(r.type, r.type.lower()), r.data) for r in res]
 
-    def recover(self, img, kind, attempt, quad=None) -> list[Code]:
+    def recover(self, img, kind, attempt, quad=None, box=None) -> list[Code]:
+        if box is not None:
+            img = img[int(box[1]):int(box[3]), int(box[0]):int(box[2])]
         return self.scan(flatten(img) if attempt % 2 else stretch(img))
 
     def thorough(self, img: np.ndarray, upscale: bool = True) -> list[Code]:

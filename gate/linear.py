@@ -132,9 +132,10 @@ class Projector:
         if not self.ok:
             return
         u0, u1 = lo + 2.0 * band[0], lo + 2.0 * (band[-1] + 1)
-        # Every row (skipping some when the region is large; never columns,
+        inside = float(((u >= u0) & (u < u1)).mean())
+        # Every row (skipping some when the band is large; never columns,
         # which carry the sub-pixel detail), pixels inside the band only.
-        step = max(1, int(h * w / MAX_PIXELS + 0.5))
+        step = max(1, int(inside * h * w / MAX_PIXELS + 0.5))
         ys = np.arange(0, h, step)
         xs = np.arange(w, dtype=np.float32)
         uu = ys[:, None].astype(np.float32) * c - xs[None, :] * s
@@ -171,11 +172,16 @@ def read_bars(zx, y: np.ndarray, box, formats, pad=(32, 12), angles=(0.0, 0.012,
     """zxing-cpp results for the bars in `box` of y, read from their profile
     at the estimated angle, then at the given offsets from it (radians)."""
     h, w = y.shape
-    x0, y0, x1, y1 = box
-    crop = y[max(0, y0 - pad[1]):min(h, y1 + pad[1]), max(0, x0 - pad[0]):min(w, x1 + pad[0])]
+    x0, y0, x1, y1 = (int(v) for v in box[:4])
+    xa, xb = max(0, x0 - pad[0]), min(w, x1 + pad[0])
+    crop = y[max(0, y0 - pad[1]):min(h, y1 + pad[1]), xa:xb]
     if crop.shape[0] < 8 or crop.shape[1] < 32:
         return []
     angle = bar_angle(crop)
+    # The detector's rows may have missed the ends of a slanted code, which
+    # lie above and below its box: reach as far as the slant says they can.
+    reach = pad[1] + int(abs(math.tan(angle)) * (xb - xa) * 0.5)
+    crop = y[max(0, y0 - reach):min(h, y1 + reach), xa:xb]
     proj = Projector(crop, angle)
     if not proj.ok:
         return []

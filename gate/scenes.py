@@ -309,9 +309,13 @@ def present(kind: str, text: str, rng, size=(640, 480)) -> Presentation:
         elif kind == "lowlight_qr":
             p.update(dim=rng.uniform(0.15, 0.25), noise=3.0)
     mh, mw = modules.shape
-    half = 0.5 * math.hypot(mw, mh) * mpx + 4
-    cx = rng.uniform(half, w - half) if w > 2 * half else w / 2
-    cy = rng.uniform(half, h - half) if h > 2 * half else h / 2
+    # The whole symbol in view: a patron aims the ticket at the camera.
+    c, sn = abs(math.cos(angle)), abs(math.sin(angle))
+    mpx = min(mpx, (w - 16) / (mw * c + mh * sn), (h - 16) / (mw * sn + mh * c))
+    hx = 0.5 * (mw * c + mh * sn) * mpx + 6
+    hy = 0.5 * (mw * sn + mh * c) * mpx + 6
+    cx = rng.uniform(hx, w - hx) if w > 2 * hx else w / 2
+    cy = rng.uniform(hy, h - hy) if h > 2 * hy else h / 2
     place = Placement(cx, cy, mpx, angle, rng.uniform(-0.15, 0.15), mw, mh)
     if kind == "phone_glare_qr":
         r = mw * mpx * rng.uniform(0.12, 0.2)
