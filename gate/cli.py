@@ -157,6 +157,30 @@ def cmd_tickets_issue(args) -> int:
     return issue(args)
 
 
+def cmd_broker_config(args) -> int:
+    from gate.bus import brokerconf
+    venue = args.venue
+    if not venue and args.config:
+        venue = _load(args.config).venue
+    if not venue:
+        print("gate: broker config needs --venue or -c HOUSE_CONFIG", file=sys.stderr)
+        return 2
+    split = lambda text: [x.strip() for x in (text or "").split(",") if x.strip()]  # noqa: E731
+    hosts = args.host or brokerconf.default_hosts()
+    try:
+        made = brokerconf.write_config(args.out, venue, split(args.gates), split(args.dashboards), hosts,
+                                       args.port, args.bind)
+    except brokerconf.BrokerConfigError as exc:
+        print(f"gate: broker config: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {made['conf']} (users: {', '.join(made['users'])})")
+    for user, path in made["new_passwords"].items():
+        print(f"new password for {user}: {path}")
+    print("give each party only its own users/NAME.password and ca.crt; for the house:")
+    print(brokerconf.mqtt_section(args.out, brokerconf.HOUSE, hosts[0], args.port))
+    return 0
+
+
 def cmd_keys_new(args) -> int:
     from gate.boxoffice.keys import new_keypair
     kp, pp = new_keypair(args.out, args.name)
@@ -242,6 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=".")
     s.add_argument("--name", default="tickets")
     s.set_defaults(func=cmd_keys_new)
+
+    br = sub.add_parser("broker", help="the venue's MQTT broker").add_subparsers(dest="broker_cmd", required=True)
+    s = br.add_parser("config", help="write a Mosquitto configuration: TLS, a user per party, ACL")
+    s.add_argument("--out", required=True, help="directory for gate.conf, certificates, passwd, acl, users/")
+    s.add_argument("--venue", help="venue id (default: from -c)")
+    s.add_argument("-c", "--config", help="the house config (for its venue)")
+    s.add_argument("--gates", default="", help="gate ids, comma-separated (one broker user each)")
+    s.add_argument("--dashboards", default="dashboard", help="read-only dashboard users, comma-separated")
+    s.add_argument("--host", action="append", help="a name or address gates use for the broker (repeatable; "
+                   "default: this machine's host name, NAME.local, localhost, 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8883)
+    s.add_argument("--bind", default="", help="listen on this address only (default: all)")
+    s.set_defaults(func=cmd_broker_config)
 
     c = sub.add_parser("config", help="config files").add_subparsers(dest="config_cmd", required=True)
     s = c.add_parser("check", help="validate a config file")

@@ -3,8 +3,6 @@
 and every queue a remote party can fill stays bounded."""
 
 import json
-import sqlite3
-import threading
 import time
 
 import msgpack
