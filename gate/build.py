@@ -106,9 +106,11 @@ def init_resolver(cfg, store: TicketStore, verifiers) -> Resolver:
 def init_link(parts: GateParts) -> None:
     """The MQTT side and the ticket-list updater: both talk to the loop through `control`."""
     from gate.link import GateLink
-    from gate.updater import TicketUpdater
+    from gate.updater import ListGuard, TicketUpdater
     cfg, control = parts.cfg, parts.control
-    parts.updater = TicketUpdater(parts.files.tickets, on_applied=lambda v: control.put(TicketDataApplied(v)))
+    # A list is applied only when signed by one of [signing] list_keys, for this venue.
+    parts.updater = TicketUpdater(parts.files.tickets, on_applied=lambda v: control.put(TicketDataApplied(v)),
+                                  guard=ListGuard.from_config(cfg))
     parts.link = GateLink(cfg, parts.files.outbox, profile=cfg.gate.profile,
                           on_remote_scan=lambda e: control.put(RemoteScan(e)), on_tickets=parts.updater.offer)
 

@@ -120,30 +120,18 @@ def cmd_tickets_import(args) -> int:
         raise TicketFileError(args.tickets, 2, "", "no tickets in the file: importing it would empty the "
                               "gate's list; pass --allow-empty if that is what you want")
     if args.publish:
-        from gate.boxoffice.lists import pack_list
-        from gate.bus.client import connect, explain_refusal, make_client, where
+        from gate.boxoffice.publish import ListPublisher
         from gate.bus import topics
-        payload = pack_list(tickets, revoked)
-        c = make_client(cfg.mqtt, f"box-office-{int(time.time())}")
-        answer = {}
-        c.on_connect = lambda client, u, f, rc, p: answer.setdefault("rc", rc)
-        connect(c, cfg.mqtt)   # raises BusError saying why
-        c.loop_start()
+        pub = ListPublisher.from_config(cfg, role="boxoffice")
         try:
-            info = c.publish(topics.tickets(cfg.venue), payload, qos=1, retain=True)
-            info.wait_for_publish(timeout=30)
-        except (RuntimeError, ValueError):
-            pass   # not connected: said below
-        finally:
-            c.disconnect()
-            c.loop_stop()
-        if "rc" in answer and answer["rc"].is_failure:
-            print(f"gate: {where(cfg.mqtt)}: {explain_refusal(answer['rc'], cfg.mqtt)}", file=sys.stderr)
-            return 1
-        if not info.is_published():
-            print(f"gate: {where(cfg.mqtt)} did not acknowledge the ticket list within 30 s", file=sys.stderr)
-            return 1
-        print(f"published {len(tickets):,} tickets ({len(payload):,} bytes) to {topics.tickets(cfg.venue)}")
+            payload = pub.pack(tickets, revoked)
+        except ValueError as exc:   # a value no gate would accept: say so here, not on every gate
+            print(f"gate: {args.tickets}: {exc}", file=sys.stderr)
+            return 2
+        pub.publish(payload)        # raises BusError/GateError saying why
+        series, seq = pub.last
+        print(f"published {len(tickets):,} tickets ({len(payload):,} bytes, signed, list {series}/{seq}) "
+              f"to {topics.tickets(cfg.venue)}")
         return 0
     store = TicketStore(GateFiles.of(cfg.storage.dir).tickets)
     version = store.replace_all(tickets, revoked)
@@ -182,10 +170,20 @@ def cmd_broker_config(args) -> int:
 
 
 def cmd_keys_new(args) -> int:
-    from gate.boxoffice.keys import new_keypair
+    import re
+    from gate.boxoffice.keys import new_keypair, new_secret
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.name) or args.name.startswith("."):
+        print(f"gate: --name {args.name!r}: letters, digits, '.', '_' and '-' only", file=sys.stderr)
+        return 2
+    if args.secret:
+        p = new_secret(args.out, args.name)
+        print(f"venue secret: {p}  (copy it to the box office, the house and every gate, mode 0600; "
+              "[signing] venue_secret)")
+        return 0
     kp, pp = new_keypair(args.out, args.name)
-    print(f"private key: {kp}  (keep it at the box office; never copy it onto a gate)")
-    print(f"public key:  {pp}  (list it under [signing] public_keys on every gate)")
+    print(f"private key: {kp}  (keep it where lists or tickets are made; never copy it onto a gate)")
+    print(f"public key:  {pp}  (on every gate: [signing] ticket_keys for GT1 tickets, "
+          "or [signing] list_keys for ticket lists)")
     return 0
 
 
@@ -262,9 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_tickets_issue)
 
     k = sub.add_parser("keys", help="signing keys").add_subparsers(dest="keys_cmd", required=True)
-    s = k.add_parser("new", help="make an Ed25519 key pair")
+    s = k.add_parser("new", help="make an Ed25519 key pair NAME.key/NAME.pub (or, with --secret, NAME.secret)")
     s.add_argument("--out", default=".")
     s.add_argument("--name", default="tickets")
+    s.add_argument("--secret", action="store_true", help="make the venue secret instead (32 random bytes)")
     s.set_defaults(func=cmd_keys_new)
 
     br = sub.add_parser("broker", help="the venue's MQTT broker").add_subparsers(dest="broker_cmd", required=True)

@@ -115,7 +115,10 @@ class StorageSection:
 
 @dataclass
 class SigningSection:
-    public_keys: list[str] = field(default_factory=list)  # files of Ed25519 public keys
+    ticket_keys: list[str] = field(default_factory=list)  # gates: public keys (files) that sign GT1 tickets
+    list_keys: list[str] = field(default_factory=list)    # gates, house: public keys that sign ticket lists
+    list_signing_key: str = ""       # publishers (house, box office): private key that signs ticket lists
+    venue_secret: str = ""           # file: the venue secret (code hashes, list encryption); gates, house, box office
 
 
 @dataclass
@@ -230,6 +233,8 @@ def _build(cls, data: dict, prefix: str, fail):
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else key
         if key not in fields:
+            if cls is SigningSection and key == "public_keys":
+                fail(dotted, "renamed: GT1 ticket keys are now signing.ticket_keys (ticket lists: signing.list_keys)")
             valid = ", ".join(sorted(fields))
             fail(dotted, f"unknown key (valid keys here: {valid})")
         kwargs[key] = _convert(value, hints[key], dotted, fail)

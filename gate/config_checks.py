@@ -182,8 +182,9 @@ def check_pins(cfg, fail) -> None:
 
 
 def check_key_files(cfg, fail) -> None:
-    from gate.boxoffice.keys import load_public_key
-    for key, paths in (("signing.public_keys", cfg.signing.public_keys),
+    from gate.boxoffice.keys import load_private_key, load_public_key, load_secret
+    s = cfg.signing
+    for key, paths in (("signing.ticket_keys", s.ticket_keys), ("signing.list_keys", s.list_keys),
                        ("pretix.public_key", [cfg.pretix.public_key] if cfg.pretix.public_key else [])):
         for p in paths:
             try:
@@ -198,6 +199,23 @@ def check_key_files(cfg, fail) -> None:
                 fail(key, f"cannot read {p}: {exc.strerror or exc}")
             except (ValueError, TypeError, UnicodeDecodeError):
                 fail(key, f"{p} holds no Ed25519 public key (make one with `gate keys new`)")
+    for key, path, load, what in (
+            ("signing.list_signing_key", s.list_signing_key, load_private_key,
+             "no Ed25519 private key (make one with `gate keys new`)"),
+            ("signing.venue_secret", s.venue_secret, load_secret,
+             "no venue secret (make one with `gate keys new --secret`)")):
+        if not path:
+            continue
+        problem = secret_file_problem(path)
+        if problem:
+            fail(key, problem)
+        try:
+            load(path)
+        except (OSError, ValueError, TypeError, UnicodeDecodeError):
+            fail(key, f"{path} holds {what}")
+    if (s.list_keys or s.list_signing_key) and not s.venue_secret:
+        fail("signing.venue_secret", "ticket lists carry code hashes and encrypted names under the venue secret: "
+                                     "set it (make it with `gate keys new --secret --out DIR --name venue`)")
 
 
 def check_mqtt(cfg, fail) -> None:
@@ -224,6 +242,7 @@ def check_mqtt(cfg, fail) -> None:
 
 def check_house(cfg, fail) -> None:
     h = cfg.house
+    check_key_files(cfg, fail)
     try:
         parse_listen(h.listen)
     except ValueError as exc:

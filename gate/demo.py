@@ -130,7 +130,9 @@ keepalive = 5
 [storage]
 dir = "{dir}"
 [signing]
-public_keys = ["{pub}"]
+ticket_keys = ["{pub}"]
+list_keys = ["{list_pub}"]
+venue_secret = "{secret}"
 """
 
 
@@ -161,7 +163,7 @@ def main(args) -> int:
     from gate.house.service import HouseService
     from gate.scanner import Scanner
     from gate.storage import GateFiles
-    from gate.boxoffice.keys import load_private_key, new_keypair
+    from gate.boxoffice.keys import load_private_key, new_keypair, new_secret
     from gate.tickets import TicketStore
 
     work = Path(tempfile.mkdtemp(prefix="gate-demo-"))
@@ -175,6 +177,8 @@ def main(args) -> int:
     try:
         broker = PrivateBroker(work / "broker").start()
         kp, pp = new_keypair(work / "keys", "demo")
+        list_key, list_pub = new_keypair(work / "keys", "boxoffice")
+        secret = new_secret(work / "keys", "venue")
         key = load_private_key(kp)
         n = args.patrons or 1500
         tickets, patrons = make_crowd(n, event, key, rng)
@@ -185,7 +189,8 @@ def main(args) -> int:
         house_text = (f'[house]\nvenue = "demo"\nlisten = "{args.listen}"\n'
                       f'capacity = {{ "{event}" = {max(100, n)} }}\nclient_id = "house-demo"\n'
                       f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nkeepalive = 5\n'
-                      f'[storage]\ndir = "{work}/house"\n')
+                      f'[storage]\ndir = "{work}/house"\n'
+                      f'[signing]\nlist_signing_key = "{list_key}"\nvenue_secret = "{secret}"\n')
         house = HouseService(parse(house_text, "demo-house"))
         try:
             house.start()
@@ -193,17 +198,11 @@ def main(args) -> int:
             print(f"gate demo: cannot listen on {args.listen} ({exc.strerror}); try --listen 127.0.0.1:8090",
                   file=sys.stderr)
             return 1
-        # As the box office would (gate tickets import --publish): the list, retained, for
-        # the house's names in the arrivals feed and the attendance log.
-        from gate.bus import topics
-        from gate.boxoffice.lists import pack_list
-        from gate.bus.client import make_client
-        box = make_client(house.cfg.mqtt, "box-office-demo")
-        box.connect("127.0.0.1", broker.port)
-        box.loop_start()
-        box.publish(topics.tickets("demo"), pack_list(tickets), qos=1, retain=True).wait_for_publish(10)
-        box.disconnect()
-        box.loop_stop()
+        # As the box office would (gate tickets import --publish): the signed list, retained,
+        # for the gates (which also boot with a local copy) and the house's names.
+        from gate.boxoffice.publish import ListPublisher
+        box = ListPublisher.from_config(house.cfg, role="boxoffice")
+        box.publish(box.pack(tickets))
         term = Terminal()
         for gid, profile in (("door-a", "turnstile"), ("door-b", "turnstile"), ("usher-1", "handheld")):
             relay = "relay = 24" if profile == "turnstile" else ""

@@ -4,6 +4,7 @@ or nothing we know. No rules are applied here (they live in decide.py)."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass, field
 
 from gate.boxoffice.gt1 import SignedTicketVerifier
@@ -13,9 +14,12 @@ from gate.decide import Resolution
 from gate.events import Code
 
 
-def code_ref(raw: bytes) -> str:
-    """A stable reference for a code we cannot name: a hash, never the code."""
-    return "h:" + hashlib.sha256(raw).hexdigest()[:16]
+def code_ref(raw: bytes, key: bytes) -> str:
+    """How a scan event names a code that is not a ticket we know: a keyed hash, never
+    the code. Keyed (with the store's own random key), because the code may still be a
+    valid ticket elsewhere, and a short one could be recovered from a plain hash by
+    trying every value."""
+    return "h:" + hmac.new(key, raw, hashlib.sha256).hexdigest()[:16]
 
 
 @dataclass
@@ -35,11 +39,14 @@ class Resolver:
         self.max_payload = max_payload
         self.rejects = RejectCounts()
 
+    def ref(self, raw: bytes) -> str:
+        return code_ref(raw, self.store.ref_key)
+
     def resolve(self, code: Code) -> Resolution:
         raw = code.raw
         if len(raw) > self.max_payload:
             self.rejects.oversized += 1
-            return Resolution(None, ref=code_ref(raw))
+            return Resolution(None, ref=self.ref(raw))
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -48,15 +55,15 @@ class Resolver:
             if listed is not None:
                 return Resolution(listed, ref=listed.ticket_id, revoked=self.store.is_revoked(listed.ticket_id))
             self.rejects.binary += 1
-            return Resolution(None, ref=code_ref(raw))
+            return Resolution(None, ref=self.ref(raw))
         if any(ord(c) < 32 or ord(c) == 127 for c in text):
             self.rejects.control += 1
-            return Resolution(None, ref=code_ref(raw))
+            return Resolution(None, ref=self.ref(raw))
         for v in self.verifiers:
             if v.claims(text):
                 ticket, forged = v.verify(text)
                 if forged or ticket is None:
-                    return Resolution(None, forged=True, ref=code_ref(raw))
+                    return Resolution(None, forged=True, ref=self.ref(raw))
                 listed = self.store.by_id(ticket.ticket_id)
                 if listed is not None and listed.event == ticket.event:
                     # The list may know the holder, seat and tags of a signed ticket.
@@ -65,15 +72,15 @@ class Resolver:
                 return Resolution(ticket, ref=ticket.ticket_id, revoked=self.store.is_revoked(ticket.ticket_id))
         ticket = self.store.by_code(text)
         if ticket is None:
-            return Resolution(None, ref=code_ref(raw))
+            return Resolution(None, ref=self.ref(raw))
         return Resolution(ticket, ref=ticket.ticket_id, revoked=self.store.is_revoked(ticket.ticket_id))
 
 
 def load_verifiers(cfg) -> list:
     """The verifiers a gate's config asks for (none when no keys are configured)."""
     out = []
-    if cfg.signing.public_keys:
-        out.append(SignedTicketVerifier([load_public_key(p) for p in cfg.signing.public_keys]))
+    if cfg.signing.ticket_keys:
+        out.append(SignedTicketVerifier([load_public_key(p) for p in cfg.signing.ticket_keys]))
     if cfg.pretix.public_key:
         out.append(PretixVerifier(load_public_key(cfg.pretix.public_key), cfg.pretix.items,
                                   cfg.pretix.subevents, cfg.pretix.zones))

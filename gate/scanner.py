@@ -212,6 +212,8 @@ class ScanLoop:
             "fault": self.fault, "free_passage": self.free_passage,
             "rejected_codes": vars(self.resolver.rejects).copy(),
             "malformed_payloads": {**(self.link.drops.snapshot() if self.link else {}), **self.admission.drops},
+            # which signed list this gate runs, and the lists it ignored (unsigned, unknown key, replayed...)
+            "ticket_lists": self.parts.updater.guard.report() if self.link else {},
         }
 
     def close(self) -> None:

@@ -1,33 +1,49 @@
-"""The gate's ticket store (SQLite).
+"""The gate's ticket store (SQLite): the ticket list, and this gate's record of use.
 
-A list is imported whole or not at all: one bad value anywhere names its row
-and column and leaves the store as it was. Readers on other connections see
-the old list or the new one, never a mix (one transaction, WAL mode).
+The list holds no ticket code, only its keyed hash (see gate/boxoffice/lists.py):
+a code is looked up by hashing the scanned text with the key the list's hashes
+are under, kept beside them.
+
+Two files, one writer each, so that applying a list never delays an admission:
+- `tickets.db`: tickets, revocations, the list's version; written only when a
+  list is swapped in (the updater thread, or `gate tickets import`), in one
+  transaction. Readers on other connections see the old list or the new one,
+  never a mix (WAL), and are never blocked by the writer.
+- `<name>-used.db`: which tickets are inside, first use, exits; written only by
+  the scan loop (own scans and other gates' synced ones). A long list write
+  holds tickets.db's write lock only, so the loop's write after an admission
+  never waits for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from gate.clock import now_ms
+from gate.boxoffice.lists import code_hash
 from gate.events import History, Ticket, ticket_from_row, ticket_row
 
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
-    ticket_id TEXT PRIMARY KEY, code TEXT NOT NULL, event TEXT NOT NULL,
+    ticket_id TEXT PRIMARY KEY, code_hash BLOB NOT NULL, event TEXT NOT NULL,
     holder TEXT, seat TEXT, zone TEXT, valid_from INTEGER, valid_until INTEGER,
     status TEXT NOT NULL, tags TEXT, note TEXT, patron TEXT);
-CREATE UNIQUE INDEX IF NOT EXISTS tickets_code ON tickets(code);
+CREATE UNIQUE INDEX IF NOT EXISTS tickets_code_hash ON tickets(code_hash);
 CREATE TABLE IF NOT EXISTS revoked (ticket_id TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS used (
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS list_series (series TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+"""
+USED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS used.used (
     ticket_id TEXT PRIMARY KEY, inside INTEGER NOT NULL, first_ts INTEGER,
     first_gate TEXT, exits INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
+LIST_META = ("list_series", "list_seq", "list_issued", "list_effective", "list_key")
 
 
 def connect(path) -> sqlite3.Connection:
@@ -38,45 +54,130 @@ def connect(path) -> sqlite3.Connection:
     return db
 
 
-
 class TicketStore:
-    """Tickets, revocations and this gate's record of use, in one SQLite file."""
+    """Tickets (by code hash), revocations and this gate's record of use."""
 
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = connect(self.path)
-        self.db.executescript(SCHEMA)
+        self.db.execute("ATTACH DATABASE ? AS used", (str(self.used_path),))
+        self.db.execute("PRAGMA used.journal_mode=WAL")
+        self.db.execute("PRAGMA used.synchronous=NORMAL")
+        self._migrate()
+        self._create()
+        key = self._meta("ref_key")
+        if key is None:
+            key = os.urandom(32).hex()
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('ref_key', ?)", (key,))
+            key = self._meta("ref_key")
+        self.ref_key = bytes.fromhex(key)   # for references to unknown codes (gate/resolve.py)
+
+    @property
+    def used_path(self) -> Path:
+        return self.path.with_name(self.path.stem + "-used.db")
 
     def close(self):
         self.db.close()
 
+    def _create(self) -> None:
+        for stmt in (SCHEMA + USED_SCHEMA).split(";"):
+            if stmt.strip():
+                self.db.execute(stmt)
+
+    def _migrate(self) -> None:
+        """Stores from before code hashes: hash the codes in place, move the record of use out."""
+        cols = [r[1] for r in self.db.execute("PRAGMA main.table_info(tickets)")]
+        old_used = self.db.execute("SELECT 1 FROM main.sqlite_master WHERE name='used'").fetchone()
+        if "code" not in cols and not old_used:
+            return
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if old_used:
+                db.execute(USED_SCHEMA.strip().rstrip(";"))
+                db.execute("INSERT OR IGNORE INTO used.used SELECT * FROM main.used")
+                db.execute("DROP TABLE main.used")
+            if "code" in cols:
+                key = os.urandom(32)
+                rows = [(r[0], code_hash(key, r[1]), *r[2:]) for r in db.execute("SELECT * FROM main.tickets")]
+                db.execute("DROP TABLE main.tickets")
+                self._create()
+                db.executemany("INSERT INTO tickets VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('code_key', ?)", (key.hex(),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- the list ------------------------------------------------------------------
+    def _meta(self, key: str) -> Optional[str]:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
     @property
     def version(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
-        return int(row[0]) if row else 0
+        """This store's data version: grows with every list swapped in."""
+        v = self._meta("version")
+        return int(v) if v else 0
 
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM tickets").fetchone()[0]
 
-    def replace_all(self, tickets: list[Ticket], revoked: Iterable[str] = (), version: Optional[int] = None,
+    def replace_all(self, tickets: Iterable[Ticket], revoked: Iterable[str] = (), version: Optional[int] = None,
                     progress: Optional[Callable[[int, int], None]] = None) -> int:
-        """Swap in a new list atomically; returns the new data version."""
+        """Swap in a list of tickets with their codes (a local import); returns the new data version.
+        The codes are hashed under a fresh random key: the store keeps no code."""
+        key = os.urandom(32)
+        rows = ((r[0], code_hash(key, r[1]), *r[2:]) for r in map(ticket_row, tickets))
+        return self.swap(rows, revoked, key, version, dict.fromkeys(LIST_META))
+
+    def swap(self, rows: Iterable[tuple], revoked: Iterable[str], key: bytes, version: Optional[int] = None,
+             meta: Optional[dict] = None) -> int:
+        """Replace the list in one transaction with rows whose code hashes are under `key`.
+
+        `rows` and `revoked` may be generators that raise part-way (a list that
+        turns out bad): nothing changes then. `meta` entries are stored beside
+        (None deletes one)."""
         version = version if version is not None else max(self.version + 1, now_ms())
-        rows = (ticket_row(t) for t in tickets)
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        # Not BEGIN IMMEDIATE: that would take the write lock of the attached record of use
+        # too, and the scan loop would wait for this whole swap to record an admission.
+        # The first statement writes, so the lock taken is tickets.db's alone.
+        db.execute("BEGIN")
         try:
             db.execute("DELETE FROM tickets")
             db.execute("DELETE FROM revoked")
             db.executemany("INSERT INTO tickets VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             db.executemany("INSERT OR IGNORE INTO revoked VALUES (?)", ((r,) for r in revoked))
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(version),))
+            entries = {"version": str(version), "code_key": key.hex(), **(meta or {})}
+            for k, v in entries.items():
+                if v is None:
+                    db.execute("DELETE FROM meta WHERE key=?", (k,))
+                else:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, str(v)))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return version
+
+    def list_state(self) -> dict:
+        """The applied signed list (series, seq, issued, effective, key), {} when none."""
+        rows = dict(self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'list_%'").fetchall())
+        if "list_series" not in rows:
+            return {}
+        return {"series": rows["list_series"], "seq": int(rows["list_seq"]), "issued": int(rows["list_issued"]),
+                "effective": int(rows["list_effective"]), "key": rows.get("list_key", "")}
+
+    def seen_seq(self, series: str) -> Optional[int]:
+        """The highest sequence number seen from this series (applied or not)."""
+        row = self.db.execute("SELECT seq FROM list_series WHERE series=?", (series,)).fetchone()
+        return row[0] if row else None
+
+    def note_seen(self, series: str, seq: int) -> None:
+        self.db.execute("INSERT INTO list_series VALUES (?, ?) ON CONFLICT(series) DO UPDATE "
+                        "SET seq=max(seq, excluded.seq)", (series, seq))
 
     @contextlib.contextmanager
     def snapshot(self):
@@ -89,18 +190,24 @@ class TicketStore:
             self.db.execute("COMMIT")
 
     def by_code(self, code: str) -> Optional[Ticket]:
-        row = self.db.execute("SELECT * FROM tickets WHERE code=?", (code,)).fetchone()
-        return ticket_from_row(row) if row else None
+        """The ticket whose code is `code` (the scanned text), looked up by its hash."""
+        key = self._meta("code_key")
+        if key is None:
+            return None
+        row = self.db.execute("SELECT * FROM tickets WHERE code_hash=?",
+                              (code_hash(bytes.fromhex(key), code),)).fetchone()
+        return _ticket(row) if row else None
 
     def by_id(self, ticket_id: str) -> Optional[Ticket]:
         row = self.db.execute("SELECT * FROM tickets WHERE ticket_id=?", (ticket_id,)).fetchone()
-        return ticket_from_row(row) if row else None
+        return _ticket(row) if row else None
 
     def is_revoked(self, ticket_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM revoked WHERE ticket_id=?", (ticket_id,)).fetchone() is not None
 
+    # -- the record of use (the scan loop's) --------------------------------------------
     def history(self, ticket_id: str) -> History:
-        row = self.db.execute("SELECT inside, first_ts, first_gate, exits FROM used WHERE ticket_id=?",
+        row = self.db.execute("SELECT inside, first_ts, first_gate, exits FROM used.used WHERE ticket_id=?",
                               (ticket_id,)).fetchone()
         return History(bool(row[0]), row[1], row[2] or "", row[3]) if row else History()
 
@@ -108,16 +215,16 @@ class TicketStore:
         """Apply a scan result (own or another gate's) to the ticket's history."""
         if result == "admitted":
             self.db.execute(
-                "INSERT INTO used VALUES (?,1,?,?,0) ON CONFLICT(ticket_id) DO UPDATE SET inside=1, "
+                "INSERT INTO used.used VALUES (?,1,?,?,0) ON CONFLICT(ticket_id) DO UPDATE SET inside=1, "
                 "first_ts=CASE WHEN first_ts IS NULL OR first_ts>excluded.first_ts THEN excluded.first_ts ELSE first_ts END, "
                 "first_gate=CASE WHEN first_ts IS NULL OR first_ts>excluded.first_ts THEN excluded.first_gate ELSE first_gate END",
                 (ticket_id, ts, gate))
         elif result == "exited":
-            self.db.execute("UPDATE used SET inside=0, exits=exits+1 WHERE ticket_id=?", (ticket_id,))
+            self.db.execute("UPDATE used.used SET inside=0, exits=exits+1 WHERE ticket_id=?", (ticket_id,))
         elif result == "annulled":
             # Nobody walked through: the ticket is as usable as before the scan.
-            self.db.execute("DELETE FROM used WHERE ticket_id=? AND first_ts=? AND exits=0", (ticket_id, ts))
-            self.db.execute("UPDATE used SET inside=0 WHERE ticket_id=?", (ticket_id,))
+            self.db.execute("DELETE FROM used.used WHERE ticket_id=? AND first_ts=? AND exits=0", (ticket_id, ts))
+            self.db.execute("UPDATE used.used SET inside=0 WHERE ticket_id=?", (ticket_id,))
 
     def record_remote(self, scans, max_rows: int) -> int:
         """Apply other gates' scans [(ticket_id, result, ts, gate)] in one transaction; returns how many
@@ -125,11 +232,13 @@ class TicketStore:
         a flood of forged ticket ids cannot grow the file without bound."""
         kept = 0
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        # Deferred, not IMMEDIATE: only the record of use is written here, and an IMMEDIATE
+        # transaction would also wait for a ticket list being swapped into tickets.db.
+        db.execute("BEGIN")
         try:
-            full = (db.execute("SELECT coalesce(max(rowid), 0) FROM used").fetchone()[0] >= max_rows)
+            full = (db.execute("SELECT coalesce(max(rowid), 0) FROM used.used").fetchone()[0] >= max_rows)
             for ticket_id, result, ts, gate in scans:
-                if full and db.execute("SELECT 1 FROM used WHERE ticket_id=?", (ticket_id,)).fetchone() is None:
+                if full and db.execute("SELECT 1 FROM used.used WHERE ticket_id=?", (ticket_id,)).fetchone() is None:
                     continue
                 self.record(ticket_id, result, ts, gate)
                 kept += 1
@@ -139,3 +248,5 @@ class TicketStore:
             raise
         return kept
 
+def _ticket(row) -> Ticket:
+    return ticket_from_row((row[0], "", *row[2:]))   # the store has the code's hash, never the code

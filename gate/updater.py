@@ -1,26 +1,74 @@
-"""Applies ticket lists that arrive over MQTT to this gate's store, off the scan loop."""
+"""Applies signed ticket lists that arrive over MQTT to this gate's store, off the scan loop.
+
+The link hands over every payload on the tickets topic; only the newest
+waiting one is kept. On the updater's own thread and its own SQLite connection
+a list is verified (signature by one of `[signing] list_keys`, this venue), put
+in order against what the gate has (gate/boxoffice/lists.py: `judge`), then
+decoded row by row straight into one transaction: the scan loop keeps reading
+the old list until the commit, and never waits for it (its writes go to
+another file, see gate/tickets.py). Anything else is ignored, counted by kind,
+logged at WARNING and reported in the gate's health (`ticket_lists`).
+"""
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
+import time
 from typing import Callable, Optional
 
-from gate.boxoffice.lists import unpack_list
+from gate.boxoffice.keys import load_public_key, load_secret
+from gate.clock import clock_synchronised, now_ms
+from gate.boxoffice.lists import code_key, judge, keyring, read_body, verify_list
 from gate.errors import PayloadError
 from gate.tickets import TicketStore
 from gate.worker import LatestOnly
 
 log = logging.getLogger("gate.tickets")
 
+QUIET = ("current",)   # the retained list, delivered again on every reconnect: not news
+
+
+class ListGuard:
+    """What a gate accepts as a ticket list (keys, venue secret, venue), and the
+    count of what it turned away, by reason (read by health from another thread)."""
+
+    def __init__(self, venue: str, public_keys=(), secret: Optional[bytes] = None):
+        self.venue = venue
+        self.keys = keyring(public_keys)
+        self.secret = secret
+        self.rejected: dict[str, int] = {}
+        self.last_rejected = ""
+        self.applied: dict = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cfg) -> "ListGuard":
+        s = cfg.signing
+        return cls(cfg.venue, [load_public_key(p) for p in s.list_keys],
+                   load_secret(s.venue_secret) if s.venue_secret else None)
+
+    def reject(self, kind: str, detail: str) -> None:
+        with self._lock:
+            self.rejected[kind] = self.rejected.get(kind, 0) + 1
+            self.last_rejected = f"{kind}: {detail}"[:200]
+
+    def report(self) -> dict:
+        """For the health topic and the dashboard."""
+        with self._lock:
+            return {"applied": dict(self.applied), "rejected": dict(self.rejected),
+                    "last_rejected": self.last_rejected}
+
 
 class TicketUpdater(LatestOnly):
     """Applies offered ticket lists on its own thread and SQLite connection; only the newest waiting one."""
 
-    def __init__(self, store_path, on_applied: Callable[[int], None] = None):
+    def __init__(self, store_path, on_applied: Callable[[int], None] = None, guard: Optional[ListGuard] = None):
         super().__init__("ticket-updater")
         self.store_path = store_path
         self.on_applied = on_applied
-        self.rejected = 0
+        self.guard = guard or ListGuard("")   # no keys: every list is refused, and counted
         self._store: Optional[TicketStore] = None
 
     def handle(self, data: bytes) -> None:
@@ -28,21 +76,53 @@ class TicketUpdater(LatestOnly):
             self._store = TicketStore(self.store_path)
         self.apply(self._store, data)
 
-    def apply(self, store: TicketStore, data: bytes) -> bool:
+    def apply(self, store: TicketStore, data: bytes, guard: Optional[ListGuard] = None,
+              now: Optional[int] = None) -> bool:
+        """Verify, order and apply one list; True when it was applied."""
+        guard = guard or self.guard
         try:
-            version, tickets, revoked = unpack_list(data)
+            header, inner = verify_list(data, guard.keys)
+            if header.venue != guard.venue:
+                raise PayloadError("wrong_venue", f"a list for {header.venue!r}")
+            if guard.secret is None:
+                raise PayloadError("no_venue_secret", "set [signing] venue_secret to read lists")
         except PayloadError as exc:
-            self.rejected += 1
-            log.warning("ignoring a malformed ticket list: %s", exc)
+            return self._refuse(guard, exc.kind, str(exc))
+        now = now_ms() if now is None else now
+        current = store.list_state()
+        why = judge(header, store.seen_seq(header.series), current, now, clock_synchronised())
+        if why in QUIET:
+            log.debug("ticket list %s/%d again: already applied", header.series, header.seq)
             return False
-        if version <= store.version:
-            log.info("ticket list version %d is not newer than %d: ignored", version, store.version)
-            return False
-        store.replace_all(tickets, revoked, version)
-        log.info("ticket data version %d applied: %d tickets, %d revoked", version, len(tickets), len(revoked))
+        if why:
+            return self._refuse(guard, why, f"list {header.series}/{header.seq} issued {header.issued}; "
+                                            f"this gate has {current.get('series')}/{current.get('seq')}")
+        revoked: list[str] = []
+        meta = {"list_series": header.series, "list_seq": header.seq, "list_issued": header.issued,
+                "list_effective": min(header.issued, now), "list_key": header.key}
+        t0 = time.monotonic()
+        try:
+            version = store.swap(read_body(inner, guard.secret, revoked), revoked,
+                                 code_key(guard.secret, inner["salt"]), meta=meta)
+        except PayloadError as exc:
+            return self._refuse(guard, exc.kind, str(exc))
+        except sqlite3.IntegrityError as exc:
+            return self._refuse(guard, "duplicate", str(exc))
+        store.note_seen(header.series, header.seq)
+        with guard._lock:
+            guard.applied = {"series": header.series, "seq": header.seq, "issued": header.issued,
+                             "key": header.key, "tickets": header.tickets, "revoked": header.revoked}
+        log.info("ticket list %s/%d applied in %.2f s: %d tickets, %d revoked (data version %d)",
+                 header.series, header.seq, time.monotonic() - t0, header.tickets, header.revoked, version)
         if self.on_applied:
             self.on_applied(version)
         return True
+
+    @staticmethod
+    def _refuse(guard: ListGuard, kind: str, detail: str) -> bool:
+        guard.reject(kind, detail)
+        log.warning("ignoring a ticket list (%s): %s", kind, detail)
+        return False
 
     def close(self):
         self.stop()

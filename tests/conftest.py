@@ -121,17 +121,21 @@ keepalive = 5
 dir = "{storage}"
 
 [signing]
-public_keys = {keys}
+ticket_keys = {keys}
+list_keys = {list_keys}
+{venue_secret}
 """
 
 
 def gate_config(tmp_path, gate="door-a", profile="turnstile", zones="[]", reentry=False, direction="in",
                 port=1883, mqtt_on=False, passage="", passage_timeout=5.0, relay_mode="pulse",
-                display="none", keys="[]", stall=2.0, debounce=2.0, storage=None):
+                display="none", keys="[]", stall=2.0, debounce=2.0, storage=None, venue=None):
     text = GATE_TOML.format(gate=gate, profile=profile, zones=zones, reentry=str(reentry).lower(),
                             direction=direction, port=port, mqtt=str(mqtt_on).lower(), passage=passage,
                             passage_timeout=passage_timeout, relay_mode=relay_mode, display=display,
                             keys=keys, stall=stall, debounce=debounce,
+                            list_keys=f'["{venue.pub_path}"]' if venue else "[]",
+                            venue_secret=f'venue_secret = "{venue.secret_path}"' if venue else "",
                             storage=storage or (tmp_path / f"state-{gate}"))
     path = tmp_path / f"{gate}.toml"
     path.write_text(text)
@@ -147,6 +151,30 @@ T5,CODE-0005,eve,Balcony Person,E1,balcony,,valid,,
 T6,CODE-0006,eve,Early Bird,E2,stalls,,valid,2099-01-01T00:00:00+00:00,
 T7,CODE-0007,eve,Late Comer,E3,stalls,,valid,,2000-01-01T00:00:00+00:00
 """
+
+
+class VenueKeys:
+    """A box office's list signing key pair and the venue secret, as files and loaded."""
+
+    def __init__(self, directory):
+        from gate.boxoffice.keys import load_private_key, load_secret, new_keypair, new_secret
+        self.key_path, self.pub_path = new_keypair(directory, "boxoffice")
+        self.secret_path = new_secret(directory, "venue")
+        self.key, self.secret = load_private_key(self.key_path), load_secret(self.secret_path)
+
+    def pack(self, tickets, revoked=(), *, seq, series="boxoffice-test", issued_ms=None, venue="hall", key=None):
+        from gate.boxoffice.lists import pack_list
+        return pack_list(tickets, revoked, signing_key=key or self.key, secret=self.secret, venue=venue,
+                         series=series, seq=seq, issued_ms=issued_ms)
+
+    def signing_toml(self, publisher=False) -> str:
+        own = f'list_signing_key = "{self.key_path}"\n' if publisher else f'list_keys = ["{self.pub_path}"]\n'
+        return f'[signing]\n{own}venue_secret = "{self.secret_path}"\n'
+
+
+@pytest.fixture
+def venue_keys(tmp_path):
+    return VenueKeys(tmp_path / "keys")
 
 
 @pytest.fixture

@@ -30,11 +30,11 @@ RNG = np.random.default_rng(5)
 EMPTY = compose(None, "empty", rng=np.random.default_rng(2))
 
 
-def house_config(tmp_path, port, name="house"):
+def house_config(tmp_path, port, name="house", signing=""):
     listen = f"127.0.0.1:{free_port()}"
     text = (f'[house]\nvenue = "hall"\nlisten = "{listen}"\ncapacity = {{ "eve" = 100 }}\n'
             f'client_id = "house-hall"\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nkeepalive = 5\n'
-            f'[storage]\ndir = "{tmp_path}/{name}"\n')
+            f'[storage]\ndir = "{tmp_path}/{name}"\n{signing}')
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return parse(text, str(path))
@@ -284,13 +284,22 @@ def test_mqtt_acl_gate_cannot_publish_as_another(tmp_path, make_broker):
         svc.close()
 
 
-def test_house_export_attendance_log(tmp_path, broker, house):
+def test_house_export_attendance_log(tmp_path, broker, venue_keys):
+    house = HouseService(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
+    house.start()
+    wait_for(house.connected.is_set, what="house connected")
+    try:
+        _export_attendance_log(broker, house, venue_keys)
+    finally:
+        house.close()
+
+
+def _export_attendance_log(broker, house, venue_keys):
     import io
-    from gate.boxoffice.lists import pack_list
     from gate.events import Ticket
     tickets = [Ticket("E1", "eve", "c1", holder="Ada Lovelace", patron="P1"),
                Ticket("E2", "eve", "c2", holder="Alan Turing")]
-    _publish_raw(broker.port, "gate/hall/tickets", [pack_list(tickets)], "box")
+    _publish_raw(broker.port, "gate/hall/tickets", [venue_keys.pack(tickets, seq=1)], "box")
     wait_for(lambda: "E1" in house.holders, what="holders")
     _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("E1")), pack_scan(scan_event("E2"))])
     wait_for(lambda: eve(api(house.cfg))["admitted"] == 2)
@@ -365,3 +374,12 @@ def test_mqtt_credentials_from_file_and_environment(tmp_path, make_broker):
         link.close(drain_s=0)
     finally:
         del os.environ["GATE_MQTT_PASSWORD"]
+
+
+def _publish_retained(port, topic, payload, client_id="box-office-test"):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    c.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()

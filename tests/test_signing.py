@@ -9,8 +9,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate.decide import GateRules, decide
-from gate.boxoffice.lists import pack_list, unpack_list
-from gate.updater import TicketUpdater
 from gate.errors import PayloadError
 from gate.events import Code, History, Ticket
 from gate.resolve import Resolver
@@ -121,16 +119,6 @@ def test_signing_list_adds_holder_to_signed_ticket(store):
     assert out.reason == "ok" and out.ticket.holder == "Ada Lovelace" and out.ticket.signed
 
 
-def test_tickets_older_list_after_newer_is_ignored(tmp_path):
-    store = TicketStore(tmp_path / "t.db")
-    u = TicketUpdater(tmp_path / "t.db")
-    new = pack_list([Ticket("N1", "eve", "C-N1")], version=2000)
-    old = pack_list([Ticket("O1", "eve", "C-O1")], version=1000)
-    assert u.apply(store, new) and not u.apply(store, old) and not u.apply(store, new)
-    assert store.version == 2000 and store.by_code("C-N1") and store.by_code("C-O1") is None
-    assert not u.apply(store, b"\x00garbage") and u.rejected == 1
-
-
 def test_tickets_update_is_atomic_for_a_reader(tmp_path):
     """A scan during an update sees the old list or the new one, never a mix."""
     writer = TicketStore(tmp_path / "t.db")
@@ -153,12 +141,6 @@ def test_tickets_update_is_atomic_for_a_reader(tmp_path):
     stop.set()
     th.join()
     assert seen <= {(True, False), (False, True)} and len(seen) == 2
-
-
-def test_tickets_list_payload_rejects_malformed():
-    for bad in (b"", b"\xc1", pack_list([])[:-5]):
-        with pytest.raises(PayloadError):
-            unpack_list(bad)
 
 
 # -- pretix_sig1 -------------------------------------------------------------------

@@ -1,14 +1,16 @@
-"""Ed25519 keys: making them, loading them, naming them (key id)."""
+"""Key material: Ed25519 key pairs (making, loading, naming them by key id) and the venue secret."""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import hmac
+import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
 
 
 def raw_public(pub: Ed25519PublicKey) -> bytes:
@@ -16,6 +18,7 @@ def raw_public(pub: Ed25519PublicKey) -> bytes:
 
 
 def key_id(pub: Ed25519PublicKey) -> bytes:
+    """The 4 bytes a signed code or list names its key by (several keys may be valid: rotation)."""
     return hashlib.sha256(raw_public(pub)).digest()[:4]
 
 
@@ -54,3 +57,41 @@ def new_keypair(directory, name: str) -> tuple[Path, Path]:
     return kp, pp
 
 
+
+
+# -- the venue secret --------------------------------------------------------------
+# 32 random bytes shared by the box office, the house and the gates, and by nobody
+# else: ticket codes in a list are keyed hashes under it and the list's body is
+# encrypted to it, so a party that can read the retained list but does not hold it
+# learns neither codes nor names (see gate/boxoffice/lists.py).
+
+SECRET_BYTES = 32
+
+
+def new_secret(directory, name: str) -> Path:
+    """Write NAME.secret (base64 of 32 random bytes, mode 0600); returns its path."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / f"{name}.secret"
+    if p.exists():
+        raise FileExistsError(f"{p} exists; refusing to overwrite the venue secret")
+    p.touch(mode=0o600)
+    p.write_text(base64.b64encode(os.urandom(SECRET_BYTES)).decode() + "\n")
+    return p
+
+
+def load_secret(path) -> bytes:
+    """The venue secret from its file; ValueError when it is not 32 bytes of base64."""
+    try:
+        raw = base64.b64decode(Path(path).read_bytes().strip(), validate=True)
+    except (ValueError, binascii.Error):
+        raise ValueError(f"{path}: not base64 (make one with: gate keys new --secret)") from None
+    if len(raw) != SECRET_BYTES:
+        raise ValueError(f"{path}: a venue secret is {SECRET_BYTES} bytes, this one is {len(raw)}")
+    return raw
+
+
+def derive(secret: bytes, label: bytes, salt: bytes = b"") -> bytes:
+    """A 32-byte key for one purpose (label) from the venue secret: HMAC-SHA256 as the KDF,
+    so the code-hash key, the list-encryption key and the reference key never coincide."""
+    return hmac.new(secret, b"gate/" + label + b"\x00" + salt, hashlib.sha256).digest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from gate.bus import values
 from gate.errors import PayloadError
@@ -24,6 +25,7 @@ HEALTH_FLAGS = ("camera_ok", "free_passage")
 HEALTH_TEXT = ("fault",)
 HEALTH_COUNTERS = ("dropped", "malformed_payloads", "rejected_codes", "bus_drops")
 STATES = ("online", "offline")
+SERIES_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _json(data, max_bytes: int):
@@ -98,4 +100,19 @@ def unpack_health(data) -> dict:
     for k in HEALTH_COUNTERS:
         v = obj.get(k)
         out[k] = _number(v) if k == "dropped" and type(v) is not dict else _counters(v)
+    out.update(_ticket_lists(obj.get("ticket_lists")))
+    return out
+
+
+def _ticket_lists(tl) -> dict:
+    """Which signed list the gate runs ("series/seq") and how many lists it ignored."""
+    if type(tl) is not dict:
+        return {}
+    out = {}
+    applied = tl.get("applied")
+    if type(applied) is dict and type(applied.get("series")) is str and SERIES_RE.match(applied["series"]) \
+            and type(applied.get("seq")) is int and 0 < applied["seq"] < 2 ** 53:
+        out["list"] = f"{applied['series']}/{applied['seq']}"
+    refused = _counters(tl.get("rejected"))
+    out["lists_refused"] = sum(refused.values()) if refused else 0
     return out

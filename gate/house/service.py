@@ -18,13 +18,13 @@ import threading
 import time
 from collections import deque
 
-from gate.boxoffice.lists import unpack_list
 from gate.bus import messages, topics, values
 from gate.bus.client import guarded, make_client, read_secret
 from gate.bus.limits import Drops
 from gate.clock import now_ms
 from gate.errors import ConfigError, GateError, PayloadError
 from gate.house import attendance, discovery
+from gate.house.lists import HouseLists
 from gate.house.counts import HouseCounts
 from gate.house.gaps import MAX_GATES, GapTracker
 from gate.house.ingest import Ingest
@@ -45,6 +45,7 @@ class HouseService:
         self.counts = HouseCounts()
         self.ids: set[str] = set()
         self.holders: dict[str, tuple] = {}
+        self.lists = HouseLists(cfg)
         self.gates: dict[str, dict] = {}
         self.drops = Drops(log, "message")   # dropped by kind: shown as `malformed` in /api/house
         self.duplicates = 0
@@ -190,10 +191,9 @@ class HouseService:
     def apply_tickets(self, payload) -> None:
         if not payload:
             return
-        try:
-            _, tickets, _ = unpack_list(payload)
-        except PayloadError as exc:
-            return self.drops.add(exc.kind, "tickets", str(exc))
+        tickets = self.lists.read(payload)   # None: not a newer list signed by a key we trust (counted)
+        if tickets is None:
+            return
         self.holders = self.log.replace_holders(tickets)
         log.info("holder directory updated: %d tickets", len(self.holders))
 
@@ -280,7 +280,8 @@ class HouseService:
                     "malformed": self.drops.snapshot(), "duplicates": self.duplicates,
                     "limits": {"gates_untracked": self.gaps.untracked_gates,
                                "gaps_untracked": self.gaps.untracked_gaps,
-                               "held_for_database": len(self.ingest.unstored)}}
+                               "held_for_database": len(self.ingest.unstored)},
+                    "ticket_lists": self.lists.report()}
 
     def attendance(self) -> list[dict]:
         """The attendance log for the box office's CRM: one row per effective admission."""

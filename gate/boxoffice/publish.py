@@ -1,0 +1,114 @@
+"""Publishing signed ticket lists: the house, the box office (`gate tickets import --publish`),
+and anything else that holds a `list_signing_key` (the pretix sync).
+
+A publisher is a *series*: a random id made once, plus a counter, both kept in
+`<storage dir>/list-publisher.json` and advanced (under a file lock, written
+and synced) *before* a list leaves. Gates order lists of one series by that
+counter alone, so a publisher's wrong clock never matters within its series;
+a publisher that loses the file simply starts a new series (see
+gate/boxoffice/lists.py: `judge`).
+
+    pub = ListPublisher.from_config(cfg, role="boxoffice")
+    payload = pub.pack(tickets, revoked)          # signed, encrypted, next seq
+    pub.publish(payload)                          # retained, QoS 1, waits for the PUBACK
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Iterable, Optional
+
+from gate.boxoffice.keys import load_private_key, load_secret
+from gate.boxoffice.lists import MAX_SEQ, pack_list
+from gate.errors import ConfigError, GateError
+from gate.events import Ticket
+
+STATE_FILE = "list-publisher.json"
+
+
+class ListPublisher:
+    """One publisher's series: signs lists with consecutive sequence numbers."""
+
+    def __init__(self, cfg, signing_key, secret: bytes, state_dir, role: str = "boxoffice"):
+        self.cfg = cfg
+        self.venue = cfg.venue
+        self.key = signing_key
+        self.secret = secret
+        self.state = Path(state_dir) / STATE_FILE
+        self.role = re.sub(r"[^A-Za-z0-9_-]", "", role)[:40] or "publisher"
+        self.last: tuple[str, int] = ("", 0)   # (series, seq) of the last list packed
+
+    @classmethod
+    def from_config(cls, cfg, role: str = "boxoffice") -> "ListPublisher":
+        """From `[signing] list_signing_key`, `[signing] venue_secret` and `[storage] dir`."""
+        s = cfg.signing
+        if not s.list_signing_key:
+            raise ConfigError(cfg.path, "signing.list_signing_key", 0,
+                              "needed to publish ticket lists (gate keys new --out DIR --name boxoffice)")
+        if not s.venue_secret:
+            raise ConfigError(cfg.path, "signing.venue_secret", 0,
+                              "needed to publish ticket lists (gate keys new --secret --out DIR --name venue)")
+        try:
+            key, secret = load_private_key(s.list_signing_key), load_secret(s.venue_secret)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(cfg.path, "signing", 0, str(exc)) from None
+        return cls(cfg, key, secret, cfg.storage.dir, role)
+
+    def next_seq(self) -> tuple[str, int]:
+        """Advance and persist this publisher's counter; returns (series, seq)."""
+        self.state.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.state.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)   # two publishers on one machine share the series safely
+            try:
+                st = json.loads(self.state.read_text())
+                series, seq = str(st["series"]), int(st["seq"])
+            except FileNotFoundError:
+                series, seq = f"{self.role}-{secrets.token_hex(4)}", 0
+            except (ValueError, KeyError, TypeError):
+                raise GateError(f"{self.state}: unreadable; move it away to start a new list series") from None
+            seq += 1
+            if seq >= MAX_SEQ:
+                raise GateError(f"{self.state}: sequence exhausted; move it away to start a new series")
+            tmp = self.state.with_suffix(".tmp")
+            with open(tmp, "w") as f:
+                json.dump({"series": series, "seq": seq}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.state)
+        return series, seq
+
+    def pack(self, tickets: Iterable[Ticket], revoked: Iterable[str] = (),
+             issued_ms: Optional[int] = None) -> bytes:
+        """The next list of this series, signed and encrypted (see `pack_list`)."""
+        series, seq = self.next_seq()
+        self.last = (series, seq)
+        return pack_list(tickets, revoked, signing_key=self.key, secret=self.secret, venue=self.venue,
+                         series=series, seq=seq, issued_ms=issued_ms)
+
+    def publish(self, payload: bytes, timeout: float = 30.0) -> None:
+        """Publish retained (QoS 1) with a client of its own; raises GateError unless the broker acknowledged it."""
+        from gate.bus import topics
+        from gate.bus.client import make_client
+        m = self.cfg.mqtt
+        c = make_client(m, f"{self.role}-{self.venue}-{secrets.token_hex(3)}")
+        try:
+            c.connect(m.host, m.port)
+        except OSError as exc:
+            raise GateError(f"cannot reach the broker at {m.host}:{m.port}: {exc}") from None
+        c.loop_start()
+        try:
+            info = c.publish(topics.tickets(self.venue), payload, qos=1, retain=True)
+            end = time.monotonic() + timeout
+            while not info.is_published() and time.monotonic() < end:
+                time.sleep(0.05)
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        if not info.is_published():
+            raise GateError("the broker did not acknowledge the ticket list")

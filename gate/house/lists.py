@@ -1,0 +1,65 @@
+"""The house's side of the ticket list: holder names for the arrivals feed and the
+attendance log, taken only from a list signed by a key the house trusts
+(`[signing] list_keys`, plus the public half of its own `list_signing_key`), and
+the lists it turned away, for the dashboard and `/api/house` (the gates' own count
+arrives in their health: gate/bus/messages.py)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from gate.boxoffice.keys import load_private_key, load_public_key, load_secret
+from gate.boxoffice.lists import judge, read_body, row_ticket, verify_list
+from gate.clock import now_ms
+from gate.errors import PayloadError
+from gate.events import Ticket
+from gate.updater import ListGuard
+
+log = logging.getLogger("gate.house")
+
+
+def guard_from_config(cfg) -> ListGuard:
+    s = cfg.signing
+    keys = [load_public_key(p) for p in s.list_keys]
+    if s.list_signing_key:
+        keys.append(load_private_key(s.list_signing_key).public_key())
+    return ListGuard(cfg.venue, keys, load_secret(s.venue_secret) if s.venue_secret else None)
+
+
+class HouseLists:
+    """Verifies lists as the gates do; remembers (in memory) what it applied."""
+
+    def __init__(self, cfg):
+        self.guard = guard_from_config(cfg)
+        self.current: dict = {}
+        self.seen: dict[str, int] = {}
+
+    def read(self, payload: bytes) -> Optional[list[Ticket]]:
+        """The tickets (without codes) of a newer list signed by a trusted key, or None."""
+        g = self.guard
+        try:
+            h, inner = verify_list(payload, g.keys)
+            if h.venue != g.venue:
+                raise PayloadError("wrong_venue", h.venue)
+            if g.secret is None:
+                raise PayloadError("no_venue_secret", "set [signing] venue_secret to read names from lists")
+            now = now_ms()
+            why = judge(h, self.seen.get(h.series), self.current, now)
+            if why == "current":
+                return None
+            if why:
+                raise PayloadError(why, f"list {h.series}/{h.seq}")
+            rows = [row_ticket(r) for r in read_body(inner, g.secret, [])]
+        except PayloadError as exc:
+            g.reject(exc.kind, str(exc))
+            log.warning("ignoring a ticket list (%s): %s", exc.kind, exc)
+            return None
+        self.seen[h.series] = h.seq
+        self.current = {"series": h.series, "seq": h.seq, "issued": h.issued, "effective": min(h.issued, now)}
+        with g._lock:
+            g.applied = {"series": h.series, "seq": h.seq, "issued": h.issued, "key": h.key, "tickets": h.tickets}
+        return rows
+
+    def report(self) -> dict:
+        return self.guard.report()
