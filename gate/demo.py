@@ -207,7 +207,8 @@ def main(args) -> int:
         for gid, profile in (("door-a", "turnstile"), ("door-b", "turnstile"), ("usher-1", "handheld")):
             relay = "relay = 24" if profile == "turnstile" else ""
             cfg = parse(GATE_TOML.format(id=gid, profile=profile, event=event, relay=relay, port=broker.port,
-                                         dir=work / gid, pub=pp), f"demo-{gid}")
+                                         dir=work / gid, pub=pp, list_pub=list_pub, secret=secret),
+                        f"demo-{gid}")
             store = TicketStore(GateFiles.of(work / gid).tickets)
             store.replace_all(tickets)
             store.close()
