@@ -301,3 +301,95 @@ def test_lists_house_takes_names_only_from_signed_lists(tmp_path, broker, venue_
         assert house.holders["T1"][0] == "Ada Lovelace"
     finally:
         house.close()
+
+
+# -- the list decoder, fuzzed: every failure is a PayloadError, nothing else escapes -------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305  # noqa: E402
+
+from gate.boxoffice.keys import derive  # noqa: E402
+from gate.boxoffice.lists import pack_list  # noqa: E402
+
+FUZZ_KEY, FUZZ_SECRET = Ed25519PrivateKey.generate(), bytes(range(32))
+FUZZ_RING = keyring([FUZZ_KEY.public_key()])
+FUZZ_GOOD = pack_list(TICKETS, ["T3"], signing_key=FUZZ_KEY, secret=FUZZ_SECRET, venue="hall", series="s", seq=1)
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+mp_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2 ** 63, max_value=2 ** 64 - 1) | st.floats()
+    | st.text(max_size=20) | st.binary(max_size=40),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+    max_leaves=30)
+
+
+def decode_all(data) -> list:
+    """What the updater does with a payload, up to the rows; PayloadError is the only way to fail."""
+    try:
+        _, inner = verify_list(data, FUZZ_RING)
+        return list(read_body(inner, FUZZ_SECRET, []))
+    except PayloadError:
+        return []
+
+
+def sign(signed: bytes) -> bytes:
+    return msgpack.packb({"v": 2, "key": key_id(FUZZ_KEY.public_key()), "sig": FUZZ_KEY.sign(SIGNED_PREFIX + signed),
+                          "signed": signed})
+
+
+@FUZZ
+@given(st.binary(max_size=600))
+def test_lists_fuzz_random_bytes(data):
+    decode_all(data)
+
+
+@FUZZ
+@given(mp_values)
+def test_lists_fuzz_any_msgpack_envelope(obj):
+    decode_all(msgpack.packb(obj))
+    decode_all(sign(msgpack.packb(obj)))   # even signed by a trusted key, the header is checked by value
+
+
+@FUZZ
+@given(st.data())
+def test_lists_fuzz_mutated_signed_list(data):
+    b = bytearray(FUZZ_GOOD)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(b) - 1))
+        b[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(b)))
+    decode_all(bytes(b[:cut]) + data.draw(st.binary(max_size=8)))
+
+
+@FUZZ
+@given(st.lists(mp_values, max_size=8) | st.binary(max_size=300), st.integers(-2, 10), st.integers(-2, 10),
+       st.booleans())
+def test_lists_fuzz_signed_body_of_anything(objects, n, m, compressed):
+    """A trusted key signing garbage (a buggy publisher): the body decoder checks every value."""
+    plain = objects if isinstance(objects, bytes) else b"".join(msgpack.packb(o) for o in objects)
+    salt = bytes(16)
+    body = ChaCha20Poly1305(derive(FUZZ_SECRET, b"list body", salt)).encrypt(
+        salt[:12], zlib.compress(plain) if compressed else plain, None)
+    signed = msgpack.packb({"venue": "hall", "series": "s", "seq": 1, "issued": 1_800_000_000_000, "salt": salt,
+                            "tickets": n, "revoked": m, "body": body})
+    for row in decode_all(sign(signed)):
+        assert len(row) == 12 and isinstance(row[0], str) and len(row[1]) == 16
+
+
+ticket_text = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=30)
+
+
+@FUZZ
+@given(st.lists(st.builds(Ticket, ticket_id=ticket_text.filter(bool), event=ticket_text.filter(bool),
+                          code=st.text(min_size=1, max_size=40), holder=ticket_text, seat=ticket_text,
+                          valid_from=st.none() | st.integers(946_684_800_000, 4_102_444_799_999),
+                          status=st.sampled_from(["valid", "revoked"]), note=ticket_text),
+                max_size=12, unique_by=lambda t: t.ticket_id))
+def test_lists_fuzz_roundtrip(tickets):
+    from gate.boxoffice.lists import code_hash, code_key
+    payload = pack_list(tickets, signing_key=FUZZ_KEY, secret=FUZZ_SECRET, venue="hall", series="s", seq=3)
+    header, inner = verify_list(payload, FUZZ_RING)
+    rows = list(read_body(inner, FUZZ_SECRET, []))
+    assert header.tickets == len(tickets) == len(rows)
+    k = code_key(FUZZ_SECRET, inner["salt"])
+    for t, r in zip(tickets, rows):
+        assert (r[0], r[1], r[2], r[3], r[6]) == (t.ticket_id, code_hash(k, t.code), t.event, t.holder, t.valid_from)
