@@ -106,7 +106,11 @@ BAD_GATE = [
     ("tls = false", 'tls = true\nca_file = "/nonexistent/ca.crt"', "mqtt.ca_file", "/nonexistent/ca.crt"),
     ('# password_file = "/etc/gate/mqtt-password"', 'password_file = "/nonexistent/pw"', "mqtt.password_file",
      "username"),
-    ('public_keys = []', 'public_keys = ["/nonexistent/2026.pub"]', "signing.public_keys", "does not exist"),
+    ('ticket_keys = []', 'ticket_keys = ["/nonexistent/2026.pub"]', "signing.ticket_keys", "does not exist"),
+    ('list_keys = []', 'list_keys = ["/nonexistent/box.pub"]', "signing.list_keys", "does not exist"),
+    ('ticket_keys = []', 'public_keys = []', "signing.public_keys", "renamed"),
+    ('# venue_secret = "/etc/gate/keys/venue.secret"', 'venue_secret = "/nonexistent/venue.secret"',
+     "signing.venue_secret", "does not exist"),
 ]
 
 
