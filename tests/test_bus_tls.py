@@ -204,6 +204,8 @@ def test_bus_operator_mistakes_end_without_traceback(tmp_path, pki):
     closed = free_port()
     tickets = tmp_path / "t.csv"
     tickets.write_text("ticket_id,code,event\nT1,C1,eve\n")
+    from tests.conftest import VenueKeys
+    signing = VenueKeys(tmp_path / "keys").signing_toml(publisher=True)
     cases = [
         (f'tls = true\nca_file = "{garbage}"\n', 2, [str(garbage), "PEM"]),
         (f'username = "a"\npassword_file = "{tmp_path / "pwdir"}"\n', 2, ["directory"]),
@@ -213,7 +215,7 @@ def test_bus_operator_mistakes_end_without_traceback(tmp_path, pki):
     for extra, code, words in cases:
         p = tmp_path / "g.toml"
         p.write_text(f'[gate]\nid = "box"\nvenue = "hall"\n[mqtt]\nhost = "127.0.0.1"\nport = {closed}\n{extra}'
-                     f'[storage]\ndir = "{tmp_path / "s"}"\n')
+                     f'[storage]\ndir = "{tmp_path / "s"}"\n{signing}')
         r = run_gate_cli("tickets", "import", "-c", str(p), str(tickets), "--publish")
         assert r.returncode == code, (extra, r.stderr)
         assert all(w in r.stderr for w in words) and "Traceback" not in r.stderr, r.stderr

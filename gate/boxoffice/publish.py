@@ -92,23 +92,27 @@ class ListPublisher:
                          series=series, seq=seq, issued_ms=issued_ms)
 
     def publish(self, payload: bytes, timeout: float = 30.0) -> None:
-        """Publish retained (QoS 1) with a client of its own; raises GateError unless the broker acknowledged it."""
+        """Publish retained (QoS 1) with a client of its own; raises BusError/GateError, in words,
+        unless the broker acknowledged it."""
         from gate.bus import topics
-        from gate.bus.client import make_client
+        from gate.bus.client import connect, explain_refusal, make_client, where
         m = self.cfg.mqtt
         c = make_client(m, f"{self.role}-{self.venue}-{secrets.token_hex(3)}")
-        try:
-            c.connect(m.host, m.port)
-        except OSError as exc:
-            raise GateError(f"cannot reach the broker at {m.host}:{m.port}: {exc}") from None
+        answer = {}
+        c.on_connect = lambda client, u, f, rc, p: answer.setdefault("rc", rc)
+        connect(c, m)   # raises BusError saying why
         c.loop_start()
         try:
             info = c.publish(topics.tickets(self.venue), payload, qos=1, retain=True)
             end = time.monotonic() + timeout
             while not info.is_published() and time.monotonic() < end:
+                if "rc" in answer and answer["rc"].is_failure:
+                    break
                 time.sleep(0.05)
         finally:
             c.disconnect()
             c.loop_stop()
+        if "rc" in answer and answer["rc"].is_failure:
+            raise GateError(f"{where(m)}: {explain_refusal(answer['rc'], m)}")
         if not info.is_published():
-            raise GateError("the broker did not acknowledge the ticket list")
+            raise GateError(f"{where(m)} did not acknowledge the ticket list within {timeout:g} s")
