@@ -3,6 +3,7 @@
 and every queue a remote party can fill stays bounded."""
 
 import json
+import sqlite3
 import time
 
 import msgpack
@@ -14,7 +15,8 @@ from gate.house import gaps
 from gate.house.service import HouseService
 from gate.link import RESEND_BURST, RESEND_RATE
 from tests.conftest import Collector, wait_for
-from tests.test_mqtt import _publish_raw, api, eve, house, house_config, scan_event, start_link  # noqa: F401 (house is a fixture)
+from tests.test_mqtt import house  # noqa: F401 (a fixture)
+from tests.test_mqtt import _publish_raw, api, eve, house_config, scan_event, start_link
 
 
 def _raw(e, **over):
@@ -176,3 +178,28 @@ def test_receivers_forged_admission_flood_is_rate_limited_before_the_scan_loop(t
         assert link.dropped["bad_msgpack"] >= 1
     finally:
         link.close()
+
+
+def test_receivers_a_locked_attendance_log_holds_events_and_loses_none(broker, house):
+    blocker = sqlite3.connect(house.cfg.storage.dir + "/house.db", timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")   # another writer holds the log: the house's writes time out
+    try:
+        _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event(f"L{i}", id=f"l-{i}"))
+                                                            for i in range(30)])
+        wait_for(lambda: api(house.cfg)["limits"]["held_for_database"], 15, what="events held for the database")
+        time.sleep(6)   # longer than SQLite's busy timeout: the house tried again and was refused again
+        assert eve(api(house.cfg))["admitted"] == 0 and house._thread.is_alive()
+    finally:
+        blocker.rollback()
+        blocker.close()
+    wait_for(lambda: eve(api(house.cfg))["admitted"] == 30, 15, what="all 30 stored once the log is free")
+    assert house.db.execute("SELECT count(*) FROM scans").fetchone()[0] == 30
+    assert "db_refused" not in api(house.cfg)["malformed"]
+
+
+def test_receivers_status_from_a_topic_no_gate_can_have_is_dropped(broker, house):
+    _publish_raw(broker.port, "gate/hall/door a\u00e9/status", [json.dumps({"state": "online"}).encode()])
+    _publish_raw(broker.port, "gate/hall/door-a/status", [json.dumps({"state": "online", "ts": 2**70}).encode()])
+    wait_for(lambda: [g for g in api(house.cfg)["gates"] if g["gate"] == "door-a"], what="door-a listed")
+    h = api(house.cfg)
+    assert [g["gate"] for g in h["gates"]] == ["door-a"] and h["malformed"]["bad_topic"] == 1

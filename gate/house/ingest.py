@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import time
 
-from gate.bus import messages, topics
+from gate.bus import messages, topics, values
 from gate.bus.codec import unpack_scan
 from gate.errors import PayloadError
 
@@ -65,6 +65,8 @@ class Ingest:
         kind = topic.rsplit("/", 1)[-1]
         if not gate or not topic.startswith(f"{topics.ROOT}/{venue}/"):
             return svc.drops.add("unknown_topic", topic)
+        if not values.is_id(gate):   # a gate id no gate can have: never tracked, announced or shown
+            return svc.drops.add("bad_topic", topic[:120])
         if kind == "scan":
             try:
                 e = unpack_scan(payload)
@@ -100,6 +102,9 @@ class Ingest:
         try:
             attendance.add([e for e, _ in new])
             return [e for e, _ in new], [a for _, ack in new for a in ack]
+        except sqlite3.OperationalError as exc:   # the database (locked, full, I/O), not a row: all wait
+            self._hold(new, exc)
+            return [], []
         except Exception:
             log.warning("storing %d scan events in one go failed; trying them one by one", len(new))
         stored, acks, waiting = [], [], []
