@@ -203,3 +203,14 @@ def test_receivers_status_from_a_topic_no_gate_can_have_is_dropped(broker, house
     wait_for(lambda: [g for g in api(house.cfg)["gates"] if g["gate"] == "door-a"], what="door-a listed")
     h = api(house.cfg)
     assert [g["gate"] for g in h["gates"]] == ["door-a"] and h["malformed"]["bad_topic"] == 1
+
+
+def test_receivers_a_flood_of_made_up_performances_is_capped(broker, house, monkeypatch):
+    from gate.house import ingest
+    monkeypatch.setattr(ingest, "MAX_EVENTS", 20)
+    _publish_raw(broker.port, "gate/hall/door-a/scan",
+                 [msgpack.packb({**msgpack.unpackb(pack_scan(scan_event(f"M{i}", id=f"m-{i}"))), "event": f"show-{i}"})
+                  for i in range(100)] + [pack_scan(scan_event("REAL", id="real-eve"))])
+    wait_for(lambda: api(house.cfg)["malformed"].get("events_over_cap", 0) >= 80, what="made-up shows dropped")
+    wait_for(lambda: eve(api(house.cfg))["admitted"] == 1, what="the configured performance still counts")
+    assert len(house.counts.events) <= 21

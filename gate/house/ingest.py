@@ -24,6 +24,9 @@ log = logging.getLogger("gate.house")
 
 RETRY_S = 1.0          # a database that refused a whole batch is tried again after this
 MAX_UNSTORED = 50_000  # events held for a refusing database (each still unacknowledged at the broker)
+# Performances the house counts (each gets retained topics and Home Assistant sensors). A venue has a few
+# a night; past this many, scans for performances neither configured nor seen before are dropped.
+MAX_EVENTS = 500
 
 
 class Ingest:
@@ -32,6 +35,7 @@ class Ingest:
     def __init__(self, svc):
         self.svc = svc
         self.unstored: list = []     # (event, acks) the database refused, with when to try again
+        self.events: set[str] = set(svc.counts.events) | set(svc.cfg.house.capacity)   # performances accepted
         self._retry_at = 0.0
 
     # -- sorting ------------------------------------------------------------------
@@ -77,6 +81,10 @@ class Ingest:
             if e.id in svc.ids:
                 svc.duplicates += 1
                 return None
+            if e.event and e.event not in self.events:
+                if len(self.events) >= MAX_EVENTS and e.event not in svc.cfg.house.capacity:
+                    return svc.drops.add("events_over_cap", topic, e.event)
+                self.events.add(e.event)
             svc.ids.add(e.id)
             return e
         if kind == "status" or kind == "health":

@@ -50,7 +50,6 @@ class HouseService:
         self.drops = Drops(log, "message")   # dropped by kind: shown as `malformed` in /api/house
         self.duplicates = 0
         self.gaps = GapTracker()
-        self.ingest = Ingest(self)
         self._lost_logged = 0
         self._asks_logged = self._lost_logged_at = -1e9
         # Hand-offs between paho's network thread and the worker: deques (atomic append and
@@ -67,6 +66,7 @@ class HouseService:
         self.connected = threading.Event()
         self._announced: set[str] = set()
         self._load()
+        self.ingest = Ingest(self)
         cid = cfg.house.client_id or f"house-{self.venue}"
         self.client = make_client(cfg.mqtt, cid, clean_session=False, manual_ack=True)
         self.client.on_connect = guarded(self._on_connect)
