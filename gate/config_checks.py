@@ -18,6 +18,7 @@ import string
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 # An event id ends up in MQTT topics and Home Assistant ids: no '/', '+', '#' or spaces.
 EVENT_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+RESERVED_EVENTS = ("status",)   # gate/<venue>/house/status is the house's own topic
 HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
 SOURCE_RE = re.compile(r"^(picamera2|(v4l2|hid|serial|replay):.+)$")
 BCM_PINS = range(0, 28)          # the GPIO numbers on the Pi's 40-pin header (every model)
@@ -120,8 +121,9 @@ def listen_is_private(host: str) -> bool:
 def check_gate(cfg, fail) -> None:
     g = cfg.gate
     for ev in g.events:
-        if not EVENT_RE.match(ev):
-            fail("gate.events", f"event id {ev!r}: letters, digits and _ . : - only (it becomes an MQTT topic)")
+        if not EVENT_RE.match(ev) or ev in RESERVED_EVENTS:
+            fail("gate.events", f"event id {ev!r}: letters, digits and _ . : - only, not 'status' "
+                               "(it becomes an MQTT topic)")
     c = cfg.camera
     if not SOURCE_RE.match(c.source):
         fail("camera.source", f"{c.source!r}: use picamera2, v4l2:/dev/videoN, hid:/dev/input/..., "
@@ -248,7 +250,7 @@ def check_house(cfg, fail) -> None:
     except ValueError as exc:
         fail("house.listen", f"{h.listen!r}: {exc}")
     for ev, cap in h.capacity.items():
-        if not EVENT_RE.match(ev):
+        if not EVENT_RE.match(ev) or ev in RESERVED_EVENTS:
             fail(f"house.capacity.{ev}", "event id: letters, digits and _ . : - only (it becomes an MQTT topic)")
         check_range(fail, f"house.capacity.{ev}", cap, 1, 1_000_000, " people")
     if h.client_id and not ID_RE.match(h.client_id):

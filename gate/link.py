@@ -79,7 +79,9 @@ class GateLink(Worker):
         self.drops = Drops(log, "message from the bus")
         self.dropped = self.drops.counts       # kind -> count, read by the gate's health report
         self._gen = 0
-        will = (topics.status(self.venue, self.gate), self._status("offline"), 1, True)
+        # The will carries no ts: it is written now but sent by the broker when we die, and a ts
+        # from now would be older than the `online` we publish later. Receivers use receipt time.
+        will = (topics.status(self.venue, self.gate), self._status("offline", stamped=False), 1, True)
         self.client = make_client(cfg.mqtt, self.gate, clean_session=False, will=will)
         self.client.max_inflight_messages_set(self.INFLIGHT)
         self.client.on_connect = guarded(self._on_connect)
@@ -87,9 +89,11 @@ class GateLink(Worker):
         self.client.on_publish = guarded(self._on_publish)
         self.client.on_message = guarded(self._on_message)
 
-    def _status(self, state: str) -> str:
-        return json.dumps({"state": state, "profile": self.profile, "version": __version__,
-                           "ts": now_ms()})
+    def _status(self, state: str, stamped: bool = True) -> str:
+        body = {"state": state, "profile": self.profile, "version": __version__}
+        if stamped:
+            body["ts"] = now_ms()
+        return json.dumps(body)
 
     def start(self) -> None:
         m = self.cfg.mqtt

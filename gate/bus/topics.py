@@ -7,6 +7,7 @@
 | gate/<venue>/<gate>/health             | JSON               | 0 / no       |
 | gate/<venue>/<gate>/resend             | JSON {"seqs": []}  | 1 / no       |
 | gate/<venue>/tickets                   | msgpack ticket list| 1 / yes      |
+| gate/<venue>/house/status              | JSON, last will    | 1 / yes      |
 | gate/<venue>/house/<event>             | JSON counts        | 1 / yes      |
 | gate/<venue>/house/<event>/inside      | plain integer      | 1 / yes      |
 | homeassistant/...                      | discovery config   | 1 / yes      |
@@ -58,6 +59,11 @@ def tickets(venue: str) -> str:
 
 def house(venue: str, event: str) -> str:
     return f"{ROOT}/{venue}/house/{event}"
+
+
+def house_status(venue: str) -> str:
+    """The house's own status, with a last will: Home Assistant's availability for every entity."""
+    return f"{ROOT}/{venue}/house/status"
 
 
 def house_inside(venue: str, event: str) -> str:

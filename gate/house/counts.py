@@ -72,15 +72,24 @@ class HouseCounts:
         self.events: dict[str, EventCounts] = defaultdict(EventCounts)
         self.tickets: dict[tuple, TicketState] = defaultdict(TicketState)
         self.last_event_at_gate: dict[str, str] = {}
+        self.last_admission: dict[str, int] = {}    # event -> newest admission ts (tonight's events)
         self.arrivals: deque = deque(maxlen=200)   # notable arrivals, newest last
         self.seen = 0
 
     def add(self, e: ScanEvent, holder: str = "") -> str:
         """Count one new (not duplicate) event; returns the performance it changed."""
         self.seen += 1
-        ev = e.event or self.last_event_at_gate.get(e.gate, "")
-        if e.event:
+        if e.result == "rejected":
+            # An unknown or forged code names no event: counted apart (under ""), never
+            # guessed from what the gate saw last (which can be yesterday's).
+            ev = e.event
+        else:
+            # An exit sensor's passage names no event either; it leaves the event this gate admits to.
+            ev = e.event or self.last_event_at_gate.get(e.gate, "")
+        if e.event and e.result != "rejected":
             self.last_event_at_gate[e.gate] = e.event
+        if e.result == "admitted" and ev:
+            self.last_admission[ev] = max(self.last_admission.get(ev, 0), e.ts)
         c = self.events[ev]
         if e.result == "rejected":
             c.rejected[e.reason] += 1
@@ -122,6 +131,12 @@ class HouseCounts:
                                 "first_gate": first.gate, "first_ts": first.ts}
         t.admitted, t.inside, t.conflicts = admitted, inside, conflicts
         return ev
+
+    def unattributed(self) -> dict:
+        """Rejections of codes that name no event (unknown, forged, oversized ...)."""
+        c = self.events.get("")
+        return {"rejected": sum(c.rejected.values()) if c else 0,
+                "rejected_by_reason": dict(c.rejected) if c else {}}
 
     def snapshot(self, ev: str, capacity: int | None = None) -> dict:
         """The retained house object of one performance (DESIGN.md)."""

@@ -1,14 +1,29 @@
 """Home Assistant MQTT discovery for the house's sensors and the gates' connectivity.
 
 Pure functions: each returns (config topic, config payload) pairs; the
-service decides when to publish them.
+service decides when to publish them. By Home Assistant's rules for discovery:
+- every entity's `availability` is the house's own status topic (retained, with a
+  last will `offline`), so a dead house shows "unavailable", not stale counts;
+- an `origin` block names the software that announced it;
+- running totals (`admitted`, `rejected`) are `total_increasing`, `inside` is a `measurement`;
+- only the venue's configured events and tonight's are announced (`wanted_events`);
+  an entity that should no longer exist is removed with an empty retained config.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Iterable, Optional
 
+from gate import __version__
 from gate.bus import topics
+
+TONIGHT_MS = 12 * 3600 * 1000   # an event admitted to within this long counts as tonight's
+SENSORS = (   # what, state_class, where the value comes from
+    ("inside", "measurement", None),
+    ("admitted", "total_increasing", "{{ value_json.admitted }}"),
+    ("rejected", "total_increasing", "{{ value_json.rejected }}"),
+)
 
 
 def object_id(text: str) -> str:
@@ -18,27 +33,71 @@ def object_id(text: str) -> str:
 
 def device(venue: str) -> dict:
     return {"identifiers": [f"gate_house_{venue}"], "name": f"{venue} house count",
-            "manufacturer": "gate", "model": "house service"}
+            "manufacturer": "gate", "model": "house service", "sw_version": __version__}
+
+
+def origin() -> dict:
+    return {"name": "gate", "sw_version": __version__}
+
+
+def availability(venue: str) -> list[dict]:
+    """The house's status topic: `online` while it runs, its last will `offline` when it dies."""
+    return [{"topic": topics.house_status(venue), "value_template": "{{ value_json.state }}",
+             "payload_available": "online", "payload_not_available": "offline"}]
+
+
+def _prefix(venue: str) -> str:
+    return object_id(f"gate_{venue}_")
 
 
 def event_sensors(venue: str, ev: str) -> list[tuple[str, dict]]:
-    """The `inside` and `admitted` sensors of one event."""
+    """The `inside`, `admitted` and `rejected` sensors of one event."""
     oid = object_id(f"gate_{venue}_{ev}")
     out = []
-    for what, topic, tmpl in (("inside", topics.house_inside(venue, ev), None),
-                              ("admitted", topics.house(venue, ev), "{{ value_json.admitted }}")):
-        cfg = {"name": f"{ev} {what}", "unique_id": f"{oid}_{what}", "state_topic": topic,
-               "unit_of_measurement": "people", "state_class": "measurement", "device": device(venue)}
+    for what, state_class, tmpl in SENSORS:
+        cfg = {"name": f"{ev} {what}", "unique_id": f"{oid}_{what}", "object_id": f"{oid}_{what}",
+               "state_topic": topics.house_inside(venue, ev) if tmpl is None else topics.house(venue, ev),
+               "unit_of_measurement": "people", "state_class": state_class, "device": device(venue),
+               "origin": origin(), "availability": availability(venue), "availability_mode": "all"}
         if tmpl:
             cfg["value_template"] = tmpl
         out.append((topics.ha_config("sensor", f"{oid}_{what}"), cfg))
     return out
 
 
+def removal(venue: str, ev: str) -> list[tuple[str, str]]:
+    """Empty retained configs: Home Assistant deletes the event's entities."""
+    return [(topic, "") for topic, _ in event_sensors(venue, ev)]
+
+
 def gate_connectivity(venue: str, gate: str) -> tuple[str, dict]:
     """A binary sensor that follows a gate's retained status (and its last will)."""
     oid = object_id(f"gate_{venue}_{gate}_online")
-    cfg = {"name": f"{gate} online", "unique_id": oid, "device_class": "connectivity",
+    cfg = {"name": f"{gate} online", "unique_id": oid, "object_id": oid, "device_class": "connectivity",
            "state_topic": topics.status(venue, gate), "value_template": "{{ value_json.state }}",
-           "payload_on": "online", "payload_off": "offline", "device": device(venue)}
+           "payload_on": "online", "payload_off": "offline", "device": device(venue),
+           "origin": origin(), "availability": availability(venue)}
     return topics.ha_config("binary_sensor", oid), cfg
+
+
+def wanted_events(configured: Iterable[str], last_admission: dict, now_ms: int) -> set[str]:
+    """The events that deserve entities: configured ones, and those admitted to tonight.
+
+    A rejected scan of yesterday's ticket names yesterday's event: that alone never
+    creates a sensor."""
+    return {ev for ev in configured if ev} | {ev for ev, ts in last_admission.items()
+                                              if ev and now_ms - ts < TONIGHT_MS}
+
+
+def announced_event(venue: str, topic: str) -> Optional[str]:
+    """The event of one of our retained sensor configs (None for anyone else's)."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "homeassistant" or parts[1] != "sensor" or parts[3] != "config":
+        return None
+    oid, prefix = parts[2], _prefix(venue)
+    if not oid.startswith(prefix):
+        return None
+    for what, _, _ in SENSORS:
+        if oid.endswith("_" + what):
+            return oid[len(prefix):-len(what) - 1] or None
+    return None

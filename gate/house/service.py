@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 
+from gate import __version__
 from gate.bus import messages, topics, values
 from gate.bus.client import guarded, make_client, read_secret
 from gate.bus.limits import Drops
@@ -35,6 +36,8 @@ log = logging.getLogger("gate.house")
 
 PUBLISH_EVERY = 0.25   # retained house topics: at most four updates a second
 MAX_INBOX = 100_000    # unacknowledgeable (QoS 0) messages waiting beyond this are dropped and counted
+DISCOVERY_EVERY = 60.0  # s between bringing Home Assistant's entities in line with tonight's events
+HA_SENSOR_CONFIGS = "homeassistant/sensor/+/config"
 
 class HouseService:
     def __init__(self, cfg):
@@ -64,11 +67,17 @@ class HouseService:
         self._thread = threading.Thread(target=self._worker, name="house", daemon=True)
         self.http = None
         self.connected = threading.Event()
-        self._announced: set[str] = set()
+        self._announced: set[str] = set()           # gates announced this session
+        self._events_announced: set[str] = set()    # events whose sensors we announced this session
+        self._ha_configs: dict[str, set] = {}       # event object id -> our retained config topics seen
+        self._discovery_at = 0.0                    # when to bring Home Assistant's entities in line
         self._load()
         self.ingest = Ingest(self)
         cid = cfg.house.client_id or f"house-{self.venue}"
-        self.client = make_client(cfg.mqtt, cid, clean_session=False, manual_ack=True)
+        # The will carries no ts (the broker sends it when we die; a ts from now would be older
+        # than our `online`): receivers use the time they received it.
+        will = (topics.house_status(self.venue), json.dumps({"state": "offline", "version": __version__}), 1, True)
+        self.client = make_client(cfg.mqtt, cid, clean_session=False, manual_ack=True, will=will)
         self.client.on_connect = guarded(self._on_connect)
         self.client.on_disconnect = guarded(self._on_disconnect)
         self.client.on_message = guarded(self._on_message)
@@ -95,10 +104,14 @@ class HouseService:
         if reason_code.is_failure:
             return
         log.info("connected (session present: %s)", flags.session_present)
-        # The whole venue tree, so that malformed topic shapes are seen and counted too.
-        client.subscribe(topics.venue_all(self.venue), 1)
+        client.publish(topics.house_status(self.venue), json.dumps(
+            {"state": "online", "version": __version__, "ts": now_ms()}), qos=1, retain=True)
+        # The whole venue tree, so that malformed topic shapes are seen and counted too; and the
+        # retained sensor configs, to remove ours that should no longer exist.
+        client.subscribe([(topics.venue_all(self.venue), 1), (HA_SENSOR_CONFIGS, 0)])
+        self._events_announced.clear()
+        self._discovery_at = time.monotonic() + 2.0   # once the retained configs have arrived
         self.connected.set()
-        self._announce_events(self.cfg.house.capacity)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         client.report.on_disconnect(reason_code)
@@ -106,6 +119,8 @@ class HouseService:
 
     def _on_message(self, client, userdata, msg):
         self._flush_acks()
+        if msg.topic.startswith("homeassistant/"):   # subscribed at QoS 0: nothing to acknowledge
+            return self._ha_config_seen(msg.topic, msg.payload)
         if msg.qos == 0 and len(self.inbox) > MAX_INBOX:
             # QoS 1 deliveries are bounded by the broker (they wait for our acks); QoS 0 ones are not.
             return self.drops.add("house_busy", msg.topic)
@@ -134,6 +149,8 @@ class HouseService:
                     self._seen(gate)
                 for e in stored:
                     self.gaps.track(e.gate, e.seq)
+                    if e.result == "admitted" and e.event and e.event not in self._events_announced:
+                        self._discovery_at = min(self._discovery_at or 1e18, time.monotonic())  # tonight's: announce
                     try:
                         self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
                     except Exception as exc:   # stored; it counts after the next restart
@@ -182,7 +199,8 @@ class HouseService:
                 return
             g = self.gates[gate]
             if kind == "status":
-                g.update(state=obj["state"], profile=obj["profile"], version=obj["version"])
+                # `since` is when we heard it: a last will carries no ts of its own (see link.py).
+                g.update(state=obj["state"], profile=obj["profile"], version=obj["version"], since=now_ms())
                 self._announce_gate(gate)
             else:
                 g["health"] = obj
@@ -219,6 +237,9 @@ class HouseService:
             if now - last_gaps >= 1.0:
                 last_gaps = now
                 self._guard(self._ask_for_gaps)
+            if self._discovery_at and now >= self._discovery_at and self.connected.is_set():
+                self._discovery_at = now + DISCOVERY_EVERY
+                self._guard(self._tidy_discovery)
             if self.dirty and now - last_pub >= PUBLISH_EVERY:
                 last_pub = now
                 self._guard(self._publish)
@@ -236,7 +257,6 @@ class HouseService:
             caps = self.cfg.house.capacity
             snaps = [self.counts.snapshot(ev, caps.get(ev)) for ev in dirty if ev]
         if self.connected.is_set():
-            self._announce_events([s["event"] for s in snaps])
             for s in snaps:
                 if not values.is_topic_level(s["event"]):
                     continue   # never a topic wildcard (stored events and config are checked; this is the last line)
@@ -250,13 +270,33 @@ class HouseService:
             http.notify()
 
     # -- Home Assistant discovery --------------------------------------------
-    def _announce_events(self, events) -> None:
-        for ev in events:
-            if not values.is_topic_level(ev) or ev in self._announced or not self.connected.is_set():
-                continue
-            self._announced.add(ev)
+    def _ha_config_seen(self, topic: str, payload: bytes) -> None:
+        """Our retained sensor configs on the broker (network thread; sets of topics, bounded by events)."""
+        ev = discovery.announced_event(self.venue, topic)
+        if ev is None:
+            return   # someone else's entity
+        if payload:
+            if len(self._ha_configs) < 10_000:
+                self._ha_configs.setdefault(ev, set()).add(topic)
+        else:
+            self._ha_configs.get(ev, set()).discard(topic)
+
+    def _tidy_discovery(self) -> None:
+        """Entities for the configured events and tonight's; an empty retained config removes the rest."""
+        with self.lock:
+            wanted = discovery.wanted_events(self.cfg.house.capacity, self.counts.last_admission, now_ms())
+        wanted = {ev for ev in wanted if values.is_topic_level(ev)}
+        for ev in sorted(wanted - self._events_announced):
+            self._events_announced.add(ev)
             for topic, cfg in discovery.event_sensors(self.venue, ev):
                 self.client.publish(topic, json.dumps(cfg), qos=1, retain=True)
+        keep = {discovery.object_id(ev) for ev in wanted}
+        for ev, seen in list(self._ha_configs.items()):
+            if ev not in keep and seen:
+                log.info("removing the Home Assistant sensors of event %s (not configured, not tonight's)", ev)
+                for topic in sorted(seen):
+                    self.client.publish(topic, "", qos=1, retain=True)
+                seen.clear()
 
     def _announce_gate(self, gate: str) -> None:
         key = "gate:" + gate
@@ -281,7 +321,8 @@ class HouseService:
                     "limits": {"gates_untracked": self.gaps.untracked_gates,
                                "gaps_untracked": self.gaps.untracked_gaps,
                                "held_for_database": len(self.ingest.unstored)},
-                    "ticket_lists": self.lists.report()}
+                    "ticket_lists": self.lists.report(),
+                    "unattributed": self.counts.unattributed()}
 
     def attendance(self) -> list[dict]:
         """The attendance log for the box office's CRM: one row per effective admission."""
@@ -305,6 +346,13 @@ class HouseService:
             self._thread.join(timeout=2)
         if self._thread.is_alive():
             log.warning("the house worker did not stop within 2 s")
+        if self.connected.is_set():   # a clean stop says so (the will is for a crash)
+            try:
+                self.client.publish(topics.house_status(self.venue), json.dumps(
+                    {"state": "offline", "version": __version__, "ts": now_ms()}), qos=1, retain=True
+                ).wait_for_publish(timeout=1)
+            except (RuntimeError, ValueError):
+                pass
         self.client.disconnect()
         self.client.loop_stop()
         self.log.close()
