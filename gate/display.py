@@ -51,7 +51,8 @@ class ConsoleDisplay(Display):
         super().__init__()
 
     def draw(self, lines):
-        self.stream.write("┃ " + " │ ".join(lines) + "\n")
+        from gate.verdict_text import printable
+        self.stream.write("┃ " + " │ ".join(printable(line) for line in lines) + "\n")
         self.stream.flush()
 
 

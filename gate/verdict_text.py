@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from gate.events import ScanEvent, Verdict
+
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+
+
+def printable(text: str) -> str:
+    """Patron text made safe for a terminal: escape sequences removed, other control and
+    format characters (C0, C1, bidi overrides) shown as '?'. A holder name from a ticket list
+    must not be able to recolour, retitle or rewrite an operator's terminal."""
+    if text.isprintable():
+        return text
+    text = _ANSI.sub("", text)
+    return "".join(ch if ch.isprintable() or ch == " " else "?" for ch in text)
+
 
 HEADLINE = {"admitted": "WELCOME", "exited": "GOODBYE", "rejected": "STOP", "annulled": "NOT PASSED"}
 
@@ -53,4 +67,4 @@ def verdict_line(v: Verdict, e: ScanEvent) -> str:
         parts.append(f'"{v.greeting}"')
     if v.detail and not v.admitted:
         parts.append(f"({v.detail})")
-    return "  ".join(parts)
+    return printable("  ".join(parts))

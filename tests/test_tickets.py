@@ -130,3 +130,64 @@ def test_tickets_history_records_and_annul(tmp_path):
     store.record("T2", "admitted", 2000, "door-a")
     store.record("T2", "annulled", 2000, "door-a")
     assert store.history("T2").first_ts is None and not store.history("T2").inside
+
+
+def _import_capped(tmp_path, ticket_file, address_space):
+    """`gate tickets import` in a process with a small address space (as on a small Pi)."""
+    import resource
+    import subprocess
+    import sys
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(f'[gate]\nid="d"\nvenue="hall"\n[storage]\ndir="{tmp_path}/s"\n')
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    return subprocess.run([sys.executable, "-m", "gate.cli", "tickets", "import", "-c", str(cfg), str(ticket_file)],
+                          capture_output=True, text=True, preexec_fn=cap, timeout=120)
+
+
+def test_tickets_giant_line_refused_before_parsing(tmp_path):
+    """A 1 GB line once peaked at 7 GB RSS before it was refused: now the line is refused as it is read,
+    in a process that could not even hold the file twice."""
+    p = tmp_path / "huge.csv"
+    with p.open("wb") as f:
+        f.write(b"ticket_id,code,event\nT1,C1,eve\nT2,")
+        chunk = b"x" * (1 << 20)
+        for _ in range(300):
+            f.write(chunk)
+        f.write(b",eve\n")
+    r = _import_capped(tmp_path, p, 400 * 1024 * 1024)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "row 3" in r.stderr and "longer than" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_tickets_deep_json_nesting_refused_without_recursion_error(tmp_path):
+    p = tmp_path / "deep.json"
+    p.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(TicketFileError, match="nested more than"):
+        read_ticket_file(p)
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps({"tickets": [{"ticket_id": "T1", "code": "C[{1", "event": "eve", "tags": ["a", "b"]}]}))
+    assert read_ticket_file(ok)[0].code == "C[{1"   # brackets inside strings do not count
+
+
+def test_tickets_patron_text_cannot_drive_the_terminal(tmp_path):
+    """ANSI escape sequences in holder names were printed raw by `gate scan` and the console display."""
+    import io
+    from gate.display import ConsoleDisplay
+    from gate.events import ScanEvent, Ticket, Verdict
+    from gate.verdict_text import display_lines, verdict_line
+    evil = "Ada \x1b[2J\x1b]0;owned\x07Lovelace\u202e\x9b31m"
+    t = Ticket(ticket_id="T1", code="C1", event="eve", holder=evil, seat="B\x1b[31m12")
+    v = Verdict("admitted", "ok", ticket=t, ticket_ref="T1", greeting="Hi \x1b[5mthere")
+    e = ScanEvent(id="x", gate="door-a", seq=1, ts=1_800_000_000_000, event="eve", ticket="T1", dir="in",
+                  result="admitted", reason="ok", attention=[])
+    line = verdict_line(v, e)
+    assert "Ada Lovelace" in line and "B12" in line and "Hi there" in line
+    assert all(ch.isprintable() for ch in line)
+    out = io.StringIO()
+    d = ConsoleDisplay(out)
+    d.show("ok", display_lines(v))
+    d.wait_idle()
+    d.close()
+    assert "Ada Lovelace" in out.getvalue() and "\x1b" not in out.getvalue() and "\u202e" not in out.getvalue()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -18,9 +19,16 @@ from gate.events import TICKET_COLUMNS, Ticket
 
 REQUIRED = ("ticket_id", "code", "event")
 OPTIONAL = tuple(c for c in TICKET_COLUMNS if c not in REQUIRED)
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 MAX_CODE = 1024
 MAX_FIELD = 4096
 MAX_ERRORS = 20
+# Bounds checked before any parsing, so a hostile file costs little memory: a 1 GB line once
+# peaked at 7 GB RSS before it was refused, and deep JSON nesting raised RecursionError.
+MAX_FILE = 512 * 1024 * 1024      # bytes: ~3 million tickets
+MAX_LINE = 64 * 1024              # bytes in one CSV line (a row of MAX_FIELD-long fields fits)
+MAX_DEPTH = 8                     # JSON nesting: {"tickets": [{"tags": [...]}]} is 4
 
 
 def parse_time(value: str) -> int:
@@ -95,7 +103,7 @@ def read_ticket_file(path, progress: Optional[Callable[[int, int], None]] = None
     """Read a CSV or JSON ticket list; raises TicketFileError naming row and column."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data = _read_bounded(p, path)
     except OSError as exc:
         raise TicketFileError(path, 0, "", f"cannot read: {exc.strerror}") from None
     if b"\x00" in data:
@@ -107,7 +115,54 @@ def read_ticket_file(path, progress: Optional[Callable[[int, int], None]] = None
     return _read_csv(text, path, progress)
 
 
+def _read_bounded(p: Path, path) -> bytes:
+    """The file's bytes, refused early when too big or (for CSV) with a line over MAX_LINE."""
+    size = p.stat().st_size
+    if size > MAX_FILE:
+        raise TicketFileError(path, 0, "", f"file is {size:,} bytes (at most {MAX_FILE:,}): not a ticket list")
+    chunks = []
+    with p.open("rb") as f:
+        head = f.read(4096)
+        chunks.append(head)
+        if p.suffix.lower() == ".json" or head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"[", b"{"):
+            chunks.append(f.read(MAX_FILE + 1 - len(head)))   # JSON may be one long line: bounded by size
+        else:
+            row = head.count(b"\n")
+            tail = head.rsplit(b"\n", 1)[-1]
+            while True:   # line by line, never holding more than MAX_LINE of one line
+                line = f.readline(MAX_LINE + 1)
+                if not line:
+                    break
+                if len(tail) + len(line) > MAX_LINE:
+                    raise TicketFileError(path, row + 1, "", f"line is longer than {MAX_LINE:,} bytes: "
+                                          "not a ticket list row")
+                chunks.append(line)
+                tail = b"" if line.endswith(b"\n") else tail + line
+                row += line.endswith(b"\n")
+                if len(chunks) > 4096:   # keep the list of pieces short
+                    chunks = [b"".join(chunks)]
+    data = b"".join(chunks)
+    if len(data) > MAX_FILE:
+        raise TicketFileError(path, 0, "", f"file is over {MAX_FILE:,} bytes: not a ticket list")
+    return data
+
+
+def _json_depth(text: str) -> int:
+    """How deeply brackets nest, strings aside: checked before json.loads (which recurses)."""
+    bare = _JSON_STRING.sub("", text)
+    depth = top = 0
+    for ch in _BRACKETS.findall(bare):
+        depth += 1 if ch in "[{" else -1
+        if depth > top:
+            top = depth
+            if top > MAX_DEPTH:
+                break
+    return top
+
+
 def _read_json(text, path, progress):
+    if _json_depth(text) > MAX_DEPTH:
+        raise TicketFileError(path, 0, "", f"JSON nested more than {MAX_DEPTH} levels deep: not a ticket list")
     try:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
