@@ -269,6 +269,11 @@ def warnings(cfg) -> list[str]:
         if not listen_is_private(host):
             out.append(f"house.listen = {cfg.house.listen!r} without house.token_file: anyone on the network "
                        "can read patron names and access needs on the dashboard")
+    if cfg.gate is not None and cfg.mqtt.username and cfg.mqtt.username != cfg.gate.id:
+        # The broker configuration `gate broker config` writes lets user X publish only as gate X; under
+        # MQTT 3.1.1 a refused publish is acknowledged all the same, so the gate's scans would vanish.
+        out.append(f"mqtt.username = {cfg.mqtt.username!r} is not gate.id {cfg.gate.id!r}: a broker set up by "
+                   "`gate broker config` lets each gate publish only under its own id as user name")
     return out
 
 

@@ -233,3 +233,14 @@ def test_broker_identity_installer_configures_the_broker_on_the_house(tmp_path):
     r = subprocess.run([str(REPO / "scripts/install-pi"), "--dry-run", "--role", "house", "--no-broker",
                         "--prefix", str(tmp_path / "opt")], capture_output=True, text=True)
     assert r.returncode == 0 and "broker config" not in r.stdout
+
+
+def test_broker_identity_config_check_warns_when_a_gate_logs_in_as_someone_else(tmp_path):
+    p = tmp_path / "g.toml"
+    base = '[gate]\nid = "door-a"\nvenue = "hall"\nevents = ["eve"]\n[mqtt]\nusername = "{user}"\n'
+    p.write_text(base.format(user="door-b"))
+    r = run_gate_cli("config", "check", str(p))
+    assert r.returncode == 0 and "warning: mqtt.username = 'door-b' is not gate.id 'door-a'" in r.stderr, r.stderr
+    p.write_text(base.format(user="door-a"))
+    r = run_gate_cli("config", "check", str(p))
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr

@@ -53,9 +53,9 @@ class Drops:
             summary = not first and now - self._last_log >= self.every
             if first or summary:
                 self._last_log, since, self._since_log = now, self._since_log, 0
-        if first:
-            self.log.warning("dropping %s on %s: %s %s (further ones of this kind are counted)",
-                             self.what, where[:120], kind, str(detail)[:80])
+        if first:   # repr(): a topic or payload from outside must not forge log lines
+            self.log.warning("dropping %s on %r: %s %r (further ones of this kind are counted)",
+                             self.what, str(where)[:120], kind, str(detail)[:80])
         elif summary:
             self.log.warning("dropped %d more %s(s) in the last %.0f s; totals %s", since, self.what,
                              self.every, self.snapshot())
