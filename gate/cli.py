@@ -224,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("house", help="run the house-count service (or export its log)")
     s.add_argument("-c", "--config", required=True)
-    s.add_argument("action", nargs="?", choices=("run", "export"), default="run")
+    s.add_argument("action", nargs="?", choices=("run", "export", "pretix"), default="run")
+    s.add_argument("pretix_action", nargs="?", choices=("sync", "status"), default="sync",
+                   help="with `pretix`: sync now (with progress), or show the upload queue")
     s.add_argument("--format", choices=("csv", "json"), default="csv")
     s.add_argument("--out", help="export to this file (default: standard output)")
     s.set_defaults(func=cmd_house)

@@ -7,14 +7,15 @@ no database, no network. The guards run in this order, first match wins:
  2. unknown       no ticket has this code (garbage, oversized and binary codes land here)
  3. exit          an exit gate lets every genuine ticket out (leaving is never blocked)
  4. revoked       the box office cancelled it (ticket list or revocation list)
- 5. wrong_event   not for a performance this gate admits tonight
- 6. wrong_gate    its zone is not admitted at this door
- 7. not_yet_valid before valid_from
- 8. expired       after valid_until
- 9. already_used  inside already (says when and where it was first used),
+ 5. blocked       the box office put it on hold (pretix's blocked secrets); can be lifted
+ 6. wrong_event   not for a performance this gate admits tonight
+ 7. wrong_gate    its zone is not admitted at this door
+ 8. not_yet_valid before valid_from
+ 9. expired       after valid_until
+10. already_used  inside already (says when and where it was first used),
                   or left and re-entry is off
-10. reentry       left earlier and re-entry is on
-11. ok            first entry
+11. reentry       left earlier and re-entry is on
+12. ok            first entry
 
 Two verdicts come from the door, not from a scan, and are built here too:
 `annul()` turns an admission that nobody walked through into `annulled` /
@@ -67,6 +68,8 @@ def decide(res: Resolution, history: History, rules: GateRules, now_ms: int) -> 
         return Verdict("exited", "exit", t, t.ticket_id)
     if res.revoked or t.status == "revoked":
         return Verdict("rejected", "revoked", t, t.ticket_id, "cancelled by the box office")
+    if t.status == "blocked":
+        return Verdict("rejected", "blocked", t, t.ticket_id, "on hold at the box office")
     if t.event not in rules.events:
         return Verdict("rejected", "wrong_event", t, t.ticket_id, f"ticket is for {t.event}")
     if rules.zones and t.zone not in rules.zones:

@@ -10,7 +10,7 @@ if TYPE_CHECKING:   # only a type hint here: the house never imports numpy
     import numpy as np
 
 REASONS = (
-    "ok", "reentry", "exit", "already_used", "unknown", "forged", "revoked",
+    "ok", "reentry", "exit", "already_used", "unknown", "forged", "revoked", "blocked",
     "wrong_event", "wrong_gate", "not_yet_valid", "expired", "not_passed",
 )
 RESULTS = ("admitted", "exited", "rejected", "annulled")
@@ -47,7 +47,7 @@ class Ticket:
     zone: str = ""
     valid_from: Optional[int] = None   # unix ms
     valid_until: Optional[int] = None
-    status: str = "valid"
+    status: str = "valid"              # valid | revoked | blocked (on hold at the box office)
     tags: tuple[str, ...] = ()
     note: str = ""
     patron: str = ""

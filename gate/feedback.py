@@ -58,6 +58,7 @@ PATTERNS = {
     "unknown":       _beeps(RED, 1500, [(100, 100)] * 3, "A4"),
     "forged":        tuple(s for _ in range(5) for s in (Step(100, RED, "E5"), Step(100, OFF))) + (Step(0, OFF),),
     "revoked":       _beeps(MAGENTA, 2000, [(400, 150), (100, 150), (400, 0)], "A4"),
+    "blocked":       _beeps(MAGENTA, 2000, [(150, 150)] * 4, "D5"),
     "wrong_event":   _beeps(YELLOW, 2000, [(400, 200), (400, 0)], "A4"),
     "wrong_gate":    _beeps(CYAN, 2000, [(150, 400), (150, 0)], "A4"),
     "not_yet_valid": tuple(s for _ in range(3) for s in (Step(250, YELLOW, "E5" if _ == 0 else None), Step(250, OFF))) + (Step(0, OFF),),

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from gate.boxoffice.gt1 import SignedTicketVerifier
 from gate.boxoffice.keys import load_public_key
-from gate.boxoffice.pretix import PretixVerifier
+from gate.boxoffice.pretix import PretixVerifier, load_pretix_key_file
 from gate.decide import Resolution
 from gate.events import Code
 
@@ -35,7 +35,13 @@ class Resolver:
 
     def __init__(self, store, verifiers=(), max_payload: int = 1024):
         self.store = store
-        self.verifiers = list(verifiers)   # objects with claims(text) and verify(text)
+        self.verifiers = list(verifiers)   # objects with claims(text) and verify(text), from the config
+        # No pretix key in the config: the ticket list may still bring some from the house.
+        listed = [] if any(isinstance(v, PretixVerifier) for v in self.verifiers) else [PretixVerifier([], {}, {}, {})]
+        self._checks = self.verifiers + listed
+        for v in self._checks:
+            if hasattr(v, "bind"):
+                v.bind(store)
         self.max_payload = max_payload
         self.rejects = RejectCounts()
 
@@ -59,7 +65,7 @@ class Resolver:
         if any(ord(c) < 32 or ord(c) == 127 for c in text):
             self.rejects.control += 1
             return Resolution(None, ref=self.ref(raw))
-        for v in self.verifiers:
+        for v in self._checks:
             if v.claims(text):
                 ticket, forged = v.verify(text)
                 if forged or ticket is None:
@@ -69,11 +75,15 @@ class Resolver:
                     # The list may know the holder, seat and tags of a signed ticket.
                     ticket.holder, ticket.seat, ticket.tags = listed.holder, listed.seat, listed.tags
                     ticket.patron, ticket.status = listed.patron, listed.status
-                return Resolution(ticket, ref=ticket.ticket_id, revoked=self.store.is_revoked(ticket.ticket_id))
+                return Resolution(ticket, ref=ticket.ticket_id, revoked=self._revoked(ticket.ticket_id, text))
         ticket = self.store.by_code(text)
         if ticket is None:
             return Resolution(None, ref=self.ref(raw))
-        return Resolution(ticket, ref=ticket.ticket_id, revoked=self.store.is_revoked(ticket.ticket_id))
+        return Resolution(ticket, ref=ticket.ticket_id, revoked=self._revoked(ticket.ticket_id, text))
+
+    def _revoked(self, ticket_id: str, text: str) -> bool:
+        # A revocation list names tickets by id, or (pretix's) by the full secret.
+        return self.store.is_revoked(ticket_id) or self.store.is_revoked(text)
 
 
 def load_verifiers(cfg) -> list:
@@ -81,7 +91,7 @@ def load_verifiers(cfg) -> list:
     out = []
     if cfg.signing.ticket_keys:
         out.append(SignedTicketVerifier([load_public_key(p) for p in cfg.signing.ticket_keys]))
-    if cfg.pretix.public_key:
-        out.append(PretixVerifier(load_public_key(cfg.pretix.public_key), cfg.pretix.items,
-                                  cfg.pretix.subevents, cfg.pretix.zones))
+    if cfg.pretix.public_keys or cfg.pretix.event:
+        out.append(PretixVerifier([load_pretix_key_file(p) for p in cfg.pretix.public_keys], cfg.pretix.items,
+                                  cfg.pretix.subevents, cfg.pretix.zones, cfg.pretix.event))
     return out

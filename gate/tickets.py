@@ -124,13 +124,20 @@ class TicketStore:
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM tickets").fetchone()[0]
 
+    def meta(self, key: str) -> Optional[str]:
+        """A value stored beside the list (e.g. `pretix`: the pretix slug and keys it came with)."""
+        return self._meta(key)
+
     def replace_all(self, tickets: Iterable[Ticket], revoked: Iterable[str] = (), version: Optional[int] = None,
-                    progress: Optional[Callable[[int, int], None]] = None) -> int:
+                    progress: Optional[Callable[[int, int], None]] = None, pretix: Optional[str] = None) -> int:
         """Swap in a list of tickets with their codes (a local import); returns the new data version.
         The codes are hashed under a fresh random key: the store keeps no code."""
         key = os.urandom(32)
         rows = ((r[0], code_hash(key, r[1]), *r[2:]) for r in map(ticket_row, tickets))
-        return self.swap(rows, revoked, key, version, dict.fromkeys(LIST_META))
+        meta = dict.fromkeys(LIST_META)
+        if pretix is not None:
+            meta["pretix"] = pretix
+        return self.swap(rows, revoked, key, version, meta)
 
     def swap(self, rows: Iterable[tuple], revoked: Iterable[str], key: bytes, version: Optional[int] = None,
              meta: Optional[dict] = None) -> int:

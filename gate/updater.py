@@ -12,6 +12,7 @@ logged at WARNING and reported in the gate's health (`ticket_lists`).
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -28,6 +29,18 @@ from gate.worker import LatestOnly
 log = logging.getLogger("gate.tickets")
 
 QUIET = ("current",)   # the retained list, delivered again on every reconnect: not news
+
+
+def pretix_meta(raw: Optional[bytes]) -> Optional[str]:
+    """The pretix slug and keys a list carries, as JSON text for the store (None: none, or unusable)."""
+    if raw is None:
+        return None
+    try:
+        text = raw.decode("utf-8")
+        d = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return text if isinstance(d, dict) else None
 
 
 class ListGuard:
@@ -99,7 +112,8 @@ class TicketUpdater(LatestOnly):
                                             f"this gate has {current.get('series')}/{current.get('seq')}")
         revoked: list[str] = []
         meta = {"list_series": header.series, "list_seq": header.seq, "list_issued": header.issued,
-                "list_effective": min(header.issued, now), "list_key": header.key}
+                "list_effective": min(header.issued, now), "list_key": header.key,
+                "pretix": pretix_meta(inner.get("pretix"))}
         t0 = time.monotonic()
         try:
             version = store.swap(read_body(inner, guard.secret, revoked), revoked,

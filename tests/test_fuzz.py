@@ -176,7 +176,7 @@ def test_fuzz_gt1_codes_never_raise(text):
     assert forged or ticket is not None
 
 
-PRETIX = PretixVerifier(KEY.public_key(), items={"1": "eve"}, subevents={}, zones={})
+PRETIX = PretixVerifier([KEY.public_key()], items={"1": "eve"}, subevents={}, zones={})
 
 
 def _pretix_blob(payload: bytes, sig: bytes) -> str:

@@ -308,7 +308,7 @@ def _export_attendance_log(broker, house, venue_keys):
     out = io.StringIO()
     assert export(house, "csv", out) == 2
     lines = out.getvalue().splitlines()
-    assert lines[0] == "ticket,holder,patron,event,gate,time,conflict,visits"
+    assert lines[0] == "ticket,holder,patron,event,gate,time,conflict,visits,kind,first_time,tags,order,position"
     assert lines[1].startswith("E1,Ada Lovelace,P1,eve,door-a,")
     out = io.StringIO()
     export(house, "json", out)

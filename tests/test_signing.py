@@ -174,7 +174,7 @@ def pretix_code(key, **fields):
 
 def test_pretix_sig1_tickets(store):
     key = Ed25519PrivateKey.generate()
-    v = [PretixVerifier(key.public_key(), items={"12": "eve"}, subevents={"7": "matinee"}, zones={"12": "stalls"})]
+    v = [PretixVerifier([key.public_key()], items={"12": "eve"}, subevents={"7": "matinee"}, zones={"12": "stalls"})]
     good = pretix_code(key, seed="abcdefgh1234", item=12, variation=0, subevent=0)
     out = verdict(store, v, good)
     assert (out.reason, out.ticket.ticket_id, out.ticket.zone) == ("ok", "pretix-abcdefgh1234", "stalls")

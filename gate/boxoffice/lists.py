@@ -24,7 +24,8 @@ Wire format (msgpack):
 
     envelope  {"v": 2, "key": bin(4), "sig": bin(64), "signed": bin}
     signed    {"venue", "series", "seq", "issued", "salt": bin(16),
-               "tickets": n, "revoked": m, "body": bin}
+               "tickets": n, "revoked": m, "body": bin[, "pretix": bin]}
+    pretix    JSON {"event": slug, "keys": [pretix_sig1 public keys]}: public, so outside the body
     body      ChaCha20-Poly1305(derive(secret, "list body", salt), nonce salt[:12]) of
               zlib(n ticket rows, then m revoked ticket ids, as one msgpack stream)
     row       [ticket_id, code_hash bin(16), event, holder, seat, zone,
@@ -64,7 +65,8 @@ TIME_MIN, TIME_MAX = 946_684_800_000, 4_102_444_800_000   # 2000-01-01 .. 2100-0
 MAX_ID, MAX_EVENT, MAX_FIELD = 256, 128, 4096
 HASH_BYTES, SALT_BYTES = 16, 16
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-STATUSES = ("valid", "revoked")
+STATUSES = ("valid", "revoked", "blocked")
+MAX_PRETIX = 64 * 1024                 # the pretix event's slug and keys (JSON), from a house synced with pretix
 CHUNK = 64 * 1024
 
 
@@ -95,14 +97,16 @@ def code_hash(key: bytes, code: str) -> bytes:
 # -- publishing ---------------------------------------------------------------------
 
 def pack_list(tickets: Iterable[Ticket], revoked: Iterable[str] = (), *, signing_key: Ed25519PrivateKey,
-              secret: bytes, venue: str, series: str, seq: int, issued_ms: Optional[int] = None) -> bytes:
+              secret: bytes, venue: str, series: str, seq: int, issued_ms: Optional[int] = None,
+              pretix: Optional[str] = None) -> bytes:
     """A signed ticket list, ready to publish retained on gate/<venue>/tickets.
 
     tickets: every ticket (with its `code`), revoked: ids the box office cancelled,
     signing_key: the publisher's `list_signing_key`, secret: the venue secret (32 bytes),
     series/seq: the publisher's id and its next sequence number (strictly increasing
     within the series; `gate.boxoffice.publish.ListPublisher` keeps both on disk),
-    issued_ms: the publisher's clock (default now). Raises ValueError on values a gate
+    issued_ms: the publisher's clock (default now), pretix: the pretix event's slug and valid
+    keys as JSON (a house synced with pretix; gates verify pretix_sig1 with them). Raises ValueError on values a gate
     would refuse, so a bad list fails at the box office and not on every gate.
     """
     if not ID_RE.match(venue) or not ID_RE.match(series):
@@ -135,8 +139,13 @@ def pack_list(tickets: Iterable[Ticket], revoked: Iterable[str] = (), *, signing
     out.append(comp.compress(bytes(stream)))
     out.append(comp.flush())
     body = ChaCha20Poly1305(derive(secret, b"list body", salt)).encrypt(salt[:12], b"".join(out), None)
-    signed = msgpack.packb({"venue": venue, "series": series, "seq": seq, "issued": issued, "salt": salt,
-                            "tickets": n, "revoked": m, "body": body}, use_bin_type=True)
+    header = {"venue": venue, "series": series, "seq": seq, "issued": issued, "salt": salt,
+              "tickets": n, "revoked": m, "body": body}
+    if pretix is not None:
+        if len(pretix.encode()) > MAX_PRETIX:
+            raise ValueError("pretix keys and slug too long")
+        header["pretix"] = pretix.encode()
+    signed = msgpack.packb(header, use_bin_type=True)
     envelope = msgpack.packb({"v": 2, "key": key_id(signing_key.public_key()),
                               "sig": signing_key.sign(SIGNED_PREFIX + signed), "signed": signed},
                              use_bin_type=True)
@@ -191,6 +200,9 @@ def verify_list(data, keys: dict[bytes, Ed25519PublicKey]) -> tuple[ListHeader, 
         raise PayloadError("bad_field", "counts")
     if not (type(salt) is bytes and len(salt) == SALT_BYTES and type(body) is bytes):
         raise PayloadError("bad_field", "salt/body")
+    pretix = inner.get("pretix")
+    if pretix is not None and not (type(pretix) is bytes and len(pretix) <= MAX_PRETIX):
+        raise PayloadError("bad_field", "pretix")
     return ListHeader(venue, series, seq, issued, kid.hex(), n, m), inner
 
 

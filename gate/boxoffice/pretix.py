@@ -1,20 +1,69 @@
-"""pretix's signed offline tickets (`pretix_sig1`): protobuf payload, Ed25519 signature."""
+"""pretix's signed offline tickets (`pretix_sig1`): protobuf payload, Ed25519 signature.
+
+The code is base64 of `0x01 | len(payload) u16 | len(sig) u16 | payload | sig`, reversed.
+Once a code carries that framing it is pretix's: anything wrong inside it from then on
+(lengths, signature, protobuf) is `forged`, never `unknown`.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 import struct
 from typing import Optional
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gate.events import Ticket
+
+# field number -> (name, wire type). A known field in any other wire type is a malformed ticket.
+FIELDS = {1: ("seed", 2), 2: ("item", 0), 3: ("variation", 0), 4: ("subevent", 0),
+          5: ("valid_from", 0), 6: ("valid_until", 0)}
+MAX_SEED = 128
+MAX_KEY_FILE = 8192
+
+
+def load_pretix_key(data: bytes, name: str = "key") -> Ed25519PublicKey:
+    """A pretix_sig1 public key as pretix shows it (base64 of the PEM text), or PEM,
+    or the raw 32 bytes in base64. Raises ValueError saying what is wrong."""
+    data = data.strip()
+    if not data:
+        raise ValueError(f"{name}: empty")
+    if not data.startswith(b"-----"):
+        try:
+            decoded = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"{name}: neither PEM nor base64") from None
+        if len(decoded) == 32:
+            return Ed25519PublicKey.from_public_bytes(decoded)
+        data = decoded.strip()
+        if not data.startswith(b"-----"):
+            raise ValueError(f"{name}: base64 of neither a PEM key nor a 32-byte Ed25519 key")
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name}: not a readable PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{name}: not an Ed25519 public key")
+    return key
+
+
+def load_pretix_key_file(path) -> Ed25519PublicKey:
+    with open(path, "rb") as f:
+        data = f.read(MAX_KEY_FILE + 1)
+    if len(data) > MAX_KEY_FILE:
+        raise ValueError(f"{path}: too large for a public key")
+    return load_pretix_key(data, str(path))
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     n = shift = 0
     while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
         b = buf[pos]
         pos += 1
         n |= (b & 0x7F) << shift
@@ -26,9 +75,9 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def parse_pretix_ticket(buf: bytes) -> dict:
-    """Decode pretix's protobuf `Ticket` message (wire format, no schema compiler)."""
+    """Decode pretix's protobuf `Ticket` message (wire format, no schema compiler).
+    Raises ValueError for anything that is not a well-formed Ticket."""
     out, pos = {}, 0
-    names = {1: "seed", 2: "item", 3: "variation", 4: "subevent", 5: "valid_from", 6: "valid_until"}
     while pos < len(buf):
         tag, pos = _varint(buf, pos)
         field, wire = tag >> 3, tag & 7
@@ -41,58 +90,129 @@ def parse_pretix_ticket(buf: bytes) -> dict:
             if pos + n > len(buf):
                 raise ValueError("truncated field")
             val, pos = buf[pos:pos + n], pos + n
-        elif wire == 1:
-            val, pos = buf[pos:pos + 8], pos + 8
-        elif wire == 5:
-            val, pos = buf[pos:pos + 4], pos + 4
+        elif wire in (1, 5):
+            n = 8 if wire == 1 else 4
+            if pos + n > len(buf):
+                raise ValueError("truncated field")
+            val, pos = buf[pos:pos + n], pos + n
         else:
             raise ValueError(f"unsupported wire type {wire}")
-        if field in names:
-            # The seed is text, the rest are integers: a field of the wrong wire type is malformed
-            # (found by fuzzing: an int seed crashed verify, a bytes validity multiplied into bytes).
-            if (field == 1) != (wire == 2):
-                raise ValueError(f"field {field} has wire type {wire}")
-            out[names[field]] = val.decode() if field == 1 else val
+        if field in FIELDS:
+            # A known field of the wrong wire type is malformed (fuzzing found an int seed and a
+            # bytes validity: one crashed verify, the other multiplied into bytes).
+            name, want = FIELDS[field]
+            if wire != want:
+                raise ValueError(f"field {name} has wire type {wire}")
+            if name == "seed":
+                if len(val) > MAX_SEED:
+                    raise ValueError("seed too long")
+                val = val.decode("utf-8")
+            elif name in ("valid_from", "valid_until") and not 0 <= val < 1 << 40:
+                raise ValueError(f"{name} out of range")
+            out[name] = val
     return out
 
 
+def unframe(text: str) -> Optional[bytes]:
+    """The decoded blob if `text` carries pretix_sig1's framing (reversed base64, version 1), else None."""
+    if len(text) < 12 or len(text) % 4:
+        return None
+    try:
+        blob = base64.b64decode(text[::-1].encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return None
+    return blob if len(blob) >= 5 and blob[0] == 0x01 else None
+
+
+def split(blob: bytes) -> Optional[tuple[bytes, bytes]]:
+    plen, slen = struct.unpack(">HH", blob[1:5])
+    if len(blob) != 5 + plen + slen:
+        return None
+    return blob[5:5 + plen], blob[5 + plen:]
+
+
+def ticket_seed(secret: str) -> Optional[str]:
+    """The seed of a pretix_sig1 secret, unverified (for the house, which has it from pretix itself)."""
+    blob = unframe(secret)
+    parts = split(blob) if blob else None
+    if parts is None:
+        return None
+    try:
+        return parse_pretix_ticket(parts[0]).get("seed") or None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 class PretixVerifier:
-    """pretix's signed offline tickets (`pretix_sig1`), checked with the event's public key."""
+    """pretix's signed offline tickets (`pretix_sig1`), checked against every valid key.
 
-    def __init__(self, public_key: Ed25519PublicKey, items: dict, subevents: dict, zones: dict):
-        self.key = public_key
-        self.items, self.subevents, self.zones = items, subevents, zones
+    Keys come from the config and, once the house syncs with pretix, from the ticket list
+    it publishes (read from the store; several keys may be valid at once)."""
 
-    @staticmethod
-    def _blob(text: str) -> Optional[bytes]:
-        try:
-            blob = base64.b64decode(text[::-1].encode(), validate=True)
-        except (ValueError, UnicodeEncodeError):
-            return None
-        if len(blob) < 5 or blob[0] != 0x01:
-            return None
-        plen, slen = struct.unpack(">HH", blob[1:5])
-        return blob if len(blob) == 5 + plen + slen else None
+    def __init__(self, public_keys, items: dict, subevents: dict, zones: dict, event: str = ""):
+        self.keys = list(public_keys)
+        self.items, self.subevents, self.zones, self.event = items, subevents, zones, event
+        self.store = None
+        self._listed: tuple[str, list, str] = ("", [], "")
+
+    def bind(self, store) -> None:
+        """Also use the pretix keys and event that arrived with the ticket list."""
+        self.store = store
+
+    def _from_list(self) -> tuple[list, str]:
+        raw = self.store.meta("pretix") if self.store is not None else None
+        if not raw:
+            return [], ""
+        if raw != self._listed[0]:
+            keys, event = [], ""
+            try:
+                d = json.loads(raw)
+                event = str(d.get("event", ""))
+                for k in d.get("keys", []):
+                    try:
+                        keys.append(load_pretix_key(str(k).encode("ascii"), "listed key"))
+                    except (ValueError, UnicodeEncodeError):
+                        pass
+            except (ValueError, AttributeError):
+                pass
+            self._listed = (raw, keys, event)
+        return self._listed[1], self._listed[2]
 
     def claims(self, text: str) -> bool:
-        return len(text) >= 12 and self._blob(text) is not None
+        if unframe(text) is None:
+            return False
+        return bool(self.keys) or bool(self._from_list()[0])
+
+    def event_of(self, item: int, subevent: int, slug: str) -> str:
+        """The gate event of a ticket: a date of a series only ever maps through its own
+        date (series share item ids across dates), a single event through its item or slug."""
+        if subevent:
+            return self.subevents.get(str(subevent)) or (f"{slug}-{subevent}" if slug else "")
+        return self.items.get(str(item)) or slug
 
     def verify(self, text: str) -> tuple[Optional[Ticket], bool]:
-        blob = self._blob(text)
-        if blob is None:
+        blob = unframe(text)
+        parts = split(blob) if blob is not None else None
+        if parts is None:
             return None, True
-        plen, slen = struct.unpack(">HH", blob[1:5])
-        payload, sig = blob[5:5 + plen], blob[5 + plen:]
+        payload, sig = parts
+        listed_keys, listed_event = self._from_list()
+        for key in self.keys + listed_keys:
+            try:
+                key.verify(sig, payload)
+                break
+            except InvalidSignature:
+                continue
+        else:
+            return None, True
         try:
-            self.key.verify(sig, payload)
             t = parse_pretix_ticket(payload)
-        except (InvalidSignature, ValueError, IndexError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):
+            return None, True   # signed by a key we trust, yet not a ticket: never admit it
+        if not t.get("seed"):
             return None, True
-        item, sub = str(t.get("item", 0)), str(t.get("subevent", 0))
-        event = self.subevents.get(sub) or self.items.get(item) or ""
+        item, sub = t.get("item", 0), t.get("subevent", 0)
         vf, vu = t.get("valid_from"), t.get("valid_until")
-        return Ticket(ticket_id="pretix-" + t.get("seed", ""), event=event, zone=self.zones.get(item, ""),
-                      valid_from=vf * 1000 if vf else None, valid_until=vu * 1000 if vu else None,
-                      signed=True), False
-
-
+        return Ticket(ticket_id="pretix-" + t["seed"], event=self.event_of(item, sub, self.event or listed_event),
+                      zone=self.zones.get(str(item), ""), valid_from=vf * 1000 if vf else None,
+                      valid_until=vu * 1000 if vu else None, signed=True), False

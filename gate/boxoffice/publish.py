@@ -84,12 +84,12 @@ class ListPublisher:
         return series, seq
 
     def pack(self, tickets: Iterable[Ticket], revoked: Iterable[str] = (),
-             issued_ms: Optional[int] = None) -> bytes:
+             issued_ms: Optional[int] = None, pretix: Optional[str] = None) -> bytes:
         """The next list of this series, signed and encrypted (see `pack_list`)."""
         series, seq = self.next_seq()
         self.last = (series, seq)
         return pack_list(tickets, revoked, signing_key=self.key, secret=self.secret, venue=self.venue,
-                         series=series, seq=seq, issued_ms=issued_ms)
+                         series=series, seq=seq, issued_ms=issued_ms, pretix=pretix)
 
     def publish(self, payload: bytes, timeout: float = 30.0) -> None:
         """Publish retained (QoS 1) with a client of its own; raises BusError/GateError, in words,

@@ -80,8 +80,8 @@ def _row_to_ticket(row: dict, rowno: int, path, errors: list) -> Optional[Ticket
                 bad(key, f"not an ISO 8601 time: {vals[key]!r}")
                 return None
     status = vals["status"].strip() or "valid"
-    if status not in ("valid", "revoked"):
-        bad("status", f"must be valid or revoked, got {status!r}")
+    if status not in ("valid", "revoked", "blocked"):
+        bad("status", f"must be valid, revoked or blocked, got {status!r}")
         return None
     tags = tuple(t.strip() for t in vals["tags"].split(";") if t.strip())
     return Ticket(ticket_id=vals["ticket_id"].strip(), code=vals["code"], event=vals["event"].strip(),

@@ -67,9 +67,11 @@ def acl_text(venue: str, gates: list[str], dashboards: list[str]) -> str:
                 f"topic read {topics.scans(venue)}", f"topic read {topics.tickets(venue)}",
                 f"topic read {topics.resend(venue, g)}", ""]
     out += ["# the house: reads the whole venue; writes its counts and status, discovery for Home Assistant,",
-            "# resend requests, and ticket lists (from its pretix sync).",
+            "# resend requests, ticket lists (from its pretix sync), and the scans of the pseudo-gate",
+            "# `pretix` (check-ins recorded in pretix by something other than a gate).",
             f"user {HOUSE}", f"topic read {root}/#", f"topic write {root}/house/#",
-            f"topic write {root}/+/resend", f"topic write {topics.tickets(venue)}", "topic write homeassistant/#", "",
+            f"topic write {root}/+/resend", f"topic write {topics.tickets(venue)}",
+            f"topic write {topics.scan(venue, 'pretix')}", "topic write homeassistant/#", "",
             "# the box office: publishes the (signed) ticket list.",
             f"user {BOXOFFICE}", f"topic readwrite {topics.tickets(venue)}", ""]
     for d in dashboards:

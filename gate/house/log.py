@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Optional
 
 from gate.clock import now_ms
 from gate.events import ScanEvent, Ticket
@@ -30,6 +30,7 @@ class AttendanceLog:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        self.on_store: Optional[Callable] = None
 
     def events(self) -> Iterator[ScanEvent]:
         """Every stored scan event, in arrival order."""
@@ -42,12 +43,16 @@ class AttendanceLog:
         return {tid: (holder, patron, tags) for tid, holder, patron, tags in self.db.execute("SELECT * FROM holders")}
 
     def add(self, events: Iterable[ScanEvent]) -> None:
-        """Store new events in one transaction (an id already stored is ignored)."""
+        """Store new events in one transaction (an id already stored is ignored). `on_store(db, events)`,
+        when set, runs inside that transaction (the pretix upload queue is filled there)."""
         now = now_ms()
+        events = list(events)
         with self.db:
             self.db.executemany("INSERT OR IGNORE INTO scans VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                                 [(e.id, e.gate, e.seq, e.ts, e.event, e.ticket, e.dir, e.result, e.reason,
                                   json.dumps(e.attention) if e.attention else "[]", now) for e in events])
+            if self.on_store is not None:
+                self.on_store(self.db, events)
 
     def replace_holders(self, tickets: Iterable[Ticket]) -> dict[str, tuple]:
         """Swap in the holder directory of a new ticket list; returns it."""

@@ -24,7 +24,7 @@ from gate.bus.client import guarded, make_client, read_secret
 from gate.bus.limits import Drops
 from gate.clock import now_ms
 from gate.errors import ConfigError, GateError, PayloadError
-from gate.house import attendance, discovery
+from gate.house import attendance, discovery, uploads
 from gate.house.lists import HouseLists
 from gate.house.counts import HouseCounts
 from gate.house.gaps import MAX_GATES, GapTracker
@@ -45,6 +45,11 @@ class HouseService:
         self.venue = cfg.house.venue
         self.log = AttendanceLog(HouseFiles.of(cfg.storage.dir).log)
         self.db = self.log.db
+        self.pretix = None                 # the link to pretix, made in start() when [pretix] url is set
+        if cfg.pretix.url:
+            # Queued for pretix in the transaction that logs the scan: never one without the other.
+            self.db.executescript(uploads.SCHEMA)
+            self.log.on_store = uploads.enqueue
         self.counts = HouseCounts()
         self.ids: set[str] = set()
         self.holders: dict[str, tuple] = {}
@@ -143,6 +148,8 @@ class HouseService:
     def _commit(self, new, acks) -> None:
         stored, more = self.ingest.store(new)
         acks += more
+        if stored and self.pretix:
+            self.pretix.wake()
         if stored:
             with self.lock:
                 for gate in {e.gate for e in stored}:
@@ -322,7 +329,8 @@ class HouseService:
                                "gaps_untracked": self.gaps.untracked_gaps,
                                "held_for_database": len(self.ingest.unstored)},
                     "ticket_lists": self.lists.report(),
-                    "unattributed": self.counts.unattributed()}
+                    "unattributed": self.counts.unattributed(),
+                    **({"pretix": self.pretix.status()} if self.pretix else {})}
 
     def attendance(self) -> list[dict]:
         """The attendance log for the box office's CRM: one row per effective admission."""
@@ -334,6 +342,13 @@ class HouseService:
         self.client.connect_async(m.host, m.port, keepalive=m.keepalive)
         self.client.loop_start()
         self._thread.start()
+        if self.cfg.pretix.url:
+            from gate.house.pretix_link import PretixLink
+            try:
+                self.pretix = PretixLink(self)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(self.cfg.path, "pretix.token_file", 0, str(exc)) from None
+            self.pretix.start()
         from gate.house.web import serve
         self.http = serve(self, self.cfg.house.listen)
 
@@ -353,6 +368,8 @@ class HouseService:
                 ).wait_for_publish(timeout=1)
             except (RuntimeError, ValueError):
                 pass
+        if self.pretix:
+            self.pretix.close()
         self.client.disconnect()
         self.client.loop_stop()
         self.log.close()
@@ -363,6 +380,9 @@ def main(args) -> int:
     cfg = load(args.config)
     if cfg.house is None:
         raise ConfigError(args.config, "house", 0, "gate house needs a [house] section")
+    if args.action == "pretix":
+        from gate.house.pretix_link import sync_once
+        return sync_once(cfg, args.pretix_action)
     if args.action == "export":
         svc = HouseService(cfg)
         try:
@@ -373,7 +393,7 @@ def main(args) -> int:
                 n = attendance.export(svc, args.format, sys.stdout)
         finally:
             svc.log.close()
-        print(f"exported {n} admissions", file=sys.stderr)
+        print(f"exported {n} rows (admissions, then no-shows)", file=sys.stderr)
         return 0
     from gate.config_checks import warnings
     for w in warnings(cfg):
