@@ -18,7 +18,6 @@ import urllib.request
 import numpy as np
 import pytest
 
-from gate.boxoffice.lists import unpack_list
 from gate.boxoffice.pretix_api import PretixClient
 from gate.bus.codec import pack_scan
 from gate.camera import MemorySource
@@ -31,7 +30,8 @@ from gate.render import compose
 from gate.resolve import Resolver
 from gate.scanner import Scanner
 from gate.tickets import TicketStore
-from gate.updater import TicketUpdater
+from gate.boxoffice.keys import load_private_key
+from gate.updater import ListGuard, TicketUpdater
 from tests.conftest import REPO, Collector, free_port, gate_config, run_gate_cli, wait_for
 from tests.pretix_server import PretixServer
 from tests.test_mqtt import _publish_raw
@@ -57,9 +57,9 @@ def seed(pretix, **spec):
     return pretix.seed(spec)
 
 
-def house_toml(tmp_path, pretix, made, broker_port, name="house", every=60):
+def house_toml(tmp_path, pretix, made, broker_port, venue, name="house", every=60):
     (tmp_path / f"{name}.token").write_text(made["token"] + "\n")
-    text = (f'[house]\nvenue = "hall"\nlisten = "127.0.0.1:{free_port()}"\nclient_id = "house-{name}"\n'
+    text = (venue.signing_toml(publisher=True) +f'[house]\nvenue = "hall"\nlisten = "127.0.0.1:{free_port()}"\nclient_id = "house-{name}"\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nkeepalive = 5\n'
             f'[storage]\ndir = "{tmp_path}/{name}"\n'
             f'[pretix]\nurl = "{pretix.url}"\norganizer = "{made["organizer"]}"\nevent = "{made["event"]}"\n'
@@ -73,14 +73,16 @@ def client(pretix, made):
     return PretixClient(pretix.url, made["organizer"], made["token"])
 
 
-def published_list(broker, tmp_path):
+def published_list(broker, tmp_path, venue):
+    """The list the house published, applied as a gate applies it (signature, venue secret)."""
     col = Collector(broker.port, "gate/hall/tickets")
     try:
         data = wait_for(lambda: col.on("gate/hall/tickets"), 10, what="ticket list")[-1]
     finally:
         col.close()
     store = TicketStore(tmp_path / f"gate-{time.monotonic_ns()}.db")
-    assert TicketUpdater(store.path).apply(store, data)
+    house_key = load_private_key(venue.key_path).public_key()
+    assert TicketUpdater(store.path, guard=ListGuard("hall", [house_key], venue.secret)).apply(store, data)
     return store, data
 
 
@@ -98,7 +100,7 @@ def checkins(pretix, made, **params):
         c.close()
 
 
-def test_pretix_sync_signed_event_blocked_revoked_unpaid(pretix, broker, tmp_path):
+def test_pretix_sync_signed_event_blocked_revoked_unpaid(pretix, broker, tmp_path, venue_keys):
     made = seed(pretix, signed=True, items=[{"name": "Stalls"}, {"name": "Wheelchair", "attention": True}],
                 positions=[{"name": "Ada Lovelace"}, {"name": "Alan Turing", "item": 1}, {"name": "Held Back"},
                            {"name": "Not Paid", "status": "n"}, {"name": "Changed Mind", "status": "c"},
@@ -107,12 +109,12 @@ def test_pretix_sync_signed_event_blocked_revoked_unpaid(pretix, broker, tmp_pat
     pretix.seed({"action": "block", "organizer": made["organizer"], "event": "gala", "secrets": [secrets[2]]})
     new = pretix.seed({"action": "reissue", "organizer": made["organizer"], "event": "gala",
                        "secrets": [secrets[5]]})["secrets"][secrets[5]]
-    path, cfg = house_toml(tmp_path, pretix, made, broker.port)
+    path, cfg = house_toml(tmp_path, pretix, made, broker.port, venue_keys)
     assert run_gate_cli("config", "check", str(path)).returncode == 0
     r = run_gate_cli("house", "-c", str(path), "pretix", "sync")
     assert r.returncode == 0, r.stderr
     assert "full" in r.stdout and "pretix positions:" in r.stderr   # progress, then the summary
-    store, _ = published_list(broker, tmp_path)
+    store, _ = published_list(broker, tmp_path, venue_keys)
     # The gate holds no pretix key in its config: the house's list brought pretix's own key.
     verdicts = [judge(store, s, ["gala"]) for s in secrets]
     assert [v.reason for v in verdicts] == ["ok", "ok", "blocked", "revoked", "revoked", "revoked"]
@@ -126,17 +128,17 @@ def test_pretix_sync_signed_event_blocked_revoked_unpaid(pretix, broker, tmp_pat
     pretix.seed({"action": "unblock", "organizer": made["organizer"], "event": "gala", "secrets": [secrets[2]]})
     r = run_gate_cli("house", "-c", str(path), "pretix", "sync")
     assert r.returncode == 0 and "changed orders" in r.stdout, r.stdout + r.stderr
-    store2, _ = published_list(broker, tmp_path)
+    store2, _ = published_list(broker, tmp_path, venue_keys)
     assert judge(store2, secrets[2], ["gala"]).reason == "ok"
 
 
-def test_pretix_sync_series_two_dates(pretix, broker, tmp_path):
+def test_pretix_sync_series_two_dates(pretix, broker, tmp_path, venue_keys):
     made = seed(pretix, event="tour", dates=2, positions=[{"name": "Night One", "date": 0},
                                                           {"name": "Night Two", "date": 1}])
     d1, d2 = made["subevents"]
-    path, cfg = house_toml(tmp_path, pretix, made, broker.port)
+    path, cfg = house_toml(tmp_path, pretix, made, broker.port, venue_keys)
     assert run_gate_cli("house", "-c", str(path), "pretix", "sync").returncode == 0
-    store, _ = published_list(broker, tmp_path)
+    store, _ = published_list(broker, tmp_path, venue_keys)
     one, two = (p["secret"] for p in made["positions"])
     tonight = [f"tour-{d1}"]
     assert (judge(store, one, tonight).reason, judge(store, one, tonight).ticket.event) == ("ok", f"tour-{d1}")
@@ -144,12 +146,12 @@ def test_pretix_sync_series_two_dates(pretix, broker, tmp_path):
 
 
 @pytest.fixture
-def pretix_house(pretix, broker, tmp_path):
+def pretix_house(pretix, broker, tmp_path, venue_keys):
     made_houses = []
 
     def make(made, every=60):
         SEQ.clear()
-        path, cfg = house_toml(tmp_path, pretix, made, broker.port, every=every)
+        path, cfg = house_toml(tmp_path, pretix, made, broker.port, venue_keys, every=every)
         svc = HouseService(cfg)
         svc.start()
         wait_for(svc.connected.is_set, what="house connected")
@@ -210,14 +212,14 @@ def test_pretix_uploads_each_kind_and_house_agrees_with_pretix(pretix, broker, p
 
 
 def test_pretix_checkin_made_in_pretix_is_already_used_at_the_gate(pretix, broker, pretix_house, tmp_path,
-                                                                   mock_factory):
+                                                                   mock_factory, venue_keys):
     made = seed(pretix, signed=True, positions=[{"name": "Early Bird"}, {"name": "On Time"}])
     early, on_time = (p["secret"] for p in made["positions"])
     status, body = client(pretix, made).redeem(early, made["checkin_list"], "box-office-app-1",
                                                int(time.time() * 1000) - 5000)
     assert status == 201, body
     # A real gate with no ticket data and no pretix key of its own, online before the house syncs.
-    cfg = gate_config(tmp_path, port=broker.port, mqtt_on=True)
+    cfg = gate_config(tmp_path, port=broker.port, mqtt_on=True, venue=venue_keys)
     cfg.gate.events = ["gala"]
     rng = np.random.default_rng(9)
     empty = compose(None, "empty", rng=rng)
@@ -292,10 +294,10 @@ def test_pretix_killed_and_restarted_mid_upload(pretix, broker, pretix_house):
     assert st["checkin_count"] == next(e for e in svc.api()["events"] if e["event"] == "gala")["admitted"] == 40
 
 
-def test_pretix_house_sigkilled_mid_upload(pretix, broker, tmp_path):
+def test_pretix_house_sigkilled_mid_upload(pretix, broker, tmp_path, venue_keys):
     made = seed(pretix, positions=[{"name": f"K{i}"} for i in range(60)])
     SEQ.clear()
-    path, cfg = house_toml(tmp_path, pretix, made, broker.port, name="house-k")
+    path, cfg = house_toml(tmp_path, pretix, made, broker.port, venue_keys, name="house-k")
     env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
     cmd = [sys.executable, "-m", "gate.cli", "house", "-c", str(path)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
