@@ -32,7 +32,7 @@ from gate.scanner import Scanner
 from gate.tickets import TicketStore
 from gate.boxoffice.keys import load_private_key
 from gate.updater import ListGuard, TicketUpdater
-from tests.conftest import REPO, Collector, free_port, gate_config, run_gate_cli, wait_for
+from tests.conftest import Collector, free_port, gate_config, run_gate_cli, wait_for
 from tests.pretix_server import PretixServer
 from tests.test_mqtt import _publish_raw
 
