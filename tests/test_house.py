@@ -62,3 +62,21 @@ def test_house_counts_same_whatever_the_arrival_order():
         shuffled = es[:]
         rng.shuffle(shuffled)
         assert counts(shuffled) == expected
+
+
+def test_house_one_ticket_flooded_costs_bounded_work():
+    """A gate (or a stolen gate credential) sending thousands of admissions for one ticket must not
+    stall counting: the work per event is bounded and the excess is counted, not applied."""
+    import time as _time
+    from gate.events import ScanEvent
+    from gate.house.counts import MAX_EVENTS_PER_TICKET
+    c = HouseCounts()
+    t0 = _time.monotonic()
+    for i in range(5000):
+        c.add(ScanEvent(f"f{i}", "door-x", i + 1, 1_700_000_000_000 + i, "eve", "T-evil", "in", "admitted", "ok"))
+    assert _time.monotonic() - t0 < 3.0                 # was cubic: 1,000 such events took over a minute
+    c.add(ScanEvent("ok1", "door-b", 1, 1_700_000_100_000, "eve", "T2", "in", "admitted", "ok"))
+    d = c.detail("eve")
+    assert d["admitted"] == 2 and d["inside"] == 2
+    assert d["flooded"] == 5000 - MAX_EVENTS_PER_TICKET
+    assert len(d["conflicts"]) == MAX_EVENTS_PER_TICKET - 1

@@ -14,6 +14,7 @@ take one off `inside`.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -22,11 +23,20 @@ from gate.clock import now_ms
 from gate.events import ScanEvent
 
 MINUTES_KEPT = 120
+# No real ticket is scanned this often in one performance; beyond it a ticket's further events are
+# not counted (counted as `ticket_flood` instead), so one ticket can never cost unbounded work.
+MAX_EVENTS_PER_TICKET = 256
+
+
+def _order(e: ScanEvent) -> tuple:
+    return (e.ts, e.seq, e.gate)
 
 
 @dataclass
 class TicketState:
-    events: list = field(default_factory=list)   # ScanEvents of this ticket (admitted/exited/annulled)
+    events: list = field(default_factory=list)   # ScanEvents of this ticket, kept in time order
+    keys: list = field(default_factory=list)     # their sort keys, for bisect
+    annulled: set = field(default_factory=set)   # (gate, ts) of annulments
     admitted: bool = False
     inside: bool = False
     conflicts: tuple = ()                          # ids of flagged (later) admissions
@@ -43,28 +53,32 @@ class EventCounts:
     gates: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     minutes: dict = field(default_factory=lambda: defaultdict(int))   # unix minute -> admissions
     conflicts: dict = field(default_factory=dict)                      # event id -> conflict info
+    flooded: int = 0           # events beyond MAX_EVENTS_PER_TICKET, not counted
 
     @property
     def inside(self) -> int:
         return max(0, self.inside_tickets - self.anonymous_exits)
 
 
-def replay(events: list) -> tuple[bool, bool, tuple, int]:
-    """(admitted, inside, conflicting admission ids, admissions) for one ticket's events."""
-    annulled = {(e.gate, e.ts) for e in events if e.result == "annulled"}
+def replay(events: list, annulled: set) -> tuple[bool, bool, list, object]:
+    """(admitted, inside, conflicting admissions, first admission) for one ticket's events in time order.
+
+    One pass, no sorting: the events are kept in order as they arrive.
+    """
     inside = admitted = False
-    conflicts, admissions = [], 0
-    for e in sorted(events, key=lambda e: (e.ts, e.seq, e.gate)):
+    conflicts, first = [], None
+    for e in events:
         if e.result == "admitted":
             if (e.gate, e.ts) in annulled:
                 continue
-            admissions += 1
             if inside and e.reason != "reentry":
-                conflicts.append(e.id)
+                conflicts.append(e)
+            if first is None:
+                first = e
             inside = admitted = True
         elif e.result == "exited":
             inside = False
-    return admitted, inside, tuple(conflicts), admissions
+    return admitted, inside, conflicts, first
 
 
 class HouseCounts:
@@ -95,6 +109,10 @@ class HouseCounts:
             c.rejected[e.reason] += 1
             c.gates[e.gate]["rejected"] += 1
             return ev
+        t = self.tickets[(ev, e.ticket)] if e.ticket or e.result != "exited" else None
+        if t is not None and len(t.events) >= MAX_EVENTS_PER_TICKET:
+            c.flooded += 1
+            return ev
         if e.result == "exited":
             c.exited += 1
             c.gates[e.gate]["exited"] += 1
@@ -117,19 +135,20 @@ class HouseCounts:
             m = e.ts // 60000
             if c.minutes.get(m):
                 c.minutes[m] -= 1
-        t = self.tickets[(ev, e.ticket)]
-        t.events.append(e)
-        admitted, inside, conflicts, _ = replay(t.events)
+        i = bisect.bisect(t.keys, _order(e))
+        t.keys.insert(i, _order(e))
+        t.events.insert(i, e)
+        if e.result == "annulled":
+            t.annulled.add((e.gate, e.ts))
+        admitted, inside, conflicts, first = replay(t.events, t.annulled)
         c.admitted += int(admitted) - int(t.admitted)
         c.inside_tickets += int(inside) - int(t.inside)
         for cid in t.conflicts:
             c.conflicts.pop(cid, None)
-        for cid in conflicts:
-            flagged = next(x for x in t.events if x.id == cid)
-            first = min((x for x in t.events if x.result == "admitted" and x.id != cid), key=lambda x: x.ts)
-            c.conflicts[cid] = {"ticket": e.ticket, "gate": flagged.gate, "ts": flagged.ts,
-                                "first_gate": first.gate, "first_ts": first.ts}
-        t.admitted, t.inside, t.conflicts = admitted, inside, conflicts
+        for flagged in conflicts:
+            c.conflicts[flagged.id] = {"ticket": e.ticket, "gate": flagged.gate, "ts": flagged.ts,
+                                       "first_gate": first.gate, "first_ts": first.ts}
+        t.admitted, t.inside, t.conflicts = admitted, inside, tuple(x.id for x in conflicts)
         return ev
 
     def unattributed(self) -> dict:
@@ -150,6 +169,7 @@ class HouseCounts:
         now_min = int(time.time() // 60)
         d.update({
             "annulled": c.annulled,
+            "flooded": c.flooded,
             "rejected_by_reason": dict(c.rejected),
             "by_gate": {g: dict(v) for g, v in c.gates.items()},
             "per_minute": [[m * 60000, c.minutes.get(m, 0)] for m in range(now_min - MINUTES_KEPT + 1, now_min + 1)],
