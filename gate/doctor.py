@@ -128,7 +128,10 @@ def check_disk(cfg):
     free = shutil.disk_usage(d).free // (1024 * 1024)
     if free < MIN_FREE_MB:
         return False, f"only {free} MB free under {d}: the outbox needs room while the broker is away"
-    return True, f"{free} MB free under {d}"
+    aside = sorted(p.name for p in d.glob("*.corrupt-*") if not p.name.endswith(("-wal", "-shm")))
+    note = (f"; damaged file(s) set aside and rebuilt: {', '.join(aside)} (keep them for recovery, "
+            "delete them once done)") if aside else ""
+    return True, f"{free} MB free under {d}{note}"
 
 
 def main(args) -> int:

@@ -9,14 +9,18 @@ transaction as the row it numbers, so it survives restarts and never repeats.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import uuid
 from pathlib import Path
 
+from gate import recovery
 from gate.clock import now_ms
 from gate.events import ScanEvent
 from gate.bus.codec import pack_scan
+
+log = logging.getLogger("gate.outbox")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload BLOB NOT NULL);
@@ -32,12 +36,51 @@ class Outbox:
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=10000")
-        self.db.executescript(SCHEMA)
         self._sync = None
         self._lock = threading.Lock()
+        self.db, self.set_aside = recovery.open_or_set_aside(
+            self.path, self._open, "the gate's outbox",
+            "its readable rows are copied into the new one and sent; the moved file is kept for recovery")
+        if self.set_aside is not None:
+            self._salvage(self.set_aside)
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=10000")
+            db.executescript(SCHEMA)
+            recovery.check(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _salvage(self, aside: Path) -> None:
+        """Copy what can still be read of a damaged outbox; never drop it silently."""
+        rows, top, why = [], 0, ""
+        try:
+            old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
+            try:
+                for row in old.execute("SELECT value FROM counter WHERE name='seq'"):
+                    top = max(top, int(row[0]))
+                for row in old.execute("SELECT seq, id, payload FROM outbox ORDER BY seq"):
+                    rows.append(row)
+            finally:
+                old.close()
+        except sqlite3.DatabaseError as exc:
+            why = str(exc)
+        top = max([top] + [r[0] for r in rows])
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR IGNORE INTO outbox VALUES (?,?,?)", rows)
+            self.db.execute("INSERT OR REPLACE INTO counter VALUES ('seq', ?)", (top,))
+            self.db.execute("COMMIT")
+        if why:
+            log.error("outbox %s: %d unsent event(s) recovered, the rest could not be read (%s); they stay in "
+                      "%s for recovery: nothing was deleted", self.path, len(rows), why, aside)
+        else:
+            log.warning("outbox %s: all %d unsent event(s) recovered from %s", self.path, len(rows), aside)
 
     def _set_sync(self, full: bool) -> None:
         if self._sync != full:

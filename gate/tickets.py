@@ -23,6 +23,7 @@ import sqlite3
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from gate import recovery
 from gate.clock import now_ms
 from gate.boxoffice.lists import code_hash
 from gate.events import History, Ticket, ticket_from_row, ticket_row
@@ -60,12 +61,35 @@ class TicketStore:
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.set_aside: list[Path] = []
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if not recovery.is_corrupt(exc):
+                raise
+            self.set_aside = recovery.set_aside_damaged(
+                [self.path, self.used_path], "the gate's ticket store",
+                "the gate has no tickets until the broker hands over the ticket list again (it is retained) or "
+                "`gate tickets import` loads one" if self.path.name else "")
+            if not self.set_aside:
+                raise
+            self._open()
+
+    def _open(self) -> None:
         self.db = connect(self.path)
-        self.db.execute("ATTACH DATABASE ? AS used", (str(self.used_path),))
-        self.db.execute("PRAGMA used.journal_mode=WAL")
-        self.db.execute("PRAGMA used.synchronous=NORMAL")
-        self._migrate()
-        self._create()
+        try:
+            self.db.execute("ATTACH DATABASE ? AS used", (str(self.used_path),))
+            self.db.execute("PRAGMA used.journal_mode=WAL")
+            self.db.execute("PRAGMA used.synchronous=NORMAL")
+            for schema in ("main", "used"):
+                row = self.db.execute(f"PRAGMA {schema}.quick_check(1)").fetchone()
+                if not row or row[0] != "ok":
+                    raise sqlite3.DatabaseError(f"database disk image is malformed ({row[0] if row else '?'})")
+            self._migrate()
+            self._create()
+        except BaseException:
+            self.db.close()
+            raise
         key = self._meta("ref_key")
         if key is None:
             key = os.urandom(32).hex()

@@ -11,6 +11,7 @@ import logging
 import sqlite3
 from typing import Callable, Iterable, Iterator, Optional
 
+from gate import recovery
 from gate.clock import now_ms
 from gate.events import ScanEvent, Ticket
 
@@ -24,12 +25,25 @@ CREATE TABLE IF NOT EXISTS holders (ticket_id TEXT PRIMARY KEY, holder TEXT, pat
 """
 
 
+def _open(path) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+        recovery.check(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 class AttendanceLog:
     def __init__(self, path):
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        self.db, self.set_aside = recovery.open_or_set_aside(
+            path, lambda: _open(path), "the house's attendance log",
+            "the counts are rebuilt from what the broker kept for the house's session and from the gates, "
+            "which resend the events of the last day when the house asks for the gaps")
         self.on_store: Optional[Callable] = None
 
     def events(self) -> Iterator[ScanEvent]:

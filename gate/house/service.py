@@ -330,6 +330,8 @@ class HouseService:
                                "held_for_database": len(self.ingest.unstored)},
                     "ticket_lists": self.lists.report(),
                     "unattributed": self.counts.unattributed(),
+                    # a damaged attendance log moved aside at start: the operator should know
+                    "set_aside": [str(self.log.set_aside)] if self.log.set_aside else [],
                     **({"pretix": self.pretix.status()} if self.pretix else {})}
 
     def attendance(self) -> list[dict]:
