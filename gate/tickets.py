@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS list_series (series TEXT PRIMARY KEY, seq INTEGER NOT
 USED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS used.used (
     ticket_id TEXT PRIMARY KEY, inside INTEGER NOT NULL, first_ts INTEGER,
-    first_gate TEXT, exits INTEGER NOT NULL DEFAULT 0);
+    first_gate TEXT, exits INTEGER NOT NULL DEFAULT 0, last_ts INTEGER, last_gate TEXT);
 """
 LIST_META = ("list_series", "list_seq", "list_issued", "list_effective", "list_key")
 
@@ -108,6 +108,10 @@ class TicketStore:
         for stmt in (SCHEMA + USED_SCHEMA).split(";"):
             if stmt.strip():
                 self.db.execute(stmt)
+        cols = [r[1] for r in self.db.execute("PRAGMA used.table_info(used)")]
+        for col, kind in (("last_ts", "INTEGER"), ("last_gate", "TEXT")):   # records from before annulments were tied to a gate
+            if col not in cols:
+                self.db.execute(f"ALTER TABLE used.used ADD COLUMN {col} {kind}")
 
     def _migrate(self) -> None:
         """Stores from before code hashes: hash the codes in place, move the record of use out."""
@@ -120,7 +124,8 @@ class TicketStore:
         try:
             if old_used:
                 db.execute(USED_SCHEMA.strip().rstrip(";"))
-                db.execute("INSERT OR IGNORE INTO used.used SELECT * FROM main.used")
+                db.execute("INSERT OR IGNORE INTO used.used (ticket_id, inside, first_ts, first_gate, exits) "
+                           "SELECT ticket_id, inside, first_ts, first_gate, exits FROM main.used")
                 db.execute("DROP TABLE main.used")
             if "code" in cols:
                 key = os.urandom(32)
@@ -246,16 +251,23 @@ class TicketStore:
         """Apply a scan result (own or another gate's) to the ticket's history."""
         if result == "admitted":
             self.db.execute(
-                "INSERT INTO used.used VALUES (?,1,?,?,0) ON CONFLICT(ticket_id) DO UPDATE SET inside=1, "
+                "INSERT INTO used.used (ticket_id, inside, first_ts, first_gate, exits, last_ts, last_gate) "
+                "VALUES (?,1,?,?,0,?,?) ON CONFLICT(ticket_id) DO UPDATE SET inside=1, "
                 "first_ts=CASE WHEN first_ts IS NULL OR first_ts>excluded.first_ts THEN excluded.first_ts ELSE first_ts END, "
-                "first_gate=CASE WHEN first_ts IS NULL OR first_ts>excluded.first_ts THEN excluded.first_gate ELSE first_gate END",
-                (ticket_id, ts, gate))
+                "first_gate=CASE WHEN first_ts IS NULL OR first_ts>excluded.first_ts THEN excluded.first_gate ELSE first_gate END, "
+                "last_gate=CASE WHEN last_ts IS NULL OR last_ts<=excluded.last_ts THEN excluded.last_gate ELSE last_gate END, "
+                "last_ts=CASE WHEN last_ts IS NULL OR last_ts<=excluded.last_ts THEN excluded.last_ts ELSE last_ts END",
+                (ticket_id, ts, gate, ts, gate))
         elif result == "exited":
             self.db.execute("UPDATE used.used SET inside=0, exits=exits+1 WHERE ticket_id=?", (ticket_id,))
         elif result == "annulled":
-            # Nobody walked through: the ticket is as usable as before the scan.
-            self.db.execute("DELETE FROM used.used WHERE ticket_id=? AND first_ts=? AND exits=0", (ticket_id, ts))
-            self.db.execute("UPDATE used.used SET inside=0 WHERE ticket_id=?", (ticket_id,))
+            # Nobody walked through: the ticket is as usable as before the scan. Only the gate that
+            # made an admission can annul it (same gate, same time): another gate's word is not enough.
+            self.db.execute("DELETE FROM used.used WHERE ticket_id=? AND first_ts=? AND first_gate=? AND exits=0",
+                            (ticket_id, ts, gate))
+            self.db.execute("UPDATE used.used SET inside=0 WHERE ticket_id=? AND "
+                            "((last_ts=? AND last_gate=?) OR (last_ts IS NULL AND first_ts=? AND first_gate=?))",
+                            (ticket_id, ts, gate, ts, gate))
 
     def record_remote(self, scans, max_rows: int) -> int:
         """Apply other gates' scans [(ticket_id, result, ts, gate)] in one transaction; returns how many

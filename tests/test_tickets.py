@@ -132,6 +132,23 @@ def test_tickets_history_records_and_annul(tmp_path):
     assert store.history("T2").first_ts is None and not store.history("T2").inside
 
 
+def test_tickets_only_the_admitting_gate_can_annul(tmp_path):
+    """Another gate (a stolen gate credential) saw door-a's admission on the bus and sends an
+    `annulled` with its time: the ticket must stay used at every door."""
+    store = TicketStore(tmp_path / "s.db")
+    store.record("T1", "admitted", 1000, "door-a")
+    store.record_remote([("T1", "annulled", 1000, "door-b")], 1000)
+    h = store.history("T1")
+    assert h.inside and h.first_ts == 1000 and h.first_gate == "door-a"
+    store.record("T1", "exited", 2000, "door-a")
+    store.record("T1", "admitted", 3000, "door-c")        # a re-entry at door-c...
+    store.record("T1", "annulled", 3000, "door-b")        # ...that door-b cannot undo
+    assert store.history("T1").inside
+    store.record("T1", "annulled", 3000, "door-c")        # door-c's own annulment does
+    h = store.history("T1")
+    assert not h.inside and h.first_gate == "door-a"
+
+
 def _import_capped(tmp_path, ticket_file, address_space):
     """`gate tickets import` in a process with a small address space (as on a small Pi)."""
     import resource
