@@ -80,3 +80,22 @@ def test_house_one_ticket_flooded_costs_bounded_work():
     assert d["admitted"] == 2 and d["inside"] == 2
     assert d["flooded"] == 5000 - MAX_EVENTS_PER_TICKET
     assert len(d["conflicts"]) == MAX_EVENTS_PER_TICKET - 1
+
+
+def test_house_log_keys_events_by_gate_and_id(tmp_path):
+    """door-b reusing door-a's event id (gates see each other's scans) must not make door-a's real
+    admission a 'duplicate'; an attendance log from before is re-keyed with every row kept."""
+    import sqlite3
+    from gate.house.log import AttendanceLog
+    old = sqlite3.connect(tmp_path / "house.db")
+    old.execute("CREATE TABLE scans (id TEXT PRIMARY KEY, gate TEXT, seq INTEGER, ts INTEGER, event TEXT, "
+                "ticket TEXT, dir TEXT, result TEXT, reason TEXT, attention TEXT, received INTEGER)")
+    old.execute("INSERT INTO scans VALUES ('E0','door-a',1,1000,'eve','T0','in','admitted','ok','[]',1)")
+    old.commit()
+    old.close()
+    lg = AttendanceLog(tmp_path / "house.db")
+    lg.add([ScanEvent("E1", "door-b", 1, 2000, "", "h:x", "in", "rejected", "unknown")])
+    lg.add([ScanEvent("E1", "door-a", 2, 2001, "eve", "T1", "in", "admitted", "ok")])
+    got = sorted((e.gate, e.id, e.ticket) for e in lg.events())
+    assert got == [("door-a", "E0", "T0"), ("door-a", "E1", "T1"), ("door-b", "E1", "h:x")]
+    lg.close()

@@ -78,14 +78,14 @@ class Ingest:
                 return svc.drops.add(exc.kind, topic, exc)
             if e.gate != gate:
                 return svc.drops.add("gate_mismatch", topic, e.gate)
-            if e.id in svc.ids:
+            if (e.gate, e.id) in svc.ids:   # idempotency per gate: another gate cannot claim an id
                 svc.duplicates += 1
                 return None
             if e.event and e.event not in self.events:
                 if len(self.events) >= MAX_EVENTS and e.event not in svc.cfg.house.capacity:
                     return svc.drops.add("events_over_cap", topic, e.event)
                 self.events.add(e.event)
-            svc.ids.add(e.id)
+            svc.ids.add((e.gate, e.id))
             return e
         if kind == "status" or kind == "health":
             if not payload:
@@ -124,7 +124,7 @@ class Ingest:
                 last = exc
                 continue
             except Exception as exc:   # this row only (a value SQLite cannot hold): drop it, keep going
-                self.svc.ids.discard(e.id)
+                self.svc.ids.discard((e.gate, e.id))
                 self.svc.drops.add("db_refused", topics.scan(self.svc.venue, e.gate), repr(exc))
                 acks += ack
                 continue
@@ -139,7 +139,7 @@ class Ingest:
         if room < len(waiting):
             # Not acknowledged: the broker still has them and hands them over again on reconnect.
             for e, _ in waiting[room:]:
-                self.svc.ids.discard(e.id)
+                self.svc.ids.discard((e.gate, e.id))
             self.svc.drops.add("db_unavailable", "attendance log", exc)
             waiting = waiting[:max(0, room)]
         if waiting:

@@ -1,4 +1,4 @@
-"""The house's attendance log: every scan event once (its `id` is the key), and the holder directory.
+"""The house's attendance log: every scan event once (keyed by gate and `id`), and the holder directory.
 
 One SQLite file, WAL, `synchronous=FULL`: an event the house acknowledged to
 the broker is on disk. Counts are rebuilt from it at start.
@@ -19,10 +19,24 @@ log = logging.getLogger("gate.house")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scans (
-    id TEXT PRIMARY KEY, gate TEXT, seq INTEGER, ts INTEGER, event TEXT, ticket TEXT, dir TEXT,
-    result TEXT, reason TEXT, attention TEXT, received INTEGER);
+    id TEXT NOT NULL, gate TEXT NOT NULL, seq INTEGER, ts INTEGER, event TEXT, ticket TEXT, dir TEXT,
+    result TEXT, reason TEXT, attention TEXT, received INTEGER, PRIMARY KEY (gate, id));
 CREATE TABLE IF NOT EXISTS holders (ticket_id TEXT PRIMARY KEY, holder TEXT, patron TEXT, tags TEXT);
 """
+
+
+def _rekey(db) -> None:
+    """Logs from before events were keyed by (gate, id): one gate could claim another's id and have
+    that gate's real event dropped as a duplicate. Rebuild the table with the new key, keeping every row."""
+    pk = [r[1] for r in sorted(db.execute("PRAGMA table_info(scans)"), key=lambda r: r[5]) if r[5]]
+    if pk != ["id"]:
+        return
+    log.info("attendance log: re-keying scans by (gate, id)")
+    with db:   # one transaction (executescript would commit half-way)
+        db.execute("ALTER TABLE scans RENAME TO scans_by_id")
+        db.execute(SCHEMA.split(";")[0])
+        db.execute("INSERT OR IGNORE INTO scans SELECT * FROM scans_by_id ORDER BY rowid")
+        db.execute("DROP TABLE scans_by_id")
 
 
 def _open(path) -> sqlite3.Connection:
@@ -30,6 +44,7 @@ def _open(path) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        _rekey(db)
         db.executescript(SCHEMA)
         recovery.check(db)
     except BaseException:

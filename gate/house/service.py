@@ -51,7 +51,7 @@ class HouseService:
             self.db.executescript(uploads.SCHEMA)
             self.log.on_store = uploads.enqueue
         self.counts = HouseCounts()
-        self.ids: set[str] = set()
+        self.ids: set[tuple[str, str]] = set()   # (gate, event id) stored
         self.holders: dict[str, tuple] = {}
         self.lists = HouseLists(cfg)
         self.gates: dict[str, dict] = {}
@@ -96,7 +96,7 @@ class HouseService:
         self.holders = self.log.holders()
         n = 0
         for e in self.log.events():
-            self.ids.add(e.id)
+            self.ids.add((e.gate, e.id))
             self.gaps.track(e.gate, e.seq)
             self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
             n += 1
