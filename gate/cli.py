@@ -8,7 +8,6 @@ import json
 import logging
 import signal
 import sys
-import time
 from pathlib import Path
 
 from gate import __version__

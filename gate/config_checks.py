@@ -15,12 +15,14 @@ import re
 import ssl
 import string
 
+from gate.bus import values
+
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 # An event id ends up in MQTT topics and Home Assistant ids: no '/', '+', '#' or spaces.
 EVENT_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-RESERVED_EVENTS = ("status",)   # gate/<venue>/house/status is the house's own topic
 HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
 SOURCE_RE = re.compile(r"^(picamera2|(v4l2|hid|serial|replay):.+)$")
+RESERVED_EVENTS = values.RESERVED_EVENTS   # gate/<venue>/house/status is the house's own topic
 BCM_PINS = range(0, 28)          # the GPIO numbers on the Pi's 40-pin header (every model)
 GREETING_FIELDS = ("holder", "first", "seat")
 

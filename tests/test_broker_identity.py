@@ -244,3 +244,17 @@ def test_broker_identity_config_check_warns_when_a_gate_logs_in_as_someone_else(
     p.write_text(base.format(user="door-a"))
     r = run_gate_cli("config", "check", str(p))
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+
+
+def test_broker_refuses_messages_larger_than_a_ticket_list(venue):
+    """A gate credential cannot push a 20 MB message through the broker to the house and every gate."""
+    out, b = venue
+    gate = V5(out, b.port, "door-a")
+    watcher = V5(out, b.port, "door-b")
+    watcher.subscribe("gate/hall/door-a/scan")
+    gate.c.publish("gate/hall/door-a/scan", b"\0" * (20 * 1024 * 1024), qos=1)
+    wait_for(lambda: gate.disconnects, 15, what="the broker dropping the oversized publisher")
+    time.sleep(0.5)
+    assert not [m for m in watcher.messages if len(m[1]) > 1_000_000]
+    small = V5(out, b.port, "door-a")                  # the gate itself can come back at once
+    assert not small.publish("gate/hall/door-a/status", b'{"state":"online"}').is_failure

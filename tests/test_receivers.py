@@ -214,3 +214,23 @@ def test_receivers_a_flood_of_made_up_performances_is_capped(broker, house, monk
     wait_for(lambda: api(house.cfg)["malformed"].get("events_over_cap", 0) >= 80, what="made-up shows dropped")
     wait_for(lambda: eve(api(house.cfg))["admitted"] == 1, what="the configured performance still counts")
     assert len(house.counts.events) <= 21
+
+
+def test_receivers_refuse_reserved_event_ids_and_spoofing_ticket_text():
+    """`status` is the house's own topic level; bidi overrides and C1 controls spoof dashboards and terminals."""
+    import msgpack
+    import pytest as _pytest
+    from gate.bus.codec import unpack_scan
+    from gate.clock import now_ms
+    from gate.errors import PayloadError
+
+    def scan(**kw):
+        obj = {"v": 1, "id": "e1", "gate": "door-a", "seq": 1, "ts": now_ms(), "event": "eve", "ticket": "T1",
+               "dir": "in", "result": "admitted", "reason": "ok", "attention": []}
+        obj.update(kw)
+        return msgpack.packb(obj)
+    assert unpack_scan(scan()).ticket == "T1"
+    assert unpack_scan(scan(ticket="Müller-7")).ticket == "Müller-7"
+    for bad in ({"event": "status"}, {"ticket": "a\u202eb"}, {"ticket": "a\u2028b"}, {"ticket": "a\x9b1m"}):
+        with _pytest.raises(PayloadError):
+            unpack_scan(scan(**bad))

@@ -81,6 +81,9 @@ def acl_text(venue: str, gates: list[str], dashboards: list[str]) -> str:
     return "\n".join(out)
 
 
+MAX_PACKET = 16 * 1024 * 1024 + 64 * 1024   # the largest ticket list plus topic and header room
+
+
 def mosquitto_conf(out: Path, port: int, bind: str) -> str:
     listener = f"listener {port} {bind}" if bind else f"listener {port}"
     return "\n".join([
@@ -98,6 +101,11 @@ def mosquitto_conf(out: Path, port: int, bind: str) -> str:
         "# The house acknowledges after its commit: allow many QoS 1 messages in flight, queue while it is away.",
         "max_inflight_messages 1000",
         "max_queued_messages 100000",
+        "# Nothing legitimate is larger than a signed ticket list (16 MB, gate/boxoffice/lists.py): a gate",
+        "# credential cannot push 256 MB messages through the broker to the house and every other gate,",
+        "# and what waits for an absent client is bounded in bytes too, not only in messages.",
+        f"max_packet_size {MAX_PACKET}",
+        "max_queued_bytes 67108864",
         "",
     ])
 

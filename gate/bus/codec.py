@@ -84,6 +84,6 @@ def unpack_scan(data: bytes, now_ms: int | None = None) -> ScanEvent:
         raise PayloadError("bad_field", "gate/id")
     if result not in _RESULTS or reason not in _REASONS or dir_ not in _DIRS or mode not in _MODES:
         raise PayloadError("bad_field", "result/reason/dir/mode")
-    if not _TICKET(ticket) or not _EVENT(event):
+    if not _TICKET(ticket) or not _EVENT(event) or event in values.RESERVED_EVENTS:
         raise PayloadError("bad_field", "ticket/event")
     return ScanEvent(id_, gate, seq, ts, event, ticket, dir_, result, reason, attention, mode)

@@ -21,9 +21,14 @@ ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 EVENT_RE = re.compile(r"[A-Za-z0-9_.:-]{0,128}")
 # A scan event's idempotency key (the gates use uuid4 hex).
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-# Ticket references: a ticket id or a hash; printable, bounded, never a control character.
-TICKET_RE = re.compile(r"[^\x00-\x1f\x7f]{0,256}")
+# Ticket references: a ticket id or a hash; printable, bounded, never a control character
+# (C0, DEL, C1 such as the 8-bit CSI) nor a Unicode format/separator character (bidi
+# overrides, line separators) that could spoof the dashboard, an export or a terminal.
+TICKET_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]{0,256}")
 TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+# Event ids that are the house's own topic levels (gate/<venue>/house/status): never a performance.
+RESERVED_EVENTS = ("status",)
 
 MAX_SEQ = 2**53          # exact in JSON doubles (the dashboard), far inside SQLite's int64
 MAX_ATTENTION = 16
@@ -41,7 +46,7 @@ def is_id(text) -> bool:
 
 
 def is_event(text) -> bool:
-    return type(text) is str and EVENT_RE.fullmatch(text) is not None
+    return type(text) is str and EVENT_RE.fullmatch(text) is not None and text not in RESERVED_EVENTS
 
 
 def is_topic_level(text) -> bool:

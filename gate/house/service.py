@@ -23,7 +23,7 @@ from gate.bus import messages, topics, values
 from gate.bus.client import guarded, make_client, read_secret
 from gate.bus.limits import Drops
 from gate.clock import now_ms
-from gate.errors import ConfigError, GateError, PayloadError
+from gate.errors import ConfigError, GateError
 from gate.house import attendance, discovery, uploads
 from gate.house.lists import HouseLists
 from gate.house.counts import HouseCounts
