@@ -33,7 +33,7 @@ from gate.verdict_text import display_lines
 log = logging.getLogger("gate.admission")
 
 SYNCED_RESULTS = ("admitted", "exited", "annulled")
-REMOTE_BACKLOG = 2000     # other gates' scans waiting for the loop; more are dropped and counted
+REMOTE_BACKLOG = 20_000   # other gates' scans waiting for the loop (an outbox drained after an outage)
 REMOTE_PER_PASS = 100     # written per pass of the loop (one transaction: a few ms on a Pi)
 MAX_HISTORY = 200_000     # ticket-history rows; past this, other gates' scans of tickets new here are not kept
 
@@ -89,14 +89,14 @@ class Admission:
         if len(self.remote) >= REMOTE_BACKLOG:
             self.drops["remote_backlog"] = self.drops.get("remote_backlog", 0) + 1
             return
-        self.remote.append(e)
+        self.remote.append((e.ticket, e.result, e.ts, e.gate))   # a tuple: a full backlog stays a few MB
 
     def apply_remote(self) -> None:
         """Write up to REMOTE_PER_PASS waiting remote scans into the ticket history."""
         if not self.remote:
             return
         batch = [self.remote.popleft() for _ in range(min(REMOTE_PER_PASS, len(self.remote)))]
-        kept = self.store.record_remote([(e.ticket, e.result, e.ts, e.gate) for e in batch], MAX_HISTORY)
+        kept = self.store.record_remote(batch, MAX_HISTORY)
         if kept < len(batch):
             self.drops["history_full"] = self.drops.get("history_full", 0) + len(batch) - kept
 

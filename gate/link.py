@@ -44,8 +44,12 @@ RESEND_QUEUE = 4           # resend requests waiting; more are dropped (the hous
 RESEND_RATE = 500          # events resent a second, on average ...
 RESEND_BURST = 2000        # ... with bursts up to this
 RESEND_DEDUPE_S = 2.0      # a seq resent this recently is not resent again (the house re-asks after 3 s)
-REMOTE_RATE, REMOTE_BURST = 200, 1000          # other gates' scans a second, all together
-REMOTE_GATE_RATE, REMOTE_GATE_BURST = 25, 200  # ... and from any one gate (a busy door scans ~1/s)
+# Other gates' scans a second, all together and from any one gate. A busy door scans about once a
+# second, but a gate back from an outage drains its whole outbox at once (thousands of admissions in a
+# couple of seconds), and every one of them must reach the other doors' record of use, or those tickets
+# could be used again there: the bursts allow a night offline; the sustained rates bound a flood.
+REMOTE_RATE, REMOTE_BURST = 500, 20_000
+REMOTE_GATE_RATE, REMOTE_GATE_BURST = 100, 10_000
 MAX_REMOTE_GATES = 256
 REMOTE_RESULTS = frozenset(("admitted", "exited", "annulled"))   # the only ones that change a ticket's use
 

@@ -234,3 +234,29 @@ def test_receivers_refuse_reserved_event_ids_and_spoofing_ticket_text():
     for bad in ({"event": "status"}, {"ticket": "a\u202eb"}, {"ticket": "a\u2028b"}, {"ticket": "a\x9b1m"}):
         with _pytest.raises(PayloadError):
             unpack_scan(scan(**bad))
+
+
+def test_receivers_a_gate_draining_its_outbox_reaches_every_other_gate(tmp_path, broker):
+    """A gate back from an outage sends thousands of admissions at once: every one must reach the
+    other doors' record of use (a dropped one is a ticket that works twice)."""
+    from gate.link import GateLink
+    from tests.conftest import gate_config
+    got = []
+    cfg = gate_config(tmp_path, gate="door-q", port=broker.port, mqtt_on=True)
+    link = GateLink(cfg, tmp_path / "q.db", profile="turnstile", on_remote_scan=got.append)
+    link.start()
+    wait_for(link.connected.is_set)
+    try:
+        c = _publisher(broker.port, "door-a-draining")
+        now = int(time.time() * 1000)
+        infos = [c.publish("gate/hall/door-a/scan", pack_scan(scan_event(f"D{i}", gate="door-a", id=f"d{i}",
+                                                                         ts=now - 3_600_000 + i)), qos=1)
+                 for i in range(3000)]
+        for info in infos:
+            info.wait_for_publish(10)
+        wait_for(lambda: len(got) == 3000, 20, what="all 3,000 drained admissions")
+        assert not link.dropped.get("remote_rate")
+        c.disconnect()
+        c.loop_stop()
+    finally:
+        link.close()
