@@ -159,7 +159,12 @@ def check_gate(cfg, fail) -> None:
     if g.profile == "turnstile" and fb.relay is None and t.passage_pin is not None:
         fail("turnstile.passage_pin", "a passage sensor without a relay (feedback.relay) confirms nothing")
     check_pins(cfg, fail)
+    if len(cfg.hospitality.tags) > values.MAX_ATTENTION:
+        fail("hospitality.tags", f"at most {values.MAX_ATTENTION} tags ask for attention (a scan event carries no more)")
     for tag, rule in cfg.hospitality.tags.items():
+        if not values.TAG_RE.fullmatch(tag):
+            fail(f"hospitality.tags.{tag}", "a tag is 1-32 letters, digits, '_', '-' or '.' (it travels in every "
+                 "scan event; the house and the other gates refuse anything else)")
         check_greeting(fail, f"hospitality.tags.{tag}.greeting", rule.greeting)
     check_key_files(cfg, fail)
 

@@ -197,3 +197,19 @@ def test_config_lone_led_red_is_rejected_by_check_and_scan_alike(tmp_path):
         r = run_gate_cli(*args)
         assert r.returncode == 2, r.stderr
         assert f"{p}:7: feedback.led_red:" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_config_hospitality_tags_must_travel_in_a_scan_event(tmp_path):
+    """A tag the house and the other gates would refuse (a space, too many tags) is a config error."""
+    import pytest as _pytest
+    from gate.config import parse
+    from gate.errors import ConfigError
+    base = '[gate]\nid = "door-a"\nvenue = "hall"\nevents = ["eve"]\n'
+    parse(base + '[hospitality.tags.member]\nlevel = "greet"\n', "ok.toml")
+    with _pytest.raises(ConfigError) as e:
+        parse(base + '[hospitality.tags."VIP guest"]\nlevel = "greet"\n', "bad.toml")
+    assert "hospitality.tags.VIP guest" in str(e.value)
+    many = "".join(f'[hospitality.tags.t{i}]\nlevel = "notice"\n' for i in range(17))
+    with _pytest.raises(ConfigError) as e:
+        parse(base + many, "many.toml")
+    assert "hospitality.tags" in str(e.value)

@@ -69,7 +69,7 @@ def test_house_one_ticket_flooded_costs_bounded_work():
     stall counting: the work per event is bounded and the excess is counted, not applied."""
     import time as _time
     from gate.events import ScanEvent
-    from gate.house.counts import MAX_EVENTS_PER_TICKET
+    from gate.house.counts import MAX_EVENTS_PER_TICKET_GATE
     c = HouseCounts()
     t0 = _time.monotonic()
     for i in range(5000):
@@ -78,8 +78,13 @@ def test_house_one_ticket_flooded_costs_bounded_work():
     c.add(ScanEvent("ok1", "door-b", 1, 1_700_000_100_000, "eve", "T2", "in", "admitted", "ok"))
     d = c.detail("eve")
     assert d["admitted"] == 2 and d["inside"] == 2
-    assert d["flooded"] == 5000 - MAX_EVENTS_PER_TICKET
-    assert len(d["conflicts"]) == MAX_EVENTS_PER_TICKET - 1
+    assert d["flooded"] == 5000 - MAX_EVENTS_PER_TICKET_GATE
+    assert len(d["conflicts"]) == MAX_EVENTS_PER_TICKET_GATE - 1
+    # The flooding gate cannot crowd out the ticket's real story at another door.
+    c.add(ScanEvent("x1", "door-x", 9000, 1_700_000_000_000 + 9000, "eve", "T-evil", "out", "exited", "exit"))
+    c.add(ScanEvent("r1", "door-a", 1, 1_700_000_000_000 + 9001, "eve", "T-evil", "in", "admitted", "ok"))
+    assert c.detail("eve")["flooded"] == 5001 - MAX_EVENTS_PER_TICKET_GATE
+    assert c.detail("eve")["inside"] == 2
 
 
 def test_house_log_keys_events_by_gate_and_id(tmp_path):

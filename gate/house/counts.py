@@ -24,8 +24,11 @@ from gate.events import ScanEvent
 
 MINUTES_KEPT = 120
 # No real ticket is scanned this often in one performance; beyond it a ticket's further events are
-# not counted (counted as `ticket_flood` instead), so one ticket can never cost unbounded work.
-MAX_EVENTS_PER_TICKET = 256
+# not counted (counted as `flooded` instead), so one ticket can never cost unbounded work. The cap
+# is per gate as well: one gate (a stolen credential) filling a ticket's history cannot stop the
+# patron's real admission at another door from counting.
+MAX_EVENTS_PER_TICKET = 1024
+MAX_EVENTS_PER_TICKET_GATE = 64
 
 
 def _order(e: ScanEvent) -> tuple:
@@ -37,6 +40,7 @@ class TicketState:
     events: list = field(default_factory=list)   # ScanEvents of this ticket, kept in time order
     keys: list = field(default_factory=list)     # their sort keys, for bisect
     annulled: set = field(default_factory=set)   # (gate, ts) of annulments
+    per_gate: dict = field(default_factory=lambda: defaultdict(int))
     admitted: bool = False
     inside: bool = False
     conflicts: tuple = ()                          # ids of flagged (later) admissions
@@ -110,7 +114,8 @@ class HouseCounts:
             c.gates[e.gate]["rejected"] += 1
             return ev
         t = self.tickets[(ev, e.ticket)] if e.ticket or e.result != "exited" else None
-        if t is not None and len(t.events) >= MAX_EVENTS_PER_TICKET:
+        if t is not None and (len(t.events) >= MAX_EVENTS_PER_TICKET
+                              or t.per_gate[e.gate] >= MAX_EVENTS_PER_TICKET_GATE):
             c.flooded += 1
             return ev
         if e.result == "exited":
@@ -138,6 +143,7 @@ class HouseCounts:
         i = bisect.bisect(t.keys, _order(e))
         t.keys.insert(i, _order(e))
         t.events.insert(i, e)
+        t.per_gate[e.gate] += 1
         if e.result == "annulled":
             t.annulled.add((e.gate, e.ts))
         admitted, inside, conflicts, first = replay(t.events, t.annulled)
