@@ -157,3 +157,9 @@ def test_house_discovery_gate_will_does_not_predate_its_online(tmp_path, broker)
         link.close(drain_s=0)
         house.close()
         col.close()
+
+
+def test_house_discovery_object_ids_never_collide():
+    ids = {discovery.object_id(x) for x in ("2026-11-23.eve", "2026-11-23_eve", "a:b", "a_b", "a.b")}
+    assert len(ids) == 5
+    assert discovery.object_id("gate_hall_eve") == "gate_hall_eve"      # plain ids unchanged

@@ -393,3 +393,11 @@ def test_lists_fuzz_roundtrip(tickets):
     k = code_key(FUZZ_SECRET, inner["salt"])
     for t, r in zip(tickets, rows):
         assert (r[0], r[1], r[2], r[3], r[6]) == (t.ticket_id, code_hash(k, t.code), t.event, t.holder, t.valid_from)
+
+
+def test_lists_publisher_refuses_a_code_or_id_twice(venue_keys):
+    """Every gate would refuse such a list whole and keep the old one: fail at the box office instead."""
+    with pytest.raises(ValueError, match="twice"):
+        venue_keys.pack(TICKETS + [Ticket("T3", "eve", "123456")], [], seq=1)
+    with pytest.raises(ValueError, match="twice"):
+        venue_keys.pack(TICKETS + [Ticket("T1", "eve", "999999")], [], seq=1)

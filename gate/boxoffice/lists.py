@@ -121,10 +121,15 @@ def pack_list(tickets: Iterable[Ticket], revoked: Iterable[str] = (), *, signing
     stream, packer = bytearray(), msgpack.Packer(use_bin_type=True)
     comp = zlib.compressobj(6)
     out, n, m = [], 0, 0
+    ids, codes = set(), set()
     for t in tickets:
         row = [t.ticket_id, code_hash(hkey, t.code), t.event, t.holder, t.seat, t.zone, t.valid_from,
                t.valid_until, t.status, ";".join(t.tags), t.note, t.patron]
         check_row(row)
+        if t.ticket_id in ids or row[1] in codes:   # every gate would refuse the whole list
+            raise ValueError(f"ticket {t.ticket_id!r}: its id or its code is on the list twice")
+        ids.add(t.ticket_id)
+        codes.add(row[1])
         stream += packer.pack(row)
         n += 1
         if len(stream) > CHUNK:

@@ -12,6 +12,7 @@ service decides when to publish them. By Home Assistant's rules for discovery:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Iterable, Optional
 
@@ -27,8 +28,12 @@ SENSORS = (   # what, state_class, where the value comes from
 
 
 def object_id(text: str) -> str:
-    """Home Assistant object ids allow only [A-Za-z0-9_-]."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+    """Home Assistant object ids allow only [A-Za-z0-9_-]. Mapping other characters to `_` could make
+    two performances (`a.b`, `a_b`) one sensor, so a changed id gets a short hash of the original."""
+    mapped = re.sub(r"[^A-Za-z0-9_-]", "_", text)
+    if mapped == text:
+        return text
+    return f"{mapped}_{hashlib.sha256(text.encode()).hexdigest()[:6]}"
 
 
 def device(venue: str) -> dict:
