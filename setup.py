@@ -25,5 +25,9 @@ setup(
         "oled": ["luma.oled>=3.12"],
         # picamera2 comes from apt (python3-picamera2) on the Pi: it cannot be pip-installed elsewhere.
     },
-    entry_points={"console_scripts": ["gate=gate.cli:main"]},
+    entry_points={
+        "console_scripts": ["gate=gate.cli:main"],
+        # gpiozero picks this up from GPIOZERO_MOCK_PIN_CLASS: mock pins that log their changes (gate/mockpins.py)
+        "gpiozero_mock_pin_classes": ["gaterecording = gate.mockpins:RecordingPin"],
+    },
 )

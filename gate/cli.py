@@ -45,6 +45,10 @@ def cmd_scan(args) -> int:
     if cfg.gate is None:
         raise ConfigError(args.config, "gate", 0, "gate scan needs a [gate] section")
     source = open_source(args.source or cfg.camera.source, cfg.camera)
+    if args.loop:
+        if source.name != "replay":
+            raise ConfigError(args.config, "camera.source", 0, "--loop is for a replay source only")
+        source.loop = True   # a machine without a camera: the replay never ends the scan
 
     def on_verdict(v, e):
         if args.json:
@@ -212,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", help="picamera2 | v4l2:/dev/videoN | replay:PATH[@FPS]")
     s.add_argument("--json", action="store_true", help="one JSON scan event per line")
     s.add_argument("--offline", action="store_true", help="do not connect to the broker")
+    s.add_argument("--loop", action="store_true", help="replay only: start over at the end instead of stopping")
     s.set_defaults(func=cmd_scan)
 
     s = sub.add_parser("decode", help="what the gate reads in each image")

@@ -12,6 +12,18 @@ from pathlib import Path
 
 MIN_FREE_MB = 200
 STALE_DAYS = 7
+# Written by scripts/install-pi on a machine without a Pi's camera or GPIO packages.
+NO_HARDWARE = Path("/etc/systemd/system/gate-scan.service.d/no-hardware.conf")
+
+
+def hardware_note(path: Path = NO_HARDWARE) -> str:
+    """What gate-scan.service uses instead of hardware here, as the installer wrote it down."""
+    try:
+        text = path.read_text(errors="replace")[:4096]
+    except OSError:
+        return ""
+    said = [line[2:].strip() for line in text.splitlines() if line.startswith("# no ")]
+    return f"gate-scan.service runs without hardware ({path}): " + " ".join(said) if said else ""
 
 
 def check_camera(cfg):
@@ -151,5 +163,8 @@ def main(args) -> int:
             ok, msg = False, f"{type(exc).__name__}: {exc}"
         failed += not ok
         print(f"{'OK  ' if ok else 'FAIL'} {name:<8} {msg}", flush=True)
+    note = hardware_note()
+    if note:
+        print(f"NOTE {'hardware':<8} {note}")
     print("ready" if not failed else f"{failed} problem(s): fix them before the doors open")
     return 1 if failed else 0

@@ -35,6 +35,10 @@ def test_deploy_install_script_dry_run_changes_nothing(tmp_path):
     assert "venv --system-site-packages" in out and "systemctl enable gate-scan.service" in out
     assert "python3-picamera2" in out or "all present" in out
     assert not (tmp_path / "opt").exists()
+    has_camera_pkg = subprocess.run(["apt-cache", "show", "python3-picamera2"], capture_output=True).returncode == 0
+    if not has_camera_pkg:   # plain Debian: says so, and shows the drop-in it would write
+        assert "NOT A RASPBERRY PI" in out and "no camera hardware: replay source /var/lib/gate/replay" in out
+        assert "--source replay:/var/lib/gate/replay --loop" in out
     r = subprocess.run([str(REPO / "scripts/install-pi"), "--role", "nonsense", "--dry-run"], capture_output=True)
     assert r.returncode == 2
 
@@ -81,3 +85,28 @@ def test_deploy_demo_smoke_house_count_equals_admissible(tmp_path):
         if "gate-demo-" in cmd:
             still.append(cmd)
     assert not still
+
+
+def test_deploy_mock_pins_leave_a_trace(tmp_path):
+    """install-pi's mock pins (no GPIO here) log every change, so a stop can be seen to leave the relay low."""
+    log = tmp_path / "pins.log"
+    script = ("from gate.config import FeedbackSection\n"
+              "from gate.feedback import Feedback\n"
+              "fb = Feedback.from_config(FeedbackSection(relay=24, led_red=17, led_green=27, led_blue=22))\n"
+              "fb.relay.on()\n"
+              "fb.close()\n")
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "gaterecording",
+           "GATE_MOCK_PIN_LOG": str(log)}
+    r = subprocess.run([str(REPO / ".venv/bin/python"), "-c", script], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    relay = [line.split()[2] for line in log.read_text().splitlines() if line.split()[1] == "GPIO24"]
+    assert relay == ["0", "1", "0", "released"]
+    assert log.read_text().count("released") == 4     # each pin once
+
+
+def test_deploy_doctor_names_the_no_hardware_drop_in(tmp_path):
+    from gate.doctor import hardware_note
+    assert hardware_note(tmp_path / "absent.conf") == ""
+    conf = tmp_path / "no-hardware.conf"
+    conf.write_text("# Written by install-pi\n# no camera hardware: replay source /x (y).\n[Service]\n")
+    assert hardware_note(conf) == f"gate-scan.service runs without hardware ({conf}): no camera hardware: replay source /x (y)."

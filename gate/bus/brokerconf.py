@@ -106,6 +106,9 @@ def mosquitto_conf(out: Path, port: int, bind: str) -> str:
         "# and what waits for an absent client is bounded in bytes too, not only in messages.",
         f"max_packet_size {MAX_PACKET}",
         "max_queued_bytes 67108864",
+        "# Sessions and queued messages survive a restart (Debian's mosquitto.conf: persistence true);",
+        "# saved every 10 s, so a broker crash loses at most that much of them.",
+        "autosave_interval 10",
         "",
     ])
 
