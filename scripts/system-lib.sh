@@ -62,23 +62,37 @@ build_root() {
   echo "$dir/root"
 }
 
-# The host's package-index settings (pip config, CA bundle), so pip inside the test
-# system reaches the same index the host does: "path" lines for files to carry in,
-# "NAME=value" lines for the environment.
-pip_settings_files() {
-  local f
-  for f in "${PIP_CERT:-}" "${SSL_CERT_FILE:-}" "${REQUESTS_CA_BUNDLE:-}" /etc/pip.conf; do
-    [ -n "$f" ] && [ -f "$f" ] && echo "$f"
-  done
-  return 0
-}
-pip_settings_env() {
-  env | grep -E '^(PIP_(CERT|INDEX_URL|EXTRA_INDEX_URL|TRUSTED_HOST|DEFAULT_TIMEOUT)|SSL_CERT_FILE|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE)=' || true
-}
-
 # copy_checkout DEST: the checkout as git sees it (tracked and new files, with
 # uncommitted edits), without .venv, caches or built roots.
 copy_checkout() {
   mkdir -p "$1"
   git ls-files -z --cached --others --exclude-standard | xargs -0 -r cp --parents -t "$1" 2>/dev/null || true
+}
+
+# wheelhouse ARCH: prints a folder of wheels for gate's requirements on Debian bookworm
+# (CPython 3.11) for ARCH (x86_64 | aarch64), downloaded once by the host's pip and kept
+# under .system/ keyed by the requirements; install-pi --wheels installs from it offline.
+wheelhouse() {
+  local arch=$1 reqs key dir plats=() v
+  reqs=$(python3 - <<'PY'
+import ast
+tree = ast.parse(open("setup.py").read())
+for node in ast.walk(tree):
+    if isinstance(node, ast.keyword) and node.arg == "install_requires":
+        print("\n".join(ast.literal_eval(node.value)))
+PY
+)
+  key=$(printf '%s\n%s\n' "$arch" "$reqs" | sha256sum | cut -c1-16)
+  dir="$CACHE/wheels/cp311-$arch-$key"
+  if [ ! -e "$dir/.complete" ]; then
+    [ -x "$CACHE/pip-venv/bin/pip" ] || python3 -m venv "$CACHE/pip-venv" >&2
+    for v in 17 24 27 28 31 34 35 36; do plats+=(--platform "manylinux_2_${v}_$arch"); done
+    rm -rf "$dir"; mkdir -p "$dir"
+    # shellcheck disable=SC2086
+    "$CACHE/pip-venv/bin/pip" download -q --dest "$dir" --only-binary=:all: --python-version 3.11 \
+      --implementation cp --abi cp311 --abi abi3 --abi none "${plats[@]}" --platform manylinux2014_"$arch" \
+      $reqs setuptools wheel >&2
+    touch "$dir/.complete"
+  fi
+  echo "$dir"
 }

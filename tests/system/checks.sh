@@ -54,7 +54,7 @@ def save(img):
     global n
     Image.fromarray(img).save(f"{out}/{n:04d}.png"); n += 1
 for code in codes:
-    save(compose(code, "clean", rng=rng))
+    save(compose(code, "clean", symbology="code128", rng=rng))   # zxing-cpp writes it; segno (QR) is an extra
     for _ in range(3):
         save(compose(None, "empty", rng=rng))
 if not codes:
@@ -77,7 +77,7 @@ echo "checks.sh $MODE on $(uname -m), $(. /etc/os-release; echo "$PRETTY_NAME"),
 section "install (scripts/install-pi --role both)"
 df_before=$(df --output=used -k / | tail -1)
 t=$SECONDS
-"$SRC/scripts/install-pi" --role both > /root/install.log 2>&1; rc=$?
+"$SRC/scripts/install-pi" --role both ${GATE_WHEELS:+--wheels "$GATE_WHEELS"} > /root/install.log 2>&1; rc=$?
 figure install_seconds $((SECONDS - t))
 check "install-pi exits 0" [ $rc = 0 ]
 [ $rc = 0 ] || { tail -30 /root/install.log; exit 1; }
@@ -99,7 +99,7 @@ figure footprint_apt_packages_mb "$(dpkg-query -W -f='${Installed-Size}\n' pytho
 
 if [ "$MODE" = full ]; then
   t=$SECONDS
-  "$SRC/scripts/install-pi" --role both > /root/install2.log 2>&1; rc=$?
+  "$SRC/scripts/install-pi" --role both ${GATE_WHEELS:+--wheels "$GATE_WHEELS"} > /root/install2.log 2>&1; rc=$?
   check "install-pi again: idempotent (exit 0, units and config unchanged)" bash -c \
     "[ $rc = 0 ] && ! grep -q 'install -m 0644' /root/install2.log && ! grep -q 'cp .*gate.toml' /root/install2.log"
   figure reinstall_seconds $((SECONDS - t))
