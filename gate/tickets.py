@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Optional
 
 from gate import recovery
 from gate.clock import now_ms
-from gate.boxoffice.lists import code_hash
+from gate.boxoffice.lists import code_hasher
 from gate.events import History, Ticket, ticket_from_row, ticket_row
 
 
@@ -96,6 +96,7 @@ class TicketStore:
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('ref_key', ?)", (key,))
             key = self._meta("ref_key")
         self.ref_key = bytes.fromhex(key)   # for references to unknown codes (gate/resolve.py)
+        self._hasher, self._hasher_version = None, None
 
     @property
     def used_path(self) -> Path:
@@ -120,6 +121,7 @@ class TicketStore:
         if "code" not in cols and not old_used:
             return
         db = self.db
+        db.execute("PRAGMA main.secure_delete=ON")   # the old codes are overwritten, not just unlinked
         db.execute("BEGIN IMMEDIATE")
         try:
             if old_used:
@@ -129,7 +131,8 @@ class TicketStore:
                 db.execute("DROP TABLE main.used")
             if "code" in cols:
                 key = os.urandom(32)
-                rows = [(r[0], code_hash(key, r[1]), *r[2:]) for r in db.execute("SELECT * FROM main.tickets")]
+                hashed = code_hasher(key)
+                rows = [(r[0], hashed(r[1]), *r[2:]) for r in db.execute("SELECT * FROM main.tickets")]
                 db.execute("DROP TABLE main.tickets")
                 self._create()
                 db.executemany("INSERT INTO tickets VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
@@ -138,6 +141,8 @@ class TicketStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        db.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA main.secure_delete=OFF")
 
     # -- the list ------------------------------------------------------------------
     def _meta(self, key: str) -> Optional[str]:
@@ -162,7 +167,8 @@ class TicketStore:
         """Swap in a list of tickets with their codes (a local import); returns the new data version.
         The codes are hashed under a fresh random key: the store keeps no code."""
         key = os.urandom(32)
-        rows = ((r[0], code_hash(key, r[1]), *r[2:]) for r in map(ticket_row, tickets))
+        hashed = code_hasher(key)
+        rows = ((r[0], hashed(r[1]), *r[2:]) for r in map(ticket_row, tickets))
         meta = dict.fromkeys(LIST_META)
         if pretix is not None:
             meta["pretix"] = pretix
@@ -196,6 +202,8 @@ class TicketStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            self._hasher_version = None   # our own commit does not move data_version
         return version
 
     def list_state(self) -> dict:
@@ -227,11 +235,16 @@ class TicketStore:
 
     def by_code(self, code: str) -> Optional[Ticket]:
         """The ticket whose code is `code` (the scanned text), looked up by its hash."""
-        key = self._meta("code_key")
-        if key is None:
+        # The key changes with each list: re-read only when another connection has committed
+        # (data_version) or this one swapped a list in; otherwise a scan pays for one HMAC.
+        dv = self.db.execute("PRAGMA main.data_version").fetchone()[0]
+        if dv != self._hasher_version:
+            key = self._meta("code_key")
+            self._hasher = code_hasher(bytes.fromhex(key)) if key else None
+            self._hasher_version = dv
+        if self._hasher is None:
             return None
-        row = self.db.execute("SELECT * FROM tickets WHERE code_hash=?",
-                              (code_hash(bytes.fromhex(key), code),)).fetchone()
+        row = self.db.execute("SELECT * FROM tickets WHERE code_hash=?", (self._hasher(code),)).fetchone()
         return _ticket(row) if row else None
 
     def by_id(self, ticket_id: str) -> Optional[Ticket]:

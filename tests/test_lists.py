@@ -401,3 +401,70 @@ def test_lists_publisher_refuses_a_code_or_id_twice(venue_keys):
         venue_keys.pack(TICKETS + [Ticket("T3", "eve", "123456")], [], seq=1)
     with pytest.raises(ValueError, match="twice"):
         venue_keys.pack(TICKETS + [Ticket("T1", "eve", "999999")], [], seq=1)
+
+
+def test_lists_store_from_before_code_hashes_is_migrated(tmp_path):
+    """A gate upgraded in place: codes become hashes (and are gone from the file), the record of use moves."""
+    import sqlite3
+    db = sqlite3.connect(tmp_path / "tickets.db")
+    db.executescript("""
+        CREATE TABLE tickets (ticket_id TEXT PRIMARY KEY, code TEXT NOT NULL, event TEXT NOT NULL, holder TEXT,
+            seat TEXT, zone TEXT, valid_from INTEGER, valid_until INTEGER, status TEXT NOT NULL, tags TEXT,
+            note TEXT, patron TEXT);
+        CREATE UNIQUE INDEX tickets_code ON tickets(code);
+        CREATE TABLE revoked (ticket_id TEXT PRIMARY KEY);
+        CREATE TABLE used (ticket_id TEXT PRIMARY KEY, inside INTEGER NOT NULL, first_ts INTEGER, first_gate TEXT,
+            exits INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        INSERT INTO tickets VALUES ('T1', 'SECRET-CODE-1', 'eve', 'Ada', '', '', NULL, NULL, 'valid', '', '', '');
+        INSERT INTO used VALUES ('T1', 1, 123, 'door-a', 0);
+        INSERT INTO meta VALUES ('version', '42');""")
+    db.commit()
+    db.close()
+    store = TicketStore(tmp_path / "tickets.db")
+    assert store.by_code("SECRET-CODE-1").holder == "Ada" and store.version == 42
+    assert store.history("T1").first_gate == "door-a"
+    store.close()
+    assert b"SECRET-CODE-1" not in (tmp_path / "tickets.db").read_bytes()
+
+
+def test_lists_ticket_whose_id_is_its_code_is_refused(tmp_path, venue_keys):
+    from gate.boxoffice.ticketfile import read_ticket_file
+    from gate.errors import TicketFileError
+    p = tmp_path / "t.csv"
+    p.write_text("ticket_id,code,event\nT1,C1,eve\n123456,123456,eve\n")
+    with pytest.raises(TicketFileError, match="row 3.*ticket_id"):
+        read_ticket_file(p)
+    with pytest.raises(ValueError, match="its id is its code"):
+        venue_keys.pack([Ticket("123456", "eve", "123456")], seq=1)
+
+
+def test_lists_box_office_publishes_signed_lists_from_the_command_line(tmp_path, broker, tickets_csv):
+    """The README's steps: keys, venue secret, then `gate tickets import --publish` (twice: seq 1, 2)."""
+    from gate.boxoffice.keys import load_public_key, load_secret
+    from tests.conftest import run_gate_cli
+    keys = tmp_path / "keys"
+    for extra in ([], ["--secret"]):
+        r = run_gate_cli("keys", "new", "--out", str(keys), "--name", "venue" if extra else "boxoffice", *extra)
+        assert r.returncode == 0, r.stderr
+    assert oct((keys / "venue.secret").stat().st_mode & 0o777) == "0o600"
+    cfg = tmp_path / "house.toml"
+    cfg.write_text(f'[house]\nvenue = "hall"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+                   f'[storage]\ndir = "{tmp_path / "house"}"\n[signing]\nlist_signing_key = "{keys / "boxoffice.key"}"\n'
+                   f'venue_secret = "{keys / "venue.secret"}"\n')
+    assert run_gate_cli("config", "check", str(cfg)).returncode == 0
+    for seq in (1, 2):
+        r = run_gate_cli("tickets", "import", "-c", str(cfg), str(tickets_csv), "--publish")
+        assert r.returncode == 0 and f"/{seq}) to gate/hall/tickets" in r.stdout, r.stdout + r.stderr
+    col = Collector(broker.port, "gate/hall/tickets")
+    got = wait_for(lambda: col.on("gate/hall/tickets"), what="the retained list")[0]
+    col.close()
+    h, inner = verify_list(got, keyring([load_public_key(keys / "boxoffice.pub")]))
+    assert (h.venue, h.seq, h.tickets) == ("hall", 2, 7) and h.series.startswith("boxoffice-")
+    rows = list(read_body(inner, load_secret(keys / "venue.secret"), []))
+    assert [r[0] for r in rows] == ["T1", "T2", "T3", "T4", "T5", "T6", "T7"]
+    # No key, no list: a gate config naming list keys without the venue secret is refused up front.
+    gate = tmp_path / "gate.toml"
+    gate.write_text(f'[gate]\nid = "door-a"\nvenue = "hall"\n[signing]\nlist_keys = ["{keys / "boxoffice.pub"}"]\n')
+    r = run_gate_cli("config", "check", str(gate))
+    assert r.returncode == 2 and "signing.venue_secret" in r.stderr, r.stderr

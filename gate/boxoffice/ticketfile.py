@@ -235,6 +235,10 @@ def _collect(rows: Iterable, total: int, path, progress, ncols=0) -> list[Ticket
                                                   f"duplicate ticket id {t.ticket_id!r} (first at row {ids[t.ticket_id]})"))
                 elif t.code in codes:
                     errors.append(TicketFileError(path, rowno, "code", f"duplicate code (first at row {codes[t.code]})"))
+                elif t.ticket_id == t.code:
+                    # Scan events and the house's log carry ticket ids in clear: this one would clone the ticket.
+                    errors.append(TicketFileError(path, rowno, "ticket_id", "is the ticket's code itself; scan "
+                                                  "events carry ticket ids, so give each ticket an id of its own"))
                 else:
                     ids[t.ticket_id] = rowno
                     codes[t.code] = rowno
