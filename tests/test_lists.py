@@ -299,6 +299,18 @@ def test_lists_house_takes_names_only_from_signed_lists(tmp_path, broker, venue_
         _publish_retained(broker.port, "gate/hall/tickets", forged)
         wait_for(lambda: api(house.cfg)["ticket_lists"]["rejected"].get("unknown_key") == 1, what="counted")
         assert house.holders["T1"][0] == "Ada Lovelace"
+        _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS[:1], seq=2))
+        wait_for(lambda: "T2" not in house.holders, what="the newer list")
+    finally:
+        house.close()
+    # Restarted, the house still knows seq 2: the older list replayed (retained, and queued for its
+    # persistent session) is refused.
+    _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS, seq=1))
+    house = HouseService(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
+    house.start()
+    try:
+        wait_for(lambda: api(house.cfg)["ticket_lists"]["rejected"].get("replayed"), what="replay refused")
+        assert "T2" not in house.holders
     finally:
         house.close()
 

@@ -6,12 +6,15 @@ arrives in their health: gate/bus/messages.py)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from pathlib import Path
 from typing import Optional
 
 from gate.boxoffice.keys import load_private_key, load_public_key, load_secret
 from gate.boxoffice.lists import judge, read_body, row_ticket, verify_list
-from gate.clock import now_ms
+from gate.clock import clock_synchronised, now_ms
 from gate.errors import PayloadError
 from gate.events import Ticket
 from gate.updater import ListGuard
@@ -27,13 +30,35 @@ def guard_from_config(cfg) -> ListGuard:
     return ListGuard(cfg.venue, keys, load_secret(s.venue_secret) if s.venue_secret else None)
 
 
+STATE_FILE = "house-lists.json"
+
+
 class HouseLists:
-    """Verifies lists as the gates do; remembers (in memory) what it applied."""
+    """Verifies and orders lists as the gates do; what it applied is kept on disk, so an old
+    list replayed while the house restarts cannot roll the names back either."""
 
     def __init__(self, cfg):
         self.guard = guard_from_config(cfg)
+        self.state_path = Path(cfg.storage.dir) / STATE_FILE
         self.current: dict = {}
         self.seen: dict[str, int] = {}
+        try:
+            st = json.loads(self.state_path.read_text())
+            cur, seen = st["current"], st["seen"]
+            if cur and not all(type(cur.get(k)) is int for k in ("seq", "issued", "effective")):
+                raise ValueError
+            self.current = {"series": str(cur["series"]), **{k: cur[k] for k in ("seq", "issued", "effective")}} \
+                if cur else {}
+            self.seen = {str(k): int(v) for k, v in seen.items()}
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("%s unreadable: the next signed list is taken as the first", self.state_path)
+
+    def _save(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"current": self.current, "seen": self.seen}))
+        os.replace(tmp, self.state_path)
 
     def read(self, payload: bytes) -> Optional[list[Ticket]]:
         """The tickets (without codes) of a newer list signed by a trusted key, or None."""
@@ -45,7 +70,7 @@ class HouseLists:
             if g.secret is None:
                 raise PayloadError("no_venue_secret", "set [signing] venue_secret to read names from lists")
             now = now_ms()
-            why = judge(h, self.seen.get(h.series), self.current, now)
+            why = judge(h, self.seen.get(h.series), self.current, now, clock_synchronised())
             if why == "current":
                 return None
             if why:
@@ -57,6 +82,7 @@ class HouseLists:
             return None
         self.seen[h.series] = h.seq
         self.current = {"series": h.series, "seq": h.seq, "issued": h.issued, "effective": min(h.issued, now)}
+        self._save()
         with g._lock:
             g.applied = {"series": h.series, "seq": h.seq, "issued": h.issued, "key": h.key, "tickets": h.tickets}
         return rows
