@@ -23,7 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gate.boxoffice.keys import new_keypair, new_secret  # noqa: E402
 from gate.boxoffice.pretix_api import PretixClient, iso  # noqa: E402
+from gate.boxoffice.publish import ListPublisher  # noqa: E402
 from gate.config import parse  # noqa: E402
 from gate.events import ScanEvent  # noqa: E402
 from gate.house import uploads  # noqa: E402
@@ -74,7 +76,10 @@ def main() -> int:
         made = server.seed({"organizer": "bench", "event": "gala", "bulk": a.positions, "extra_lists": 1})
         print(f"seeding {a.positions:,} positions: {time.perf_counter() - t0:.1f} s")
         (work / "token").write_text(made["token"])
+        kp, _ = new_keypair(work / "keys", "house")
+        sp = new_secret(work / "keys", "venue")
         text = (f'[house]\nvenue = "hall"\n[storage]\ndir = "{work}/house"\n'
+                f'[signing]\nlist_signing_key = "{kp}"\nvenue_secret = "{sp}"\n'
                 f'[pretix]\nurl = "{server.url}"\norganizer = "bench"\nevent = "gala"\n'
                 f'checkin_list = {made["checkin_list"]}\ntoken_file = "{work}/token"\n')
         cfg = parse(text, "bench.toml")
@@ -84,7 +89,7 @@ def main() -> int:
         r = sync.sync()
         t_sync = time.perf_counter() - t0
         t0 = time.perf_counter()
-        payload, _, n = build_list(sync)
+        payload, _, n = build_list(sync, ListPublisher.from_config(cfg, role="house"))
         t_list = time.perf_counter() - t0
         print(f"full sync: {r.positions:,} positions in {t_sync:.1f} s ({r.positions / t_sync:,.0f}/s); "
               f"ticket list of {n:,} built in {t_list:.2f} s ({len(payload) / 1e6:.1f} MB)")

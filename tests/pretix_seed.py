@@ -76,13 +76,14 @@ def bulk_positions(ev, item, channel, n):
     """Many paid one-ticket orders at once (benchmarks): bulk inserts, pretix-style random secrets."""
     from django.utils.crypto import get_random_string
     alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
-    orders = [Order(event=ev, code=get_random_string(10, "ABCDEFGHJKLMNPQRSTUVWXYZ3789"), status="p",
+    orders = [Order(event=ev, organizer=ev.organizer, code=get_random_string(10, "ABCDEFGHJKLMNPQRSTUVWXYZ3789"), status="p",
                     email=f"bulk{i}@example.org", datetime=now(), expires=now() + timedelta(days=3),
                     total=Decimal("10.00"), locale="en", sales_channel=channel, secret=get_random_string(16))
               for i in range(n)]
     Order.objects.bulk_create(orders, batch_size=500)
     orders = list(Order.objects.filter(event=ev, email__startswith="bulk").order_by("pk"))
-    ops = [OrderPosition(order=o, item=item, price=Decimal("10.00"), positionid=1,
+    ops = [OrderPosition(order=o, organizer=ev.organizer, item=item, price=Decimal("10.00"), positionid=1,
+                         tax_rate=Decimal("0"), tax_value=Decimal("0"),
                          attendee_name_parts={"_legacy": f"Bulk Guest {i}"}, attendee_name_cached=f"Bulk Guest {i}",
                          secret=get_random_string(32, alphabet), pseudonymization_id=get_random_string(10).upper(),
                          web_secret=get_random_string(32))

@@ -163,6 +163,19 @@ def pretix_house(pretix, broker, tmp_path, venue_keys):
         svc.close()
 
 
+def test_pretix_house_syncs_again_every_n_seconds(pretix, broker, pretix_house, tmp_path, venue_keys):
+    made = seed(pretix, positions=[{"name": "Soon Held"}, {"name": "Fine"}])
+    held = made["positions"][0]["secret"]
+    svc = pretix_house(made, every=2)
+    store, _ = published_list(broker, tmp_path, venue_keys)
+    assert judge(store, held, ["gala"]).reason == "ok"
+    syncs = svc.pretix.syncs
+    pretix.seed({"action": "block", "organizer": made["organizer"], "event": "gala", "secrets": [held]})
+    wait_for(lambda: judge(published_list(broker, tmp_path, venue_keys)[0], held, ["gala"]).reason == "blocked",
+             30, step=0.5, what="the next periodic sync to pass the block on")
+    assert svc.pretix.syncs > syncs and svc.api()["pretix"]["sync_error"] == ""
+
+
 SEQ: dict = {}
 
 
