@@ -224,6 +224,20 @@ def test_pretix_uploads_each_kind_and_house_agrees_with_pretix(pretix, broker, p
     assert next(r for r in json.loads(out.getvalue()) if r["ticket"] == tids[5])["holder"] == names[5]
 
 
+def test_pretix_rehearsal_and_lookup_scans_never_reach_pretix(pretix, broker, pretix_house):
+    made = seed(pretix, positions=[{"name": "Rehearsed"}, {"name": "Looked Up"}, {"name": "Real"}])
+    svc = pretix_house(made)
+    tids = [f"{p['order']}-{p['positionid']}" for p in made["positions"]]
+    events = [scan(tids[0]), scan(tids[1]), scan(tids[2])]
+    events[0].mode, events[1].mode = "test", "info"
+    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
+    wait_for(lambda: svc.api()["pretix"]["uploaded"] == 1, 30, what="the live scan uploaded")
+    time.sleep(1)
+    assert svc.api()["pretix"]["queue"] == 0 and svc.api()["pretix"]["uploaded"] == 1
+    ok = [x for x in checkins(pretix, made) if x["successful"]]
+    assert [x["position"] for x in ok] == [made["positions"][2]["id"]]
+
+
 def test_pretix_checkin_made_in_pretix_is_already_used_at_the_gate(pretix, broker, pretix_house, tmp_path,
                                                                    mock_factory, venue_keys):
     made = seed(pretix, signed=True, positions=[{"name": "Early Bird"}, {"name": "On Time"}])
