@@ -263,13 +263,13 @@ def test_pretix_checkin_made_in_pretix_is_already_used_at_the_gate(pretix, broke
     th = threading.Thread(target=s.run)
     th.start()
     try:
-        wait_for(lambda: b"online" in b"".join(status_col.on("gate/hall/door-a/status")), 20, what="gate online")
+        wait_for(lambda: b"online" in b"".join(status_col.on("gate/hall/door-a/status")), 40, what="gate online")
         svc = pretix_house(made)
-        house = wait_for(lambda: next((e for e in svc.api()["events"] if e["event"] == "gala"), None), 10)
+        house = wait_for(lambda: next((e for e in svc.api()["events"] if e["event"] == "gala"), None), 30)
         assert house["admitted"] == 1      # pretix's check-in counts in the house too
         gate_store = TicketStore(f"{cfg.storage.dir}/tickets.db")
         seed_id = "pretix-" + __import__("gate.boxoffice.pretix", fromlist=["x"]).ticket_seed(early)
-        wait_for(lambda: gate_store.version and gate_store.history(seed_id).first_ts, 20,
+        wait_for(lambda: gate_store.version and gate_store.history(seed_id).first_ts, 40,
                  what="the gate knowing the list and the used ticket")
         gate_store.close()
     finally:
