@@ -6,12 +6,14 @@ frame next to raw zxing-cpp's, in the same run.
 Scenes come from gate.scenes (own Code128 encoder, per-pixel warps), not from
 the renderer the unit tests use.
 
-    .venv/bin/python bench/bench_hard.py [--n 12] [--frames 8] [--kinds a,b] [--speed-rounds 5]
+    .venv/bin/python bench/bench_hard.py [--n 12] [--frames 8] [--kinds a,b] [--speed-rounds 5] [--steps]
 
 live:      Decoder.frame() over the presentation's frames in order; read if any
            frame yields the code (what the door needs: one verdict per patron).
 still:     Decoder.still() on the presentation's first frame.
 zxing/zbar: the raw engine on the first frame; "held" columns: on any frame.
+--steps:   the live pipeline again with each recovery step taken away, to show
+           what each one earns (and the live ms it costs).
 """
 
 import argparse
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gate import scenes  # noqa: E402
+from gate import engines, scenes  # noqa: E402
 from gate.decode import Decoder  # noqa: E402
 from gate.render import compose  # noqa: E402
 
@@ -82,6 +84,49 @@ def read_rates(kinds, n, frames, seed):
     print(f"{'all':<15}" + "".join(f"{totals[c] * 100 / t:>10.0f}%" for c in cols))
 
 
+STEPS = {
+    # name: (what to change, how to undo it)
+    "no recovery": lambda d: setattr(d.tracker, "pick", lambda frame: None),
+    "no bars": lambda d: setattr(d.engine, "find_bars", lambda *a, **k: []),
+    "no bend": lambda d: setattr(engines, "MATRIX_STEPS", ("stretch", "flatten", "thorough")),
+    "no flatten": lambda d: setattr(engines, "MATRIX_STEPS", tuple(
+        s for s in ALL_STEPS if s != "flatten")),
+    "no dim pass": lambda d: setattr(engines, "DIM_CONTRAST", 0),
+}
+ALL_STEPS = engines.MATRIX_STEPS
+DIM = engines.DIM_CONTRAST
+
+
+def steps(kinds, n, frames, seed):
+    """Live read rate with each recovery step removed (same presentations)."""
+    print(f"\nlive read rate without each step, {n} presentations x {frames} frames (live ms median)")
+    print(f"{'kind':<15}{'all steps':>16}" + "".join(f"{k:>16}" for k in STEPS))
+    for kind in kinds:
+        rng = np.random.default_rng(seed)
+        pres = []
+        for i in range(n):
+            text = f"T-{rng.integers(1e6):06d}-{rng.integers(1e8):08d}"
+            p = scenes.present(kind, text, rng)
+            pres.append((text, [p.frame(k) for k in range(frames)]))
+        row = []
+        for name in ("all steps",) + tuple(STEPS):
+            ok, ms = 0, []
+            for text, imgs in pres:
+                engines.MATRIX_STEPS, engines.DIM_CONTRAST = ALL_STEPS, DIM
+                d = Decoder(("qr", "code128"), "zxing")
+                if name in STEPS:
+                    STEPS[name](d)
+                seen = set()
+                for img in imgs:
+                    t = time.perf_counter()
+                    seen |= {c.text for c in d.frame(img)}
+                    ms.append((time.perf_counter() - t) * 1000)
+                ok += text in seen
+            row.append(f"{ok:>3}/{n:<2} ({statistics.median(ms):4.2f})")
+        engines.MATRIX_STEPS, engines.DIM_CONTRAST = ALL_STEPS, DIM
+        print(f"{kind:<15}" + "".join(f"{r:>16}" for r in row))
+
+
 def speed(rounds, count, seed):
     """Live pipeline vs raw zxing-cpp (default settings) per frame, empty and code frames."""
     rng = np.random.default_rng(seed)
@@ -92,7 +137,7 @@ def speed(rounds, count, seed):
     res = {}
     for name, frames in (("empty", empty), ("code", code)):
         for who in ("live", "zxing"):
-            meds, all_ms = [], []
+            meds, p99s = [], []
             for _ in range(rounds):
                 d = Decoder(("qr", "code128"), "zxing")
                 ms = []
@@ -101,14 +146,20 @@ def speed(rounds, count, seed):
                     d.frame(f) if who == "live" else raw_zxing(f)
                     ms.append((time.perf_counter() - t) * 1000)
                 meds.append(statistics.median(ms))
-                all_ms += ms
-            res[(name, who)] = (statistics.median(meds), min(meds), max(meds), pct(all_ms, 0.99))
-    print(f"\ncost per 640x480 frame, {rounds} rounds x {count} frames; median of round medians (range), p99 of all")
-    print(f"{'frames':<7}{'live median':>12}{'range':>15}{'p99':>8}{'zxing median':>14}{'p99':>8}{'zxing/live':>12}")
+                p99s.append(pct(ms, 0.99))
+            res[(name, who)] = (statistics.median(meds), min(meds), max(meds), statistics.median(p99s),
+                                min(p99s), max(p99s))
+    print(f"\ncost per 640x480 frame, {rounds} rounds x {len(empty)} empty / {len(code)} code frames;"
+          " medians over rounds (range)")
+    print(f"{'frames':<7}{'live median':>12}{'range':>15}{'live p99':>10}{'range':>15}"
+          f"{'zxing median':>14}{'p99':>8}{'zxing/live':>12}")
     for name in ("empty", "code"):
-        lm, lo, hi, lp = res[(name, "live")]
-        zm, _, _, zp = res[(name, "zxing")]
-        print(f"{name:<7}{lm:>10.3f}ms{f'{lo:.3f}-{hi:.3f}':>15}{lp:>8.3f}{zm:>12.3f}ms{zp:>8.3f}{zm / lm:>11.1f}x")
+        lm, lo, hi, lp, plo, phi = res[(name, "live")]
+        zm, _, _, zp, _, _ = res[(name, "zxing")]
+        print(f"{name:<7}{lm:>10.3f}ms{f'{lo:.3f}-{hi:.3f}':>15}{lp:>8.3f}ms{f'{plo:.2f}-{phi:.2f}':>15}"
+              f"{zm:>12.3f}ms{zp:>8.2f}{zm / lm:>11.1f}x")
+    import os
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (2 cores; other engineers' tests share them)")
 
 
 def main():
@@ -119,9 +170,12 @@ def main():
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--speed-rounds", type=int, default=5)
     ap.add_argument("--speed-frames", type=int, default=200)
+    ap.add_argument("--steps", action="store_true", help="also the live rate with each step taken away")
     args = ap.parse_args()
     if args.n:
         read_rates(args.kinds.split(","), args.n, args.frames, args.seed)
+    if args.steps:
+        steps(args.kinds.split(","), args.n, args.frames, args.seed)
     if args.speed_rounds:
         speed(args.speed_rounds, args.speed_frames, args.seed)
 

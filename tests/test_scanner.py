@@ -200,3 +200,28 @@ def test_scan_sigterm_stops_cleanly(tmp_path, tickets_csv):
     out, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
     assert "stopping (signal 15)" in err
+
+
+def test_scan_symbols_that_keep_failing_ask_the_camera_to_refocus(tmp_path, mock_factory, tickets_csv):
+    """Bars seen frame after frame but too blurred to read (a stuck focus):
+    the loop asks the source for a focus scan. Frames come as (lores, main)
+    pairs, as from a Pi."""
+    from gate import scenes
+    pres = scenes.present("c128_slant", "T-000001-00000001", np.random.default_rng(7))
+    pres.params["blur"] = 2.6
+    frames = [(f, f) for f in (pres.frame(i) for i in range(40))]   # (lores, main) at one scale
+
+    class Focusable(MemorySource):
+        refocused = 0
+
+        def refocus(self):
+            Focusable.refocused += 1
+            return True
+
+    cfg = gate_config(tmp_path)
+    store = TicketStore(cfg.storage.dir + "/tickets.db")
+    store.replace_all(read_ticket_file(tickets_csv))
+    store.close()
+    s = Scanner(cfg, Focusable(frames, 0), pin_factory=mock_factory, connect=False)
+    assert s.run() == 0
+    assert Focusable.refocused >= 1 and s.parts.decoder.stats.retries >= 8
