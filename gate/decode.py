@@ -31,15 +31,16 @@ from typing import Optional
 
 import numpy as np
 
-from gate.engines import (FORMAT_NAMES, MATRIX, SYMBOLOGIES, code_from_bytes,  # noqa: F401  (public names)
-                          flatten, make_engine, stretch)
+from gate.engines import (BAR_ANGLES, FORMAT_NAMES, MATRIX, MATRIX_STEPS, SYMBOLOGIES,  # noqa: F401
+                          code_from_bytes, flatten, make_engine, stretch)
 from gate.events import Code
 from gate.linear import grey_range
 from gate.tracker import Tracker
 
 FOCUS_AFTER = 8         # failed attempts on seen-but-unread symbols before asking for a focus scan
 MAX_STILL_SIDE = 2000   # bigger photos are read from a half-size view first
-STILL_ATTEMPTS = {"bars": 3, "matrix": 7}   # recovery attempts per region for a still image
+# Recovery attempts per region for a still image: every step once.
+STILL_ATTEMPTS = {"bars": len(BAR_ANGLES), "matrix": len(MATRIX_STEPS)}
 
 
 @dataclass
@@ -97,14 +98,14 @@ class Decoder:
             self._failing += 1
         return codes
 
-    def _recover(self, y, main, box, kind, attempt) -> list[Code]:
+    def _recover(self, y, main, box, kind, attempt, still=False) -> list[Code]:
         if kind == "bars":   # read_bars crops for itself, following the bars' slant
             src, sx, sy = (y, 1.0, 1.0) if main is None else (main, main.shape[1] / y.shape[1],
                                                                 main.shape[0] / y.shape[0])
             scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-            return self.engine.recover(src, kind, attempt, box=scaled)
+            return self.engine.recover(src, kind, attempt, box=scaled, still=still)
         region, quad = _cut(y, main, box)
-        return self.engine.recover(region, kind, attempt, quad)
+        return self.engine.recover(region, kind, attempt, quad, still=still)
 
     def wants_focus(self) -> bool:
         """True (once) when symbols have kept failing to decode: FOCUS_AFTER
@@ -126,7 +127,7 @@ class Decoder:
             regions = [(b, "matrix") for b in failed] + [(b, "bars") for b in self.engine.find_bars(view)]
             for box, kind in regions:
                 for attempt in range(STILL_ATTEMPTS[kind]):
-                    codes = self._recover(view, y if view is not y else None, box, kind, attempt)
+                    codes = self._recover(view, y if view is not y else None, box, kind, attempt, still=True)
                     if codes:
                         break
                 if codes:

@@ -37,8 +37,10 @@ MATRIX = ("qr", "microqr", "datamatrix", "aztec", "pdf417")
 LINEAR_ROW_STEP = 6  # a 1-D code needs horizontal detail, hardly any vertical
 # Offsets (radians) from the estimated bar angle tried on successive attempts.
 DIM_CONTRAST = 100    # grey levels between a frame's darkest and brightest 2 %
-MATRIX_STEPS = ("stretch", "bend", "flatten", "bend more", "thorough", dewarp.HYPOTHESES[0],
+MATRIX_STEPS = ("stretch", "flatten", "bend", "thorough", "bend more", dewarp.HYPOTHESES[0],
                 dewarp.HYPOTHESES[1], dewarp.HYPOTHESES[3])
+BENT_STEPS = ("bend", "flatten", "bend more", "stretch", dewarp.HYPOTHESES[0], "thorough",
+              dewarp.HYPOTHESES[1], dewarp.HYPOTHESES[3])
 BAR_ANGLES = ((0.0,), (0.012, -0.012), (0.024, -0.024))
 
 
@@ -142,22 +144,29 @@ class ZxingEngine:
     def find_bars(self, y: np.ndarray, contrast: float = 0.0):
         return linear.find_bars(y, contrast=contrast) if self.linear else []
 
-    def recover(self, img: np.ndarray, kind: str, attempt: int, quad=None, box=None) -> list[Code]:
+    def recover(self, img: np.ndarray, kind: str, attempt: int, quad=None, box=None,
+                still: bool = False) -> list[Code]:
         """One attempt on a region; successive attempts try other means. For
         "matrix" img is the cropped region and `quad` the symbol's corners in
-        it, when known; for "bars" img is the frame and `box` the region."""
+        it, when known; for "bars" img is the frame and `box` the region.
+        A still image (no frame budget) also gets the 2x upscale."""
         if kind == "bars":   # img is the whole frame here, box the region in it
             res = linear.read_bars(self.zx, img, box, self.linear, angles=BAR_ANGLES[attempt % len(BAR_ANGLES)])
             return self._codes(res)
         # Cheap general remedies and bend hypotheses take turns, so a held
-        # ticket meets each kind of trouble within a few frames.
-        step = MATRIX_STEPS[attempt % len(MATRIX_STEPS)]
+        # ticket meets each kind of trouble within a few frames; a quad that
+        # looks bent (narrower one way) gets the bends first.
+        est = dewarp.estimate(quad) if quad is not None else None
+        order = BENT_STEPS if est is not None and est[1] > 1.5 else MATRIX_STEPS
+        step = order[attempt % len(order)]
         if step == "stretch":   # dim or low-contrast: stretch the region's own range
             return self._thorough_once(stretch(img), self.zx.Binarizer.LocalAverage)
         if step == "flatten":   # glare or shadow across the symbol: take the local mean away
             return self._thorough_once(flatten(img), self.zx.Binarizer.LocalAverage)
         if step == "thorough" or quad is None:
-            return self.thorough(img, upscale=False)
+            if still:
+                return self.thorough(img, upscale=True)
+            return self._thorough_once(img, self.zx.Binarizer.GlobalHistogram)   # one call: the frame's budget
         # Curved paper: flatten one bend, first the one the quad's shape suggests.
         bend = dewarp.estimate(quad, 1.25 if step == "bend more" else 1.0) if isinstance(step, str) else step
         if bend is None:
@@ -225,7 +234,7 @@ class ZbarEngine:
                "I25": "itf", "PDF417": "pdf417"}
         return [code_from_bytes(fmt.get(r.type, r.type.lower()), r.data) for r in res]
 
-    def recover(self, img, kind, attempt, quad=None, box=None) -> list[Code]:
+    def recover(self, img, kind, attempt, quad=None, box=None, still=False) -> list[Code]:
         if box is not None:
             img = img[int(box[1]):int(box[3]), int(box[0]):int(box[2])]
         return self.scan(flatten(img) if attempt % 2 else stretch(img))

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-MAX_TRIES = {"matrix": 7, "bars": 3}  # attempts per region before it is muted
+MAX_TRIES = {"matrix": 8, "bars": 3}  # attempts per region before it is muted (each step once)
 KEEP = 6           # frames a region is kept without being seen again
 MAX_REGIONS = 6
 MAX_MUTED = 16
