@@ -37,10 +37,12 @@ MATRIX = ("qr", "microqr", "datamatrix", "aztec", "pdf417")
 LINEAR_ROW_STEP = 6  # a 1-D code needs horizontal detail, hardly any vertical
 # Offsets (radians) from the estimated bar angle tried on successive attempts.
 DIM_CONTRAST = 100    # grey levels between a frame's darkest and brightest 2 %
-MATRIX_STEPS = ("stretch", "flatten", "bend", "thorough", "bend more", dewarp.HYPOTHESES[0],
-                dewarp.HYPOTHESES[1], dewarp.HYPOTHESES[3])
-BENT_STEPS = ("bend", "flatten", "bend more", "stretch", dewarp.HYPOTHESES[0], "thorough",
-              dewarp.HYPOTHESES[1], dewarp.HYPOTHESES[3])
+# The quad's shape tells a bend's size better than its axis (perspective
+# shortens sides too), so both axes are tried early.
+MATRIX_STEPS = ("stretch", "flatten", "bend", "bend across", "thorough", "bend more", dewarp.HYPOTHESES[0],
+                dewarp.HYPOTHESES[1])
+BENT_STEPS = ("bend", "bend across", "flatten", "bend more", "stretch", "thorough", dewarp.HYPOTHESES[0],
+              dewarp.HYPOTHESES[1])
 BAR_ANGLES = ((0.0,), (0.012, -0.012), (0.024, -0.024))
 
 
@@ -52,6 +54,7 @@ class Seen(NamedTuple):
     x1: float
     y1: float
     quad: Optional[tuple] = None
+    fine: bool = True        # found at full resolution (a half-resolution quad is coarser)
 
 
 def code_from_bytes(fmt: str, raw: bytes, fallback: str = "") -> Code:
@@ -168,9 +171,11 @@ class ZxingEngine:
                 return self.thorough(img, upscale=True)
             return self._thorough_once(img, self.zx.Binarizer.GlobalHistogram)   # one call: the frame's budget
         # Curved paper: flatten one bend, first the one the quad's shape suggests.
-        bend = dewarp.estimate(quad, 1.25 if step == "bend more" else 1.0) if isinstance(step, str) else step
-        if bend is None:
-            bend = dewarp.HYPOTHESES[2 if step == "bend more" else 0]
+        bend = step
+        if isinstance(step, str):
+            bend = dewarp.estimate(quad, 1.25 if step == "bend more" else 1.0) or dewarp.HYPOTHESES[0]
+            if step == "bend across":
+                bend = (1 - bend[0], bend[1])
         flat = dewarp.unwarp(img, quad, *bend)
         return self._codes(self.zx.read_barcodes(flat, formats=self.matrix, try_rotate=True,
                                                  try_downscale=False, try_invert=False))
@@ -205,7 +210,7 @@ def _seen(p, sx, sy, transposed) -> Seen:
         pts = [(v, u) for u, v in pts]
     pts = [(u * sx, v * sy) for u, v in pts]
     us, vs = [u for u, _ in pts], [v for _, v in pts]
-    return Seen(min(us), min(vs), max(us) + sx, max(vs) + sy, tuple(pts))
+    return Seen(min(us), min(vs), max(us) + sx, max(vs) + sy, tuple(pts), sx == 1 and sy == 1)
 
 
 class ZbarEngine:

@@ -70,7 +70,13 @@ class Tracker:
                 continue
             for r in self.regions:
                 if r.kind == kind and _overlap(r.box, box):
-                    r.box, r.last, r.seen = box, frame, r.seen + 1
+                    # A full-resolution sighting's corners are worth more than
+                    # a later half-resolution one's (the bend steps use them).
+                    if getattr(box, "fine", True) or not getattr(r.box, "fine", False):
+                        if getattr(box, "fine", False) and not getattr(r.box, "fine", True):
+                            r.tries = 0      # the first sharp view: its steps start over (bounded: once)
+                        r.box = box
+                    r.last, r.seen = frame, r.seen + 1
                     break
             else:
                 self.regions.append(Region(box, kind, frame))

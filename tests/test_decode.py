@@ -120,20 +120,36 @@ def test_decode_dim_qr_read_live_after_a_stretch():
     assert read >= 5 and raw <= 2, (read, raw)
 
 
-def test_decode_curved_and_glared_qr_read_live_more_than_raw_zxing():
-    """Paper bent round a hand (flattened under bend hypotheses, one per
-    frame); a phone screen with its pixel grid and a glare spot (read after
-    the local mean is taken away)."""
+def test_decode_curved_qr_flattened_where_raw_zxing_fails():
+    """Paper bent round a hand: the failed detection's quad gives the bend,
+    the region is flattened under bend hypotheses (all of them for a still
+    image, one per frame live)."""
     import zxingcpp
-    for kind, seed, least in (("curved_qr", 400, 5), ("phone_glare_qr", 500, 3)):
-        read = raw = 0
-        for i in range(8):
-            text = f"T-{i:06d}-{99 + i:08d}"
-            pres, _, seen = _held(kind, text, seed + i)
-            assert seen <= {text}
-            read += text in seen
-            raw += any(r.text == text for r in zxingcpp.read_barcodes(pres.frame(0)))
-        assert read >= least and read >= raw + 2, (kind, read, raw)
+    still = live = raw = 0
+    for i in range(8):
+        text = f"T-{i:06d}-{99 + i:08d}"
+        pres, _, seen = _held("curved_qr", text, 400 + i)
+        assert seen <= {text}
+        live += text in seen
+        got = {c.text for c in Decoder(("qr", "code128")).still(pres.frame(0))}
+        assert got <= {text}
+        still += text in got
+        raw += any(r.text == text for r in zxingcpp.read_barcodes(pres.frame(0)))
+    assert still >= 6 and still >= raw + 3 and live >= raw, (still, live, raw)
+
+
+def test_decode_glared_phone_qr_read_live_more_than_raw_zxing():
+    """A phone screen with its pixel grid and a glare spot: read after the
+    local mean is taken away."""
+    import zxingcpp
+    read = raw = 0
+    for i in range(8):
+        text = f"T-{i:06d}-{99 + i:08d}"
+        pres, _, seen = _held("phone_glare_qr", text, 500 + i)
+        assert seen <= {text}
+        read += text in seen
+        raw += any(r.text == text for r in zxingcpp.read_barcodes(pres.frame(0)))
+    assert read >= 3 and read >= raw + 2, (read, raw)
 
 
 def test_decode_reads_fine_bars_from_main_where_lores_cannot():
