@@ -227,6 +227,12 @@ def test_broker_identity_installer_configures_the_broker_on_the_house(tmp_path):
             "--venue hall --host house.local --host localhost") in r.stdout
     assert "ln -sfn /etc/mosquitto/gate/gate.conf /etc/mosquitto/conf.d/gate.conf" in r.stdout
     assert "systemctl restart mosquitto" in r.stdout
+    r = subprocess.run([str(REPO / "scripts/install-pi"), "--dry-run", "--role", "both", "--prefix",
+                        str(tmp_path / "opt"), "--gates", "door-b"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    if not os.path.exists("/etc/gate/gate.toml"):   # a fresh box: the example gate.toml would be installed
+        assert "broker config --out /etc/mosquitto/gate --gates door-b,door-a " in r.stdout   # its own gate
+        assert "would set [mqtt] in /etc/gate/gate.toml to localhost:8883, TLS, user door-a" in r.stdout
     r = subprocess.run([str(REPO / "scripts/install-pi"), "--dry-run", "--role", "gate", "--prefix",
                         str(tmp_path / "opt")], capture_output=True, text=True)
     assert r.returncode == 0 and "broker config" not in r.stdout
