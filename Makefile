@@ -1,5 +1,5 @@
 # Thin wrappers around ./run, for those who reach for make.
-.PHONY: demo test bench setup test-arm64 test-system test-system-arm64 install-dry-run
+.PHONY: demo test bench setup test-arm64 test-system test-system-arm64 install-dry-run test-isolation
 demo:
 	./run demo
 test:
@@ -16,3 +16,5 @@ test-system-arm64:
 	./run test-system-arm64
 install-dry-run:
 	./scripts/install-pi --dry-run
+test-isolation:   # the scan loop under a bus flood, run whatever the machine's load
+	GATE_TIMING_ANY_LOAD=1 ./run test -k test_isolation
