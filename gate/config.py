@@ -32,6 +32,11 @@ class GateSection:
     zones: list[str] = field(default_factory=list)
     direction: str = "in"            # in | out: an exit-mode gate lets people out
     reentry: bool = False            # admit again after a recorded exit
+    # Entry rules (gate/decide.py); a refusal is the `rules` verdict, its detail names the rule.
+    doors_open: str = ""             # "19:00": no entry before this time of the venue day ("" = none)
+    checkout: str = ""               # "03:00": everyone still inside is checked out; the venue day starts here
+    reentry_after_min: int = 0       # minutes between an exit and a re-entry (anti-passback); 0 = none
+    entries_per_day: int = 0         # entries per ticket per venue day; 0 = no limit
 
 
 @dataclass
@@ -147,6 +152,7 @@ class HouseSection:
     capacity: dict[str, int] = field(default_factory=dict)
     token_file: str = ""             # optional dashboard access token
     client_id: str = ""
+    checkout: str = ""               # "03:00": everyone still inside is counted as left (same as the gates')
 
 
 @dataclass
@@ -291,8 +297,23 @@ def _check(cfg: Config, fail) -> None:
             fail("gate.id", "required, letters, digits, '_' and '-' only")
         if not ID_RE.match(cfg.gate.venue):
             fail("gate.venue", "required, letters, digits, '_' and '-' only")
+        from gate.decide import parse_time_of_day
+        for key in ("doors_open", "checkout"):
+            try:
+                parse_time_of_day(getattr(cfg.gate, key))
+            except ValueError as exc:
+                fail(f"gate.{key}", str(exc))
+        for key in ("reentry_after_min", "entries_per_day"):
+            if not 0 <= getattr(cfg.gate, key) <= 100_000:
+                fail(f"gate.{key}", "must be between 0 and 100000 (0 = no limit)")
     if cfg.house is not None and not ID_RE.match(cfg.house.venue):
         fail("house.venue", "required, letters, digits, '_' and '-' only")
+    if cfg.house is not None:
+        from gate.decide import parse_time_of_day
+        try:
+            parse_time_of_day(cfg.house.checkout)
+        except ValueError as exc:
+            fail("house.checkout", str(exc))
     if cfg.gate is not None:   # the house never loads the decoder (nor numpy)
         from gate.decode import SYMBOLOGIES
         for sym in cfg.decode.symbologies:

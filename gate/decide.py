@@ -12,10 +12,20 @@ no database, no network. The guards run in this order, first match wins:
  7. wrong_gate    its zone is not admitted at this door
  8. not_yet_valid before valid_from
  9. expired       after valid_until
-10. already_used  inside already (says when and where it was first used),
-                  or left and re-entry is off
-11. reentry       left earlier and re-entry is on
-12. ok            first entry
+10. rules         doors not open yet ("doors open at 19:00"): nobody enters
+                  before the doors open, whatever their ticket's past
+11. already_used  inside already (says when and where it was first used),
+                  or left and re-entry is off. An entry made before the last
+                  automatic check-out no longer counts as inside.
+12. rules         left less than `reentry_after_min` minutes ago (anti-passback)
+13. rules         `entries_per_day` entries already made this venue day
+14. reentry       left earlier and re-entry is on
+15. ok            first entry
+
+The venue day starts at the check-out time (`checkout`, midnight when none
+is set): "entries per day" counts from there, and an automatic check-out
+turns everyone still inside at that moment into "left". Times of day are the
+gate's local time; `now` is always passed in.
 
 Two verdicts come from the door, not from a scan, and are built here too:
 `annul()` turns an admission that nobody walked through into `annulled` /
@@ -40,6 +50,22 @@ class Resolution:
     revoked: bool = False    # on the revocation list
 
 
+DAY_MIN = 24 * 60
+
+
+def parse_time_of_day(text: str) -> Optional[int]:
+    """"HH:MM" -> minutes after midnight; "" -> None. ValueError on anything else."""
+    if text == "":
+        return None
+    hh, sep, mm = text.partition(":")
+    if not (sep and len(hh) == 2 and len(mm) == 2 and (hh + mm).isascii() and (hh + mm).isdigit()):
+        raise ValueError("expected HH:MM, e.g. 19:00")
+    h, m = int(hh), int(mm)
+    if h > 23 or m > 59:
+        raise ValueError("expected HH:MM with hours 00-23 and minutes 00-59")
+    return h * 60 + m
+
+
 @dataclass(frozen=True)
 class GateRules:
     gate: str
@@ -47,14 +73,48 @@ class GateRules:
     zones: frozenset = field(default_factory=frozenset)   # empty admits all zones
     direction: str = "in"
     reentry: bool = False
+    doors_open: Optional[int] = None    # minutes after midnight; None = no window
+    checkout: Optional[int] = None      # minutes after midnight; the venue day starts here
+    reentry_after_min: int = 0          # minimum minutes between an exit and a re-entry
+    entries_per_day: int = 0            # 0 = no limit
 
     @classmethod
     def from_config(cls, g) -> "GateRules":
-        return cls(g.id, frozenset(g.events), frozenset(g.zones), g.direction, g.reentry)
+        return cls(g.id, frozenset(g.events), frozenset(g.zones), g.direction, g.reentry,
+                   parse_time_of_day(g.doors_open), parse_time_of_day(g.checkout),
+                   g.reentry_after_min, g.entries_per_day)
+
+    def day_start(self, now_ms: int) -> int:
+        """Unix ms when the current venue day began (the last check-out, or midnight)."""
+        return last_time_of_day(self.checkout or 0, now_ms)
+
+
+def last_time_of_day(minutes: int, now_ms: int) -> int:
+    """Unix ms of the latest local `minutes`-after-midnight at or before now_ms."""
+    for back in (0, 1, 2):  # today's, else yesterday's (2: a DST change can skip the hour)
+        day = time.localtime(now_ms / 1000 - back * 86400)
+        ms = int(time.mktime((day.tm_year, day.tm_mon, day.tm_mday, minutes // 60, minutes % 60, 0,
+                              0, 0, -1)) * 1000)
+        if ms <= now_ms:
+            return ms
+    return now_ms - DAY_MIN * 60_000
 
 
 def _when(ms: Optional[int]) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ms / 1000)) if ms else "?"
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def doors_closed(rules: GateRules, now_ms: int) -> bool:
+    """True between the start of the venue day and the doors-open time."""
+    if rules.doors_open is None:
+        return False
+    start = rules.checkout or 0
+    since_start = (now_ms - rules.day_start(now_ms)) // 60_000
+    return since_start < (rules.doors_open - start) % DAY_MIN
 
 
 def decide(res: Resolution, history: History, rules: GateRules, now_ms: int) -> Verdict:
@@ -78,12 +138,26 @@ def decide(res: Resolution, history: History, rules: GateRules, now_ms: int) -> 
         return Verdict("rejected", "not_yet_valid", t, t.ticket_id, f"valid from {_when(t.valid_from)}")
     if t.valid_until is not None and now_ms > t.valid_until:
         return Verdict("rejected", "expired", t, t.ticket_id, f"expired {_when(t.valid_until)}")
+    if doors_closed(rules, now_ms):
+        return Verdict("rejected", "rules", t, t.ticket_id, f"doors open at {_hhmm(rules.doors_open)}")
     first = f"first used {_when(history.first_ts)} at {history.first_gate or '?'}"
-    if history.inside:
+    day_start = rules.day_start(now_ms)
+    checked_out = rules.checkout is not None and (history.last_entry_ts or 0) < day_start
+    if history.inside and not checked_out:
         return Verdict("rejected", "already_used", t, t.ticket_id, first)
     if history.first_ts is not None:
         if not rules.reentry:
             return Verdict("rejected", "already_used", t, t.ticket_id, first + "; re-entry is off")
+        left = max(history.last_exit_ts or 0, day_start if checked_out and history.inside else 0)
+        wait_ms = rules.reentry_after_min * 60_000 - (now_ms - left)
+        if rules.reentry_after_min and left and wait_ms > 0:
+            return Verdict("rejected", "rules", t, t.ticket_id,
+                           f"re-entry {rules.reentry_after_min} min after leaving: "
+                           f"{-(-wait_ms // 60_000)} min to go")
+        if rules.entries_per_day and sum(1 for ts in history.entries if ts >= day_start) >= rules.entries_per_day:
+            return Verdict("rejected", "rules", t, t.ticket_id,
+                           f"{rules.entries_per_day} entr{'y' if rules.entries_per_day == 1 else 'ies'} "
+                           "a day, used up")
         return Verdict("admitted", "reentry", t, t.ticket_id)
     return Verdict("admitted", "ok", t, t.ticket_id)
 

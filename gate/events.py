@@ -11,9 +11,11 @@ if TYPE_CHECKING:   # only a type hint here: the house never imports numpy
 
 REASONS = (
     "ok", "reentry", "exit", "already_used", "unknown", "forged", "revoked", "blocked",
-    "wrong_event", "wrong_gate", "not_yet_valid", "expired", "not_passed",
+    "wrong_event", "wrong_gate", "not_yet_valid", "expired", "rules", "not_passed",
 )
 RESULTS = ("admitted", "exited", "rejected", "annulled")
+# live: counted; test: a rehearsal scan, shown apart and never counted; info: a look-up, never recorded
+MODES = ("live", "test", "info")
 
 
 @dataclass
@@ -81,6 +83,9 @@ class History:
     first_ts: Optional[int] = None
     first_gate: str = ""
     exits: int = 0
+    last_entry_ts: Optional[int] = None
+    last_exit_ts: Optional[int] = None
+    entries: tuple[int, ...] = ()      # recent admission times (unix ms), newest first
 
 
 @dataclass
@@ -114,6 +119,7 @@ class ScanEvent:
     attention: list[str] = field(default_factory=list)
     mode: str = "live"                 # live | test (rehearsal) | info (a look-up): DESIGN.md
     v: int = 1
+    mode: str = "live"
 
 
 # -- control messages to the scan loop (from the door, the link and the updater threads) --

@@ -63,6 +63,8 @@ PATTERNS = {
     "wrong_gate":    _beeps(CYAN, 2000, [(150, 400), (150, 0)], "A4"),
     "not_yet_valid": tuple(s for _ in range(3) for s in (Step(250, YELLOW, "E5" if _ == 0 else None), Step(250, OFF))) + (Step(0, OFF),),
     "expired":       _beeps(YELLOW, 1500, [(800, 0)], "E4"),
+    # An entry rule said no (doors not open, too soon back, entries used up): yellow/cyan alternating.
+    "rules":         tuple(s for _ in range(2) for s in (Step(300, YELLOW, "D5"), Step(300, CYAN))) + (Step(0, OFF),),
     "not_passed":    _beeps(WHITE, 1000, [(300, 0)], "C4"),
 }
 # Hospitality: played right after the verdict's own pattern for an admitted patron.

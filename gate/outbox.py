@@ -88,7 +88,7 @@ class Outbox:
             self._sync = full
 
     def append(self, gate: str, ts: int, event: str, ticket: str, direction: str, result: str,
-               reason: str, attention=()) -> ScanEvent:
+               reason: str, attention=(), mode: str = "live") -> ScanEvent:
         """Number, store and return a scan event; durable when this returns."""
         with self._lock:
             self._set_sync(result == "admitted")
@@ -99,7 +99,8 @@ class Outbox:
                 top = db.execute("SELECT max(seq) FROM outbox").fetchone()[0] or 0
                 seq = max(row[0] if row else 0, top) + 1
                 e = ScanEvent(id=uuid.uuid4().hex, gate=gate, seq=seq, ts=ts, event=event, ticket=ticket,
-                              dir=direction, result=result, reason=reason, attention=list(attention))
+                              dir=direction, result=result, reason=reason, attention=list(attention),
+                              mode=mode)
                 db.execute("INSERT INTO outbox VALUES (?,?,?)", (seq, e.id, pack_scan(e)))
                 db.execute("INSERT OR REPLACE INTO counter VALUES ('seq', ?)", (seq,))
                 db.execute("COMMIT")

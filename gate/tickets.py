@@ -9,8 +9,11 @@ Two files, one writer each, so that applying a list never delays an admission:
   list is swapped in (the updater thread, or `gate tickets import`), in one
   transaction. Readers on other connections see the old list or the new one,
   never a mix (WAL), and are never blocked by the writer.
-- `<name>-used.db`: which tickets are inside, first use, exits; written only by
-  the scan loop (own scans and other gates' synced ones). A long list write
+- `<name>-used.db`: which tickets are inside, first use, exits, and recent
+  passages (for the entry rules); written only by the scan loop (own scans and
+  other gates' synced ones). Rehearsal (`test` mode) uses are kept in tables of
+  their own there: a live decision never reads them, and going live drops
+  them whole (`clear_rehearsal`). A long list write
   holds tickets.db's write lock only, so the loop's write after an admission
   never waits for it.
 """
@@ -43,7 +46,17 @@ USED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS used.used (
     ticket_id TEXT PRIMARY KEY, inside INTEGER NOT NULL, first_ts INTEGER,
     first_gate TEXT, exits INTEGER NOT NULL DEFAULT 0, last_ts INTEGER, last_gate TEXT);
+CREATE TABLE IF NOT EXISTS used.passages (ticket_id TEXT NOT NULL, ts INTEGER NOT NULL, dir TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS used.passages_ticket ON passages(ticket_id, ts);
+CREATE TABLE IF NOT EXISTS used.rehearsal_used (
+    ticket_id TEXT PRIMARY KEY, inside INTEGER NOT NULL, first_ts INTEGER,
+    first_gate TEXT, exits INTEGER NOT NULL DEFAULT 0, last_ts INTEGER, last_gate TEXT);
+CREATE TABLE IF NOT EXISTS used.rehearsal_passages (ticket_id TEXT NOT NULL, ts INTEGER NOT NULL, dir TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS used.rehearsal_passages_ticket ON rehearsal_passages(ticket_id, ts);
 """
+TABLES = {"live": ("used.used", "used.passages"), "test": ("used.rehearsal_used", "used.rehearsal_passages")}
+PASSAGES_KEPT = 64                  # per ticket, for the entry rules (entries per day, anti-passback)
+PASSAGES_MAX_AGE_MS = 3 * 86400_000  # older passages can no longer matter to a rule
 LIST_META = ("list_series", "list_seq", "list_issued", "list_effective", "list_key")
 
 
@@ -87,6 +100,7 @@ class TicketStore:
                     raise sqlite3.DatabaseError(f"database disk image is malformed ({row[0] if row else '?'})")
             self._migrate()
             self._create()
+            self.prune_passages(now_ms())
         except BaseException:
             self.db.close()
             raise
@@ -255,35 +269,71 @@ class TicketStore:
         return self.db.execute("SELECT 1 FROM revoked WHERE ticket_id=?", (ticket_id,)).fetchone() is not None
 
     # -- the record of use (the scan loop's) --------------------------------------------
-    def history(self, ticket_id: str) -> History:
-        row = self.db.execute("SELECT inside, first_ts, first_gate, exits FROM used.used WHERE ticket_id=?",
+    def history(self, ticket_id: str, mode: str = "live") -> History:
+        used, passages = TABLES[mode]
+        row = self.db.execute(f"SELECT inside, first_ts, first_gate, exits FROM {used} WHERE ticket_id=?",
                               (ticket_id,)).fetchone()
-        return History(bool(row[0]), row[1], row[2] or "", row[3]) if row else History()
+        if not row:
+            return History()
+        recent = self.db.execute(f"SELECT ts, dir FROM {passages} WHERE ticket_id=? ORDER BY ts DESC LIMIT ?",
+                                 (ticket_id, PASSAGES_KEPT)).fetchall()
+        entries = tuple(ts for ts, d in recent if d == "in")
+        exits = [ts for ts, d in recent if d == "out"]
+        return History(bool(row[0]), row[1], row[2] or "", row[3], entries[0] if entries else None,
+                       exits[0] if exits else None, entries)
 
-    def record(self, ticket_id: str, result: str, ts: int, gate: str) -> None:
-        """Apply a scan result (own or another gate's) to the ticket's history."""
+    def record(self, ticket_id: str, result: str, ts: int, gate: str, mode: str = "live") -> None:
+        """Apply a scan result (own or another gate's) to the ticket's history.
+
+        `info` scans are never recorded; `test` ones go to the rehearsal tables."""
+        if mode not in TABLES:
+            return
+        used, passages = TABLES[mode]
         if result == "admitted":
             self.db.execute(
-                "INSERT INTO used.used (ticket_id, inside, first_ts, first_gate, exits, last_ts, last_gate) "
+                f"INSERT INTO {used} (ticket_id, inside, first_ts, first_gate, exits, last_ts, last_gate) "
                 "VALUES (?,1,?,?,0,?,?) ON CONFLICT(ticket_id) DO UPDATE SET inside=1, "
                 "first_ts=CASE WHEN first_ts IS NULL OR first_ts>excluded.first_ts THEN excluded.first_ts ELSE first_ts END, "
                 "first_gate=CASE WHEN first_ts IS NULL OR first_ts>excluded.first_ts THEN excluded.first_gate ELSE first_gate END, "
                 "last_gate=CASE WHEN last_ts IS NULL OR last_ts<=excluded.last_ts THEN excluded.last_gate ELSE last_gate END, "
                 "last_ts=CASE WHEN last_ts IS NULL OR last_ts<=excluded.last_ts THEN excluded.last_ts ELSE last_ts END",
                 (ticket_id, ts, gate, ts, gate))
+            self.db.execute(f"INSERT INTO {passages} VALUES (?,?,'in')", (ticket_id, ts))
         elif result == "exited":
-            self.db.execute("UPDATE used.used SET inside=0, exits=exits+1 WHERE ticket_id=?", (ticket_id,))
+            self.db.execute(f"UPDATE {used} SET inside=0, exits=exits+1 WHERE ticket_id=?", (ticket_id,))
+            self.db.execute(f"INSERT INTO {passages} VALUES (?,?,'out')", (ticket_id, ts))
         elif result == "annulled":
             # Nobody walked through: the ticket is as usable as before the scan. Only the gate that
             # made an admission can annul it (same gate, same time): another gate's word is not enough.
-            self.db.execute("DELETE FROM used.used WHERE ticket_id=? AND first_ts=? AND first_gate=? AND exits=0",
+            self.db.execute(f"DELETE FROM {used} WHERE ticket_id=? AND first_ts=? AND first_gate=? AND exits=0",
                             (ticket_id, ts, gate))
-            self.db.execute("UPDATE used.used SET inside=0 WHERE ticket_id=? AND "
+            self.db.execute(f"UPDATE {used} SET inside=0 WHERE ticket_id=? AND "
                             "((last_ts=? AND last_gate=?) OR (last_ts IS NULL AND first_ts=? AND first_gate=?))",
                             (ticket_id, ts, gate, ts, gate))
+            self.db.execute(f"DELETE FROM {passages} WHERE ticket_id=? AND ts=? AND dir='in'", (ticket_id, ts))
+
+    def prune_passages(self, now: int) -> int:
+        """Forget passages too old for any entry rule (bounded disk); returns how many."""
+        n = 0
+        for _, passages in TABLES.values():
+            n += self.db.execute(f"DELETE FROM {passages} WHERE ts<?", (now - PASSAGES_MAX_AGE_MS,)).rowcount
+        return n
+
+    def clear_rehearsal(self) -> int:
+        """Going live: forget every use that rehearsal scans left; returns tickets cleared."""
+        db = self.db
+        db.execute("BEGIN")   # the first statement writes the record of use only (see swap())
+        try:
+            n = db.execute("DELETE FROM used.rehearsal_used").rowcount
+            db.execute("DELETE FROM used.rehearsal_passages")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return n
 
     def record_remote(self, scans, max_rows: int) -> int:
-        """Apply other gates' scans [(ticket_id, result, ts, gate)] in one transaction; returns how many
+        """Apply other gates' scans [(ticket_id, result, ts, gate[, mode])] in one transaction; returns how many
         were kept. Once the history holds max_rows rows, scans of tickets it has never seen are skipped:
         a flood of forged ticket ids cannot grow the file without bound."""
         kept = 0
@@ -293,10 +343,10 @@ class TicketStore:
         db.execute("BEGIN")
         try:
             full = (db.execute("SELECT coalesce(max(rowid), 0) FROM used.used").fetchone()[0] >= max_rows)
-            for ticket_id, result, ts, gate in scans:
+            for ticket_id, result, ts, gate, *mode in scans:
                 if full and db.execute("SELECT 1 FROM used.used WHERE ticket_id=?", (ticket_id,)).fetchone() is None:
                     continue
-                self.record(ticket_id, result, ts, gate)
+                self.record(ticket_id, result, ts, gate, *mode)
                 kept += 1
             db.execute("COMMIT")
         except BaseException:

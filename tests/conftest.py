@@ -77,6 +77,7 @@ events = ["eve"]
 zones = {zones}
 reentry = {reentry}
 direction = "{direction}"
+{gate_extra}
 
 [camera]
 source = "replay:none"
@@ -129,11 +130,11 @@ list_keys = {list_keys}
 
 def gate_config(tmp_path, gate="door-a", profile="turnstile", zones="[]", reentry=False, direction="in",
                 port=1883, mqtt_on=False, passage="", passage_timeout=5.0, relay_mode="pulse",
-                display="none", keys="[]", stall=2.0, debounce=2.0, storage=None, venue=None):
+                display="none", keys="[]", stall=2.0, debounce=2.0, storage=None, venue=None, gate_extra=""):
     text = GATE_TOML.format(gate=gate, profile=profile, zones=zones, reentry=str(reentry).lower(),
                             direction=direction, port=port, mqtt=str(mqtt_on).lower(), passage=passage,
                             passage_timeout=passage_timeout, relay_mode=relay_mode, display=display,
-                            keys=keys, stall=stall, debounce=debounce,
+                            keys=keys, stall=stall, debounce=debounce, gate_extra=gate_extra,
                             list_keys=f'["{venue.pub_path}"]' if venue else "[]",
                             venue_secret=f'venue_secret = "{venue.secret_path}"' if venue else "",
                             storage=storage or (tmp_path / f"state-{gate}"))

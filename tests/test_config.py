@@ -213,3 +213,20 @@ def test_config_hospitality_tags_must_travel_in_a_scan_event(tmp_path):
     with _pytest.raises(ConfigError) as e:
         parse(base + many, "many.toml")
     assert "hospitality.tags" in str(e.value)
+
+
+def test_config_entry_rules_are_checked_with_key_and_line(tmp_path):
+    from tests.conftest import run_gate_cli
+    base = '[gate]\nid = "a"\nvenue = "hall"\n'
+    for line, key in (('doors_open = "7pm"', "gate.doors_open"), ('checkout = "25:00"', "gate.checkout"),
+                      ("entries_per_day = -1", "gate.entries_per_day"),
+                      ("reentry_after_min = 1e9", "gate.reentry_after_min")):
+        with pytest.raises(ConfigError) as e:
+            parse(base + line + "\n", "g.toml")
+        assert (e.value.key, e.value.line) == (key, 4)
+    cfg = parse(base + 'doors_open = "19:00"\ncheckout = "03:00"\nreentry_after_min = 15\nentries_per_day = 2\n')
+    assert (cfg.gate.doors_open, cfg.gate.entries_per_day) == ("19:00", 2)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base + 'doors_open = "19.00"\n')
+    r = run_gate_cli("config", "check", str(bad))
+    assert r.returncode == 2 and "bad.toml:4: gate.doors_open" in r.stderr and "HH:MM" in r.stderr

@@ -35,11 +35,11 @@ def rows(db, counts, holders) -> list[dict]:
     """Admissions, then no-shows: see the module's docstring."""
     out, visits, firsts = [], defaultdict(set), {}
     flagged = {cid for c in counts.events.values() for cid in c.conflicts}
-    annulled = {(g, ts) for g, ts in db.execute("SELECT gate, ts FROM scans WHERE result='annulled'")}
+    annulled = {(g, ts) for g, ts in db.execute("SELECT gate, ts FROM scans WHERE result='annulled' AND mode='live'")}
     pretix = _pretix_positions(db)
     admitted = set()
     for eid, gate, ts, ev, ticket, attention in db.execute(
-            "SELECT id, gate, ts, event, ticket, attention FROM scans WHERE result='admitted' ORDER BY ts"):
+            "SELECT id, gate, ts, event, ticket, attention FROM scans WHERE result='admitted' AND mode='live' ORDER BY ts"):
         if (gate, ts) in annulled:
             continue
         admitted.add(ticket)

@@ -47,6 +47,9 @@ def _open(path) -> sqlite3.Connection:
         _rekey(db)
         db.executescript(SCHEMA)
         recovery.check(db)
+        if "mode" not in {r[1] for r in db.execute("PRAGMA table_info(scans)")}:
+            # live | test | info: rehearsal scans and look-ups are kept, and kept apart
+            db.execute("ALTER TABLE scans ADD COLUMN mode TEXT NOT NULL DEFAULT 'live'")
     except BaseException:
         db.close()
         raise
@@ -63,9 +66,9 @@ class AttendanceLog:
 
     def events(self) -> Iterator[ScanEvent]:
         """Every stored scan event, in arrival order."""
-        for row in self.db.execute("SELECT id, gate, seq, ts, event, ticket, dir, result, reason, attention "
+        for row in self.db.execute("SELECT id, gate, seq, ts, event, ticket, dir, result, reason, attention, mode "
                                    "FROM scans ORDER BY rowid"):
-            yield ScanEvent(*row[:9], attention=json.loads(row[9]))
+            yield ScanEvent(*row[:9], attention=json.loads(row[9]), mode=row[10])
 
     def holders(self) -> dict[str, tuple]:
         """ticket id -> (holder, patron, tags)."""
@@ -77,9 +80,10 @@ class AttendanceLog:
         now = now_ms()
         events = list(events)
         with self.db:
-            self.db.executemany("INSERT OR IGNORE INTO scans VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            self.db.executemany("INSERT OR IGNORE INTO scans (id, gate, seq, ts, event, ticket, dir, result, reason, "
+                                "attention, received, mode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                                 [(e.id, e.gate, e.seq, e.ts, e.event, e.ticket, e.dir, e.result, e.reason,
-                                  json.dumps(e.attention) if e.attention else "[]", now) for e in events])
+                                  json.dumps(e.attention) if e.attention else "[]", now, e.mode) for e in events])
             if self.on_store is not None:
                 self.on_store(self.db, events)
 

@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 
 from gate import __version__
 from gate.bus import messages, topics, values
@@ -26,6 +26,8 @@ from gate.clock import now_ms
 from gate.errors import ConfigError, GateError
 from gate.house import attendance, discovery, uploads
 from gate.house.lists import HouseLists
+from gate.events import ScanEvent
+from gate.house import checkout
 from gate.house.counts import HouseCounts
 from gate.house.gaps import MAX_GATES, GapTracker
 from gate.house.ingest import Ingest
@@ -51,6 +53,9 @@ class HouseService:
             self.db.executescript(uploads.SCHEMA)
             self.log.on_store = uploads.enqueue
         self.counts = HouseCounts()
+        self.rehearsal = HouseCounts()         # `test` scans: shown apart, never in the house count
+        self.lookups: dict[str, int] = defaultdict(int)   # `info` scans per event: never counted
+        self.checkout = checkout.CheckOut(self.db, cfg.house.checkout)
         self.ids: set[tuple[str, str]] = set()   # (gate, event id) stored
         self.holders: dict[str, tuple] = {}
         self.lists = HouseLists(cfg)
@@ -97,8 +102,9 @@ class HouseService:
         n = 0
         for e in self.log.events():
             self.ids.add((e.gate, e.id))
-            self.gaps.track(e.gate, e.seq)
-            self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
+            if e.gate != checkout.GATE:
+                self.gaps.track(e.gate, e.seq)
+            self._count(e)
             n += 1
         if n:
             log.info("restored %d scan events from the attendance log", n)
@@ -155,16 +161,45 @@ class HouseService:
                 for gate in {e.gate for e in stored}:
                     self._seen(gate)
                 for e in stored:
-                    self.gaps.track(e.gate, e.seq)
+                    if e.gate != checkout.GATE:
+                        self.gaps.track(e.gate, e.seq)
                     if e.result == "admitted" and e.event and e.event not in self._events_announced:
                         self._discovery_at = min(self._discovery_at or 1e18, time.monotonic())  # tonight's: announce
                     try:
-                        self.dirty.add(self.counts.add(e, self.holders.get(e.ticket, ("",))[0]))
+                        self._count(e)
                     except Exception as exc:   # stored; it counts after the next restart
                         self.drops.add("internal_error", topics.scan(self.venue, e.gate), repr(exc))
         if acks:   # only now, with the events on disk
             self.ready_acks.extend(acks)
             self._acks_since = time.monotonic()
+
+    def _count(self, e: ScanEvent) -> None:
+        """Live scans count; rehearsal scans are kept apart; look-ups are only tallied."""
+        holder = self.holders.get(e.ticket, ("",))[0]
+        if e.mode == "info":
+            self.lookups[e.event] += 1
+            self.dirty.add("")
+        elif e.mode == "test":
+            self.rehearsal.add(e, holder)
+            self.dirty.add("")
+        else:
+            self.dirty.add(self.counts.add(e, holder))
+            self.checkout.note(e)
+
+    def _apply_checkout(self) -> None:
+        """At the check-out time, everyone still inside leaves (gate/house/checkout.py)."""
+        with self.lock:
+            boundary, leaving = self.checkout.due(self.counts, self.ids)
+        if not boundary:
+            return
+        self.log.add(leaving)
+        with self.lock:
+            for e in leaving:
+                self.ids.add((e.gate, e.id))
+                self._count(e)
+        self.checkout.done(boundary)
+        if leaving:
+            log.info("check-out: %d still inside counted as left", len(leaving))
 
     def _ask_for_gaps(self) -> None:
         """Ask each gate, over its resend topic, for events the broker never handed us
@@ -244,6 +279,7 @@ class HouseService:
             if now - last_gaps >= 1.0:
                 last_gaps = now
                 self._guard(self._ask_for_gaps)
+                self._guard(self._apply_checkout)
             if self._discovery_at and now >= self._discovery_at and self.connected.is_set():
                 self._discovery_at = now + DISCOVERY_EVERY
                 self._guard(self._tidy_discovery)
@@ -324,6 +360,8 @@ class HouseService:
                                       "unrecovered": self.gaps.lost(g["gate"])}
                                      for g in self.gates.values()), key=lambda g: g["gate"]),
                     "arrivals": list(self.counts.arrivals)[::-1][:50],
+                    "rehearsal": [self.rehearsal.detail(ev) for ev in sorted(set(self.rehearsal.events) - {""})],
+                    "lookups": dict(self.lookups),
                     "malformed": self.drops.snapshot(), "duplicates": self.duplicates,
                     "limits": {"gates_untracked": self.gaps.untracked_gates,
                                "gaps_untracked": self.gaps.untracked_gaps,

@@ -1,0 +1,108 @@
+"""The house side of modes and of the automatic check-out: a real Mosquitto, a real house."""
+
+import json
+import time
+
+from gate.bus.codec import pack_scan, unpack_scan
+from gate.config import parse
+from gate.house.service import HouseService
+from tests.conftest import wait_for
+import itertools
+
+from gate.events import ScanEvent
+from tests.test_mqtt import _publish_raw, api, eve, house, house_config  # noqa: F401 (house is a fixture)
+
+_seq = itertools.count(1)
+
+
+def scan_event(ticket, gate="door-a", ts=None, result="admitted", reason="ok", mode="live"):
+    n = next(_seq)
+    return ScanEvent(id=f"{gate}-{ticket}-{n}", gate=gate, seq=n, ts=ts or int(time.time() * 1000), event="eve",
+                     ticket=ticket, dir="out" if result == "exited" else "in", result=result, reason=reason,
+                     mode=mode)
+
+
+def hhmm(offset_min: float) -> str:
+    return time.strftime("%H:%M", time.localtime(time.time() + offset_min * 60))
+
+
+def test_house_modes_rehearsal_and_lookups_never_counted(broker, house):
+    live = [scan_event("L1"), scan_event("L2")]
+    test = [scan_event("L1", mode="test"), scan_event("R2", mode="test"),
+            scan_event("R3", mode="test", result="rejected", reason="unknown")]
+    info = [scan_event("L2", mode="info", result="rejected", reason="already_used")]
+    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in live + test + info])
+    h = wait_for(lambda: (lambda h: h if h["lookups"] and h["rehearsal"] else None)(api(house.cfg)),
+                 what="all modes seen")
+    wait_for(lambda: eve(api(house.cfg))["admitted"] == 2, what="live counted")
+    h = api(house.cfg)
+    assert (eve(h)["admitted"], eve(h)["inside"], eve(h)["rejected"]) == (2, 2, 0)
+    [r] = h["rehearsal"]
+    assert (r["event"], r["admitted"], r["inside"], r["rejected"]) == ("eve", 2, 2, 1)
+    assert h["lookups"] == {"eve": 1}
+    rows = house.attendance()
+    assert sorted(r["ticket"] for r in rows) == ["L1", "L2"]   # the export for the CRM: live only
+
+
+def test_house_modes_survive_a_restart(tmp_path, broker):
+    cfg = house_config(tmp_path, broker.port)
+    svc = HouseService(cfg)
+    svc.start()
+    wait_for(svc.connected.is_set, what="house connected")
+    _publish_raw(broker.port, "gate/hall/door-a/scan",
+                 [pack_scan(scan_event("A")), pack_scan(scan_event("B", mode="test"))])
+    wait_for(lambda: api(cfg)["rehearsal"] and eve(api(cfg))["admitted"] == 1, what="both seen")
+    svc.close()
+    again = HouseService(cfg)
+    try:
+        assert again.counts.snapshot("eve")["admitted"] == 1 and again.rehearsal.snapshot("eve")["admitted"] == 1
+    finally:
+        again.db.close()
+
+
+def test_house_mode_codec_rejects_unknown_modes():
+    import msgpack
+    import pytest
+    from gate.errors import PayloadError
+    e = scan_event("X", mode="test")
+    assert unpack_scan(pack_scan(e)).mode == "test"
+    assert "mode" not in msgpack.unpackb(pack_scan(scan_event("X")))   # live stays as it was on the wire
+    for bad in ("rehearsal", "", 1, None, "live\x00", "#"):
+        obj = msgpack.unpackb(pack_scan(e))
+        obj["mode"] = bad
+        with pytest.raises(PayloadError):
+            unpack_scan(msgpack.packb(obj))
+
+
+def test_house_checkout_counts_everyone_still_inside_as_left(tmp_path, broker):
+    text = house_config(tmp_path, broker.port).path
+    cfg_text = open(text).read().replace('client_id = "house-hall"', f'client_id = "house-hall"\ncheckout = "{hhmm(-60)}"')
+    open(text, "w").write(cfg_text)
+    cfg = parse(cfg_text, text)
+    now = int(time.time() * 1000)
+    early = [scan_event(t, ts=now - 2 * 3600_000) for t in ("C1", "C2", "C3")]
+    left = scan_event("C3", ts=now - 100 * 60_000, result="exited", reason="exit")
+    later = scan_event("C4", ts=now - 10 * 60_000)
+    svc = HouseService(cfg)
+    svc.start()
+    try:
+        wait_for(svc.connected.is_set, what="house connected")
+        _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in early + [left, later]])
+        h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 4 and eve(h)["inside"] == 1 else None)(api(cfg)),
+                     what="check-out applied")
+        # C1 and C2 were checked out; C3 had left by itself; C4 came after the check-out
+        assert eve(h)["exited"] == 3 and eve(h)["by_gate"]["checkout"] == {"exited": 2}
+        # an entry from before the check-out that arrives late is checked out too
+        _publish_raw(broker.port, "gate/hall/door-b/scan", [pack_scan(scan_event("C5", gate="door-b",
+                                                                                  ts=now - 3 * 3600_000))])
+        wait_for(lambda: eve(api(cfg))["admitted"] == 5 and eve(api(cfg))["exited"] == 4, what="late entry checked out")
+        assert eve(api(cfg))["inside"] == 1
+    finally:
+        svc.close()
+    again = HouseService(cfg)   # a restart applies nothing twice
+    try:
+        again._apply_checkout()
+        snap = again.counts.snapshot("eve")
+        assert (snap["admitted"], snap["exited"], snap["inside"]) == (5, 4, 1)
+    finally:
+        again.db.close()
