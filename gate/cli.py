@@ -169,6 +169,50 @@ def cmd_broker_config(args) -> int:
         print(f"new password for {user}: {path}")
     print("give each party only its own users/NAME.password and ca.crt; for the house:")
     print(brokerconf.mqtt_section(args.out, brokerconf.HOUSE, hosts[0], args.port))
+
+
+def cmd_staff_issue(args) -> int:
+    from gate.boxoffice.issue import issue_staff
+    try:
+        return issue_staff(args)
+    except ValueError as exc:   # a key that is not an Ed25519 private key, a bad --valid-until
+        print(f"gate: staff issue: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_venue(args) -> int:
+    """Switch every gate and the house to live (clearing rehearsal uses) or to rehearsal."""
+    from gate.boxoffice.keys import load_private_key
+    from gate.boxoffice.staff import CONTROL, sign
+    from gate.bus import topics
+    from gate.bus.client import make_client
+    cfg = _load(args.config)
+    try:
+        key = load_private_key(args.key)
+    except ValueError as exc:
+        print(f"gate: venue: {exc}", file=sys.stderr)
+        return 2
+    message = sign(key, CONTROL, args.by, args.mode, int(time.time()))
+    c = make_client(cfg.mqtt, f"venue-control-{int(time.time())}")
+    try:
+        c.connect(cfg.mqtt.host, cfg.mqtt.port)
+    except OSError as exc:
+        print(f"gate: venue: cannot reach the broker at {cfg.mqtt.host}:{cfg.mqtt.port} ({exc})", file=sys.stderr)
+        return 1
+    c.loop_start()
+    info = c.publish(topics.control(cfg.venue), message, qos=1, retain=True)
+    try:
+        info.wait_for_publish(timeout=10)
+    except (RuntimeError, ValueError):
+        pass
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    if not info.is_published():
+        print("gate: venue: the broker did not acknowledge the control message", file=sys.stderr)
+        return 1
+    print(f"venue {cfg.venue}: {args.mode}" + (" (rehearsal uses are cleared on every gate and the house)"
+                                               if args.mode == "live" else ""))
     return 0
 
 
@@ -264,6 +308,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prefix", default="")
     s.add_argument("--no-png", action="store_true")
     s.set_defaults(func=cmd_tickets_issue)
+
+    st = sub.add_parser("staff", help="staff cards").add_subparsers(dest="staff_cmd", required=True)
+    s = st.add_parser("issue", help="make signed staff cards (a QR PNG per action) to print")
+    s.add_argument("--key", required=True, help="the staff private key (gate keys new --name staff)")
+    s.add_argument("--name", required=True, help="who holds the card (shown at the gate)")
+    s.add_argument("--action", nargs="+", default=["all"],
+                   choices=("all", "entry", "exit", "info", "test", "clear"),
+                   help="what scanning the card does (default: one card for each)")
+    s.add_argument("--valid-until", help="ISO 8601; the card is refused after it")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_staff_issue)
+
+    s = sub.add_parser("venue", help="switch the whole venue to live or to rehearsal (test)")
+    s.add_argument("mode", choices=("live", "test"))
+    s.add_argument("-c", "--config", required=True, help="any config naming the venue and broker")
+    s.add_argument("--key", required=True, help="the staff private key")
+    s.add_argument("--by", default="box office", help="who switched (logged by gates and the house)")
+    s.set_defaults(func=cmd_venue)
 
     k = sub.add_parser("keys", help="signing keys").add_subparsers(dest="keys_cmd", required=True)
     s = k.add_parser("new", help="make an Ed25519 key pair NAME.key/NAME.pub (or, with --secret, NAME.secret)")

@@ -125,6 +125,8 @@ class SigningSection:
     list_keys: list[str] = field(default_factory=list)    # gates, house: public keys that sign ticket lists
     list_signing_key: str = ""       # publishers (house, box office): private key that signs ticket lists
     venue_secret: str = ""           # file: the venue secret (code hashes, list encryption); gates, house, box office
+    staff_keys: list[str] = field(default_factory=list)   # gates, house: public keys that sign staff cards
+                                                          # and venue control messages
 
 
 @dataclass

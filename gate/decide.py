@@ -48,6 +48,8 @@ class Resolution:
     forged: bool = False
     ref: str = ""            # ticket id, or a hash of an unknown code
     revoked: bool = False    # on the revocation list
+    staff: Optional[object] = None   # a verified staff card (gate/boxoffice/staff.py): not a ticket;
+                                     # the gate acts on it and never asks decide()
 
 
 DAY_MIN = 24 * 60

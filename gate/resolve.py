@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass, field
 
 from gate.boxoffice.gt1 import SignedTicketVerifier
 from gate.boxoffice.keys import load_public_key
 from gate.boxoffice.pretix import PretixVerifier, load_pretix_key_file
+from gate.boxoffice.staff import CARD, StaffVerifier
 from gate.decide import Resolution
 from gate.events import Code
 
@@ -35,7 +37,11 @@ class Resolver:
 
     def __init__(self, store, verifiers=(), max_payload: int = 1024):
         self.store = store
-        self.verifiers = list(verifiers)   # objects with claims(text) and verify(text), from the config
+        verifiers = list(verifiers)
+        # Staff codes are checked apart: with no staff key configured every one of them is forged.
+        self.staff = next((v for v in verifiers if isinstance(v, StaffVerifier)), StaffVerifier())
+        verifiers = [v for v in verifiers if not isinstance(v, StaffVerifier)]
+        self.verifiers = verifiers   # objects with claims(text) and verify(text), from the config
         # No pretix key in the config: the ticket list may still bring some from the house.
         listed = [] if any(isinstance(v, PretixVerifier) for v in self.verifiers) else [PretixVerifier([], {}, {}, {})]
         self._checks = self.verifiers + listed
@@ -65,6 +71,9 @@ class Resolver:
         if any(ord(c) < 32 or ord(c) == 127 for c in text):
             self.rejects.control += 1
             return Resolution(None, ref=self.ref(raw))
+        if self.staff.claims(text):
+            card = self.staff.verify(text, CARD, int(time.time()))
+            return Resolution(None, forged=card is None, ref=self.ref(raw), staff=card)
         for v in self._checks:
             if v.claims(text):
                 ticket, forged = v.verify(text)
@@ -91,6 +100,8 @@ def load_verifiers(cfg) -> list:
     out = []
     if cfg.signing.ticket_keys:
         out.append(SignedTicketVerifier([load_public_key(p) for p in cfg.signing.ticket_keys]))
+    if cfg.signing.staff_keys:
+        out.append(StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys]))
     if cfg.pretix.public_keys or cfg.pretix.event:
         out.append(PretixVerifier([load_pretix_key_file(p) for p in cfg.pretix.public_keys], cfg.pretix.items,
                                   cfg.pretix.subevents, cfg.pretix.zones, cfg.pretix.event))

@@ -106,3 +106,64 @@ def test_house_checkout_counts_everyone_still_inside_as_left(tmp_path, broker):
         assert (snap["admitted"], snap["exited"], snap["inside"]) == (5, 4, 1)
     finally:
         again.db.close()
+
+
+def staff_house(tmp_path, broker):
+    from gate.boxoffice.keys import new_keypair
+    kp, pp = new_keypair(tmp_path / "keys", "staff")
+    new_keypair(tmp_path / "keys", "intruder")
+    path = house_config(tmp_path, broker.port).path
+    text = open(path).read() + f'\n[signing]\nstaff_keys = ["{pp}"]\n'
+    open(path, "w").write(text)
+    return parse(text, path), kp
+
+
+def test_house_venue_live_clears_the_rehearsal(tmp_path, broker):
+    import paho.mqtt.client as mqtt
+    from gate.boxoffice.keys import load_private_key
+    from gate.boxoffice.staff import CONTROL, sign
+    from tests.conftest import run_gate_cli
+    cfg, kp = staff_house(tmp_path, broker)
+    svc = HouseService(cfg)
+    svc.start()
+    try:
+        wait_for(svc.connected.is_set, what="house connected")
+        r = run_gate_cli("venue", "test", "-c", cfg.path, "--key", str(kp), "--by", "stage manager")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: api(cfg)["mode"] == "test", what="venue in rehearsal")
+        _publish_raw(broker.port, "gate/hall/door-a/scan",
+                     [pack_scan(scan_event(t, mode="test")) for t in ("R1", "R2", "R3")])
+        wait_for(lambda: api(cfg)["rehearsal"] and api(cfg)["rehearsal"][0]["admitted"] == 3, what="rehearsal seen")
+        recorded = open_control(broker.port)
+        time.sleep(1.1)   # control messages are stamped in seconds; the next one must be newer
+        r = run_gate_cli("venue", "live", "-c", cfg.path, "--key", str(kp))
+        assert r.returncode == 0 and "cleared" in r.stdout, r.stderr
+        wait_for(lambda: api(cfg)["mode"] == "live" and not api(cfg)["rehearsal"], what="rehearsal cleared")
+        assert svc.db.execute("SELECT count(*) FROM scans WHERE mode='test'").fetchone()[0] == 0
+        _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("R1"))])
+        wait_for(lambda: eve(api(cfg))["admitted"] == 1, what="live scan counted")
+        # hostile control messages: a replay of the recorded rehearsal switch, another key, junk
+        intruder = load_private_key(tmp_path / "keys" / "intruder.key")
+        for junk in (recorded, sign(intruder, CONTROL, "x", "test", int(time.time()) + 5), b"\xff" * 40,
+                     b"GC1:" + b"0" * 5000, b"GC1:%%%", b"", b"\x00"):
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+            c.connect("127.0.0.1", broker.port)
+            c.loop_start()
+            c.publish("gate/hall/control", junk, qos=1).wait_for_publish(5)
+            c.disconnect()
+            c.loop_stop()
+        wait_for(lambda: svc.venue_mode.refused >= 6, what="junk refused")
+        h = api(cfg)
+        assert h["mode"] == "live" and eve(h)["admitted"] == 1 and not h["rehearsal"]
+    finally:
+        svc.close()
+
+
+def open_control(port):
+    """The retained control message as a late subscriber gets it."""
+    from tests.conftest import Collector
+    col = Collector(port, "gate/hall/control")
+    try:
+        return wait_for(lambda: col.on("gate/hall/control"), what="retained control")[-1]
+    finally:
+        col.close()

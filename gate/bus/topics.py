@@ -8,6 +8,7 @@
 | gate/<venue>/<gate>/resend             | JSON {"seqs": []}  | 1 / no       |
 | gate/<venue>/tickets                   | msgpack ticket list| 1 / yes      |
 | gate/<venue>/house/status              | JSON, last will    | 1 / yes      |
+| gate/<venue>/control                   | signed GC1: text   | 1 / yes      |
 | gate/<venue>/house/<event>             | JSON counts        | 1 / yes      |
 | gate/<venue>/house/<event>/inside      | plain integer      | 1 / yes      |
 | homeassistant/...                      | discovery config   | 1 / yes      |
@@ -55,6 +56,11 @@ def resend(venue: str, gate: str) -> str:
 
 def tickets(venue: str) -> str:
     return f"{ROOT}/{venue}/tickets"
+
+
+def control(venue: str) -> str:
+    """Box office -> gates and house: a signed venue control message (live / test), retained."""
+    return f"{ROOT}/{venue}/control"
 
 
 def house(venue: str, event: str) -> str:

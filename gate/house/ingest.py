@@ -65,6 +65,9 @@ class Ingest:
         if topic == topics.tickets(venue):
             svc.apply_tickets(payload)
             return None
+        if topic == topics.control(venue):
+            svc.apply_control(payload)   # verified there: signed by a staff key, newer than the last
+            return None
         gate = topics.gate_of(topic)
         kind = topic.rsplit("/", 1)[-1]
         if not gate or not topic.startswith(f"{topics.ROOT}/{venue}/"):

@@ -28,6 +28,9 @@ from gate.house import attendance, discovery, uploads
 from gate.house.lists import HouseLists
 from gate.events import ScanEvent
 from gate.house import checkout
+from gate.boxoffice.keys import load_public_key
+from gate.boxoffice.staff import StaffVerifier
+from gate.house.venuemode import VenueMode
 from gate.house.counts import HouseCounts
 from gate.house.gaps import MAX_GATES, GapTracker
 from gate.house.ingest import Ingest
@@ -56,6 +59,7 @@ class HouseService:
         self.rehearsal = HouseCounts()         # `test` scans: shown apart, never in the house count
         self.lookups: dict[str, int] = defaultdict(int)   # `info` scans per event: never counted
         self.checkout = checkout.CheckOut(self.db, cfg.house.checkout)
+        self.venue_mode = VenueMode(self.db, StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys]))
         self.ids: set[tuple[str, str]] = set()   # (gate, event id) stored
         self.holders: dict[str, tuple] = {}
         self.lists = HouseLists(cfg)
@@ -185,6 +189,13 @@ class HouseService:
         else:
             self.dirty.add(self.counts.add(e, holder))
             self.checkout.note(e)
+
+    def apply_control(self, payload: bytes) -> None:
+        """The venue's mode (gate/house/venuemode.py); going live clears the rehearsal counts."""
+        if self.venue_mode.apply(payload) == "live":
+            with self.lock:
+                self.rehearsal = HouseCounts()
+        self.dirty.add("")
 
     def _apply_checkout(self) -> None:
         """At the check-out time, everyone still inside leaves (gate/house/checkout.py)."""
@@ -361,7 +372,7 @@ class HouseService:
                                      for g in self.gates.values()), key=lambda g: g["gate"]),
                     "arrivals": list(self.counts.arrivals)[::-1][:50],
                     "rehearsal": [self.rehearsal.detail(ev) for ev in sorted(set(self.rehearsal.events) - {""})],
-                    "lookups": dict(self.lookups),
+                    "lookups": dict(self.lookups), "mode": self.venue_mode.mode,
                     "malformed": self.drops.snapshot(), "duplicates": self.duplicates,
                     "limits": {"gates_untracked": self.gaps.untracked_gates,
                                "gaps_untracked": self.gaps.untracked_gaps,
