@@ -17,12 +17,16 @@ setup(
         "Pillow>=9.4",
     ],
     extras_require={
-        # playwright drives Debian's chromium; pyzbar and segno are the tests' second decoder and QR writer
-        "dev": ["pytest>=7", "hypothesis>=6", "protobuf>=4", "playwright>=1.40", "pyzbar>=0.1.9", "segno>=1.5"],
+        # playwright drives Debian's chromium; pyzbar and segno are the tests' second decoder and QR writer;
+        # evdev-binary is python-evdev as a wheel (no compiler needed) for the USB scanner tests
+        "dev": ["pytest>=7", "hypothesis>=6", "protobuf>=4", "playwright>=1.40", "pyzbar>=0.1.9", "segno>=1.5",
+                "evdev-binary>=1.6", "pyserial>=3.5"],
         "zbar": ["pyzbar>=0.1.9"],      # the optional second decode engine (needs apt's libzbar0)
         "demo": ["segno>=1.5"],         # renders the demo's simulated camera frames
         "v4l2": ["opencv-python-headless>=4.6"],
         "oled": ["luma.oled>=3.12"],
+        "hid": ["evdev>=1.6"],          # USB barcode scanners in keyboard mode (Linux input events)
+        "serial": ["pyserial>=3.5"],    # barcode scanners in serial / USB-CDC mode
         # picamera2 comes from apt (python3-picamera2) on the Pi: it cannot be pip-installed elsewhere.
     },
     entry_points={

@@ -86,6 +86,13 @@ class TurnstileSection:
 
 
 @dataclass
+class ReaderSection:
+    """A USB (hid:) or serial barcode scanner used instead of a camera (gate/readers.py)."""
+    layout: str = "us"               # us | de: the keyboard layout the USB scanner types in
+    terminator: str = "enter"        # enter | tab: the key the USB scanner ends each code with
+
+
+@dataclass
 class HandheldSection:
     trigger_pin: Optional[int] = None
     linger_s: float = 0.7            # keep scanning this long after release
@@ -166,6 +173,7 @@ class Config:
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
     turnstile: TurnstileSection = field(default_factory=TurnstileSection)
     handheld: HandheldSection = field(default_factory=HandheldSection)
+    reader: ReaderSection = field(default_factory=ReaderSection)
     hospitality: HospitalitySection = field(default_factory=HospitalitySection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     storage: StorageSection = field(default_factory=StorageSection)
@@ -185,6 +193,8 @@ CHOICES = {
     ("decode", "engine"): ("zxing", "zbar"),
     ("feedback", "display"): ("none", "console", "ssd1306", "sh1106"),
     ("turnstile", "relay_mode"): ("pulse", "hold"),
+    ("reader", "layout"): ("us", "de"),
+    ("reader", "terminator"): ("enter", "tab"),
 }
 
 
@@ -324,6 +334,12 @@ def _check(cfg: Config, fail) -> None:
         if cfg.decode.engine == "zbar" and importlib.util.find_spec("pyzbar") is None:
             fail("decode.engine", "zbar needs the optional pyzbar package: pip install 'gate[zbar]' "
                  "(and apt install libzbar0)")
+    if cfg.camera.source.startswith(("hid:", "serial:")):
+        from gate.readers import open_reader
+        try:
+            open_reader(cfg.camera.source)
+        except ValueError as exc:
+            fail("camera.source", str(exc))
     for tag, rule in cfg.hospitality.tags.items():
         if rule.level not in ("notice", "greet", "assist"):
             fail(f"hospitality.tags.{tag}.level", "must be one of notice, greet, assist")

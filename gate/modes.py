@@ -1,0 +1,109 @@
+"""What a gate is doing right now: its mode, the venue's mode, and the
+out-of-order latch.
+
+- The gate's own mode: `entry` (admit), `exit` (let out), `info` (look a
+  ticket up: the verdict it would get is shown, nothing is recorded, the
+  event says `mode: "info"` and the house never counts it) or `test`
+  (rehearsal: decided and recorded apart, never counted). It starts from the
+  config (`direction`) and staff cards switch it; a restart returns to the
+  config's mode.
+- The venue's mode, from the signed control topic: `test` puts every gate in
+  rehearsal; going `live` again clears the rehearsal uses from the store.
+- The out-of-order latch: a door whose sensors contradict the relay (a
+  passage with no release, a door held open) or whose camera has been lost
+  too long latches: relay off, its own pattern, reported on the status topic.
+  Only a staff card or `gate doctor --clear-latch` clears it. The latch is a
+  file in the gate's storage, so it survives a restart and the doctor (another
+  process) can clear it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+log = logging.getLogger("gate.modes")
+
+GATE_MODES = ("entry", "exit", "info", "test")
+LATCH_FILE = "out-of-order"
+MAX_LATCH_BYTES = 256
+
+
+class GateMode:
+    def __init__(self, storage_dir, direction: str = "in"):
+        self.mode = "exit" if direction == "out" else "entry"
+        self.venue = "live"
+        self.latch_path = Path(storage_dir) / LATCH_FILE
+        self.switched_by = ""
+
+    # -- modes -----------------------------------------------------------------
+    def switch(self, mode: str, by: str = "") -> bool:
+        """A staff card's mode; returns whether anything changed."""
+        if mode not in GATE_MODES:
+            raise ValueError(f"unknown gate mode {mode!r}")
+        changed = mode != self.mode
+        self.mode, self.switched_by = mode, by
+        if changed:
+            log.warning("gate switched to %s mode%s", mode, f" by {by}" if by else "")
+        return changed
+
+    @property
+    def direction(self) -> str:
+        return "out" if self.mode == "exit" else "in"
+
+    @property
+    def event_mode(self) -> str:
+        """The scan event's `mode`: info for a look-up, test in rehearsal (the gate's or the venue's)."""
+        if self.mode == "info":
+            return "info"
+        if self.mode == "test" or self.venue == "test":
+            return "test"
+        return "live"
+
+    # -- the latch ---------------------------------------------------------------
+    def latch(self, why: str) -> bool:
+        """Latch out of order (kept on disk); returns True when newly latched."""
+        if self.latched():
+            return False
+        try:
+            tmp = self.latch_path.with_suffix(".tmp")
+            tmp.write_text(why[:MAX_LATCH_BYTES] + "\n", encoding="utf-8")
+            os.replace(tmp, self.latch_path)
+        except OSError as exc:   # a full or read-only disk must not stop the latch in memory
+            log.error("cannot record the out-of-order latch: %s", exc)
+            self._memory_latch = why
+        log.error("OUT OF ORDER: %s (a staff card or `gate doctor --clear-latch` clears it)", why)
+        return True
+
+    def latched(self) -> Optional[str]:
+        """Why the gate is out of order, or None."""
+        if getattr(self, "_memory_latch", None):
+            return self._memory_latch
+        try:
+            with open(self.latch_path, "rb") as f:
+                why = f.read(MAX_LATCH_BYTES).decode("utf-8", "replace").strip()
+            return why or "out of order"
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return "out of order (latch unreadable)"
+
+    def clear_latch(self, by: str = "") -> bool:
+        """Clear the latch; returns whether there was one."""
+        was = self.latched() is not None
+        self._memory_latch = None
+        clear_latch_file(self.latch_path.parent)
+        if was:
+            log.warning("out-of-order latch cleared%s", f" by {by}" if by else "")
+        return was
+
+
+def clear_latch_file(storage_dir) -> bool:
+    """For `gate doctor --clear-latch`: remove the latch a (running or stopped) gate left."""
+    try:
+        os.unlink(Path(storage_dir) / LATCH_FILE)
+        return True
+    except FileNotFoundError:
+        return False
