@@ -1,6 +1,5 @@
 """The house side of modes and of the automatic check-out: a real Mosquitto, a real house."""
 
-import json
 import time
 
 from gate.bus.codec import pack_scan, unpack_scan

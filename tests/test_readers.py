@@ -10,7 +10,7 @@ import pytest
 from gate.decide import GateRules, decide
 from gate.decode import Debouncer
 from gate.errors import CameraError
-from gate.readers import Keystrokes, SerialSource, open_reader
+from gate.readers import Keystrokes, open_reader
 from gate.resolve import Resolver
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.tickets import TicketStore
