@@ -65,7 +65,7 @@ def acl_text(venue: str, gates: list[str], dashboards: list[str]) -> str:
                 f"topic write {topics.scan(venue, g)}", f"topic write {topics.status(venue, g)}",
                 f"topic write {topics.health(venue, g)}",
                 f"topic read {topics.scans(venue)}", f"topic read {topics.tickets(venue)}",
-                f"topic read {topics.resend(venue, g)}", ""]
+                f"topic read {topics.resend(venue, g)}", f"topic read {topics.control(venue)}", ""]
     out += ["# the house: reads the whole venue; writes its counts and status, discovery for Home Assistant,",
             "# resend requests, ticket lists (from its pretix sync), and the scans of the pseudo-gate",
             "# `pretix` (check-ins recorded in pretix by something other than a gate).",
@@ -73,7 +73,8 @@ def acl_text(venue: str, gates: list[str], dashboards: list[str]) -> str:
             f"topic write {root}/+/resend", f"topic write {topics.tickets(venue)}",
             f"topic write {topics.scan(venue, 'pretix')}", "topic write homeassistant/#", "",
             "# the box office: publishes the (signed) ticket list.",
-            f"user {BOXOFFICE}", f"topic readwrite {topics.tickets(venue)}", ""]
+            f"user {BOXOFFICE}", f"topic readwrite {topics.tickets(venue)}",
+            f"topic readwrite {topics.control(venue)}", ""]   # `gate venue live|test`, signed with the staff key
     for d in dashboards:
         out += ["# a read-only dashboard: house counts and status, gate status, discovery; never the ticket list",
                 f"user {d}", f"topic read {root}/house/#", f"topic read {topics.statuses(venue)}",
