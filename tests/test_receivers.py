@@ -50,7 +50,8 @@ def test_receivers_event_id_with_topic_wildcards_is_dropped_and_publishing_lives
     cfg = house_config(tmp_path, broker.port, "house-w")
     # An attendance log written before event ids were checked: a show called "Hamlet #2".
     svc = HouseService(cfg)
-    svc.db.execute("INSERT INTO scans VALUES ('old-1','door-a',1,?,'Hamlet #2','T9','in','admitted','ok','[]',0)",
+    svc.db.execute("INSERT INTO scans (id, gate, seq, ts, event, ticket, dir, result, reason, attention, received) "
+                   "VALUES ('old-1','door-a',1,?,'Hamlet #2','T9','in','admitted','ok','[]',0)",
                    (int(time.time() * 1000),))
     svc.db.commit()
     svc.db.close()
