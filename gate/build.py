@@ -17,7 +17,9 @@ from gate.admission import Admission
 from gate.clock import now_ms
 from gate.decide import GateRules
 from gate.decode import Debouncer, Decoder
-from gate.events import ExitPassage, FreePassage, NobodyPassed, RemoteScan, TicketDataApplied
+from gate.events import (DoorFault, ExitPassage, FreePassage, ModeButton, NobodyPassed, RemoteScan,
+                         TicketDataApplied, VenueControl)
+from gate.modes import GateMode
 from gate.feedback import Feedback
 from gate.outbox import Outbox
 from gate.resolve import Resolver
@@ -44,6 +46,8 @@ class GateParts:
     turnstile: Any = None
     trigger: Any = None
     rate: Any = None                 # a handheld's ScanRate
+    mode_button: Any = None          # a handheld's second button (look-up mode)
+    modes: Optional[GateMode] = None
     link: Any = None
     updater: Any = None
     admission: Optional[Admission] = None
@@ -55,7 +59,8 @@ class GateParts:
             return
         self._closed = True
         steps = [("feedback", lambda p: p.close()), ("turnstile", lambda p: p.close()),
-                 ("trigger", lambda p: p.close()), ("source", lambda p: p.close()),
+                 ("trigger", lambda p: p.close()), ("mode_button", lambda p: p.close()),
+                 ("source", lambda p: p.close()),
                  ("link", lambda p: p.close()), ("updater", lambda p: p.close()),
                  ("outbox", lambda p: p.close()), ("store", lambda p: p.close())]
         for name, close in steps:
@@ -86,14 +91,20 @@ def init_door(parts: GateParts, pin_factory) -> None:
         parts.turnstile = Turnstile(cfg.turnstile, parts.feedback.release, pin_factory=pin_factory,
                                     on_annul=lambda adm: control.put(NobodyPassed(adm)),
                                     on_exit_passage=lambda: control.put(ExitPassage(now_ms())),
-                                    on_free_passage=lambda on: control.put(FreePassage(on)))
+                                    on_free_passage=lambda on: control.put(FreePassage(on)),
+                                    on_fault=lambda why: control.put(DoorFault(why)))
     else:
         from gate.door import Trigger
         from gate.door import ScanRate
         rate = parts.rate = ScanRate(parts.source, cfg.camera.fps, cfg.camera.idle_fps)
         # Full rate at once on a press (from the pin thread), not one idle frame later.
         parts.trigger = Trigger(cfg.handheld.trigger_pin, cfg.handheld.linger_s, pin_factory=pin_factory,
-                                on_change=lambda on: on and rate.set(True))
+                                on_change=lambda on: on and rate.set(True), long_press_s=cfg.handheld.long_press_s,
+                                on_long_press=lambda: control.put(ModeButton()))
+        if cfg.handheld.mode_pin is not None:
+            from gpiozero import Button
+            parts.mode_button = Button(cfg.handheld.mode_pin, pull_up=True, pin_factory=pin_factory)
+            parts.mode_button.when_pressed = lambda *_: control.put(ModeButton())
 
 
 def init_resolver(cfg, store: TicketStore, verifiers) -> Resolver:
@@ -112,7 +123,8 @@ def init_link(parts: GateParts) -> None:
     parts.updater = TicketUpdater(parts.files.tickets, on_applied=lambda v: control.put(TicketDataApplied(v)),
                                   guard=ListGuard.from_config(cfg))
     parts.link = GateLink(cfg, parts.files.outbox, profile=cfg.gate.profile,
-                          on_remote_scan=lambda e: control.put(RemoteScan(e)), on_tickets=parts.updater.offer)
+                          on_remote_scan=lambda e: control.put(RemoteScan(e)), on_tickets=parts.updater.offer,
+                          on_control=lambda payload: control.put(VenueControl(payload)))
 
 
 def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedback] = None, connect: bool = True,
@@ -122,8 +134,12 @@ def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedbac
     try:
         parts.files = GateFiles.of(cfg.storage.dir)
         if source is None:
-            from gate.camera import open_source
-            source = open_source(cfg.camera.source, cfg.camera)
+            from gate.readers import is_reader, open_reader
+            if is_reader(cfg.camera.source):   # a USB or serial scanner: codes, not frames
+                source = open_reader(cfg.camera.source, cfg.reader, cfg.decode.max_payload)
+            else:
+                from gate.camera import open_source
+                source = open_source(cfg.camera.source, cfg.camera)
         parts.source = source
         parts.feedback = feedback or init_feedback(cfg, pin_factory)
         parts.store = TicketStore(parts.files.tickets)
@@ -135,9 +151,14 @@ def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedbac
         init_door(parts, pin_factory)
         if connect and cfg.mqtt.enabled:
             init_link(parts)
+        parts.modes = GateMode(parts.files.dir, cfg.gate.direction)
         parts.admission = Admission(cfg.gate.id, store=parts.store, outbox=parts.outbox, feedback=parts.feedback,
                                     hospitality=cfg.hospitality.tags, turnstile=parts.turnstile,
-                                    trigger=parts.trigger, on_verdict=on_verdict)
+                                    trigger=parts.trigger, on_verdict=on_verdict, modes=parts.modes,
+                                    assist_tags=cfg.turnstile.assist_tags, staff=parts.resolver.staff,
+                                    report=parts.link.report if parts.link is not None else None)
+        if parts.turnstile is not None and parts.modes.latched():
+            parts.turnstile.latch(True)   # still out of order from before the restart
     except BaseException:
         parts.close()
         raise

@@ -287,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("doctor", help="check camera, GPIO, broker, clock and ticket data")
     s.add_argument("-c", "--config", required=True)
+    s.add_argument("--clear-latch", action="store_true",
+                   help="clear the out-of-order latch (after fixing the door); a running gate notices within a second")
     s.set_defaults(func=cmd_doctor)
 
     t = sub.add_parser("tickets", help="ticket data").add_subparsers(dest="tickets_cmd", required=True)

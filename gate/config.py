@@ -83,6 +83,14 @@ class TurnstileSection:
     exit_passage_pin: Optional[int] = None
     free_passage_pin: Optional[int] = None  # fire alarm: hold open while active
     passage_timeout_s: float = 5.0
+    # Accessible release: a ticket with one of these tags gets a longer release / time to pass.
+    assist_tags: list[str] = field(default_factory=lambda: ["wheelchair"])
+    assist_pulse_ms: int = 1500
+    assist_timeout_s: float = 20.0
+    # Out of order: the turnstile latches (relay off) until a staff card or `gate doctor --clear-latch`.
+    held_open_s: float = 30.0        # passage sensor active this long = door held open (0 = never latch)
+    camera_lost_s: float = 60.0      # camera lost this long (0 = never latch)
+    latch_unreleased_passage: bool = True   # a passage with no release latches
 
 
 @dataclass
@@ -96,6 +104,8 @@ class ReaderSection:
 class HandheldSection:
     trigger_pin: Optional[int] = None
     linger_s: float = 0.7            # keep scanning this long after release
+    mode_pin: Optional[int] = None   # a second button: look-up (info) mode on / off
+    long_press_s: float = 0.0        # holding the trigger this long toggles look-up mode (0 = off)
 
 
 @dataclass

@@ -148,7 +148,12 @@ def check_gate(cfg, fail) -> None:
     t = cfg.turnstile
     check_range(fail, "turnstile.pulse_ms", t.pulse_ms, 20, 10_000, " ms")
     check_range(fail, "turnstile.passage_timeout_s", t.passage_timeout_s, 0.5, 120, " s")
+    check_range(fail, "turnstile.assist_pulse_ms", t.assist_pulse_ms, 20, 30_000, " ms")
+    check_range(fail, "turnstile.assist_timeout_s", t.assist_timeout_s, 0.5, 600, " s")
+    check_range(fail, "turnstile.held_open_s", t.held_open_s, 0, 3600, " s (0 = never latch)")
+    check_range(fail, "turnstile.camera_lost_s", t.camera_lost_s, 0, 86400, " s (0 = never latch)")
     check_range(fail, "handheld.linger_s", cfg.handheld.linger_s, 0, 10, " s")
+    check_range(fail, "handheld.long_press_s", cfg.handheld.long_press_s, 0, 30, " s (0 = off)")
     fb = cfg.feedback
     leds = {"feedback.led_red": fb.led_red, "feedback.led_green": fb.led_green, "feedback.led_blue": fb.led_blue}
     fitted = [k for k, v in leds.items() if v is not None]
@@ -178,7 +183,7 @@ def check_pins(cfg, fail) -> None:
         pins += [("turnstile.passage_pin", t.passage_pin), ("turnstile.exit_passage_pin", t.exit_passage_pin),
                  ("turnstile.free_passage_pin", t.free_passage_pin)]
     else:
-        pins.append(("handheld.trigger_pin", cfg.handheld.trigger_pin))
+        pins += [("handheld.trigger_pin", cfg.handheld.trigger_pin), ("handheld.mode_pin", cfg.handheld.mode_pin)]
     seen: dict[int, str] = {}
     for key, pin in pins:
         if pin is None:
@@ -194,7 +199,8 @@ def check_key_files(cfg, fail) -> None:
     from gate.boxoffice.keys import load_private_key, load_public_key, load_secret
     s = cfg.signing
     # pretix's keys come in other forms (base64 of PEM): config._check_pretix loads those.
-    for key, paths in (("signing.ticket_keys", s.ticket_keys), ("signing.list_keys", s.list_keys)):
+    for key, paths in (("signing.ticket_keys", s.ticket_keys), ("signing.list_keys", s.list_keys),
+                       ("signing.staff_keys", s.staff_keys)):
         for p in paths:
             try:
                 load_public_key(p)
@@ -266,6 +272,7 @@ def check_house(cfg, fail) -> None:
         problem = secret_file_problem(h.token_file)
         if problem:
             fail("house.token_file", problem + ": the dashboard would answer without a token")
+    check_key_files(cfg, fail)   # signing.staff_keys verify the venue's control messages
 
 
 def warnings(cfg) -> list[str]:

@@ -5,6 +5,8 @@ Each check prints OK or FAIL with what to do about it; exit 1 on any failure.
 
 from __future__ import annotations
 
+import sys
+
 import shutil
 import threading
 import time
@@ -146,13 +148,29 @@ def check_disk(cfg):
     return True, f"{free} MB free under {d}{note}"
 
 
+def check_latch(cfg):
+    from gate.modes import GateMode
+    why = GateMode(cfg.storage.dir).latched()
+    if why:
+        return False, f"out of order: {why}; fix the door, then clear it with a staff card or `gate doctor --clear-latch`"
+    return True, "in service (no out-of-order latch)"
+
+
 def main(args) -> int:
     from gate.config import load
     cfg = load(args.config)
+    if getattr(args, "clear_latch", False):
+        from gate.modes import clear_latch_file
+        if cfg.gate is None:
+            print("gate doctor --clear-latch needs a gate's config", file=sys.stderr)
+            return 2
+        cleared = clear_latch_file(cfg.storage.dir)
+        print("out-of-order latch cleared" if cleared else "no out-of-order latch was set")
+        return 0
     checks = [("clock", check_clock), ("storage", check_disk)]
     if cfg.gate is not None:
         checks = [("camera", check_camera), ("gpio", check_gpio), ("broker", check_broker),
-                  ("tickets", check_tickets)] + checks
+                  ("tickets", check_tickets), ("latch", check_latch)] + checks
     else:
         checks = [("broker", check_broker)] + checks
     failed = 0

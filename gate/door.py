@@ -8,6 +8,12 @@ open for as long as it is active. Only a local admission ever moves the relay:
 nothing that arrives over the network can. The relay itself belongs to
 Feedback; the turnstile gets its `Release` handle and never closes it.
 
+Out of order: a passage with no release before it, or the passage sensor
+held active longer than `held_open_s` (a door propped open), contradicts the
+relay. The turnstile reports it (`on_fault`) and, once latched by the loop,
+keeps its relay shut until the latch is cleared. A ticket tagged for
+assistance gets a longer release (and time to pass).
+
 Handheld: the camera idles at a low rate; while the trigger is held (and a
 moment after) it scans at full rate, and each press gives one verdict.
 
@@ -34,15 +40,20 @@ class Turnstile(Worker):
     """Release relay, passage sensors and the timer that annuls an admission nobody used."""
 
     def __init__(self, ts_cfg, release, *, on_annul: Callable, on_exit_passage: Callable = None,
-                 on_free_passage: Callable = None, pin_factory=None):
+                 on_free_passage: Callable = None, on_fault: Callable[[str], None] = None, pin_factory=None):
         super().__init__("turnstile")
         self.cfg = ts_cfg
         self.relay = release                    # feedback.Release (pulse/hold/shut) or None
         self.on_annul = on_annul
         self.on_exit_passage = on_exit_passage
         self.on_free_passage = on_free_passage
+        self.on_fault = on_fault
         self.pending: deque = deque()           # (deadline, token) awaiting a passage
         self.free = False
+        self.latched = False                    # out of order: the relay stays shut
+        self.active_since: Optional[float] = None   # the passage sensor has been active since
+        self.released_until = 0.0               # a passage before this follows a release
+        self._held_reported = False
         self.passages = 0
         self._cv = threading.Condition()
         self.devices = []
@@ -56,6 +67,7 @@ class Turnstile(Worker):
             raise
         if self.passage:
             self.passage.when_activated = self._passed
+            self.passage.when_deactivated = self._clear
         if self.exit_passage:
             self.exit_passage.when_activated = lambda *_: on_exit_passage and on_exit_passage()
         if self.free_passage:
@@ -72,24 +84,28 @@ class Turnstile(Worker):
         self.devices.append(dev)
         return dev
 
-    def admit(self, token) -> None:
-        """Release the turnstile for one admitted patron.
+    def admit(self, token, assist: bool = False) -> None:
+        """Release the turnstile for one admitted patron (longer when `assist`).
 
         One release, one passage: a new admission while an earlier one still
         waits means that patron has left the turnstile, so the earlier one is
         annulled now and the next passage belongs to the newest admission.
         """
-        timeout = self.cfg.passage_timeout_s
+        timeout = self.cfg.assist_timeout_s if assist else self.cfg.passage_timeout_s
+        pulse_s = (self.cfg.assist_pulse_ms if assist else self.cfg.pulse_ms) / 1000
         with self._cv:
+            if self.latched:
+                return   # out of order: the loop should not have asked; the relay stays shut
             while self.pending:
                 _, old = self.pending.popleft()
                 if old is not None:
                     self.on_annul(old)
+            self.released_until = time.monotonic() + max(timeout, pulse_s)
             if self.relay is not None and not self.free:
                 if self.cfg.relay_mode == "hold":
                     self.relay.hold()
                 else:
-                    self.relay.pulse(self.cfg.pulse_ms / 1000)
+                    self.relay.pulse(pulse_s)
             if self.passage is not None:
                 self.pending.append((time.monotonic() + timeout, token))
             elif self.cfg.relay_mode == "hold":
@@ -101,14 +117,48 @@ class Turnstile(Worker):
         with self._cv:
             return self._cv.wait_for(lambda: not self.pending, timeout)
 
+    def latch(self, on: bool) -> None:
+        """Out of order (relay shut, admissions refused) or back in service."""
+        with self._cv:
+            self.latched = on
+            if not on and self.active_since is not None:
+                self.active_since = time.monotonic()   # still held open: it gets its full time again
+                self._held_reported = False
+            if on:
+                while self.pending:   # whoever was released has gone through or walked away
+                    _, old = self.pending.popleft()
+                    if old is not None:
+                        self.on_annul(old)
+                if self.relay is not None and not self.free:
+                    self.relay.shut()
+            self._cv.notify_all()
+
+    def _fault(self, why: str) -> None:
+        log.error("turnstile: %s", why)
+        if self.on_fault:
+            self.on_fault(why)
+
+    def _clear(self, *_):
+        with self._cv:
+            self.active_since = None
+            self._held_reported = False
+            self._cv.notify_all()
+
     def _passed(self, *_):
+        unreleased = False
         with self._cv:
             self.passages += 1
+            self.active_since = time.monotonic()
+            self._cv.notify_all()   # the timer watches for a door held open
+            unreleased = (not self.pending and not self.free and not self.latched
+                          and time.monotonic() > self.released_until)
             if self.pending:
                 self.pending.popleft()
             if self.relay is not None and self.cfg.relay_mode == "hold" and not self.pending and not self.free:
                 self.relay.shut()
             self._cv.notify_all()
+        if unreleased and self.cfg.latch_unreleased_passage:
+            self._fault("passage with no release")
 
     def _set_free(self, active: bool):
         with self._cv:
@@ -138,6 +188,18 @@ class Turnstile(Worker):
                         self.on_annul(token)
                     self._cv.notify_all()   # wait_idle() may be waiting for this
                 wait = self.pending[0][0] - now if self.pending else None
+                held = self.cfg.held_open_s
+                if held and self.active_since is not None and not self.free and not self._held_reported:
+                    due = self.active_since + held - now
+                    if due <= 0:
+                        self._held_reported = True
+                        self._cv.release()   # the callback only queues, but never call out holding the lock
+                        try:
+                            self._fault(f"door held open {held:g} s")
+                        finally:
+                            self._cv.acquire()
+                        continue
+                    wait = due if wait is None else min(wait, due)
                 self._cv.wait(wait)
 
     def close(self):
@@ -166,7 +228,8 @@ class ScanRate:
 class Trigger:
     """A handheld's trigger: scanning is active while held and `linger` after."""
 
-    def __init__(self, pin, linger: float, *, on_change: Callable[[bool], None] = None, pin_factory=None):
+    def __init__(self, pin, linger: float, *, on_change: Callable[[bool], None] = None, pin_factory=None,
+                 long_press_s: float = 0.0, on_long_press: Callable[[], None] = None):
         self.linger = linger
         self.on_change = on_change
         self.button: Optional[Button] = None
@@ -174,9 +237,12 @@ class Trigger:
         self.presses = 0
         self.answered = -1     # the press that already had its verdict
         if pin is not None:
-            self.button = Button(pin, pull_up=True, pin_factory=pin_factory)
+            self.button = Button(pin, pull_up=True, pin_factory=pin_factory, hold_time=long_press_s or 1.0)
             self.button.when_pressed = self._pressed
             self.button.when_released = self._released
+            if long_press_s and on_long_press:
+                # A long press is a mode switch, not a scan: this press gives no verdict.
+                self.button.when_held = lambda *_: (self.answered_press(), on_long_press())
 
     def _pressed(self, *_):
         self.presses += 1

@@ -159,3 +159,20 @@ class RemoteScan:
 class TicketDataApplied:
     """A new ticket list is in the store."""
     version: int
+
+
+@dataclass(frozen=True)
+class VenueControl:
+    """A venue control message heard on the bus (unverified: the loop checks its signature)."""
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class DoorFault:
+    """The door contradicts the relay (a passage with no release, a door held open)."""
+    why: str
+
+
+@dataclass(frozen=True)
+class ModeButton:
+    """A handheld's second button (or a long press of its trigger): look-up mode on or off."""

@@ -67,6 +67,13 @@ PATTERNS = {
     "rules":         tuple(s for _ in range(2) for s in (Step(300, YELLOW, "D5"), Step(300, CYAN))) + (Step(0, OFF),),
     "not_passed":    _beeps(WHITE, 1000, [(300, 0)], "C4"),
 }
+# Not verdicts: a staff card was obeyed; a look-up (info mode) was shown; the gate is out of order.
+SIGNALS = {
+    "staff":        (Step(150, WHITE, "C6"), Step(150, GREEN, "E6"), Step(150, WHITE, "G6"), Step(300, GREEN),
+                     Step(0, OFF)),
+    "lookup":       (Step(600, CYAN, "G5"), Step(200, OFF), Step(600, CYAN), Step(0, OFF)),
+    "out_of_order": tuple(s for _ in range(4) for s in (Step(150, RED, "C4"), Step(150, YELLOW))) + (Step(0, OFF),),
+}
 # Hospitality: played right after the verdict's own pattern for an admitted patron.
 ATTENTION = {
     "notice": (Step(400, BLUE), Step(0, OFF)),
@@ -79,6 +86,7 @@ FAULTS = {
     "tickets": (Step(500, YELLOW), Step(1500, OFF)),
     "clock":   (Step(500, MAGENTA), Step(1500, OFF)),
     "broker":  (Step(150, BLUE), Step(1850, OFF)),
+    "latch":   (Step(250, RED), Step(250, YELLOW), Step(250, RED), Step(1250, OFF)),   # out of order
 }
 
 
@@ -177,7 +185,7 @@ class Feedback(CompositeDevice):
     # -- the scan loop's side: never blocks ---------------------------------
     def show(self, reason: str, level: str = "", lines: tuple = ()) -> None:
         """Play the pattern for a verdict reason (and attention level); returns at once."""
-        steps = PATTERNS[reason] + (ATTENTION.get(level, ()) if level else ())
+        steps = (PATTERNS.get(reason) or SIGNALS[reason]) + (ATTENTION.get(level, ()) if level else ())
         self._queue.put(steps)
         self._cut.set()
         if self.display is not None and lines:

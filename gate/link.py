@@ -60,7 +60,8 @@ class GateLink(Worker):
     INFLIGHT = 1000
 
     def __init__(self, cfg, outbox_path, *, profile: str, on_remote_scan: Callable = None,
-                 on_tickets: Callable = None, health: Callable[[], dict] = None, health_every: float = 10.0):
+                 on_tickets: Callable = None, health: Callable[[], dict] = None, health_every: float = 10.0,
+                 on_control: Callable[[bytes], None] = None):
         super().__init__("publisher")
         self.cfg = cfg
         self.venue, self.gate = cfg.gate.venue, cfg.gate.id
@@ -68,6 +69,8 @@ class GateLink(Worker):
         self.outbox = Outbox(outbox_path)  # the publisher's own connection
         self.on_remote_scan = on_remote_scan
         self.on_tickets = on_tickets
+        self.on_control = on_control
+        self.state: dict = {}              # what the status topic says besides online/offline (mode, latch)
         self.health = health
         self.health_every = health_every
         self.connected = threading.Event()
@@ -94,10 +97,17 @@ class GateLink(Worker):
         self.client.on_message = guarded(self._on_message)
 
     def _status(self, state: str, stamped: bool = True) -> str:
-        body = {"state": state, "profile": self.profile, "version": __version__}
+        body = {"state": state, "profile": self.profile, "version": __version__, **self.state}
         if stamped:
             body["ts"] = now_ms()
         return json.dumps(body)
+
+    def report(self, **state) -> None:
+        """Say on the retained status topic what the gate is doing (its mode, an out-of-order latch).
+        Called from the loop: paho only queues the publish."""
+        self.state = {**self.state, **state}   # replaced whole: the network thread may be reading it
+        if self.connected.is_set():
+            self.client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
 
     def start(self) -> None:
         m = self.cfg.mqtt
@@ -113,7 +123,7 @@ class GateLink(Worker):
         log.info("connected to %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
         client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
         client.subscribe([(topics.scans(self.venue), 1), (topics.tickets(self.venue), 1),
-                          (topics.resend(self.venue, self.gate), 1)])
+                          (topics.resend(self.venue, self.gate), 1), (topics.control(self.venue), 1)])
         self._gen += 1
         self.disconnected_since = None
         self.connected.set()
@@ -149,6 +159,10 @@ class GateLink(Worker):
             if self.on_tickets and payload:
                 self.on_tickets(payload)
             return
+        if topic == topics.control(self.venue):
+            if self.on_control and payload:
+                self.on_control(bytes(payload[:1024]))   # verified by the loop; oversize fails there
+            return
         sender = topics.gate_of(topic)
         if sender == self.gate:
             return  # our own scans, echoed back
@@ -160,7 +174,7 @@ class GateLink(Worker):
             return self.drops.add(exc.kind, topic, exc)
         if event.gate != sender:
             return self.drops.add("gate_mismatch", topic, event.gate)
-        if event.result not in REMOTE_RESULTS or not event.ticket or event.mode != "live":
+        if event.result not in REMOTE_RESULTS or not event.ticket or event.mode == "info":
             return  # changes no ticket's use here
         if not self._remote_allowed(sender):
             return self.drops.add("remote_rate", topic)

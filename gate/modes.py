@@ -32,10 +32,13 @@ MAX_LATCH_BYTES = 256
 
 
 class GateMode:
-    def __init__(self, storage_dir, direction: str = "in"):
+    def __init__(self, storage_dir=None, direction: str = "in"):
         self.mode = "exit" if direction == "out" else "entry"
         self.venue = "live"
-        self.latch_path = Path(storage_dir) / LATCH_FILE
+        self.venue_issued = 0      # the last venue control message applied (its signed time)
+        # Without a storage directory (tests of parts) the latch lives in memory only.
+        self.latch_path = Path(storage_dir) / LATCH_FILE if storage_dir is not None else None
+        self._memory_latch: Optional[str] = None
         self.switched_by = ""
 
     # -- modes -----------------------------------------------------------------
@@ -67,20 +70,26 @@ class GateMode:
         """Latch out of order (kept on disk); returns True when newly latched."""
         if self.latched():
             return False
-        try:
-            tmp = self.latch_path.with_suffix(".tmp")
-            tmp.write_text(why[:MAX_LATCH_BYTES] + "\n", encoding="utf-8")
-            os.replace(tmp, self.latch_path)
-        except OSError as exc:   # a full or read-only disk must not stop the latch in memory
-            log.error("cannot record the out-of-order latch: %s", exc)
+        why = why[:MAX_LATCH_BYTES]
+        if self.latch_path is None:
             self._memory_latch = why
+        else:
+            try:
+                tmp = self.latch_path.with_suffix(".tmp")
+                tmp.write_text(why + "\n", encoding="utf-8")
+                os.replace(tmp, self.latch_path)
+            except OSError as exc:   # a full or read-only disk must not stop the latch in memory
+                log.error("cannot record the out-of-order latch: %s", exc)
+                self._memory_latch = why
         log.error("OUT OF ORDER: %s (a staff card or `gate doctor --clear-latch` clears it)", why)
         return True
 
     def latched(self) -> Optional[str]:
         """Why the gate is out of order, or None."""
-        if getattr(self, "_memory_latch", None):
+        if self._memory_latch:
             return self._memory_latch
+        if self.latch_path is None:
+            return None
         try:
             with open(self.latch_path, "rb") as f:
                 why = f.read(MAX_LATCH_BYTES).decode("utf-8", "replace").strip()
@@ -94,7 +103,8 @@ class GateMode:
         """Clear the latch; returns whether there was one."""
         was = self.latched() is not None
         self._memory_latch = None
-        clear_latch_file(self.latch_path.parent)
+        if self.latch_path is not None:
+            clear_latch_file(self.latch_path.parent)
         if was:
             log.warning("out-of-order latch cleared%s", f" by {by}" if by else "")
         return was

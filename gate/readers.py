@@ -21,11 +21,14 @@ mid-way (a scanner unplugged while typing), and no buffer grows without bound.
 from __future__ import annotations
 
 import logging
+import queue
 import select
+import threading
 from typing import Optional
 
 from gate.errors import CameraError
 from gate.events import Code
+from gate.worker import Worker
 
 log = logging.getLogger("gate.readers")
 
@@ -163,6 +166,8 @@ class HidSource(CodeSource):
     def read(self, timeout: float) -> Optional[Code]:
         if self.pending:
             return self.pending.pop(0)
+        if self.dev is None:
+            raise CameraError(f"{self.path}: not open")
         try:
             ready, _, _ = select.select([self.dev.fd], [], [], timeout)
             if not ready:
@@ -216,10 +221,14 @@ class SerialSource(CodeSource):
     def read(self, timeout: float) -> Optional[Code]:
         if self.pending:
             return self.pending.pop(0)
+        if self.ser is None:
+            raise CameraError(f"{self.port}: not open")
         try:
             ready, _, _ = select.select([self.ser.fileno()], [], [], timeout)
-            data = self.ser.read(4096) if ready else b""
-        except OSError as exc:
+            # What the driver holds, not read(n): a tty can wake select with nothing to read.
+            waiting = self.ser.in_waiting if ready else 0
+            data = self.ser.read(min(waiting, 4096)) if waiting else b""
+        except OSError as exc:   # pyserial's SerialException is an OSError: unplugged
             raise CameraError(f"{self.port}: {exc}") from None
         for b in data:
             if b in self.ENDS:
@@ -259,3 +268,56 @@ def open_reader(spec: str, reader_cfg=None, max_code: int = 1024) -> CodeSource:
 
 def is_reader(spec: str) -> bool:
     return spec.startswith(("hid:", "serial:"))
+
+
+class CodeCapture(Worker):
+    """The capture thread for a CodeSource: hands codes to the loop through the same kind of
+    queue as frames. No stall watchdog (an idle scanner is silent, not stalled); a device that
+    fails (unplugged) is reported as the camera lost and reopened with a backoff."""
+
+    def __init__(self, source: CodeSource):
+        super().__init__("reader")
+        self.source = source
+        self.frames: "queue.Queue" = queue.Queue(maxsize=64)   # codes; a person scans a few a second
+        self.done = threading.Event()
+        self.camera_ok = True
+        self.camera_error = ""
+        self.dropped = 0
+
+    def run(self) -> None:
+        backoff = 0.5
+        try:
+            while not self.stopping.is_set():
+                try:
+                    code = self.source.read(0.25)
+                except CameraError as exc:
+                    if self.camera_ok:
+                        log.error("scanner lost: %s", exc)
+                    self.camera_ok, self.camera_error = False, str(exc)
+                    self.stopping.wait(backoff)
+                    backoff = min(backoff * 2, 10)
+                    try:
+                        self.source.close()
+                        self.source.start()
+                        self.camera_ok, self.camera_error, backoff = True, "", 0.5
+                        log.info("scanner reopened")
+                    except CameraError as again:
+                        self.camera_error = str(again)
+                    continue
+                if code is None:
+                    if self.source.finished:
+                        break
+                    continue
+                try:
+                    self.frames.put_nowait(code)
+                except queue.Full:
+                    self.dropped += 1
+        finally:
+            self.done.set()
+
+    def discard(self) -> None:
+        while True:
+            try:
+                self.frames.get_nowait()
+            except queue.Empty:
+                return

@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Optional
 
 from gate import systemd
@@ -28,9 +29,10 @@ from gate.capture import Capture
 from gate.clock import clock_synchronised, now_ms
 from gate.decide import decide
 from gate.errors import CameraError
-from gate.events import (ExitPassage, FreePassage, History, NobodyPassed, RemoteScan, TicketDataApplied,
-                         Verdict)
+from gate.events import (Code, DoorFault, ExitPassage, FreePassage, History, ModeButton, NobodyPassed, RemoteScan,
+                         TicketDataApplied, VenueControl, Verdict)
 from gate.health import cpu_temperature, percentile
+from gate.readers import CodeCapture, CodeSource
 
 log = logging.getLogger("gate.scan")
 
@@ -49,7 +51,10 @@ class ScanLoop:
         self.feedback, self.admission = parts.feedback, parts.admission
         self.turnstile, self.trigger, self.link = parts.turnstile, parts.trigger, parts.link
         self.stop = stop or threading.Event()
-        self.capture = Capture(parts.source, self.cfg.camera.stall_s)
+        self.modes = parts.modes
+        self.capture = (CodeCapture(parts.source) if isinstance(parts.source, CodeSource)
+                        else Capture(parts.source, self.cfg.camera.stall_s))
+        self.camera_lost_at: Optional[float] = None
         self.processed = 0
         self.decode_ms: deque = deque(maxlen=600)
         self.frame_times: deque = deque(maxlen=120)
@@ -59,7 +64,8 @@ class ScanLoop:
         self.data_version = self.store.version
         self._handlers = {NobodyPassed: self.admission.nobody_passed, ExitPassage: self.admission.exit_passage,
                           RemoteScan: self.admission.remote_scan, FreePassage: self._free_passage,
-                          TicketDataApplied: self._data_applied}
+                          TicketDataApplied: self._data_applied, DoorFault: self.admission.door_fault,
+                          VenueControl: self.admission.venue_control, ModeButton: self.admission.mode_button}
         if self.link is not None:
             self.link.health = self.health
 
@@ -99,6 +105,7 @@ class ScanLoop:
             self.parts.updater.start()
             self.link.start()
         self.capture.start()
+        self.admission.report_state()   # the status topic says the mode (and any latch) from the start
         log.info("gate %s (%s) scanning from %s", self.gate.id, self.gate.profile, self.source.name)
         watchdog = systemd.Watchdog()
         next_check, ready = 0.0, False
@@ -115,14 +122,18 @@ class ScanLoop:
                     if self.stop.is_set() or (self.capture.done.is_set() and self.capture.frames.empty()):
                         break
                     continue
-                self.process(frame)
+                if isinstance(frame, Code):   # a USB or serial scanner hands over codes, not frames
+                    self.process_code(frame)
+                else:
+                    self.process(frame)
                 watchdog.ping()
                 if not ready:
                     systemd.notify("READY=1")
                     ready = True
             if not self.stop.is_set() and self.turnstile is not None:
                 # A finished source: let admissions awaiting a passage resolve (their annulment is a verdict).
-                self.turnstile.wait_idle(self.cfg.turnstile.passage_timeout_s + 1)
+                ts = self.cfg.turnstile
+                self.turnstile.wait_idle(max(ts.passage_timeout_s, ts.assist_timeout_s) + 1)
             self._drain_control()
             return 0
         finally:
@@ -154,16 +165,38 @@ class ScanLoop:
                 break  # this press has had its verdict; what else is in view is not presented
             if not self.parts.debounce.is_new(code.raw):
                 continue
-            out.append(self.admit_code(code, frame.ts_ms))
+            v = self.admit_code(code, frame.ts_ms)
+            if v is not None:
+                out.append(v)
         return out
 
-    def admit_code(self, code, ts_ms: int) -> Verdict:
-        """Resolve and decide one presented code; the admission does the rest."""
+    def process_code(self, code: Code) -> Optional[Verdict]:
+        """One code from a scanner that decodes by itself: the same debounce, then decide."""
+        self.processed += 1
+        if not self.parts.debounce.is_new(code.raw):
+            return None
+        return self.admit_code(code, now_ms())
+
+    def admit_code(self, code, ts_ms: int) -> Optional[Verdict]:
+        """Resolve and decide one presented code; the admission does the rest.
+
+        A staff card is obeyed, not decided; a gate out of order decides nothing but staff cards."""
+        history_mode = "test" if self.modes.event_mode == "test" else "live"   # a look-up sees the real history
         with self.store.snapshot():
             res = self.resolver.resolve(code)
             t = res.ticket
-            hist = self.store.history(t.ticket_id) if t is not None else History()
-        v = decide(res, hist, self.parts.rules, ts_ms)
+            hist = self.store.history(t.ticket_id, history_mode) if t is not None else History()
+        if res.staff is not None:
+            self.admission.staff_card(res.staff)
+            return None
+        latched = self.modes.latched()
+        if latched:
+            self.feedback.show("out_of_order", "", ("OUT OF ORDER", latched))
+            return None
+        rules = self.parts.rules
+        if rules.direction != self.modes.direction:
+            rules = replace(rules, direction=self.modes.direction)
+        v = decide(res, hist, rules, ts_ms)
         self.admission.verdict(v, t, ts_ms)
         return v
 
@@ -186,7 +219,10 @@ class ScanLoop:
 
     def _update_faults(self) -> None:
         fault = None
-        if not self.capture.camera_ok:
+        self._watch_latch()
+        if self.modes.latched():
+            fault = "latch"
+        elif not self.capture.camera_ok:
             fault = "camera"
         elif not self.has_data:
             fault = "tickets"
@@ -196,6 +232,23 @@ class ScanLoop:
             fault = "broker"
         self.feedback.set_fault(fault)
         self.fault = fault
+
+    def _watch_latch(self) -> None:
+        """Latch a turnstile whose camera has been lost too long; notice a latch cleared by the doctor."""
+        if self.turnstile is None:
+            return
+        now = time.monotonic()
+        lost_s = self.cfg.turnstile.camera_lost_s
+        if self.capture.camera_ok:
+            self.camera_lost_at = None
+        elif self.camera_lost_at is None:
+            self.camera_lost_at = now
+        elif lost_s and now - self.camera_lost_at >= lost_s and not self.modes.latched():
+            self.admission.door_fault(DoorFault(f"camera lost {lost_s:g} s"))
+        if self.turnstile.latched and not self.modes.latched():
+            self.turnstile.latch(False)   # `gate doctor --clear-latch` removed it
+            log.warning("out-of-order latch cleared from outside")
+            self.admission.report_state()
 
     def health(self) -> dict:
         """The health report (runs on the publisher's thread: reads only, through its own connections)."""
@@ -210,6 +263,7 @@ class ScanLoop:
             "camera_ok": self.capture.camera_ok, "camera_error": self.capture.camera_error,
             "ticket_data_version": self.data_version, "cpu_temp": cpu_temperature(),
             "fault": self.fault, "free_passage": self.free_passage,
+            "mode": self.modes.mode, "venue_mode": self.modes.venue, "out_of_order": self.modes.latched(),
             "rejected_codes": vars(self.resolver.rejects).copy(),
             "malformed_payloads": {**(self.link.drops.snapshot() if self.link else {}), **self.admission.drops},
             # which signed list this gate runs, and the lists it ignored (unsigned, unknown key, replayed...)

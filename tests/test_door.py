@@ -48,10 +48,10 @@ def test_turnstile_pulse_is_200ms(tmp_path, mock_factory, tickets_csv):
 
 
 def test_turnstile_passage_confirms_and_timeout_annuls(tmp_path, mock_factory, tickets_csv):
-    passage = "passage_pin = 5"
+    passage = "passage_pin = 5\nassist_timeout_s = 0.6"   # T2 is a wheelchair user: a longer time to pass
     frames = [EMPTY] * 3 + show("CODE-0001") + [EMPTY] * 30 + show("CODE-0002") + [EMPTY] * 10
     s, th, v = start(tmp_path, mock_factory, tickets_csv, frames, passage=passage, passage_timeout=0.6)
-    wait_for(lambda: len(v) == 1, what="first admission")
+    wait_for(lambda: len(v) == 1 and s.turnstile.pending, what="first admission, turnstile released")
     pin = mock_factory.pin(PASSAGE)
     pin.drive_high(); pin.drive_low()           # Ada walks through
     th.join(15)
@@ -170,7 +170,8 @@ def test_display_content_per_verdict(tmp_path, mock_factory, tickets_csv):
     th.join(10)
     time.sleep(0.1)
     assert display.history[0] == ("STOP revoked", "Revoked Person", "Seat D2", "cancelled by the box office")
-    assert display.history[1] == ("WELCOME ok", "Alan Turing", "Seat C3", "Wheelchair space C3")
+    assert display.history[1] == ("WELCOME ok", "Alan Turing", "Seat C3", "Wheelchair space C3",
+                                  "ACCESSIBLE: longer release")   # the usher sees the longer release
 
 
 def test_hospitality_attention_pattern_follows_admission(tmp_path, mock_factory, tickets_csv):

@@ -61,6 +61,9 @@ def _text(v, limit: int = 64) -> str:
     return v[:limit] if type(v) is str and v.isprintable() else ""
 
 
+GATE_MODES = ("entry", "exit", "info", "test")   # as gate/modes.py; the bus imports no firmware
+
+
 def unpack_status(data) -> dict:
     """A gate's (or the house's) retained status: state, profile, version, ts."""
     obj = _json(data, MAX_STATUS_BYTES)
@@ -68,8 +71,12 @@ def unpack_status(data) -> dict:
     if state not in STATES:
         raise PayloadError("bad_field", "state")
     ts = obj.get("ts")
+    mode, latch = obj.get("mode"), obj.get("out_of_order")
     return {"state": state, "profile": _text(obj.get("profile")), "version": _text(obj.get("version")),
-            "ts": ts if type(ts) is int and 0 <= ts <= values.MAX_SEQ else None}
+            "ts": ts if type(ts) is int and 0 <= ts <= values.MAX_SEQ else None,
+            # a gate's mode (entry, exit, info, test) and why it is out of order, when it is
+            "mode": mode if mode in GATE_MODES else "",
+            "out_of_order": _text(latch) if type(latch) is str and latch else None}
 
 
 def _number(v):

@@ -253,7 +253,8 @@ class HouseService:
             g = self.gates[gate]
             if kind == "status":
                 # `since` is when we heard it: a last will carries no ts of its own (see link.py).
-                g.update(state=obj["state"], profile=obj["profile"], version=obj["version"], since=now_ms())
+                g.update(state=obj["state"], profile=obj["profile"], version=obj["version"], since=now_ms(),
+                         mode=obj["mode"], out_of_order=obj["out_of_order"])
                 self._announce_gate(gate)
             else:
                 g["health"] = obj
