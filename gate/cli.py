@@ -44,7 +44,14 @@ def cmd_scan(args) -> int:
     cfg = _load(args.config)
     if cfg.gate is None:
         raise ConfigError(args.config, "gate", 0, "gate scan needs a [gate] section")
-    source = open_source(args.source or cfg.camera.source, cfg.camera)
+    spec = args.source or cfg.camera.source
+    from gate.readers import is_reader, open_reader
+    try:   # a USB or serial scanner hands over codes, a camera frames
+        source = (open_reader(spec, cfg.reader, cfg.decode.max_payload) if is_reader(spec)
+                  else open_source(spec, cfg.camera))
+    except ValueError as exc:
+        print(f"gate: --source: {exc}", file=sys.stderr)
+        return 2
     if args.loop:
         if source.name != "replay":
             raise ConfigError(args.config, "camera.source", 0, "--loop is for a replay source only")
@@ -257,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scan", help="run one gate")
     s.add_argument("-c", "--config", required=True)
-    s.add_argument("--source", help="picamera2 | v4l2:/dev/videoN | replay:PATH[@FPS]")
+    s.add_argument("--source", help="picamera2 | v4l2:/dev/videoN | hid:/dev/input/eventN | "
+                                    "serial:/dev/ttyACM0[@BAUD] | replay:PATH[@FPS]")
     s.add_argument("--json", action="store_true", help="one JSON scan event per line")
     s.add_argument("--offline", action="store_true", help="do not connect to the broker")
     s.add_argument("--loop", action="store_true", help="replay only: start over at the end instead of stopping")

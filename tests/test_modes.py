@@ -338,3 +338,41 @@ def test_modes_serial_scanner_through_the_loop(tmp_path, mock_factory, tickets_c
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_modes_gate_scan_from_a_serial_scanner_prints_verdicts(tmp_path, tickets_csv):
+    """`gate scan --source serial:...` end to end: a pseudo-terminal stands in for the scanner."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import pytest
+    pytest.importorskip("serial", reason="pyserial is not installed (pip install 'gate[serial]')")
+    from tests.conftest import run_gate_cli
+    cfg = gate_config(tmp_path, debounce=0.3)
+    assert run_gate_cli("tickets", "import", "-c", cfg.path, str(tickets_csv)).returncode == 0
+    master, slave = os.openpty()
+    env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
+    p = subprocess.Popen([sys.executable, "-m", "gate.cli", "scan", "-c", cfg.path, "--offline", "--json",
+                          "--source", f"serial:{os.ttyname(slave)}@115200"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    log = []
+    threading.Thread(target=lambda: log.extend(iter(p.stderr.readline, "")), daemon=True).start()
+    try:
+        # the port is open once the gate says it scans (opening it flushes what came before)
+        wait_for(lambda: any("scanning from serial:" in line for line in log), 30, what="gate scanning")
+        os.write(master, b"CODE-0001\r\nCODE-0003\r\nCODE-0001\r\n")
+        lines = []
+        end = time.monotonic() + 20
+        while len(lines) < 2 and time.monotonic() < end:
+            line = p.stdout.readline()
+            if line.startswith("{"):
+                lines.append(line)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+        os.close(master)
+        os.close(slave)
+    import json
+    got = [(e["result"], e["reason"], e["ticket"]) for e in map(json.loads, lines)]
+    assert got == [("admitted", "ok", "T1"), ("rejected", "wrong_event", "T3")]
