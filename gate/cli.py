@@ -189,6 +189,7 @@ def cmd_staff_issue(args) -> int:
 
 def cmd_venue(args) -> int:
     """Switch every gate and the house to live (clearing rehearsal uses) or to rehearsal."""
+    import time
     from gate.boxoffice.keys import load_private_key
     from gate.boxoffice.staff import CONTROL, sign
     from gate.bus import topics
