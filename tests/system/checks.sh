@@ -217,7 +217,6 @@ if [ "$MODE" = arm64 ]; then
     pid=$(prop $u MainPID)
     figure "rss_${u}_mb" "$(awk '/^VmRSS:/{printf "%.1f", $2/1024}' /proc/$pid/status)"
   done
-  figure scanned_frames "$(journalctl -q -u gate-scan -o cat | grep -c "" )"
   echo; echo "$FAILED check(s) failed"; [ $FAILED = 0 ]; exit
 fi
 
