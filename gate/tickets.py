@@ -139,7 +139,7 @@ class TicketStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             if old_used:
-                db.execute(USED_SCHEMA.strip().rstrip(";"))
+                db.execute(USED_SCHEMA.strip().split(";")[0])   # the used table; the rest comes with _create()
                 db.execute("INSERT OR IGNORE INTO used.used (ticket_id, inside, first_ts, first_gate, exits) "
                            "SELECT ticket_id, inside, first_ts, first_gate, exits FROM main.used")
                 db.execute("DROP TABLE main.used")
