@@ -30,7 +30,8 @@ from collections import deque
 from typing import Callable, Optional
 
 from gate.boxoffice.staff import StaffCode, StaffVerifier, read_control
-from gate.clock import now_ms
+from gate.clock import clock_synchronised, now_ms
+from gate.diskspace import DiskFull
 from gate.decide import annul, exit_passage
 from gate.events import (Admitted, DoorFault, ExitPassage, ModeButton, NobodyPassed, RemoteScan, ScanEvent,
                          Ticket, VenueControl, Verdict)
@@ -69,6 +70,8 @@ class Admission:
         self.remote: deque = deque()
         self.drops: dict[str, int] = {}   # other gates' scans not applied, by why (the gate's health shows them)
         self.staff_events: list[tuple[str, str]] = []   # (who, what) of the cards obeyed, newest last
+        self.disk_full = False            # the last record failed for want of room
+        self.unrecorded = 0               # verdicts that could not be written (full disk)
 
     def verdict(self, v: Verdict, ticket: Optional[Ticket], ts_ms: int) -> ScanEvent:
         """A verdict for a presented code: show it, record it, then (if admitted) open the door."""
@@ -87,9 +90,12 @@ class Admission:
         lines = display_lines(v) + (("ACCESSIBLE: longer release",) if assist and self.turnstile else ())
         self.feedback.show(v.reason, v.level if v.admitted else "", lines)
         event = self._record(v, ticket.event if ticket else "", v.ticket_ref, ts_ms, direction, v.attention, mode)
-        if v.result in ("admitted", "exited") and ticket is not None:
+        if not event.seq:
+            # Not on disk (full): no record, no release. The relay stays shut; the usher admits by hand.
+            self.feedback.show_unrecorded()
+        elif v.result in ("admitted", "exited") and ticket is not None:
             self.store.record(ticket.ticket_id, v.result, ts_ms, self.gate_id, mode)
-        if v.admitted and self.turnstile is not None:
+        if v.admitted and self.turnstile is not None and event.seq:
             self.turnstile.admit(Admitted(event, v), assist=assist)
         if self.trigger is not None:
             self.trigger.answered_press()
@@ -177,8 +183,19 @@ class Admission:
 
     def _record(self, v: Verdict, event: str, ticket_ref: str, ts_ms: int, direction: str, tags,
                 mode: str = "live") -> ScanEvent:
-        e = self.outbox.append(self.gate_id, ts_ms, event, ticket_ref, direction, v.result, v.reason, tags,
-                               mode=mode)
+        """Write the scan event; on a full disk an unnumbered (seq 0), unrecorded event comes back."""
+        try:
+            e = self.outbox.append(self.gate_id, ts_ms, event, ticket_ref, direction, v.result, v.reason, tags,
+                                   mode=mode, clock="ok" if clock_synchronised() else "unsynced")
+            self.disk_full = False
+        except DiskFull as exc:
+            self.unrecorded += 1
+            if not self.disk_full or self.unrecorded % 100 == 0:
+                log.error("DISK FULL: %s; %d verdict(s) not recorded; admissions do not release the turnstile "
+                          "until there is room (free space under the gate's storage)", exc, self.unrecorded)
+            self.disk_full = True
+            e = ScanEvent(id="", gate=self.gate_id, seq=0, ts=ts_ms, event=event, ticket=ticket_ref,
+                          dir=direction, result=v.result, reason=v.reason, attention=list(tags), mode=mode)
         self.verdicts += 1
         if self.on_verdict:
             self.on_verdict(v, e)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -17,6 +18,7 @@ from gate.admission import Admission
 from gate.clock import now_ms
 from gate.decide import GateRules
 from gate.decode import Debouncer, Decoder
+from gate.diskspace import DiskFull, DiskSpace, is_full
 from gate.events import (DoorFault, ExitPassage, FreePassage, ModeButton, NobodyPassed, RemoteScan,
                          TicketDataApplied, VenueControl)
 from gate.modes import GateMode
@@ -51,6 +53,7 @@ class GateParts:
     link: Any = None
     updater: Any = None
     admission: Optional[Admission] = None
+    disk: Any = None                 # DiskSpace: the storage's free space and outbox reserve
     _closed: bool = False
 
     def close(self) -> None:
@@ -127,6 +130,20 @@ def init_link(parts: GateParts) -> None:
                           on_control=lambda payload: control.put(VenueControl(payload)))
 
 
+def open_on_full_disk(opener, disk: DiskSpace):
+    """Open a store; on a full disk, release the reserve and try again (a gate must come up and scan)."""
+    try:
+        return opener()
+    except sqlite3.OperationalError as exc:
+        if not is_full(exc):
+            raise
+        log.error("starting on a full disk under %s (%s)", disk.dir, exc)
+        if not disk.release():
+            raise DiskFull(f"no room under {disk.dir} to open the gate's databases ({exc}): free space "
+                           "(journalctl --vacuum-size=50M; du -xh /var | sort -h)") from None
+        return opener()
+
+
 def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedback] = None, connect: bool = True,
                verifiers=None, on_verdict: Optional[Callable] = None) -> GateParts:
     """Build every part of the gate that `cfg` describes (the camera from config unless given)."""
@@ -142,8 +159,10 @@ def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedbac
                 source = open_source(cfg.camera.source, cfg.camera)
         parts.source = source
         parts.feedback = feedback or init_feedback(cfg, pin_factory)
-        parts.store = TicketStore(parts.files.tickets)
-        parts.outbox = Outbox(parts.files.outbox)
+        parts.disk = DiskSpace(parts.files.dir)
+        parts.store = open_on_full_disk(lambda: TicketStore(parts.files.tickets), parts.disk)
+        parts.outbox = open_on_full_disk(lambda: Outbox(parts.files.outbox), parts.disk)
+        parts.outbox.on_full = parts.disk.release
         parts.resolver = init_resolver(cfg, parts.store, verifiers)
         parts.decoder = Decoder(cfg.decode.symbologies, cfg.decode.engine, cfg.decode.full_every)
         parts.debounce = Debouncer(cfg.decode.debounce_s)

@@ -59,7 +59,10 @@ def cmd_scan(args) -> int:
 
     def on_verdict(v, e):
         if args.json:
-            print(json.dumps(vars(e), separators=(",", ":")), flush=True)
+            fields = vars(e).copy()
+            if fields.get("clock") == "ok":
+                del fields["clock"]   # as on the wire: present only when the clock was not synchronised
+            print(json.dumps(fields, separators=(",", ":")), flush=True)
         else:
             print(verdict_line(v, e), flush=True)
 

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-MIN_FREE_MB = 200
+from gate.diskspace import LOW_FREE_MB as MIN_FREE_MB   # the same line as the gate's own warning
 STALE_DAYS = 7
 # Written by scripts/install-pi on a machine without a Pi's camera or GPIO packages.
 NO_HARDWARE = Path("/etc/systemd/system/gate-scan.service.d/no-hardware.conf")

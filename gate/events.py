@@ -118,6 +118,7 @@ class ScanEvent:
     reason: str
     attention: list[str] = field(default_factory=list)
     mode: str = "live"                 # live | test (rehearsal) | info (a look-up): DESIGN.md
+    clock: str = "ok"                  # ok | unsynced: the gate's clock was not synchronised (ts unreliable)
     v: int = 1
     mode: str = "live"
 

@@ -87,7 +87,10 @@ FAULTS = {
     "clock":   (Step(500, MAGENTA), Step(1500, OFF)),
     "broker":  (Step(150, BLUE), Step(1850, OFF)),
     "latch":   (Step(250, RED), Step(250, YELLOW), Step(250, RED), Step(1250, OFF)),   # out of order
+    "disk":    (Step(250, WHITE), Step(250, RED), Step(1500, OFF)),
 }
+# A verdict that could not be written (disk full): cuts its own pattern short; the relay stays shut.
+UNRECORDED = tuple(s for _ in range(4) for s in (Step(150, WHITE, "C4"), Step(150, RED, "C4"))) + (Step(0, OFF),)
 
 
 class Release:
@@ -190,6 +193,11 @@ class Feedback(CompositeDevice):
         self._cut.set()
         if self.display is not None and lines:
             self.display.show(reason, lines)
+
+    def show_unrecorded(self) -> None:
+        """The verdict just shown could not be recorded (disk full): say so at once."""
+        self._queue.put(UNRECORDED)
+        self._cut.set()
 
     def set_fault(self, fault: Optional[str]) -> None:
         """Show a fault blink while idle (None clears it)."""

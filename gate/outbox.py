@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from gate import recovery
+from gate.diskspace import DiskFull, is_full
 from gate.clock import now_ms
 from gate.events import ScanEvent
 from gate.bus.codec import pack_scan
@@ -38,6 +39,7 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._sync = None
         self._lock = threading.Lock()
+        self.on_full = None   # called when the disk is full; True if it made room (gate/diskspace.py)
         self.db, self.set_aside = recovery.open_or_set_aside(
             self.path, self._open, "the gate's outbox",
             "its readable rows are copied into the new one and sent; the moved file is kept for recovery")
@@ -88,8 +90,28 @@ class Outbox:
             self._sync = full
 
     def append(self, gate: str, ts: int, event: str, ticket: str, direction: str, result: str,
-               reason: str, attention=(), mode: str = "live") -> ScanEvent:
-        """Number, store and return a scan event; durable when this returns."""
+               reason: str, attention=(), mode: str = "live", clock: str = "ok") -> ScanEvent:
+        """Number, store and return a scan event; durable when this returns.
+
+        On a full disk the reserve is released (`on_full`) and the write tried once more;
+        if there is still no room, DiskFull: the caller must not act as if it was recorded."""
+        args = (gate, ts, event, ticket, direction, result, reason, attention, mode, clock)
+        try:
+            return self._append(*args)
+        except sqlite3.OperationalError as exc:
+            if not is_full(exc):
+                raise
+            why = exc
+        if self.on_full is not None and self.on_full():
+            try:
+                return self._append(*args)
+            except sqlite3.OperationalError as exc:
+                if not is_full(exc):
+                    raise
+                why = exc
+        raise DiskFull(f"outbox {self.path}: {why}")
+
+    def _append(self, gate, ts, event, ticket, direction, result, reason, attention, mode, clock) -> ScanEvent:
         with self._lock:
             self._set_sync(result == "admitted")
             db = self.db
@@ -100,12 +122,13 @@ class Outbox:
                 seq = max(row[0] if row else 0, top) + 1
                 e = ScanEvent(id=uuid.uuid4().hex, gate=gate, seq=seq, ts=ts, event=event, ticket=ticket,
                               dir=direction, result=result, reason=reason, attention=list(attention),
-                              mode=mode)
+                              mode=mode, clock=clock)
                 db.execute("INSERT INTO outbox VALUES (?,?,?)", (seq, e.id, pack_scan(e)))
                 db.execute("INSERT OR REPLACE INTO counter VALUES ('seq', ?)", (seq,))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:   # SQLite may have rolled back already (disk full): don't mask why
+                    db.execute("ROLLBACK")
                 raise
         return e
 

@@ -60,6 +60,9 @@ class ScanLoop:
         self.frame_times: deque = deque(maxlen=120)
         self.free_passage = False
         self.fault: Optional[str] = None
+        self.clock_ok: Optional[bool] = None   # logged when it changes, not only blinked
+        self.disk_low: Optional[bool] = None
+        self._reserve_check = 0.0
         self.has_data = self.store.count() > 0 or bool(self.resolver.verifiers)
         self.data_version = self.store.version
         self._handlers = {NobodyPassed: self.admission.nobody_passed, ExitPassage: self.admission.exit_passage,
@@ -218,16 +221,39 @@ class ScanLoop:
         self.has_data = self.store.count() > 0 or bool(self.resolver.verifiers)
 
     def _update_faults(self) -> None:
+        disk = self.parts.disk
+        synced = clock_synchronised()
+        if synced != self.clock_ok:
+            if not synced:
+                log.warning("clock not synchronised (%s): scan times and ticket validity may be wrong; check "
+                            "timedatectl and that NTP can reach a server", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+            elif self.clock_ok is not None:
+                log.info("clock synchronised again")
+            self.clock_ok = synced
+        low = disk.low() if disk is not None else False
+        if low != self.disk_low:
+            if low:
+                log.warning("low disk space under %s: %d MB free; the outbox needs room while the broker is "
+                            "away (free space now)", disk.dir, disk.free_mb())
+            self.disk_low = low
+        disk_full = self.admission.disk_full
+        if disk is not None and not disk_full and time.monotonic() > self._reserve_check:
+            self._reserve_check = time.monotonic() + 60
+            disk.keep_reserve()   # back once there is room again
         fault = None
         self._watch_latch()
         if self.modes.latched():
             fault = "latch"
         elif not self.capture.camera_ok:
             fault = "camera"
+        elif disk_full:
+            fault = "disk"
         elif not self.has_data:
             fault = "tickets"
-        elif not clock_synchronised():
+        elif not synced:
             fault = "clock"
+        elif low:
+            fault = "disk"
         elif self.link is not None and self.link.offline_for() > BROKER_FAULT_S:
             fault = "broker"
         self.feedback.set_fault(fault)
@@ -264,6 +290,9 @@ class ScanLoop:
             "ticket_data_version": self.data_version, "cpu_temp": cpu_temperature(),
             "fault": self.fault, "free_passage": self.free_passage,
             "mode": self.modes.mode, "venue_mode": self.modes.venue, "out_of_order": self.modes.latched(),
+            "clock_synced": bool(self.clock_ok),
+            "disk_free_mb": self.parts.disk.free_mb() if self.parts.disk else None,
+            "disk_full": self.admission.disk_full, "unrecorded": self.admission.unrecorded,
             "rejected_codes": vars(self.resolver.rejects).copy(),
             "malformed_payloads": {**(self.link.drops.snapshot() if self.link else {}), **self.admission.drops},
             # which signed list this gate runs, and the lists it ignored (unsigned, unknown key, replayed...)

@@ -22,6 +22,8 @@ def pack_scan(e: ScanEvent) -> bytes:
          "dir": e.dir, "result": e.result, "reason": e.reason, "attention": list(e.attention)}
     if e.mode != "live":   # absent means live: older receivers never see the key
         d["mode"] = e.mode
+    if e.clock != "ok":    # absent means a synchronised clock
+        d["clock"] = e.clock
     return msgpack.packb(d, use_bin_type=True)
 
 
@@ -68,6 +70,9 @@ def unpack_scan(data: bytes, now_ms: int | None = None) -> ScanEvent:
     except KeyError as exc:
         raise PayloadError("bad_field", str(exc)) from None
     mode = obj.get("mode", "live")
+    clock = obj.get("clock", "ok")
+    if clock not in ("ok", "unsynced"):
+        raise PayloadError("bad_field", "clock")
     if not (type(id_) is str and type(gate) is str and type(event) is str and type(ticket) is str
             and type(dir_) is str and type(result) is str and type(reason) is str and type(mode) is str):
         raise PayloadError("bad_field", "text fields")
@@ -75,7 +80,8 @@ def unpack_scan(data: bytes, now_ms: int | None = None) -> ScanEvent:
         raise PayloadError("bad_field", "seq/ts")
     if not values.seq_ok(seq):
         raise PayloadError("bad_seq", str(seq)[:24])
-    if not values.ts_ok(ts, now_ms):
+    # An unsynchronised gate's ts can be years off: its receiver re-bases it (gate/house/ingest.py).
+    if not (values.ts_ok(ts, now_ms) or (clock == "unsynced" and values.seq_ok(ts))):
         raise PayloadError("bad_ts", str(ts)[:24])
     if type(attention) is not list or len(attention) > values.MAX_ATTENTION \
             or not all(type(a) is str and _TAG(a) for a in attention):
@@ -86,4 +92,4 @@ def unpack_scan(data: bytes, now_ms: int | None = None) -> ScanEvent:
         raise PayloadError("bad_field", "result/reason/dir/mode")
     if not _TICKET(ticket) or not _EVENT(event) or event in values.RESERVED_EVENTS:
         raise PayloadError("bad_field", "ticket/event")
-    return ScanEvent(id_, gate, seq, ts, event, ticket, dir_, result, reason, attention, mode)
+    return ScanEvent(id_, gate, seq, ts, event, ticket, dir_, result, reason, attention, mode, clock)

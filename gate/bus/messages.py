@@ -20,8 +20,8 @@ MAX_STATUS_BYTES = 2048
 MAX_HEALTH_BYTES = 8192
 # The health figures the house keeps and shows, each with its type; anything else is ignored.
 HEALTH_NUMBERS = ("fps", "decode_ms_p50", "decode_ms_p95", "outbox_depth", "ticket_data_version", "cpu_temp",
-                  "frames", "verdicts")
-HEALTH_FLAGS = ("camera_ok", "free_passage")
+                  "frames", "verdicts", "disk_free_mb", "unrecorded")
+HEALTH_FLAGS = ("camera_ok", "free_passage", "clock_synced", "disk_full")
 HEALTH_TEXT = ("fault",)
 HEALTH_COUNTERS = ("dropped", "malformed_payloads", "rejected_codes", "bus_drops")
 STATES = ("online", "offline")

@@ -12,12 +12,14 @@ I/O error) keeps the events, unacknowledged, and they are tried again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 import time
 
 from gate.bus import messages, topics, values
 from gate.bus.codec import unpack_scan
+from gate.clock import now_ms
 from gate.errors import PayloadError
 
 log = logging.getLogger("gate.house")
@@ -37,6 +39,7 @@ class Ingest:
         self.unstored: list = []     # (event, acks) the database refused, with when to try again
         self.events: set[str] = set(svc.counts.events) | set(svc.cfg.house.capacity)   # performances accepted
         self._retry_at = 0.0
+        self.clock_shift: dict[str, int] = {}   # gate -> ms added to the ts of its unsynced events
 
     # -- sorting ------------------------------------------------------------------
     def sort(self, batch) -> tuple[list, list]:
@@ -81,6 +84,8 @@ class Ingest:
                 return svc.drops.add(exc.kind, topic, exc)
             if e.gate != gate:
                 return svc.drops.add("gate_mismatch", topic, e.gate)
+            if e.clock == "unsynced":
+                e = self._rebase(e)
             if (e.gate, e.id) in svc.ids:   # idempotency per gate: another gate cannot claim an id
                 svc.duplicates += 1
                 return None
@@ -102,6 +107,21 @@ class Ingest:
         if kind != "resend":
             svc.drops.add("unknown_topic", topic)
         return None
+
+    def _rebase(self, e):
+        """An event from a gate whose clock is not synchronised: its ts moved onto the house's clock.
+
+        The shift is taken once per gate (from the first such event this run) and applied to all its
+        flagged events, so their order among themselves and an annulment's match to its admission (same
+        gate, same ts) hold, while they sort sensibly against everyone else's."""
+        shift = self.clock_shift.get(e.gate)
+        if shift is None:
+            if len(self.clock_shift) >= 1024:
+                return e
+            shift = self.clock_shift[e.gate] = now_ms() - e.ts
+            log.warning("gate %s reports an unsynchronised clock (%+.0f s off the house's): its scan times are "
+                        "moved onto the house's clock", e.gate, shift / 1000)
+        return dataclasses.replace(e, ts=e.ts + shift)
 
     # -- storing ------------------------------------------------------------------
     def store(self, new: list) -> tuple[list, list]:
