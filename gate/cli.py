@@ -246,7 +246,7 @@ def cmd_keys_new(args) -> int:
 
 
 def cmd_house(args) -> int:
-    from gate.house.service import main
+    from gate.house.run import main
     return main(args)
 
 

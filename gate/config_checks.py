@@ -198,7 +198,7 @@ def check_pins(cfg, fail) -> None:
 def check_key_files(cfg, fail) -> None:
     from gate.boxoffice.keys import load_private_key, load_public_key, load_secret
     s = cfg.signing
-    # pretix's keys come in other forms (base64 of PEM): config._check_pretix loads those.
+    # pretix's keys come in other forms (base64 of PEM): config_pretix.check_pretix loads those.
     for key, paths in (("signing.ticket_keys", s.ticket_keys), ("signing.list_keys", s.list_keys),
                        ("signing.staff_keys", s.staff_keys)):
         for p in paths:

@@ -11,7 +11,7 @@ import msgpack
 
 from gate.bus import values
 from gate.errors import PayloadError
-from gate.events import MODES, REASONS, RESULTS, ScanEvent
+from gate.events import REASONS, RESULTS, ScanEvent
 
 MAX_SCAN_BYTES = 4096
 ID_RE = values.ID_RE

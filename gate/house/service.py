@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -425,48 +423,3 @@ class HouseService:
         self.client.disconnect()
         self.client.loop_stop()
         self.log.close()
-
-
-def main(args) -> int:
-    from gate.config import load
-    cfg = load(args.config)
-    if cfg.house is None:
-        raise ConfigError(args.config, "house", 0, "gate house needs a [house] section")
-    if args.action == "pretix":
-        from gate.house.pretix_link import sync_once
-        return sync_once(cfg, args.pretix_action)
-    if args.action == "export":
-        svc = HouseService(cfg)
-        try:
-            if args.out:
-                with open(args.out, "w", newline="", encoding="utf-8") as f:
-                    n = attendance.export(svc, args.format, f)
-            else:
-                n = attendance.export(svc, args.format, sys.stdout)
-        finally:
-            svc.log.close()
-        print(f"exported {n} rows (admissions, then no-shows)", file=sys.stderr)
-        return 0
-    from gate.config_checks import warnings
-    for w in warnings(cfg):
-        log.warning("%s", w)
-    svc = HouseService(cfg)
-    try:
-        svc.start()
-    except OSError as exc:
-        svc.close()
-        print(f"gate: house.listen: cannot listen on {cfg.house.listen} ({exc.strerror or exc}): "
-              "is another house service (or the demo) already running?", file=sys.stderr)
-        return 1
-    log.info("dashboard on http://%s/", cfg.house.listen)
-    from gate import systemd
-    systemd.notify("READY=1")
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: done.set())
-    signal.signal(signal.SIGINT, lambda *a: done.set())
-    watchdog = systemd.Watchdog()
-    while not done.wait(1.0):
-        if svc._thread.is_alive():
-            watchdog.ping()
-    svc.close()
-    return 0
