@@ -169,6 +169,8 @@ def test_lists_gate_applies_only_signed_lists_over_mqtt(tmp_path, broker, venue_
         forged = msgpack.packb({"v": 1, "version": 2 ** 63 - 1, "zlib": zlib.compress(msgpack.packb(
             {"tickets": [["X", "999999", "eve", "", "", "", None, None, "valid", "", "", ""]], "revoked": []}))})
         _publish_retained(broker.port, "gate/hall/tickets", forged)
+        # The updater looks only at the newest list waiting (latest wins): let it see the forged one first.
+        wait_for(lambda: sum(s.parts.updater.guard.rejected.values()) == 1, what="the forged list counted")
         _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS[:1], seq=1))   # replay
         wait_for(lambda: sum(s.parts.updater.guard.rejected.values()) == 2, what="both counted")
         report = wait_for(lambda: [json.loads(p)["ticket_lists"] for p in col.on("gate/hall/door-a/health")
