@@ -32,9 +32,16 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 GATE_CFG = """[gate]\nid = "bench"\nvenue = "hall"\nevents = ["eve"]\n[mqtt]\nenabled = false
 [storage]\ndir = "{dir}"\n"""
-HOUSE_CFG = """[house]\nvenue = "hall"\nlisten = "127.0.0.1:0"\n[mqtt]\nhost = "127.0.0.1"\nport = {port}
+HOUSE_CFG = """[house]\nvenue = "hall"\nlisten = "127.0.0.1:{listen}"\n[mqtt]\nhost = "127.0.0.1"\nport = {port}
 [storage]\ndir = "{dir}"\n"""
 
 
@@ -45,7 +52,7 @@ def run(tree: Path, args: list[str], *, stop_after: float | None = None) -> tupl
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if stop_after is not None:
         time.sleep(stop_after)
-        p.send_signal(signal.SIGTERM)
+        os.kill(p.pid, signal.SIGTERM)   # not send_signal: its poll() would reap the child before wait4
     _, status, usage = os.wait4(p.pid, 0)
     err = p.stderr.read()
     p.stderr.close()
@@ -76,7 +83,7 @@ def measure(tree: Path, work: Path, runs: int) -> dict:
             d = work / f"{tree.name}-{name.split()[1]}-{i}"
             d.mkdir()
             cfg = d / "config.toml"
-            cfg.write_text(cfg_text.format(dir=d / "state", port=1))
+            cfg.write_text(cfg_text.format(dir=d / "state", port=1, listen=free_port()))
             a, b = run(tree, [x.format(cfg=cfg) for x in args], stop_after=stop)
             imp.append(a)
             rss.append(b)
