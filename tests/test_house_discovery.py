@@ -13,7 +13,6 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from gate.bus import topics
 from gate.bus.codec import pack_scan
 from gate.house import discovery
 from gate.house.service import HouseService

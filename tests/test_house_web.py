@@ -3,7 +3,6 @@ dashboards and clients that vanish, run as `gate house` with a 32-bit Pi's addre
 
 from __future__ import annotations
 
-import os
 import resource
 import signal
 import socket

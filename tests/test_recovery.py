@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 
-from gate.events import ScanEvent
 from gate.outbox import Outbox
 from tests.conftest import gate_config, run_gate_cli, wait_for
 from tests.test_mqtt import api, eve, house_config

@@ -9,7 +9,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate.decide import GateRules, decide
-from gate.errors import PayloadError
 from gate.events import Code, History, Ticket
 from gate.resolve import Resolver
 from gate.boxoffice.gt1 import B45, SignedTicketVerifier, b45decode, b45encode, sign_ticket
