@@ -7,16 +7,20 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
-class GateFiles:
-    """A gate's state directory: ticket store and outbox (with the sequence numbers)."""
+class _StateDir:
     dir: Path
 
     @classmethod
-    def of(cls, storage_dir, create: bool = True) -> "GateFiles":
+    def of(cls, storage_dir, create: bool = True):
         d = Path(storage_dir)
         if create:
             d.mkdir(parents=True, exist_ok=True)
         return cls(d)
+
+
+@dataclass(frozen=True)
+class GateFiles(_StateDir):
+    """A gate's state directory: ticket store and outbox (with the sequence numbers)."""
 
     @property
     def tickets(self) -> Path:
@@ -28,16 +32,8 @@ class GateFiles:
 
 
 @dataclass(frozen=True)
-class HouseFiles:
+class HouseFiles(_StateDir):
     """The house's state directory: the attendance log."""
-    dir: Path
-
-    @classmethod
-    def of(cls, storage_dir, create: bool = True) -> "HouseFiles":
-        d = Path(storage_dir)
-        if create:
-            d.mkdir(parents=True, exist_ok=True)
-        return cls(d)
 
     @property
     def log(self) -> Path:

@@ -86,6 +86,32 @@ def sign_ticket(priv: Ed25519PrivateKey, ticket_id: str, event: str, zone: str =
     return PREFIX + b45encode(payload + priv.sign(payload))
 
 
+def open_signed(body: str, keys: dict, nfields: int):
+    """Verify and unpack a GT1-framed Base45 body (version, key id, `nfields` length-prefixed
+    strings, two 32-bit times, Ed25519 signature) under `keys` (key id -> public key).
+    Returns (fields, time1, time2, key id) or None for anything malformed, unsigned or unknown."""
+    try:
+        blob = b45decode(body)
+        if len(blob) < 1 + 4 + nfields + 8 + 64 or blob[0] != VERSION:
+            return None
+        payload, sig = blob[:-64], blob[-64:]
+        key = keys.get(payload[1:5])
+        if key is None:
+            return None
+        key.verify(sig, payload)
+        pos, fields = 5, []
+        for _ in range(nfields):
+            n = payload[pos]
+            fields.append(payload[pos + 1:pos + 1 + n].decode())
+            pos += 1 + n
+        t1, t2 = struct.unpack(">II", payload[pos:pos + 8])
+        if pos + 8 != len(payload):
+            return None
+    except (ValueError, IndexError, struct.error, InvalidSignature, UnicodeDecodeError):
+        return None
+    return fields, t1, t2, bytes(payload[1:5])
+
+
 class SignedTicketVerifier:
     """Verifies GT1 codes against the public keys a gate holds."""
 
@@ -97,25 +123,10 @@ class SignedTicketVerifier:
 
     def verify(self, text: str) -> tuple[Optional[Ticket], bool]:
         """(ticket, forged): anything malformed, unsigned or under an unknown key is forged."""
-        try:
-            blob = b45decode(text[len(PREFIX):])
-            if len(blob) < 1 + 4 + 3 + 8 + 64 or blob[0] != VERSION:
-                return None, True
-            payload, sig = blob[:-64], blob[-64:]
-            key = self.keys.get(payload[1:5])
-            if key is None:
-                return None, True
-            key.verify(sig, payload)
-            pos, fields = 5, []
-            for _ in range(3):
-                n = payload[pos]
-                fields.append(payload[pos + 1:pos + 1 + n].decode())
-                pos += 1 + n
-            vf, vu = struct.unpack(">II", payload[pos:pos + 8])
-            if pos + 8 != len(payload):
-                return None, True
-        except (ValueError, IndexError, struct.error, InvalidSignature, UnicodeDecodeError):
+        opened = open_signed(text[len(PREFIX):], self.keys, 3)
+        if opened is None:
             return None, True
+        fields, vf, vu, _ = opened
         tid, event, zone = fields
         return Ticket(ticket_id=tid, event=event, zone=zone, valid_from=vf * 1000 if vf else None,
                       valid_until=vu * 1000 if vu else None, signed=True), False

@@ -24,10 +24,9 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate.boxoffice.gt1 import _lp, b45decode, b45encode
+from gate.boxoffice.gt1 import _lp, b45encode, open_signed
 from gate.boxoffice.keys import key_id
 
 CARD, CONTROL = "GS1:", "GC1:"
@@ -74,31 +73,16 @@ class StaffVerifier:
         """The staff code, or None for anything forged, malformed, expired or of the other kind."""
         if len(text) > MAX_CODE or not text.startswith(prefix):
             return None
-        try:
-            blob = b45decode(text[len(prefix):])
-            if len(blob) < 1 + 4 + 2 + 8 + 64 or blob[0] != VERSION:
-                return None
-            payload, sig = blob[:-64], blob[-64:]
-            key = self.keys.get(payload[1:5])
-            if key is None:
-                return None
-            key.verify(sig, payload)
-            pos, fields = 5, []
-            for _ in range(2):
-                n = payload[pos]
-                fields.append(payload[pos + 1:pos + 1 + n].decode())
-                pos += 1 + n
-            issued, until = struct.unpack(">II", payload[pos:pos + 8])
-            if pos + 8 != len(payload):
-                return None
-        except (ValueError, IndexError, struct.error, InvalidSignature, UnicodeDecodeError):
+        opened = open_signed(text[len(prefix):], self.keys, 2)
+        if opened is None:
             return None
+        fields, issued, until, kid = opened
         name, action = fields
         if action not in (ACTIONS if prefix == CARD else VENUE_ACTIONS):
             return None
         if until and now_s is not None and now_s > until:
             return None
-        return StaffCode(name, action, issued, until, bytes(payload[1:5]))
+        return StaffCode(name, action, issued, until, kid)
 
 
 MAX_CONTROL_BYTES = 512
