@@ -31,7 +31,7 @@ setup(
     },
     entry_points={
         "console_scripts": ["gate=gate.cli:main"],
-        # gpiozero picks this up from GPIOZERO_MOCK_PIN_CLASS: mock pins that log their changes (gate/mockpins.py)
-        "gpiozero_mock_pin_classes": ["gaterecording = gate.mockpins:RecordingPin"],
+        # gpiozero picks this up from GPIOZERO_MOCK_PIN_CLASS: mock pins that log their changes (gate/door/mockpins.py)
+        "gpiozero_mock_pin_classes": ["gaterecording = gate.door.mockpins:RecordingPin"],
     },
 )

@@ -19,14 +19,14 @@ from pathlib import Path
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import msgpack  # noqa: E402
-import paho.mqtt.client as mqtt  # noqa: E402
+import msgpack
+import paho.mqtt.client as mqtt
 
-from gate.bus import messages  # noqa: E402
-from gate.bus.broker import PrivateBroker, free_port  # noqa: E402
-from gate.bus.codec import pack_scan, unpack_scan  # noqa: E402
-from gate.config import parse  # noqa: E402
-from gate.events import ScanEvent  # noqa: E402
+from gate.bus import messages
+from gate.bus.broker import PrivateBroker, free_port
+from gate.bus.codec import pack_scan, unpack_scan
+from gate.config.schema import parse
+from gate.core.events import ScanEvent
 
 
 def now_ms():
@@ -133,10 +133,11 @@ def house_attacks(tmp, broker):
 def gate_attacks(tmp, broker):
     import numpy as np
     from gpiozero.pins.mock import MockFactory
+
     from gate.camera import MemorySource
-    from gate.outbox import Outbox
-    from gate.render import compose
     from gate.scanner import Scanner
+    from gate.sim.render import compose
+    from gate.state.outbox import Outbox
     empty = compose(None, "empty", rng=np.random.default_rng(2))
     # Resend storm: 200 requests at a gate that has 3,000 acknowledged events.
     cfg = gate_cfg(tmp, broker.port, "door-s")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gate.decode import Decoder  # noqa: E402
-from gate.render import KINDS, compose  # noqa: E402
+from gate.decode import Decoder
+from gate.sim.render import KINDS, compose
 
 
 def pct(xs, q):

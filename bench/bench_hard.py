@@ -3,7 +3,7 @@ in sequence), a still image (`gate decode`'s path), raw zxing-cpp with its
 default settings and pyzbar, side by side; then the live pipeline's cost per
 frame next to raw zxing-cpp's, in the same run.
 
-Scenes come from gate.scenes (own Code128 encoder, per-pixel warps), not from
+Scenes come from gate.sim.scenes (own Code128 encoder, per-pixel warps), not from
 the renderer the unit tests use.
 
     .venv/bin/python bench/bench_hard.py [--n 12] [--frames 8] [--kinds a,b] [--speed-rounds 5] [--steps]
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gate import engines, scenes  # noqa: E402
-from gate.decode import Decoder  # noqa: E402
-from gate.render import compose  # noqa: E402
+from gate import engines, scenes
+from gate.decode import Decoder
+from gate.sim.render import compose
 
 
 def pct(xs, q):

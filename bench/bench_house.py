@@ -15,15 +15,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from gate.bus.broker import PrivateBroker, free_port  # noqa: E402
-from gate.config import parse  # noqa: E402
-from gate.house.service import HouseService  # noqa: E402
+from gate.bus.broker import PrivateBroker, free_port
+from gate.config.schema import parse
+from gate.house.service import HouseService
 
 PUBLISHER = r"""
 import sys, time, uuid
 import paho.mqtt.client as mqtt
 sys.path.insert(0, sys.argv[3])
-from gate.events import ScanEvent
+from gate.core.events import ScanEvent
 from gate.bus.codec import pack_scan
 port, n = int(sys.argv[1]), int(sys.argv[2])
 c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-door")

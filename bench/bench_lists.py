@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate.boxoffice.lists import pack_list  # noqa: E402
-from gate.events import Ticket, ticket_from_row  # noqa: E402
-from gate.tickets import TicketStore  # noqa: E402
-from gate.updater import ListGuard, TicketUpdater  # noqa: E402
+from gate.boxoffice.lists import pack_list
+from gate.core.events import Ticket, ticket_from_row
+from gate.state.tickets import TicketStore
+from gate.state.updater import ListGuard, TicketUpdater
 
 KEY, SECRET = Ed25519PrivateKey.generate(), os.urandom(32)
 

@@ -19,15 +19,15 @@ import numpy as np
 
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gpiozero.pins.mock import MockFactory  # noqa: E402
+from gpiozero.pins.mock import MockFactory
 
-from gate.camera import MemorySource  # noqa: E402
-from gate.config import parse  # noqa: E402
-from gate.events import Ticket  # noqa: E402
-from gate.render import compose  # noqa: E402
-from gate.health import percentile  # noqa: E402
-from gate.scanner import Scanner  # noqa: E402
-from gate.tickets import TicketStore  # noqa: E402
+from gate.camera import MemorySource
+from gate.config.schema import parse
+from gate.core.events import Ticket
+from gate.scanner import Scanner
+from gate.sim.render import compose
+from gate.state.health import percentile
+from gate.state.tickets import TicketStore
 
 CFG = """[gate]\nid = "bench"\nvenue = "hall"\nevents = ["eve"]\n[feedback]\nled_red = 17\nled_green = 27
 led_blue = 22\nbuzzer = 23\nrelay = 24\n[mqtt]\nenabled = false\n[storage]\ndir = "{dir}"\n"""

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gate.bus.broker import PrivateBroker  # noqa: E402
-from gate.config import parse  # noqa: E402
-from gate.link import GateLink  # noqa: E402
-from gate.outbox import Outbox  # noqa: E402
+from gate.bus.broker import PrivateBroker
+from gate.config.schema import parse
+from gate.link import GateLink
+from gate.state.outbox import Outbox
 
 
 def cost(outbox, result, n=2000):

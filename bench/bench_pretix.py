@@ -23,15 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gate.boxoffice.keys import new_keypair, new_secret  # noqa: E402
-from gate.boxoffice.pretix_api import PretixClient, iso  # noqa: E402
-from gate.boxoffice.publish import ListPublisher  # noqa: E402
-from gate.config import parse  # noqa: E402
-from gate.events import ScanEvent  # noqa: E402
-from gate.house import uploads  # noqa: E402
-from gate.house.pretix_link import build_list  # noqa: E402
-from gate.house.pretix_sync import PretixSync  # noqa: E402
-from tests.pretix_server import PretixServer  # noqa: E402
+from gate.boxoffice.keys import new_keypair, new_secret
+from gate.boxoffice.pretix_api import PretixClient, iso
+from gate.boxoffice.publish import ListPublisher
+from gate.config.schema import parse
+from gate.core.events import ScanEvent
+from gate.house import uploads
+from gate.house.pretix_link import build_list
+from gate.house.pretix_sync import PretixSync
+from tests.pretix_server import PretixServer
 
 
 def bare_redeem(url: str, org: str, token: str, list_id: int, secrets: list, ts_ms: int) -> float:

@@ -17,14 +17,14 @@ import segno
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate.decide import GateRules, decide  # noqa: E402
-from gate.events import Code  # noqa: E402
-from gate.resolve import Resolver  # noqa: E402
-from gate.boxoffice.gt1 import SignedTicketVerifier, b45decode, sign_ticket  # noqa: E402
-from gate.boxoffice.keys import new_keypair  # noqa: E402
-from gate.tickets import TicketStore  # noqa: E402
+from gate.boxoffice.gt1 import SignedTicketVerifier, b45decode, sign_ticket
+from gate.boxoffice.keys import new_keypair
+from gate.core.events import Code
+from gate.decide import GateRules, decide
+from gate.resolve import Resolver
+from gate.state.tickets import TicketStore
 
 
 def main():

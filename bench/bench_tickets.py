@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gate.boxoffice.ticketfile import read_ticket_file  # noqa: E402
-from gate.tickets import TicketStore  # noqa: E402
+from gate.boxoffice.ticketfile import read_ticket_file
+from gate.state.tickets import TicketStore
 
 
 def main():

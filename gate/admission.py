@@ -15,7 +15,7 @@ mode (gate/modes.py) shapes each step: a look-up (`info`) is shown and sent
 but never recorded and never opens the door; a rehearsal (`test`) is recorded
 apart from live uses. Runs on the
 scan loop's thread only; the door, link and updater threads reach it through
-typed control messages (gate/events.py).
+typed control messages (gate/core/events.py).
 
 Other gates' scans cost the loop a bounded amount of time whatever the bus
 sends: they wait in a bounded backlog (more are dropped and counted) and are
@@ -30,16 +30,26 @@ from collections import deque
 from typing import Callable, Optional
 
 from gate.boxoffice.staff import StaffCode, StaffVerifier, read_control
-from gate.clock import clock_synchronised, now_ms
-from gate.diskspace import DiskFull
+from gate.core.clock import clock_synchronised, now_ms
+from gate.core.events import (
+    Admitted,
+    DoorFault,
+    ExitPassage,
+    ModeButton,
+    NobodyPassed,
+    RemoteScan,
+    ScanEvent,
+    Ticket,
+    VenueControl,
+    Verdict,
+)
 from gate.decide import annul, exit_passage
-from gate.events import (Admitted, DoorFault, ExitPassage, ModeButton, NobodyPassed, RemoteScan, ScanEvent,
-                         Ticket, VenueControl, Verdict)
-from gate.modes import GateMode
 from gate.hospitality import attention
+from gate.modes import GateMode
+from gate.state.diskspace import DiskFull
 from gate.verdict_text import display_lines
 
-log = logging.getLogger("gate.admission")
+log = logging.getLogger(__name__)
 
 SYNCED_RESULTS = ("admitted", "exited", "annulled")
 REMOTE_BACKLOG = 20_000   # other gates' scans waiting for the loop (an outbox drained after an outage)

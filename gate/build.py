@@ -15,20 +15,28 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from gate.admission import Admission
-from gate.clock import now_ms
+from gate.core.clock import now_ms
+from gate.core.events import (
+    DoorFault,
+    ExitPassage,
+    FreePassage,
+    ModeButton,
+    NobodyPassed,
+    RemoteScan,
+    TicketDataApplied,
+    VenueControl,
+)
+from gate.core.storage import GateFiles
 from gate.decide import GateRules
 from gate.decode import Debouncer, Decoder
-from gate.diskspace import DiskFull, DiskSpace, is_full
-from gate.events import (DoorFault, ExitPassage, FreePassage, ModeButton, NobodyPassed, RemoteScan,
-                         TicketDataApplied, VenueControl)
-from gate.modes import GateMode
 from gate.feedback import Feedback
-from gate.outbox import Outbox
+from gate.modes import GateMode
 from gate.resolve import Resolver
-from gate.storage import GateFiles
-from gate.tickets import TicketStore
+from gate.state.diskspace import DiskFull, DiskSpace, is_full
+from gate.state.outbox import Outbox
+from gate.state.tickets import TicketStore
 
-log = logging.getLogger("gate.build")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,7 +87,7 @@ class GateParts:
 def init_display(cfg):
     if cfg.feedback.display == "none":
         return None
-    from gate.display import make_display
+    from gate.door.display import make_display
     return make_display(cfg.feedback.display)
 
 
@@ -90,15 +98,14 @@ def init_feedback(cfg, pin_factory) -> Feedback:
 def init_door(parts: GateParts, pin_factory) -> None:
     cfg, control = parts.cfg, parts.control
     if cfg.gate.profile == "turnstile":
-        from gate.door import Turnstile
+        from gate.door.turnstile import Turnstile
         parts.turnstile = Turnstile(cfg.turnstile, parts.feedback.release, pin_factory=pin_factory,
                                     on_annul=lambda adm: control.put(NobodyPassed(adm)),
                                     on_exit_passage=lambda: control.put(ExitPassage(now_ms())),
                                     on_free_passage=lambda on: control.put(FreePassage(on)),
                                     on_fault=lambda why: control.put(DoorFault(why)))
     else:
-        from gate.door import Trigger
-        from gate.door import ScanRate
+        from gate.door.turnstile import ScanRate, Trigger
         rate = parts.rate = ScanRate(parts.source, cfg.camera.fps, cfg.camera.idle_fps)
         # Full rate at once on a press (from the pin thread), not one idle frame later.
         parts.trigger = Trigger(cfg.handheld.trigger_pin, cfg.handheld.linger_s, pin_factory=pin_factory,
@@ -120,7 +127,7 @@ def init_resolver(cfg, store: TicketStore, verifiers) -> Resolver:
 def init_link(parts: GateParts) -> None:
     """The MQTT side and the ticket-list updater: both talk to the loop through `control`."""
     from gate.link import GateLink
-    from gate.updater import ListGuard, TicketUpdater
+    from gate.state.updater import ListGuard, TicketUpdater
     cfg, control = parts.cfg, parts.control
     # A list is applied only when signed by one of [signing] list_keys, for this venue.
     parts.updater = TicketUpdater(parts.files.tickets, on_applied=lambda v: control.put(TicketDataApplied(v)),
@@ -151,7 +158,7 @@ def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedbac
     try:
         parts.files = GateFiles.of(cfg.storage.dir)
         if source is None:
-            from gate.readers import is_reader, open_reader
+            from gate.sources.readers import is_reader, open_reader
             if is_reader(cfg.camera.source):   # a USB or serial scanner: codes, not frames
                 source = open_reader(cfg.camera.source, cfg.reader, cfg.decode.max_payload)
             else:

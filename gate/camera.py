@@ -7,7 +7,7 @@ whoever holds the frame last. `finished` is True once a finite source (replay)
 has delivered its last frame.
 
 A frame may also carry `main`: the same moment at a higher resolution (the
-Pi's main stream, gate.picam), which the decoder uses only to re-read regions
+Pi's main stream, gate.sources.picam), which the decoder uses only to re-read regions
 the `y` pass could not. Memory and replay sources can offer the same pair,
 so that path runs off a Pi too.
 """
@@ -24,12 +24,12 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from gate.clock import now_ms
-from gate.errors import CameraError
-from gate.events import Frame
-from gate.worker import Worker
+from gate.core.clock import now_ms
+from gate.core.errors import CameraError
+from gate.core.events import Frame
+from gate.core.worker import Worker
 
-log = logging.getLogger("gate.camera")
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 
@@ -262,7 +262,7 @@ class SimulatedSource(MemorySource):
 
     def __init__(self, next_code: Callable[[], Optional[str]], fps=10, hold=4, gap=6, size=(640, 480),
                  seed=0, symbology="qr", on_present=None, on_leave=None):
-        from gate.render import Scene
+        from gate.sim.render import Scene
         super().__init__((), fps)
         self.next_code, self.hold, self.gap = next_code, hold, gap
         self.scene = Scene(size=size, seed=seed)
@@ -318,7 +318,7 @@ def open_source(spec: str, camera_cfg=None) -> Source:
     c = camera_cfg
     w, h, fps = (c.width, c.height, c.fps) if c else (640, 480, 30)
     if spec == "picamera2":
-        from gate.picam import Picamera2Source
+        from gate.sources.picam import Picamera2Source
         if c is None:
             return Picamera2Source(w, h, fps)
         return Picamera2Source(w, h, fps, c.max_exposure_us, c.autofocus, c.lens_position,
@@ -340,4 +340,4 @@ def _looks_like_rate(text: str) -> bool:
         return False
 
 
-from gate.picam import Picamera2Source  # noqa: E402,F401  (its home was here; it needs Source above)
+from gate.sources.picam import Picamera2Source  # noqa: E402,F401  (its home was here; it needs Source above)

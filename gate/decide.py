@@ -38,7 +38,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from gate.events import History, Ticket, Verdict
+from gate.core.events import History, Ticket, Verdict
+from gate.core.timeofday import DAY_MIN, last_time_of_day, parse_time_of_day
 
 
 @dataclass(frozen=True)
@@ -52,20 +53,6 @@ class Resolution:
                                      # the gate acts on it and never asks decide()
 
 
-DAY_MIN = 24 * 60
-
-
-def parse_time_of_day(text: str) -> Optional[int]:
-    """"HH:MM" -> minutes after midnight; "" -> None. ValueError on anything else."""
-    if text == "":
-        return None
-    hh, sep, mm = text.partition(":")
-    if not (sep and len(hh) == 2 and len(mm) == 2 and (hh + mm).isascii() and (hh + mm).isdigit()):
-        raise ValueError("expected HH:MM, e.g. 19:00")
-    h, m = int(hh), int(mm)
-    if h > 23 or m > 59:
-        raise ValueError("expected HH:MM with hours 00-23 and minutes 00-59")
-    return h * 60 + m
 
 
 @dataclass(frozen=True)
@@ -89,17 +76,6 @@ class GateRules:
     def day_start(self, now_ms: int) -> int:
         """Unix ms when the current venue day began (the last check-out, or midnight)."""
         return last_time_of_day(self.checkout or 0, now_ms)
-
-
-def last_time_of_day(minutes: int, now_ms: int) -> int:
-    """Unix ms of the latest local `minutes`-after-midnight at or before now_ms."""
-    for back in (0, 1, 2):  # today's, else yesterday's (2: a DST change can skip the hour)
-        day = time.localtime(now_ms / 1000 - back * 86400)
-        ms = int(time.mktime((day.tm_year, day.tm_mon, day.tm_mday, minutes // 60, minutes % 60, 0,
-                              0, 0, -1)) * 1000)
-        if ms <= now_ms:
-            return ms
-    return now_ms - DAY_MIN * 60_000
 
 
 def _when(ms: Optional[int]) -> str:

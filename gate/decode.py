@@ -7,11 +7,11 @@ one cheap pass:
    fast settings (no rotation, no inversion, no downscale pyramid), and 1-D
    codes on every sixth row at full horizontal detail;
 2. every `full_every`-th frame: a full-resolution fast pass, for symbols too
-   small to survive halving, and a look for bar regions (gate.linear) that
+   small to survive halving, and a look for bar regions (gate.vision.linear) that
    no row could read;
 3. recovery, only where something was *seen* but not read: a failed
    detection's region, or a bar region. A held ticket is seen in many frames
-   in a row, so the regions are tracked across frames (gate.tracker) and each
+   in a row, so the regions are tracked across frames (gate.vision.tracker) and each
    frame spends at most one bounded attempt on one of them, each attempt
    trying another means: a thorough re-read, a contrast-stretched one, bars
    integrated along their direction at other angles. With a full-resolution
@@ -31,11 +31,20 @@ from typing import Optional
 
 import numpy as np
 
-from gate.engines import (BAR_ANGLES, FORMAT_NAMES, MATRIX, MATRIX_STEPS, SYMBOLOGIES,  # noqa: F401
-                          code_from_bytes, flatten, make_engine, stretch)
-from gate.events import Code
-from gate.linear import grey_range
-from gate.tracker import Tracker
+from gate.core.events import Code
+from gate.vision.engines import (  # noqa: F401
+    BAR_ANGLES,
+    FORMAT_NAMES,
+    MATRIX,
+    MATRIX_STEPS,
+    SYMBOLOGIES,
+    code_from_bytes,
+    flatten,
+    make_engine,
+    stretch,
+)
+from gate.vision.linear import grey_range
+from gate.vision.tracker import Tracker
 
 FOCUS_AFTER = 8         # failed attempts on seen-but-unread symbols before asking for a focus scan
 MAX_STILL_SIDE = 2000   # bigger photos are read from a half-size view first

@@ -19,12 +19,12 @@ import threading
 from dataclasses import dataclass
 from typing import Optional
 
-from gpiozero import Buzzer, CompositeDevice, DigitalOutputDevice, RGBLED, TonalBuzzer
+from gpiozero import RGBLED, Buzzer, CompositeDevice, DigitalOutputDevice, TonalBuzzer
 from gpiozero.tones import Tone
 
-from gate.worker import Worker
+from gate.core.worker import Worker
 
-log = logging.getLogger("gate.feedback")
+log = logging.getLogger(__name__)
 
 OFF, RED, GREEN, BLUE = (0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)
 YELLOW, MAGENTA, CYAN, WHITE = (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)

@@ -7,7 +7,7 @@ the feedback pattern; the greeting is for the usher's display.
 
 from __future__ import annotations
 
-from gate.events import Ticket
+from gate.core.events import Ticket
 
 LEVELS = ("notice", "greet", "assist")
 

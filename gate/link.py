@@ -27,18 +27,18 @@ from typing import Callable, Optional
 
 import paho.mqtt.client as mqtt
 
-from gate.clock import now_ms
-from gate.worker import Worker
 from gate import __version__
 from gate.bus import topics
 from gate.bus.client import guarded, make_client
 from gate.bus.codec import unpack_scan
 from gate.bus.limits import Drops, TokenBucket
 from gate.bus.messages import unpack_resend
-from gate.errors import PayloadError
-from gate.outbox import Outbox
+from gate.core.clock import now_ms
+from gate.core.errors import PayloadError
+from gate.core.worker import Worker
+from gate.state.outbox import Outbox
 
-log = logging.getLogger("gate.link")
+log = logging.getLogger(__name__)
 
 RESEND_QUEUE = 4           # resend requests waiting; more are dropped (the house asks again)
 RESEND_RATE = 500          # events resent a second, on average ...

@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-log = logging.getLogger("gate.modes")
+log = logging.getLogger(__name__)
 
 GATE_MODES = ("entry", "exit", "info", "test")
 LATCH_FILE = "out-of-order"

@@ -12,8 +12,8 @@ from gate.boxoffice.gt1 import SignedTicketVerifier
 from gate.boxoffice.keys import load_public_key
 from gate.boxoffice.pretix import PretixVerifier, load_pretix_key_file
 from gate.boxoffice.staff import CARD, StaffVerifier
+from gate.core.events import Code
 from gate.decide import Resolution
-from gate.events import Code
 
 
 def code_ref(raw: bytes, key: bytes) -> str:

@@ -1,14 +1,14 @@
 """One gate's capture → decode → decide → feedback loop.
 
 Threads and what may block them:
-- capture (gate/capture.py): reads the camera and hands frames on through a
+- capture (gate/sources/capture.py): reads the camera and hands frames on through a
   bounded queue of two; never waits for the loop.
 - the loop (the caller's thread, here): decode, decide, then the admission
   (gate/admission.py: feedback queued, durable outbox write, turnstile).
   Never touches the network.
 - the MQTT link, the ticket updater, the feedback patterns and the turnstile
   timers each run on their own threads and reach the loop only through typed
-  control messages (gate/events.py) on `parts.control`.
+  control messages (gate/core/events.py) on `parts.control`.
 
 The parts are built by gate/build.py; this module wires nothing.
 """
@@ -23,18 +23,29 @@ from collections import deque
 from dataclasses import replace
 from typing import Optional
 
-from gate import systemd
 from gate.build import GateParts, build_gate
-from gate.capture import Capture
-from gate.clock import clock_synchronised, now_ms
+from gate.core import systemd
+from gate.core.clock import clock_synchronised, now_ms
+from gate.core.errors import CameraError
+from gate.core.events import (
+    Code,
+    DoorFault,
+    ExitPassage,
+    FreePassage,
+    History,
+    ModeButton,
+    NobodyPassed,
+    RemoteScan,
+    TicketDataApplied,
+    VenueControl,
+    Verdict,
+)
 from gate.decide import decide
-from gate.errors import CameraError
-from gate.events import (Code, DoorFault, ExitPassage, FreePassage, History, ModeButton, NobodyPassed, RemoteScan,
-                         TicketDataApplied, VenueControl, Verdict)
-from gate.health import cpu_temperature, percentile
-from gate.readers import CodeCapture, CodeSource
+from gate.sources.capture import Capture
+from gate.sources.readers import CodeCapture, CodeSource
+from gate.state.health import cpu_temperature, percentile
 
-log = logging.getLogger("gate.scan")
+log = logging.getLogger(__name__)
 
 BROKER_FAULT_S = 60      # offline this long: the idle LED shows a broker fault
 

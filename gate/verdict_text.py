@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from gate.events import ScanEvent, Verdict
+from gate.core.events import ScanEvent, Verdict
 
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
 

@@ -3,7 +3,8 @@
 # named by a hash of everything that goes into them, so a change of inputs builds anew.
 
 SUITE=bookworm
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+source "$(dirname "${BASH_SOURCE[0]}")/apt-sources.sh"
+MIRROR=$(debian_mirror "$SUITE")
 CACHE=${GATE_SYSTEM_CACHE:-$PWD/.system}
 # What install-pi finds already installed on the image (it checks, and installs what is
 # missing; having them in the cached root keeps each run off the package mirror).

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from gate.config import load
+from gate.config.schema import load
 from gate.link import GateLink
-from gate.outbox import Outbox
+from gate.state.outbox import Outbox
 
 
 def main():

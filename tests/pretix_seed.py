@@ -16,12 +16,20 @@ import django
 
 django.setup()
 
-from django.utils.timezone import now  # noqa: E402
-from django_scopes import scopes_disabled  # noqa: E402
-from pretix.base.models import (  # noqa: E402
-    CheckinList, Event, Item, Order, OrderPosition, Organizer, Quota, SubEvent, Team,
+from django.utils.timezone import now
+from django_scopes import scopes_disabled
+from pretix.base.models import (
+    CheckinList,
+    Event,
+    Item,
+    Order,
+    OrderPosition,
+    Organizer,
+    Quota,
+    SubEvent,
+    Team,
 )
-from pretix.base.secrets import assign_ticket_secret  # noqa: E402
+from pretix.base.secrets import assign_ticket_secret
 
 
 def make_event(spec):

@@ -14,10 +14,10 @@ import pytest
 
 from gate.bus.broker import PrivateBroker, free_port
 from gate.bus.codec import pack_scan
-from gate.config import parse
+from gate.config.schema import parse
 from gate.house.service import HouseService
 from gate.link import GateLink
-from gate.outbox import Outbox
+from gate.state.outbox import Outbox
 from tests.conftest import run_gate_cli, wait_for
 from tests.test_mqtt import api, eve, scan_event
 
@@ -217,8 +217,9 @@ def test_broker_identity_config_is_idempotent_and_checked(tmp_path):
 
 
 def test_broker_identity_installer_configures_the_broker_on_the_house(tmp_path):
-    from tests.conftest import REPO
     import subprocess
+
+    from tests.conftest import REPO
     r = subprocess.run([str(REPO / "scripts/install-pi"), "--dry-run", "--role", "house", "--prefix",
                         str(tmp_path / "opt"), "--venue", "hall", "--gates", "door-a,door-b",
                         "--broker-host", "house.local"], capture_output=True, text=True)

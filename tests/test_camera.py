@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from gate.camera import Picamera2Source, open_source
-from gate.errors import CameraError
+from gate.core.errors import CameraError
 
 
 class StandInRequest:
@@ -178,6 +178,7 @@ def test_camera_open_source_forms():
 def test_camera_v4l2_read_honours_its_timeout():
     """OpenCV's VideoCapture.read() blocks while a USB camera hangs; the source's read must not."""
     import threading
+
     from gate.camera import V4L2Source, _V4L2Reader
 
     class HangingCapture:            # cv2.VideoCapture's shape: read() -> (ok, image), release()

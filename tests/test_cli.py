@@ -3,7 +3,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from gate.render import compose
+from gate.sim.render import compose
 from tests.conftest import REPO, run_gate_cli
 
 
@@ -81,7 +81,7 @@ def test_cli_scan_json_prints_scan_events(tmp_path, tickets_csv):
 
 def test_cli_tickets_import_header_only_is_refused_unless_asked(tmp_path):
     """A header-only export used to import 0 tickets with rc 0 and wipe the gate's list."""
-    from gate.tickets import TicketStore
+    from gate.state.tickets import TicketStore
     cfg = tmp_path / "g.toml"
     cfg.write_text(f'[gate]\nid="d"\nvenue="hall"\n[storage]\ndir="{tmp_path}/s"\n')
     t = tmp_path / "t.csv"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from gate.bus.codec import pack_scan, unpack_scan
-from gate.events import ScanEvent
+from gate.core.events import ScanEvent
 from tests.conftest import wait_for
 from tests.test_mqtt import _publish_raw, api, eve, house  # noqa: F401 (house is a fixture)
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from gate.house.service import HouseService
 from gate.bus.codec import pack_scan
+from gate.house.service import HouseService
 from tests.conftest import REPO, gate_config, wait_for
 from tests.test_mqtt import _publish_raw, house_config, scan_event
 

@@ -1,7 +1,7 @@
 """One test per verdict reason, through the one decision function."""
 
+from gate.core.events import History, Ticket
 from gate.decide import GateRules, Resolution, annul, decide
-from gate.events import History, Ticket
 
 NOW = 1_800_000_000_000
 RULES = GateRules("door-a", frozenset({"eve"}), frozenset({"stalls"}), "in", False)
@@ -158,7 +158,8 @@ def test_decide_rules_checkout_means_nobody_is_inside_next_day():
 
 def test_decide_rules_time_of_day_parsing():
     import pytest
-    from gate.decide import parse_time_of_day
+
+    from gate.core.timeofday import parse_time_of_day
     assert parse_time_of_day("19:00") == 1140 and parse_time_of_day("") is None
     for bad in ("7pm", "24:00", "19:60", "9:00", "19:0", " 19:00", "１９:００"):
         with pytest.raises(ValueError):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gate.decode import Debouncer, Decoder
-from gate.render import compose
+from gate.sim.render import compose
 
 CODES = [f"T-{i:06d}-ABCDEFGH" for i in range(8)]
 
@@ -82,9 +82,9 @@ def test_decode_debounce_one_verdict_per_presentation():
 
 
 def _held(kind, text, seed, frames=8):
-    """A ticket held up for `frames` frames, rendered by gate.scenes (own
+    """A ticket held up for `frames` frames, rendered by gate.sim.scenes (own
     Code128 encoder, per-pixel warps), read by one live Decoder in order."""
-    from gate import scenes
+    from gate.sim import scenes
     pres = scenes.present(kind, text, np.random.default_rng(seed))
     d = Decoder(("qr", "code128"))
     seen = set()
@@ -155,8 +155,8 @@ def test_decode_glared_phone_qr_read_live_more_than_raw_zxing():
 def test_decode_reads_fine_bars_from_main_where_lores_cannot():
     """The Pi's pair: lores at ~1 px per module cannot be read, but its bars
     are found there and re-read from the 2x main frame, coordinates mapped."""
-    from gate import scenes
     from gate.camera import reduce
+    from gate.sim import scenes
     with_main = lores_only = 0
     for i in range(6):
         text = f"T-{i:06d}-{777 + i:08d}"
@@ -175,7 +175,7 @@ def test_decode_reads_fine_bars_from_main_where_lores_cannot():
 
 
 def test_decode_wants_focus_after_repeated_failures_only():
-    from gate import scenes
+    from gate.sim import scenes
     # Bars too blurred for any reading: seen in every look, never read.
     pres = scenes.present("c128_slant", "T-000001-00000001", np.random.default_rng(7))
     pres.params["blur"] = 2.6

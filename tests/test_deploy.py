@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gate.render import compose
+from gate.sim.render import compose
 from tests.conftest import REPO, free_port, run_gate_cli
 
 
@@ -90,7 +90,7 @@ def test_deploy_demo_smoke_house_count_equals_admissible(tmp_path):
 def test_deploy_mock_pins_leave_a_trace(tmp_path):
     """install-pi's mock pins (no GPIO here) log every change, so a stop can be seen to leave the relay low."""
     log = tmp_path / "pins.log"
-    script = ("from gate.config import FeedbackSection\n"
+    script = ("from gate.config.schema import FeedbackSection\n"
               "from gate.feedback import Feedback\n"
               "fb = Feedback.from_config(FeedbackSection(relay=24, led_red=17, led_green=27, led_blue=22))\n"
               "fb.relay.on()\n"
@@ -105,7 +105,7 @@ def test_deploy_mock_pins_leave_a_trace(tmp_path):
 
 
 def test_deploy_doctor_names_the_no_hardware_drop_in(tmp_path):
-    from gate.doctor import hardware_note
+    from gate.cli.doctor import hardware_note
     assert hardware_note(tmp_path / "absent.conf") == ""
     conf = tmp_path / "no-hardware.conf"
     conf.write_text("# Written by install-pi\n# no camera hardware: replay source /x (y).\n[Service]\n")

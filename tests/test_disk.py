@@ -13,9 +13,9 @@ import pytest
 
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.camera import MemorySource
-from gate.render import compose
 from gate.scanner import Scanner
-from gate.tickets import TicketStore
+from gate.sim.render import compose
+from gate.state.tickets import TicketStore
 from tests.conftest import gate_config
 
 RELAY = 24

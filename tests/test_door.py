@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 
-from gate.camera import MemorySource
-from gate.display import ConsoleDisplay
-from gate.feedback import Feedback
-from gate.render import compose
-from gate.scanner import Scanner
 from gate.boxoffice.ticketfile import read_ticket_file
-from gate.tickets import TicketStore
+from gate.camera import MemorySource
+from gate.door.display import ConsoleDisplay
+from gate.feedback import Feedback
+from gate.scanner import Scanner
+from gate.sim.render import compose
+from gate.state.tickets import TicketStore
 from tests.conftest import gate_config, wait_for
 
 R, G, B, BUZ, RELAY, PASSAGE, EXIT, FREE, TRIGGER = 17, 27, 22, 23, 24, 5, 6, 13, 16

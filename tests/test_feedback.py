@@ -5,7 +5,7 @@ import time
 import pytest
 from gpiozero.pins.mock import MockPWMPin
 
-from gate.events import REASONS
+from gate.core.events import REASONS
 from gate.feedback import PATTERNS, Feedback
 from tests.conftest import gate_config
 
@@ -122,8 +122,9 @@ def test_feedback_fault_blink_while_idle(tmp_path, mock_factory):
 def test_feedback_failed_build_closes_what_it_opened(tmp_path, mock_factory):
     """The relay on the LED's red pin: the build fails, and the relay it already made is released."""
     import gc
-    import gpiozero
     import sys
+
+    import gpiozero
     cfg = gate_config(tmp_path)
     cfg.feedback.relay = R
     errors = []

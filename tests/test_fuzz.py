@@ -18,9 +18,9 @@ from gate.boxoffice.pretix import PretixVerifier
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.bus import messages, values
 from gate.bus.codec import pack_scan, unpack_scan
-from gate.config import parse
-from gate.errors import ConfigError, PayloadError, TicketFileError
-from gate.events import ScanEvent
+from gate.config.schema import parse
+from gate.core.errors import ConfigError, PayloadError, TicketFileError
+from gate.core.events import ScanEvent
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEY = Ed25519PrivateKey.generate()

@@ -3,7 +3,7 @@
 import itertools
 import random
 
-from gate.events import ScanEvent
+from gate.core.events import ScanEvent
 from gate.house.counts import HouseCounts
 
 _n = itertools.count()
@@ -68,7 +68,8 @@ def test_house_one_ticket_flooded_costs_bounded_work():
     """A gate (or a stolen gate credential) sending thousands of admissions for one ticket must not
     stall counting: the work per event is bounded and the excess is counted, not applied."""
     import time as _time
-    from gate.events import ScanEvent
+
+    from gate.core.events import ScanEvent
     from gate.house.counts import MAX_EVENTS_PER_TICKET_GATE
     c = HouseCounts()
     t0 = _time.monotonic()
@@ -91,6 +92,7 @@ def test_house_log_keys_events_by_gate_and_id(tmp_path):
     """door-b reusing door-a's event id (gates see each other's scans) must not make door-a's real
     admission a 'duplicate'; an attendance log from before is re-keyed with every row kept."""
     import sqlite3
+
     from gate.house.log import AttendanceLog
     old = sqlite3.connect(tmp_path / "house.db")
     old.execute("CREATE TABLE scans (id TEXT PRIMARY KEY, gate TEXT, seq INTEGER, ts INTEGER, event TEXT, "

@@ -14,10 +14,10 @@ import time
 import paho.mqtt.client as mqtt
 
 from gate.bus.codec import pack_scan
+from gate.core.events import ScanEvent
 from gate.house import discovery
 from gate.house.service import HouseService
 from tests.conftest import Collector, gate_config, wait_for
-from gate.events import ScanEvent
 from tests.test_mqtt import _publish_raw, api, house_config
 
 

@@ -1,14 +1,13 @@
 """The house side of modes and of the automatic check-out: a real Mosquitto, a real house."""
 
+import itertools
 import time
 
 from gate.bus.codec import pack_scan, unpack_scan
-from gate.config import parse
+from gate.config.schema import parse
+from gate.core.events import ScanEvent
 from gate.house.service import HouseService
 from tests.conftest import wait_for
-import itertools
-
-from gate.events import ScanEvent
 from tests.test_mqtt import _publish_raw, api, eve, house, house_config  # noqa: F401 (house is a fixture)
 
 _seq = itertools.count(1)
@@ -62,7 +61,8 @@ def test_house_modes_survive_a_restart(tmp_path, broker):
 def test_house_mode_codec_rejects_unknown_modes():
     import msgpack
     import pytest
-    from gate.errors import PayloadError
+
+    from gate.core.errors import PayloadError
     e = scan_event("X", mode="test")
     assert unpack_scan(pack_scan(e)).mode == "test"
     assert "mode" not in msgpack.unpackb(pack_scan(scan_event("X")))   # live stays as it was on the wire
@@ -119,6 +119,7 @@ def staff_house(tmp_path, broker):
 
 def test_house_venue_live_clears_the_rehearsal(tmp_path, broker):
     import paho.mqtt.client as mqtt
+
     from gate.boxoffice.keys import load_private_key
     from gate.boxoffice.staff import CONTROL, sign
     from tests.conftest import run_gate_cli

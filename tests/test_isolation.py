@@ -15,18 +15,18 @@ import threading
 import time
 
 import msgpack
-import pytest
 import numpy as np
 import paho.mqtt.client as mqtt
+import pytest
 
 from gate.admission import REMOTE_BACKLOG
+from gate.boxoffice.ticketfile import read_ticket_file
 from gate.bus import messages
 from gate.bus.codec import pack_scan
 from gate.camera import MemorySource
-from gate.render import compose
 from gate.scanner import Scanner
-from gate.boxoffice.ticketfile import read_ticket_file
-from gate.tickets import TicketStore
+from gate.sim.render import compose
+from gate.state.tickets import TicketStore
 from tests.conftest import REPO, gate_config, wait_for
 from tests.test_mqtt import scan_event
 

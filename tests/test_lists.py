@@ -12,16 +12,16 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate.boxoffice.lists import SIGNED_PREFIX, judge, keyring, read_body, verify_list
 from gate.boxoffice.keys import key_id
+from gate.boxoffice.lists import SIGNED_PREFIX, judge, keyring, read_body, verify_list
+from gate.core.errors import PayloadError
+from gate.core.events import History, Ticket
 from gate.decide import GateRules, decide
 from gate.decode import Decoder
-from gate.errors import PayloadError
-from gate.events import History, Ticket
-from gate.render import compose
 from gate.resolve import Resolver
-from gate.tickets import TicketStore
-from gate.updater import ListGuard, TicketUpdater
+from gate.sim.render import compose
+from gate.state.tickets import TicketStore
+from gate.state.updater import ListGuard, TicketUpdater
 from tests.conftest import REPO, Collector, wait_for
 
 YEAR_MS = 365 * 24 * 3600 * 1000
@@ -78,7 +78,7 @@ def test_lists_forged_lists_are_ignored_counted_and_warned(tmp_path, store, venu
     tampered = msgpack.packb({**env, "signed": msgpack.packb(inner)})
     other_venue = venue_keys.pack([Ticket("X", "eve", "999999")], seq=7, venue="annex")
     no_sig = msgpack.packb({**env, "sig": b""})
-    caplog.set_level(logging.WARNING, "gate.tickets")
+    caplog.set_level(logging.WARNING, "gate.state.updater")
     for bad in (unsigned, stranger, tampered, other_venue, no_sig, b"", b"\xc1" * 10):
         assert not u.apply(store, bad)
     assert guard.rejected == {"unsigned": 2, "unknown_key": 1, "bad_signature": 1, "wrong_venue": 1,
@@ -152,7 +152,7 @@ def test_lists_gate_applies_only_signed_lists_over_mqtt(tmp_path, broker, venue_
     from gate.scanner import Scanner
     from tests.conftest import gate_config
     from tests.test_mqtt import _publish_retained
-    caplog.set_level(logging.WARNING, "gate.tickets")
+    caplog.set_level(logging.WARNING, "gate.state.updater")
     cfg = gate_config(tmp_path, port=broker.port, mqtt_on=True, venue=venue_keys)
     col = Collector(broker.port, "gate/hall/door-a/health")
     good = venue_keys.pack(TICKETS, seq=2)
@@ -209,7 +209,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from gate.boxoffice.keys import derive, key_id
 from gate.boxoffice.lists import SIGNED_PREFIX, keyring, read_body, verify_list
-from gate.errors import PayloadError
+from gate.core.errors import PayloadError
 
 def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -285,8 +285,8 @@ def test_lists_applying_a_big_list_never_blocks_the_scan_loop(tmp_path, venue_ke
 
 
 def test_lists_house_takes_names_only_from_signed_lists(tmp_path, broker, venue_keys):
-    from tests.test_mqtt import _publish_retained, api, house_config
     from gate.house.service import HouseService
+    from tests.test_mqtt import _publish_retained, api, house_config
     house = HouseService(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
     house.start()
     try:
@@ -316,11 +316,12 @@ def test_lists_house_takes_names_only_from_signed_lists(tmp_path, broker, venue_
 
 # -- the list decoder, fuzzed: every failure is a PayloadError, nothing else escapes -------------
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from gate.boxoffice.keys import derive  # noqa: E402
-from gate.boxoffice.lists import pack_list  # noqa: E402
+from gate.boxoffice.keys import derive
+from gate.boxoffice.lists import pack_list
 
 FUZZ_KEY, FUZZ_SECRET = Ed25519PrivateKey.generate(), bytes(range(32))
 FUZZ_RING = keyring([FUZZ_KEY.public_key()])
@@ -442,7 +443,7 @@ def test_lists_store_from_before_code_hashes_is_migrated(tmp_path):
 
 def test_lists_ticket_whose_id_is_its_code_is_refused(tmp_path, venue_keys):
     from gate.boxoffice.ticketfile import read_ticket_file
-    from gate.errors import TicketFileError
+    from gate.core.errors import TicketFileError
     p = tmp_path / "t.csv"
     p.write_text("ticket_id,code,event\nT1,C1,eve\n123456,123456,eve\n")
     with pytest.raises(TicketFileError, match="row 3.*ticket_id"):

@@ -8,12 +8,12 @@ import numpy as np
 
 from gate.boxoffice.keys import load_private_key, new_keypair
 from gate.boxoffice.staff import CARD, sign
+from gate.boxoffice.ticketfile import read_ticket_file
 from gate.camera import MemorySource
 from gate.feedback import Feedback
-from gate.render import compose
 from gate.scanner import Scanner
-from gate.boxoffice.ticketfile import read_ticket_file
-from gate.tickets import TicketStore
+from gate.sim.render import compose
+from gate.state.tickets import TicketStore
 from tests.conftest import gate_config, wait_for
 
 RELAY, PASSAGE, TRIGGER, MODE_BUTTON = 24, 5, 16, 12
@@ -217,7 +217,7 @@ def test_modes_handheld_second_button_toggles_lookup(tmp_path, mock_factory, tic
 def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_factory, tickets_csv):
     """The venue rehearses (two test entries, one of them twice), goes live with one command, and the real
     first entries are neither `already_used` nor mixed into the house count."""
-    from gate.config import parse
+    from gate.config.schema import parse
     from gate.house.service import HouseService
     from tests.conftest import run_gate_cli
     from tests.test_mqtt import api, eve, house_config
@@ -276,6 +276,7 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
 
 def test_modes_staff_card_reported_on_status_and_dashboard(tmp_path, broker, mock_factory, tickets_csv):
     import json
+
     from gate.house.service import HouseService
     from tests.conftest import Collector
     from tests.test_mqtt import api, house_config
@@ -312,15 +313,16 @@ def test_modes_staff_card_reported_on_status_and_dashboard(tmp_path, broker, moc
 
 def test_modes_serial_scanner_through_the_loop(tmp_path, mock_factory, tickets_csv):
     import os
+
     import pytest
     pytest.importorskip("serial", reason="pyserial is not installed (pip install 'gate[serial]')")
-    from gate.readers import open_reader
+    from gate.sources.readers import open_reader
     master, slave = os.openpty()
     try:
         src = open_reader(f"serial:{os.ttyname(slave)}@9600")
         s, verdicts, _ = gate(tmp_path, mock_factory, tickets_csv, [], passage="")
         s.source = s.parts.source = src
-        from gate.readers import CodeCapture
+        from gate.sources.readers import CodeCapture
         s.capture = CodeCapture(src)
         th = threading.Thread(target=s.run)
         th.start()
@@ -346,6 +348,7 @@ def test_modes_gate_scan_from_a_serial_scanner_prints_verdicts(tmp_path, tickets
     import signal
     import subprocess
     import sys
+
     import pytest
     pytest.importorskip("serial", reason="pyserial is not installed (pip install 'gate[serial]')")
     from tests.conftest import run_gate_cli

@@ -14,16 +14,16 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
+from gate.boxoffice.ticketfile import read_ticket_file
+from gate.bus.codec import pack_scan
 from gate.camera import MemorySource
-from gate.config import parse
-from gate.events import ScanEvent
+from gate.config.schema import parse
+from gate.core.events import ScanEvent
 from gate.house.attendance import export
 from gate.house.service import HouseService
-from gate.bus.codec import pack_scan
-from gate.render import compose
 from gate.scanner import Scanner
-from gate.boxoffice.ticketfile import read_ticket_file
-from gate.tickets import TicketStore
+from gate.sim.render import compose
+from gate.state.tickets import TicketStore
 from tests.conftest import REPO, Collector, free_port, gate_config, wait_for
 
 RNG = np.random.default_rng(5)
@@ -192,7 +192,7 @@ def test_mqtt_house_killed_and_restarted(tmp_path, broker):
 def start_link(tmp_path, gate, port):
     """A real gate outbox and MQTT link, connected."""
     from gate.link import GateLink
-    from gate.outbox import Outbox
+    from gate.state.outbox import Outbox
     cfg = gate_config(tmp_path, gate=gate, port=port, mqtt_on=True)
     path = tmp_path / f"state-{gate}" / "outbox.db"
     outbox = Outbox(path)
@@ -298,7 +298,8 @@ def test_house_export_attendance_log(tmp_path, broker, venue_keys):
 
 def _export_attendance_log(broker, house, venue_keys):
     import io
-    from gate.events import Ticket
+
+    from gate.core.events import Ticket
     tickets = [Ticket("E1", "eve", "c1", holder="Ada Lovelace", patron="P1"),
                Ticket("E2", "eve", "c2", holder="Alan Turing")]
     _publish_raw(broker.port, "gate/hall/tickets", [venue_keys.pack(tickets, seq=1)], "box")
@@ -352,6 +353,7 @@ def test_mqtt_health_topic_reports_the_gate(tmp_path, broker, mock_factory, tick
 
 def test_mqtt_credentials_from_file_and_environment(tmp_path, make_broker):
     import shutil
+
     from gate.link import GateLink
     passwd = tmp_path / "passwd"
     subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-c", "-b", str(passwd),

@@ -18,20 +18,20 @@ import urllib.request
 import numpy as np
 import pytest
 
+from gate.boxoffice.keys import load_private_key
 from gate.boxoffice.pretix_api import PretixClient
 from gate.bus.codec import pack_scan
 from gate.camera import MemorySource
-from gate.config import parse
-from gate.events import Code, History, ScanEvent
+from gate.config.schema import parse
+from gate.core.events import Code, History, ScanEvent
 from gate.decide import GateRules, decide
 from gate.house.attendance import export
 from gate.house.service import HouseService
-from gate.render import compose
 from gate.resolve import Resolver
 from gate.scanner import Scanner
-from gate.tickets import TicketStore
-from gate.boxoffice.keys import load_private_key
-from gate.updater import ListGuard, TicketUpdater
+from gate.sim.render import compose
+from gate.state.tickets import TicketStore
+from gate.state.updater import ListGuard, TicketUpdater
 from tests.conftest import Collector, free_port, gate_config, run_gate_cli, wait_for
 from tests.pretix_server import PretixServer
 from tests.test_mqtt import _publish_raw

@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
 from gate.boxoffice.pretix import PretixVerifier, load_pretix_key, load_pretix_key_file
+from gate.core.events import REASONS, Code, History, Ticket
 from gate.decide import GateRules, decide
-from gate.events import REASONS, Code, History, Ticket
-from gate.render import compose
 from gate.resolve import Resolver
-from gate.tickets import TicketStore
+from gate.sim.render import compose
+from gate.state.tickets import TicketStore
 from tests.conftest import run_gate_cli
 from tests.test_signing import pretix_code
 

@@ -7,16 +7,16 @@ import time
 
 import pytest
 
+from gate.boxoffice.ticketfile import read_ticket_file
+from gate.core.errors import CameraError
 from gate.decide import GateRules, decide
 from gate.decode import Debouncer
-from gate.errors import CameraError
-from gate.readers import Keystrokes, open_reader
 from gate.resolve import Resolver
-from gate.boxoffice.ticketfile import read_ticket_file
-from gate.tickets import TicketStore
+from gate.sources.readers import Keystrokes, open_reader
+from gate.state.tickets import TicketStore
 
 evdev = pytest.importorskip("evdev", reason="python-evdev is not installed (pip install 'gate[hid]')")
-from evdev import ecodes as E  # noqa: E402
+from evdev import ecodes as E
 
 DOWN, UP = 1, 0
 

@@ -15,8 +15,15 @@ from gate.house import gaps
 from gate.house.service import HouseService
 from gate.link import RESEND_BURST, RESEND_RATE
 from tests.conftest import Collector, wait_for
-from tests.test_mqtt import house  # noqa: F401 (a fixture)
-from tests.test_mqtt import _publish_raw, api, eve, house_config, scan_event, start_link
+from tests.test_mqtt import (
+    _publish_raw,
+    api,
+    eve,
+    house,  # noqa: F401 (a fixture)
+    house_config,
+    scan_event,
+    start_link,
+)
 
 
 def _raw(e, **over):
@@ -221,9 +228,10 @@ def test_receivers_refuse_reserved_event_ids_and_spoofing_ticket_text():
     """`status` is the house's own topic level; bidi overrides and C1 controls spoof dashboards and terminals."""
     import msgpack
     import pytest as _pytest
+
     from gate.bus.codec import unpack_scan
-    from gate.clock import now_ms
-    from gate.errors import PayloadError
+    from gate.core.clock import now_ms
+    from gate.core.errors import PayloadError
 
     def scan(**kw):
         obj = {"v": 1, "id": "e1", "gate": "door-a", "seq": 1, "ts": now_ms(), "event": "eve", "ticket": "T1",

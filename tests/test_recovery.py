@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from gate.outbox import Outbox
+from gate.state.outbox import Outbox
 from tests.conftest import gate_config, run_gate_cli, wait_for
 from tests.test_mqtt import api, eve, house_config
 

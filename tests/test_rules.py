@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 
-from gate.camera import MemorySource
-from gate.render import compose
-from gate.scanner import Scanner
 from gate.boxoffice.ticketfile import read_ticket_file
-from gate.tickets import TicketStore
+from gate.camera import MemorySource
+from gate.scanner import Scanner
+from gate.sim.render import compose
+from gate.state.tickets import TicketStore
 from tests.conftest import gate_config
 
 RNG = np.random.default_rng(13)

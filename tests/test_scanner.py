@@ -9,12 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from gate.camera import MemorySource, Source
-from gate.events import Frame
-from gate.render import compose
-from gate.scanner import Scanner
 from gate.boxoffice.ticketfile import read_ticket_file
-from gate.tickets import TicketStore
+from gate.camera import MemorySource, Source
+from gate.core.events import Frame
+from gate.scanner import Scanner
+from gate.sim.render import compose
+from gate.state.tickets import TicketStore
 from tests.conftest import gate_config, wait_for
 
 R, G, B, BUZ, RELAY = 17, 27, 22, 23, 24
@@ -156,7 +156,7 @@ def test_scan_camera_lost_shows_fault_and_health(tmp_path, mock_factory, tickets
         def start(self):
             self.starts += 1
             if self.starts > 1:
-                from gate.errors import CameraError
+                from gate.core.errors import CameraError
                 raise CameraError("camera did not start")
 
         def read(self, timeout):
@@ -206,7 +206,7 @@ def test_scan_symbols_that_keep_failing_ask_the_camera_to_refocus(tmp_path, mock
     """Bars seen frame after frame but too blurred to read (a stuck focus):
     the loop asks the source for a focus scan. Frames come as (lores, main)
     pairs, as from a Pi."""
-    from gate import scenes
+    from gate.sim import scenes
     pres = scenes.present("c128_slant", "T-000001-00000001", np.random.default_rng(7))
     pres.params["blur"] = 2.6
     frames = [(f, f) for f in (pres.frame(i) for i in range(40))]   # (lores, main) at one scale

@@ -1,6 +1,6 @@
 import base64
-import re
 import random
+import re
 import struct
 import threading
 import time
@@ -8,13 +8,13 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate.decide import GateRules, decide
-from gate.events import Code, History, Ticket
-from gate.resolve import Resolver
 from gate.boxoffice.gt1 import B45, SignedTicketVerifier, b45decode, b45encode, sign_ticket
 from gate.boxoffice.keys import load_public_key, new_keypair
 from gate.boxoffice.pretix import PretixVerifier
-from gate.tickets import TicketStore
+from gate.core.events import Code, History, Ticket
+from gate.decide import GateRules, decide
+from gate.resolve import Resolver
+from gate.state.tickets import TicketStore
 
 KEY = Ed25519PrivateKey.generate()
 RULES = GateRules("door-a", frozenset({"eve"}))

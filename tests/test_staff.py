@@ -7,12 +7,12 @@ import numpy as np
 from gate.boxoffice.keys import load_private_key, load_public_key, new_keypair
 from gate.boxoffice.staff import CARD, CONTROL, StaffVerifier, sign
 from gate.camera import MemorySource, load_grey
+from gate.core.events import Code
 from gate.decode import Decoder
-from gate.events import Code
-from gate.render import compose
 from gate.resolve import Resolver
 from gate.scanner import Scanner
-from gate.tickets import TicketStore
+from gate.sim.render import compose
+from gate.state.tickets import TicketStore
 from tests.conftest import gate_config, run_gate_cli
 
 RNG = np.random.default_rng(17)

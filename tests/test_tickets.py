@@ -3,9 +3,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gate.errors import TicketFileError
 from gate.boxoffice.ticketfile import read_ticket_file
-from gate.tickets import TicketStore
+from gate.core.errors import TicketFileError
+from gate.state.tickets import TicketStore
 
 
 def test_tickets_csv_import_columns_in_any_order(tmp_path):
@@ -191,8 +191,9 @@ def test_tickets_deep_json_nesting_refused_without_recursion_error(tmp_path):
 def test_tickets_patron_text_cannot_drive_the_terminal(tmp_path):
     """ANSI escape sequences in holder names were printed raw by `gate scan` and the console display."""
     import io
-    from gate.display import ConsoleDisplay
-    from gate.events import ScanEvent, Ticket, Verdict
+
+    from gate.core.events import ScanEvent, Ticket, Verdict
+    from gate.door.display import ConsoleDisplay
     from gate.verdict_text import display_lines, verdict_line
     evil = "Ada \x1b[2J\x1b]0;owned\x07Lovelace\u202e\x9b31m"
     t = Ticket(ticket_id="T1", code="C1", event="eve", holder=evil, seat="B\x1b[31m12")

@@ -25,8 +25,8 @@ from typing import Optional
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate.events import Ticket
 from gate.boxoffice.keys import key_id
+from gate.core.events import Ticket
 
 PREFIX = "GT1:"
 VERSION = 1

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gate.progress import Progress
 from gate.boxoffice.gt1 import sign_ticket
 from gate.boxoffice.keys import load_private_key
 from gate.boxoffice.ticketfile import parse_time
+from gate.core.progress import Progress
 
 
 def qr_png(code: str, path: Path, module_px: int = 6) -> int:
@@ -58,6 +58,7 @@ def issue_staff(args) -> int:
     """`gate staff issue`: one staff card per action, each a QR PNG, and their codes printed."""
     import re
     import time
+
     from gate.boxoffice.staff import ACTIONS, CARD, sign
     key = load_private_key(args.key)
     until = parse_time(args.valid_until) // 1000 if args.valid_until else 0

@@ -51,9 +51,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from gate.boxoffice.keys import derive, key_id
-from gate.clock import now_ms
-from gate.errors import PayloadError
-from gate.events import Ticket
+from gate.core.clock import now_ms
+from gate.core.errors import PayloadError
+from gate.core.events import Ticket
 
 SIGNED_PREFIX = b"gate ticket list v2\x00"
 MAX_LIST_BYTES = 16 * 1024 * 1024      # the envelope as it arrives (about 150,000 tickets)

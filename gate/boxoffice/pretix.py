@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gate.events import Ticket
+from gate.core.events import Ticket
 
 # field number -> (name, wire type). A known field in any other wire type is a malformed ticket.
 FIELDS = {1: ("seed", 2), 2: ("item", 0), 3: ("variation", 0), 4: ("subevent", 0),

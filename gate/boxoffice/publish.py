@@ -26,8 +26,8 @@ from typing import Iterable, Optional
 
 from gate.boxoffice.keys import load_private_key, load_secret
 from gate.boxoffice.lists import MAX_SEQ, pack_list
-from gate.errors import ConfigError, GateError
-from gate.events import Ticket
+from gate.core.errors import ConfigError, GateError
+from gate.core.events import Ticket
 
 STATE_FILE = "list-publisher.json"
 

@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from gate.errors import TicketFileError
-from gate.events import TICKET_COLUMNS, Ticket
+from gate.core.errors import TicketFileError
+from gate.core.events import TICKET_COLUMNS, Ticket
 
 REQUIRED = ("ticket_id", "code", "event")
 OPTIONAL = tuple(c for c in TICKET_COLUMNS if c not in REQUIRED)

@@ -35,7 +35,7 @@ import socket
 from pathlib import Path
 
 from gate.bus import topics, values
-from gate.errors import GateError
+from gate.core.errors import GateError
 
 HOUSE, BOXOFFICE = "house", "boxoffice"
 PBKDF2_ITERATIONS = 101   # what mosquitto_passwd 2.0 writes (and so what the broker expects to check quickly)

@@ -19,9 +19,9 @@ import sys
 
 import paho.mqtt.client as mqtt
 
-from gate.errors import GateError
+from gate.core.errors import GateError
 
-log = logging.getLogger("gate.mqtt")
+log = logging.getLogger(__name__)
 
 # OpenSSL's X509_V_ERR_* codes that mean something different to an operator.
 _HOSTNAME_MISMATCH = 62
@@ -59,7 +59,7 @@ def make_client(m, client_id: str, *, clean_session: bool = True, will=None,
     if m.username:
         c.username_pw_set(m.username, read_secret(m.password_file, "GATE_MQTT_PASSWORD") or None)
     if m.tls:
-        from gate.config_checks import ca_file_problem
+        from gate.bus.tls import ca_file_problem
         problem = ca_file_problem(m.ca_file) if m.ca_file else ""
         if problem:
             raise BusError(f"mqtt.ca_file: {problem}")

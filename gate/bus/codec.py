@@ -10,8 +10,8 @@ from __future__ import annotations
 import msgpack
 
 from gate.bus import values
-from gate.errors import PayloadError
-from gate.events import REASONS, RESULTS, ScanEvent
+from gate.core.errors import PayloadError
+from gate.core.events import REASONS, RESULTS, ScanEvent
 
 MAX_SCAN_BYTES = 4096
 ID_RE = values.ID_RE

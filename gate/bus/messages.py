@@ -12,7 +12,7 @@ import math
 import re
 
 from gate.bus import values
-from gate.errors import PayloadError
+from gate.core.errors import PayloadError
 
 MAX_RESEND_BYTES = 16 * 1024
 MAX_RESEND_SEQS = 500        # seqs in one request; the house asks in batches of at most this

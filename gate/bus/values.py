@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import re
 
-from gate.clock import now_ms
+from gate.core.clock import now_ms
 
 # Gate and venue ids: DESIGN.md's [A-Za-z0-9_-].
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Performance (event) ids: also pretix's slugs and `<slug>-<subevent>`, which may hold dots. They
 # become MQTT topic levels and Home Assistant object ids, so nothing else is allowed: no `+`, `#`,
 # `/`, spaces or control characters. Empty = unknown (a rejected code). The same rule as
-# `gate config check` applies to gate.events and house.capacity (gate/config_checks.py).
+# `gate config check` applies to gate.events and house.capacity (gate/config/checks.py).
 EVENT_RE = re.compile(r"[A-Za-z0-9_.:-]{0,128}")
 # A scan event's idempotency key (the gates use uuid4 hex).
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")

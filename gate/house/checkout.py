@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import time
 
-from gate.decide import last_time_of_day, parse_time_of_day
-from gate.events import ScanEvent
+from gate.core.events import ScanEvent
+from gate.core.timeofday import last_time_of_day, parse_time_of_day
 
 GATE = "checkout"
 

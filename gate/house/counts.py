@@ -19,8 +19,8 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
-from gate.clock import now_ms
-from gate.events import ScanEvent
+from gate.core.clock import now_ms
+from gate.core.events import ScanEvent
 
 MINUTES_KEPT = 120
 # No real ticket is scanned this often in one performance; beyond it a ticket's further events are

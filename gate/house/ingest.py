@@ -19,10 +19,10 @@ import time
 
 from gate.bus import messages, topics, values
 from gate.bus.codec import unpack_scan
-from gate.clock import now_ms
-from gate.errors import PayloadError
+from gate.core.clock import now_ms
+from gate.core.errors import PayloadError
 
-log = logging.getLogger("gate.house")
+log = logging.getLogger(__name__)
 
 RETRY_S = 1.0          # a database that refused a whole batch is tried again after this
 MAX_UNSTORED = 50_000  # events held for a refusing database (each still unacknowledged at the broker)

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Optional
 
 from gate.boxoffice.keys import load_private_key, load_public_key, load_secret
+from gate.boxoffice.listguard import ListGuard
 from gate.boxoffice.lists import judge, read_body, row_ticket, verify_list
-from gate.clock import clock_synchronised, now_ms
-from gate.errors import PayloadError
-from gate.events import Ticket
-from gate.updater import ListGuard
+from gate.core.clock import clock_synchronised, now_ms
+from gate.core.errors import PayloadError
+from gate.core.events import Ticket
 
-log = logging.getLogger("gate.house")
+log = logging.getLogger(__name__)
 
 
 def guard_from_config(cfg) -> ListGuard:

@@ -11,11 +11,11 @@ import logging
 import sqlite3
 from typing import Callable, Iterable, Iterator, Optional
 
-from gate import recovery
-from gate.clock import now_ms
-from gate.events import ScanEvent, Ticket
+from gate.core import sqlitefile as recovery
+from gate.core.clock import now_ms
+from gate.core.events import ScanEvent, Ticket
 
-log = logging.getLogger("gate.house")
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scans (

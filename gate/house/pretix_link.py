@@ -22,7 +22,7 @@ from gate.house.pretix_sync import PSEUDO_GATE, PretixError, PretixSync
 from gate.house.uploads import SCHEMA as UPLOADS_SCHEMA
 from gate.house.uploads import Uploader
 
-log = logging.getLogger("gate.house.pretix")
+log = logging.getLogger(__name__)
 
 
 def read_token(cfg) -> str:
@@ -150,13 +150,13 @@ def sync_once(cfg, action: str = "sync") -> int:
     import sys
 
     from gate.bus.client import connect, make_client
-    from gate.progress import Progress
+    from gate.core.progress import Progress
     db_path = Path(cfg.storage.dir) / "house.db"
     Path(cfg.storage.dir).mkdir(parents=True, exist_ok=True)
     try:
         token = read_token(cfg)
     except (OSError, ValueError) as exc:
-        from gate.errors import ConfigError
+        from gate.core.errors import ConfigError
         raise ConfigError(cfg.path, "pretix.token_file", 0, str(exc)) from None
     sync = PretixSync(cfg, db_path, token)
     try:

@@ -23,9 +23,9 @@ from typing import Callable, Optional
 
 from gate.boxoffice.pretix import ticket_seed
 from gate.boxoffice.pretix_api import PretixClient, PretixError, parse_time
-from gate.events import ScanEvent, Ticket
+from gate.core.events import ScanEvent, Ticket
 
-log = logging.getLogger("gate.house.pretix")
+log = logging.getLogger(__name__)
 
 PSEUDO_GATE = "pretix"
 FULL_RESYNC_ORDERS = 200     # more changed orders than this: re-read the whole list instead

@@ -7,16 +7,16 @@ import signal
 import sys
 import threading
 
-from gate.errors import ConfigError
+from gate.core.errors import ConfigError
 from gate.house import attendance
 from gate.house.service import HouseService
 
-log = logging.getLogger("gate.house")
+log = logging.getLogger(__name__)
 
 
 def main(args) -> int:
     """Run `gate house` with its parsed arguments; returns the exit code."""
-    from gate.config import load
+    from gate.config.schema import load
     cfg = load(args.config)
     if cfg.house is None:
         raise ConfigError(args.config, "house", 0, "gate house needs a [house] section")
@@ -35,7 +35,7 @@ def main(args) -> int:
             svc.log.close()
         print(f"exported {n} rows (admissions, then no-shows)", file=sys.stderr)
         return 0
-    from gate.config_checks import warnings
+    from gate.config.checks import warnings
     for w in warnings(cfg):
         log.warning("%s", w)
     svc = HouseService(cfg)
@@ -47,7 +47,7 @@ def main(args) -> int:
               "is another house service (or the demo) already running?", file=sys.stderr)
         return 1
     log.info("dashboard on http://%s/", cfg.house.listen)
-    from gate import systemd
+    from gate.core import systemd
     systemd.notify("READY=1")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: done.set())

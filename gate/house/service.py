@@ -17,25 +17,24 @@ import time
 from collections import defaultdict, deque
 
 from gate import __version__
+from gate.boxoffice.keys import load_public_key
+from gate.boxoffice.staff import StaffVerifier
 from gate.bus import messages, topics, values
 from gate.bus.client import guarded, make_client, read_secret
 from gate.bus.limits import Drops
-from gate.clock import now_ms
-from gate.errors import ConfigError, GateError
-from gate.house import attendance, discovery, uploads
-from gate.house.lists import HouseLists
-from gate.events import ScanEvent
-from gate.house import checkout
-from gate.boxoffice.keys import load_public_key
-from gate.boxoffice.staff import StaffVerifier
-from gate.house.venuemode import VenueMode
+from gate.core.clock import now_ms
+from gate.core.errors import ConfigError, GateError
+from gate.core.events import ScanEvent
+from gate.core.storage import HouseFiles
+from gate.house import attendance, checkout, discovery, uploads
 from gate.house.counts import HouseCounts
 from gate.house.gaps import MAX_GATES, GapTracker
 from gate.house.ingest import Ingest
+from gate.house.lists import HouseLists
 from gate.house.log import AttendanceLog
-from gate.storage import HouseFiles
+from gate.house.venuemode import VenueMode
 
-log = logging.getLogger("gate.house")
+log = logging.getLogger(__name__)
 
 PUBLISH_EVERY = 0.25   # retained house topics: at most four updates a second
 MAX_INBOX = 100_000    # unacknowledgeable (QoS 0) messages waiting beyond this are dropped and counted

@@ -19,7 +19,7 @@ from typing import Optional
 from gate.boxoffice.pretix_api import PretixClient, PretixError
 from gate.house.pretix_sync import PSEUDO_GATE, positions_of
 
-log = logging.getLogger("gate.house.pretix")
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pretix_uploads (

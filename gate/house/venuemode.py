@@ -17,7 +17,7 @@ from typing import Optional
 
 from gate.boxoffice.staff import StaffVerifier, read_control
 
-log = logging.getLogger("gate.house")
+log = logging.getLogger(__name__)
 
 
 class VenueMode:

@@ -30,9 +30,9 @@ from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from gate.config_checks import parse_listen
+from gate.config.checks import parse_listen
 
-log = logging.getLogger("gate.house.web")
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css",
          ".svg": "image/svg+xml"}

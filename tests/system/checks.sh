@@ -46,7 +46,7 @@ render_replay() {
 import sys
 import numpy as np
 from PIL import Image
-from gate.render import compose
+from gate.sim.render import compose
 out, codes = sys.argv[1], sys.argv[2:]
 rng = np.random.default_rng(1)
 n = 0

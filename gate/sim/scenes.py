@@ -1,6 +1,6 @@
 """Hard camera scenes: tickets as a door camera meets them on a bad night.
 
-A second rendering path beside gate.render: Code128 comes from the small
+A second rendering path beside gate.sim.render: Code128 comes from the small
 encoder here (not zxing-cpp's writer), and every scene is a geometric warp
 computed per pixel: paper curved round a hand or creased or crumpled, a phone
 screen with its pixel grid (moiré) and a glare spot, motion blur, a dim room,

@@ -15,13 +15,13 @@ import threading
 import uuid
 from pathlib import Path
 
-from gate import recovery
-from gate.diskspace import DiskFull, is_full
-from gate.clock import now_ms
-from gate.events import ScanEvent
 from gate.bus.codec import pack_scan
+from gate.core import sqlitefile as recovery
+from gate.core.clock import now_ms
+from gate.core.events import ScanEvent
+from gate.state.diskspace import DiskFull, is_full
 
-log = logging.getLogger("gate.outbox")
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload BLOB NOT NULL);
@@ -39,7 +39,7 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._sync = None
         self._lock = threading.Lock()
-        self.on_full = None   # called when the disk is full; True if it made room (gate/diskspace.py)
+        self.on_full = None   # called when the disk is full; True if it made room (gate/state/diskspace.py)
         self.db, self.set_aside = recovery.open_or_set_aside(
             self.path, self._open, "the gate's outbox",
             "its readable rows are copied into the new one and sent; the moved file is kept for recovery")

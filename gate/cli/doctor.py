@@ -5,14 +5,14 @@ Each check prints OK or FAIL with what to do about it; exit 1 on any failure.
 
 from __future__ import annotations
 
-import sys
-
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
 
-from gate.diskspace import LOW_FREE_MB as MIN_FREE_MB   # the same line as the gate's own warning
+from gate.state.diskspace import LOW_FREE_MB as MIN_FREE_MB  # the same line as the gate's own warning
+
 STALE_DAYS = 7
 # Written by scripts/install-pi on a machine without a Pi's camera or GPIO packages.
 NO_HARDWARE = Path("/etc/systemd/system/gate-scan.service.d/no-hardware.conf")
@@ -49,6 +49,7 @@ def check_camera(cfg):
 
 def check_gpio(cfg):
     from gpiozero.exc import BadPinFactory, GPIOPinInUse
+
     from gate.feedback import Feedback
     try:
         fb = Feedback.from_config(cfg.feedback)
@@ -97,7 +98,7 @@ def check_broker(cfg):
 
 
 def check_clock(cfg):
-    from gate.clock import clock_synchronised
+    from gate.core.clock import clock_synchronised
     if clock_synchronised():
         return True, time.strftime("synchronised, %Y-%m-%d %H:%M:%S %Z")
     return False, ("clock not synchronised: ticket validity and the attendance log depend on it; "
@@ -105,10 +106,10 @@ def check_clock(cfg):
 
 
 def check_tickets(cfg):
+    from gate.core.clock import now_ms
+    from gate.core.storage import GateFiles
     from gate.resolve import load_verifiers
-    from gate.clock import now_ms
-    from gate.storage import GateFiles
-    from gate.tickets import TicketStore
+    from gate.state.tickets import TicketStore
     try:
         verifiers = load_verifiers(cfg)
     except (OSError, ValueError) as exc:
@@ -157,7 +158,7 @@ def check_latch(cfg):
 
 
 def main(args) -> int:
-    from gate.config import load
+    from gate.config.schema import load
     cfg = load(args.config)
     if getattr(args, "clear_latch", False):
         from gate.modes import clear_latch_file

@@ -39,7 +39,7 @@ def check_pretix(cfg, fail) -> None:
     if not os.environ.get("GATE_PRETIX_TOKEN"):
         if not p.token_file:
             fail("pretix.token_file", "required with pretix.url (or the environment variable GATE_PRETIX_TOKEN)")
-        from gate.config_checks import secret_file_problem
+        from gate.config.checks import secret_file_problem
         problem = secret_file_problem(p.token_file)
         if problem:
             fail("pretix.token_file", problem)

@@ -6,7 +6,7 @@ a list is verified (signature by one of `[signing] list_keys`, this venue), put
 in order against what the gate has (gate/boxoffice/lists.py: `judge`), then
 decoded row by row straight into one transaction: the scan loop keeps reading
 the old list until the commit, and never waits for it (its writes go to
-another file, see gate/tickets.py). Anything else is ignored, counted by kind,
+another file, see gate/state/tickets.py). Anything else is ignored, counted by kind,
 logged at WARNING and reported in the gate's health (`ticket_lists`).
 """
 
@@ -15,18 +15,17 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
 from typing import Callable, Optional
 
-from gate.boxoffice.keys import load_public_key, load_secret
-from gate.clock import clock_synchronised, now_ms
-from gate.boxoffice.lists import code_key, judge, keyring, read_body, verify_list
-from gate.errors import PayloadError
-from gate.tickets import TicketStore
-from gate.worker import LatestOnly
+from gate.boxoffice.listguard import ListGuard
+from gate.boxoffice.lists import code_key, judge, read_body, verify_list
+from gate.core.clock import clock_synchronised, now_ms
+from gate.core.errors import PayloadError
+from gate.core.worker import LatestOnly
+from gate.state.tickets import TicketStore
 
-log = logging.getLogger("gate.tickets")
+log = logging.getLogger(__name__)
 
 QUIET = ("current",)   # the retained list, delivered again on every reconnect: not news
 
@@ -41,37 +40,6 @@ def pretix_meta(raw: Optional[bytes]) -> Optional[str]:
     except (UnicodeDecodeError, ValueError):
         return None
     return text if isinstance(d, dict) else None
-
-
-class ListGuard:
-    """What a gate accepts as a ticket list (keys, venue secret, venue), and the
-    count of what it turned away, by reason (read by health from another thread)."""
-
-    def __init__(self, venue: str, public_keys=(), secret: Optional[bytes] = None):
-        self.venue = venue
-        self.keys = keyring(public_keys)
-        self.secret = secret
-        self.rejected: dict[str, int] = {}
-        self.last_rejected = ""
-        self.applied: dict = {}
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_config(cls, cfg) -> "ListGuard":
-        s = cfg.signing
-        return cls(cfg.venue, [load_public_key(p) for p in s.list_keys],
-                   load_secret(s.venue_secret) if s.venue_secret else None)
-
-    def reject(self, kind: str, detail: str) -> None:
-        with self._lock:
-            self.rejected[kind] = self.rejected.get(kind, 0) + 1
-            self.last_rejected = f"{kind}: {detail}"[:200]
-
-    def report(self) -> dict:
-        """For the health topic and the dashboard."""
-        with self._lock:
-            return {"applied": dict(self.applied), "rejected": dict(self.rejected),
-                    "last_rejected": self.last_rejected}
 
 
 class TicketUpdater(LatestOnly):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import ssl
 import string
 
 from gate.bus import values
+from gate.bus.tls import ca_file_problem
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 # An event id ends up in MQTT topics and Home Assistant ids: no '/', '+', '#' or spaces.
@@ -71,23 +71,6 @@ def secret_file_problem(path: str) -> str:
         return f"{path} is empty (or only whitespace)"
     if len(text) > 65536:
         return f"{path} is over 64 KiB: not a secret"
-    return ""
-
-
-def ca_file_problem(path: str) -> str:
-    """Why a CA file cannot be used for TLS ('' when it can), in the words the log uses too."""
-    if os.path.isdir(path):
-        return f"{path} is a directory, not a CA certificate file"
-    if not os.path.exists(path):
-        return f"{path} does not exist"
-    try:
-        ssl.create_default_context(cafile=path)
-    except PermissionError:
-        return f"{path} is not readable by this user"
-    except (ssl.SSLError, ValueError, UnicodeDecodeError):
-        return f"{path} holds no PEM certificate (expected the venue CA's certificate, -----BEGIN CERTIFICATE-----)"
-    except OSError as exc:
-        return f"cannot read {path}: {exc.strerror or exc}"
     return ""
 
 

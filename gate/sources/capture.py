@@ -14,9 +14,9 @@ import queue
 import threading
 import time
 
-from gate.worker import Worker
+from gate.core.worker import Worker
 
-log = logging.getLogger("gate.scan")
+log = logging.getLogger(__name__)
 
 
 class Capture(Worker):

@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Optional
 
-log = logging.getLogger("gate.worker")
+log = logging.getLogger(__name__)
 
 
 class Worker:

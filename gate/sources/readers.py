@@ -26,11 +26,12 @@ import select
 import threading
 from typing import Optional
 
-from gate.errors import CameraError
-from gate.events import Code
-from gate.worker import Worker
+from gate.core.errors import CameraError
+from gate.core.events import Code
+from gate.core.readerspec import parse_reader_spec
+from gate.core.worker import Worker
 
-log = logging.getLogger("gate.readers")
+log = logging.getLogger(__name__)
 
 GAP_S = 0.5          # a pause this long inside a code means the rest is not coming
 DEFAULT_BAUD = 9600
@@ -253,17 +254,12 @@ class SerialSource(CodeSource):
 
 def open_reader(spec: str, reader_cfg=None, max_code: int = 1024) -> CodeSource:
     """`hid:PATH` or `serial:PATH[@BAUD]` -> a CodeSource (not started)."""
-    kind, _, rest = spec.partition(":")
-    if kind == "hid" and rest:
+    kind, path, baud = parse_reader_spec(spec)
+    if kind == "hid":
         layout = reader_cfg.layout if reader_cfg else "us"
         term = reader_cfg.terminator if reader_cfg else "enter"
-        return HidSource(rest, layout, term, max_code)
-    if kind == "serial" and rest:
-        port, _, baud = rest.partition("@")
-        if baud and not (baud.isascii() and baud.isdigit() and 50 <= int(baud) <= 4_000_000):
-            raise ValueError(f"{spec}: the baud rate must be a number, e.g. serial:/dev/ttyACM0@115200")
-        return SerialSource(port, int(baud) if baud else DEFAULT_BAUD, max_code)
-    raise ValueError(f"{spec}: expected hid:/dev/input/eventN or serial:/dev/ttyACM0[@BAUD]")
+        return HidSource(path, layout, term, max_code)
+    return SerialSource(path, baud or DEFAULT_BAUD, max_code)
 
 
 def is_reader(spec: str) -> bool:

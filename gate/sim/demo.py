@@ -26,7 +26,7 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-log = logging.getLogger("gate.demo")
+log = logging.getLogger(__name__)
 
 FIRST = ["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Tim", "Radia",
          "Sophie", "Dennis", "Hedy", "John", "Katherine", "Linus", "Mary", "Niklaus", "Shafi"]
@@ -46,8 +46,8 @@ class Patron:
 
 def make_crowd(n: int, event: str, key, rng: random.Random):
     """(listed tickets, patrons in arrival order)."""
-    from gate.events import Ticket
     from gate.boxoffice.gt1 import sign_ticket
+    from gate.core.events import Ticket
     tickets, patrons, valid = [], [], []
     for i in range(n):
         tid = f"D{i:05d}"
@@ -157,14 +157,14 @@ class Terminal:
 
 
 def main(args) -> int:
+    from gate.boxoffice.keys import load_private_key, new_keypair, new_secret
     from gate.bus.broker import PrivateBroker
     from gate.camera import SimulatedSource
-    from gate.config import parse
+    from gate.config.schema import parse
+    from gate.core.storage import GateFiles
     from gate.house.service import HouseService
     from gate.scanner import Scanner
-    from gate.storage import GateFiles
-    from gate.boxoffice.keys import load_private_key, new_keypair, new_secret
-    from gate.tickets import TicketStore
+    from gate.state.tickets import TicketStore
 
     work = Path(tempfile.mkdtemp(prefix="gate-demo-"))
     stop = threading.Event()
@@ -316,8 +316,8 @@ class Crowd:
 
 def _summary(crowd, house, event, scanners, work) -> int:
     """Finite runs: does the house count equal the admissible tickets that came in?"""
-    from gate.outbox import Outbox
-    from gate.storage import GateFiles
+    from gate.core.storage import GateFiles
+    from gate.state.outbox import Outbox
     end = time.monotonic() + 15
     while time.monotonic() < end:
         if sum(Outbox(GateFiles.of(work / s.gate.id).outbox).depth() for s in scanners) == 0:

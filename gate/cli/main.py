@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from gate import __version__
-from gate.errors import CameraError, ConfigError, GateError, TicketFileError
+from gate.core.errors import CameraError, ConfigError, GateError, TicketFileError
 
-log = logging.getLogger("gate")
+log = logging.getLogger(__name__)
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -22,7 +22,7 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _load(path):
-    from gate.config import load
+    from gate.config.schema import load
     return load(path)
 
 
@@ -37,15 +37,16 @@ def cmd_scan(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError
+
     from gate.camera import open_source
     from gate.scanner import Scanner
     from gate.verdict_text import verdict_line
-    from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError
     cfg = _load(args.config)
     if cfg.gate is None:
         raise ConfigError(args.config, "gate", 0, "gate scan needs a [gate] section")
     spec = args.source or cfg.camera.source
-    from gate.readers import is_reader, open_reader
+    from gate.sources.readers import is_reader, open_reader
     try:   # a USB or serial scanner hands over codes, a camera frames
         source = (open_reader(spec, cfg.reader, cfg.decode.max_payload) if is_reader(spec)
                   else open_source(spec, cfg.camera))
@@ -107,7 +108,7 @@ def cmd_decode(args) -> int:
 
 
 def cmd_config_check(args) -> int:
-    from gate.config_checks import warnings
+    from gate.config.checks import warnings
     cfg = _load(args.file)
     kind = "gate " + cfg.gate.id if cfg.gate else "house service for " + cfg.house.venue
     for w in warnings(cfg):
@@ -117,10 +118,10 @@ def cmd_config_check(args) -> int:
 
 
 def cmd_tickets_import(args) -> int:
-    from gate.progress import Progress
     from gate.boxoffice.ticketfile import read_ticket_file
-    from gate.storage import GateFiles
-    from gate.tickets import TicketStore
+    from gate.core.progress import Progress
+    from gate.core.storage import GateFiles
+    from gate.state.tickets import TicketStore
     cfg = _load(args.config)
     p = Progress(f"reading {args.tickets}")
     tickets = read_ticket_file(args.tickets, progress=p)
@@ -166,7 +167,7 @@ def cmd_broker_config(args) -> int:
     if not venue:
         print("gate: broker config needs --venue or -c HOUSE_CONFIG", file=sys.stderr)
         return 2
-    split = lambda text: [x.strip() for x in (text or "").split(",") if x.strip()]  # noqa: E731
+    split = lambda text: [x.strip() for x in (text or "").split(",") if x.strip()]
     hosts = args.host or brokerconf.default_hosts()
     try:
         made = brokerconf.write_config(args.out, venue, split(args.gates), split(args.dashboards), hosts,
@@ -193,6 +194,7 @@ def cmd_staff_issue(args) -> int:
 def cmd_venue(args) -> int:
     """Switch every gate and the house to live (clearing rehearsal uses) or to rehearsal."""
     import time
+
     from gate.boxoffice.keys import load_private_key
     from gate.boxoffice.staff import CONTROL, sign
     from gate.bus import topics
@@ -229,6 +231,7 @@ def cmd_venue(args) -> int:
 
 def cmd_keys_new(args) -> int:
     import re
+
     from gate.boxoffice.keys import new_keypair, new_secret
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.name) or args.name.startswith("."):
         print(f"gate: --name {args.name!r}: letters, digits, '.', '_' and '-' only", file=sys.stderr)
@@ -251,12 +254,12 @@ def cmd_house(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from gate.demo import main
+    from gate.sim.demo import main
     return main(args)
 
 
 def cmd_doctor(args) -> int:
-    from gate.doctor import main
+    from gate.cli.doctor import main
     return main(args)
 
 

@@ -17,21 +17,10 @@ from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
 
-from gate import dewarp, linear
-from gate.events import Code
+from gate.core.events import Code
+from gate.core.symbologies import SYMBOLOGIES
+from gate.vision import dewarp, linear
 
-# name -> (zxing-cpp format name, zbar symbol name)
-SYMBOLOGIES = {
-    "qr": ("QRCode", "QRCODE"),
-    "microqr": ("MicroQRCode", None),
-    "code128": ("Code128", "CODE128"),
-    "code39": ("Code39", "CODE39"),
-    "ean13": ("EAN13", "EAN13"),
-    "itf": ("ITF", "I25"),
-    "datamatrix": ("DataMatrix", None),
-    "aztec": ("Aztec", None),
-    "pdf417": ("PDF417", "PDF417"),
-}
 FORMAT_NAMES = {v[0]: k for k, v in SYMBOLOGIES.items()}
 MATRIX = ("qr", "microqr", "datamatrix", "aztec", "pdf417")
 LINEAR_ROW_STEP = 6  # a 1-D code needs horizontal detail, hardly any vertical

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from gate.errors import ConfigError
+from gate.core.errors import ConfigError
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -94,7 +94,7 @@ class TurnstileSection:
 
 @dataclass
 class ReaderSection:
-    """A USB (hid:) or serial barcode scanner used instead of a camera (gate/readers.py)."""
+    """A USB (hid:) or serial barcode scanner used instead of a camera (gate/sources/readers.py)."""
     layout: str = "us"               # us | de: the keyboard layout the USB scanner types in
     terminator: str = "enter"        # enter | tab: the key the USB scanner ends each code with
 
@@ -318,7 +318,7 @@ def _check(cfg: Config, fail) -> None:
             fail("gate.id", "required, letters, digits, '_' and '-' only")
         if not ID_RE.match(cfg.gate.venue):
             fail("gate.venue", "required, letters, digits, '_' and '-' only")
-        from gate.decide import parse_time_of_day
+        from gate.core.timeofday import parse_time_of_day
         for key in ("doors_open", "checkout"):
             try:
                 parse_time_of_day(getattr(cfg.gate, key))
@@ -330,13 +330,13 @@ def _check(cfg: Config, fail) -> None:
     if cfg.house is not None and not ID_RE.match(cfg.house.venue):
         fail("house.venue", "required, letters, digits, '_' and '-' only")
     if cfg.house is not None:
-        from gate.decide import parse_time_of_day
+        from gate.core.timeofday import parse_time_of_day
         try:
             parse_time_of_day(cfg.house.checkout)
         except ValueError as exc:
             fail("house.checkout", str(exc))
     if cfg.gate is not None:   # the house never loads the decoder (nor numpy)
-        from gate.decode import SYMBOLOGIES
+        from gate.core.symbologies import SYMBOLOGIES
         for sym in cfg.decode.symbologies:
             if sym not in SYMBOLOGIES:
                 fail("decode.symbologies", f"unknown symbology {sym!r} (known: {', '.join(SYMBOLOGIES)})")
@@ -344,21 +344,21 @@ def _check(cfg: Config, fail) -> None:
             fail("decode.engine", "zbar needs the optional pyzbar package: pip install 'gate[zbar]' "
                  "(and apt install libzbar0)")
     if cfg.camera.source.startswith(("hid:", "serial:")):
-        from gate.readers import open_reader
+        from gate.core.readerspec import parse_reader_spec
         try:
-            open_reader(cfg.camera.source)
+            parse_reader_spec(cfg.camera.source)
         except ValueError as exc:
             fail("camera.source", str(exc))
     for tag, rule in cfg.hospitality.tags.items():
         if rule.level not in ("notice", "greet", "assist"):
             fail(f"hospitality.tags.{tag}.level", "must be one of notice, greet, assist")
-    from gate import config_checks
+    from gate.config import checks as config_checks
     if cfg.gate is not None:
         config_checks.check_gate(cfg, fail)
     if cfg.house is not None:
         config_checks.check_house(cfg, fail)
     config_checks.check_mqtt(cfg, fail)
-    from gate.config_pretix import check_pretix
+    from gate.config.pretix import check_pretix
     check_pretix(cfg, fail)
 
 

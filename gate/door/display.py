@@ -11,9 +11,9 @@ import logging
 import sys
 from typing import Optional
 
-from gate.worker import LatestOnly
+from gate.core.worker import LatestOnly
 
-log = logging.getLogger("gate.display")
+log = logging.getLogger(__name__)
 
 
 class Display(LatestOnly):

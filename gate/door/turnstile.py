@@ -31,9 +31,9 @@ from typing import Callable, Optional
 
 from gpiozero import Button, DigitalInputDevice
 
-from gate.worker import Worker
+from gate.core.worker import Worker
 
-log = logging.getLogger("gate.door")
+log = logging.getLogger(__name__)
 
 
 class Turnstile(Worker):

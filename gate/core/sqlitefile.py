@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
-log = logging.getLogger("gate.recovery")
+log = logging.getLogger(__name__)
 
 SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
 T = TypeVar("T")

@@ -17,9 +17,9 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from gate.errors import GateError
+from gate.core.errors import GateError
 
-log = logging.getLogger("gate.disk")
+log = logging.getLogger(__name__)
 
 RESERVE_BYTES = 4 * 1024 * 1024   # about 20,000 scan events of outbox room
 LOW_FREE_MB = 200                  # warned (health, doctor, dashboard, log) below this

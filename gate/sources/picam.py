@@ -22,9 +22,9 @@ import time
 from typing import Optional
 
 from gate.camera import Source
-from gate.clock import now_ms
-from gate.errors import CameraError
-from gate.events import Frame
+from gate.core.clock import now_ms
+from gate.core.errors import CameraError
+from gate.core.events import Frame
 
 # libcamera control enum values (libcamera.controls.AfModeEnum etc.); passed as
 # ints so this module needs no libcamera import.

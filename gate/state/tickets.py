@@ -26,11 +26,10 @@ import sqlite3
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from gate import recovery
-from gate.clock import now_ms
 from gate.boxoffice.lists import code_hasher
-from gate.events import History, Ticket, ticket_from_row, ticket_row
-
+from gate.core import sqlitefile as recovery
+from gate.core.clock import now_ms
+from gate.core.events import History, Ticket, ticket_from_row, ticket_row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (

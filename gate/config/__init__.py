@@ -1,0 +1,1 @@
+"""Configuration: TOML files checked against typed sections, one module per section."""
