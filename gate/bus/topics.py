@@ -11,6 +11,7 @@
 | gate/<venue>/control                   | signed GC1: text   | 1 / yes      |
 | gate/<venue>/house/<event>             | JSON counts        | 1 / yes      |
 | gate/<venue>/house/<event>/inside      | plain integer      | 1 / yes      |
+| gate/<venue>/house/alerts              | JSON alert         | 1 / no       |
 | homeassistant/...                      | discovery config   | 1 / yes      |
 """
 
@@ -70,6 +71,11 @@ def house(venue: str, event: str) -> str:
 def house_status(venue: str) -> str:
     """The house's own status, with a last will: Home Assistant's availability for every entity."""
     return f"{ROOT}/{venue}/house/status"
+
+
+def house_alerts(venue: str) -> str:
+    """House -> dashboards, staff, Home Assistant: JSON {"kind","level","event","gate","text","tags","ts"}."""
+    return f"{ROOT}/{venue}/house/alerts"
 
 
 def house_inside(venue: str, event: str) -> str:

@@ -27,8 +27,8 @@ EVENT_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 TICKET_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]{0,256}")
 TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
-# Event ids that are the house's own topic levels (gate/<venue>/house/status): never a performance.
-RESERVED_EVENTS = ("status",)
+# Event ids that are the house's own topic levels (gate/<venue>/house/status, .../alerts): never a performance.
+RESERVED_EVENTS = ("status", "alerts")
 
 MAX_SEQ = 2**53          # exact in JSON doubles (the dashboard), far inside SQLite's int64
 MAX_ATTENTION = 16

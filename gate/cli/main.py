@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", nargs="?", choices=("run", "export", "pretix"), default="run")
     s.add_argument("pretix_action", nargs="?", choices=("sync", "status"), default="sync",
                    help="with `pretix`: sync now (with progress), or show the upload queue")
+    s.add_argument("--accept-shrink", action="store_true",
+                   help="with `pretix sync`: publish a result the house held back (empty, or far smaller)")
     s.add_argument("--format", choices=("csv", "json"), default="csv")
     s.add_argument("--out", help="export to this file (default: standard output)")
     s.set_defaults(func=cmd_house)

@@ -22,7 +22,7 @@ def main(args) -> int:
         raise ConfigError(args.config, "house", 0, "gate house needs a [house] section")
     if args.action == "pretix":
         from gate.house.pretix_link import sync_once
-        return sync_once(cfg, args.pretix_action)
+        return sync_once(cfg, args.pretix_action, getattr(args, "accept_shrink", False))
     if args.action == "export":
         svc = HouseService(cfg)
         try:

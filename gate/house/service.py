@@ -26,7 +26,9 @@ from gate.core.clock import now_ms
 from gate.core.errors import ConfigError, GateError
 from gate.core.events import ScanEvent
 from gate.core.storage import HouseFiles
+from gate.core.supervisor import Supervised, Workers
 from gate.house import attendance, checkout, discovery, uploads
+from gate.house.alerts import Alerts
 from gate.house.counts import HouseCounts
 from gate.house.gaps import MAX_GATES, GapTracker
 from gate.house.ingest import Ingest
@@ -75,7 +77,11 @@ class HouseService:
         self.dirty: set[str] = set(cfg.house.capacity)
         self.lock = threading.Lock()      # guards counts/gates for the HTTP threads
         self.stop = threading.Event()
-        self._thread = threading.Thread(target=self._worker, name="house", daemon=True)
+        # pretix-safe: supervised workers and the alerts publisher (gate/core/supervisor.py, gate/house/alerts.py)
+        self.workers = Workers()
+        self._thread = Supervised("ingest", self._worker, self.stop, registry=self.workers)
+        self.alerts = Alerts(self.venue, lambda t, p, q, r: self.client.publish(t, p, qos=q, retain=r))
+        self.alerts.on_change = lambda: self.dirty.add("")
         self.http = None
         self.connected = threading.Event()
         self._announced: set[str] = set()           # gates announced this session
@@ -379,6 +385,7 @@ class HouseService:
                     "unattributed": self.counts.unattributed(),
                     # a damaged attendance log moved aside at start: the operator should know
                     "set_aside": [str(self.log.set_aside)] if self.log.set_aside else [],
+                    "workers": self.workers.report(), "alerts": self.alerts.active(),   # pretix-safe
                     **({"pretix": self.pretix.status()} if self.pretix else {})}
 
     def attendance(self) -> list[dict]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gate.config.checks import parse_listen
+from gate.core.supervisor import Supervised, describe
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -86,9 +87,12 @@ class Dashboard:
         self.static = {p.name: p.read_bytes() for p in STATIC.iterdir() if p.is_file()}
         self._server = None
         self._pending = False
-        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
+        # pretix-safe: the loop runs supervised (restarted with backoff, shown in /api/house `workers`)
+        self._stopping = threading.Event()
+        self._thread = Supervised("web", self._run, self._stopping, registry=getattr(service, "workers", None))
         self._ready = threading.Event()
         self._error = None
+        self._state_error = ""
 
     # -- lifecycle (caller's thread) ------------------------------------------
     def start(self) -> "Dashboard":
@@ -99,19 +103,29 @@ class Dashboard:
         return self
 
     def _run(self) -> None:
+        if self._server is not None and self.loop.is_closed():   # a restart after a failure: a fresh loop
+            self.loop, self._server = asyncio.new_event_loop(), None
         asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(self._loop_error)
-        try:
-            self._server = self.loop.run_until_complete(asyncio.start_server(
-                self._client, self.host or None, self.port, limit=HEAD_LIMIT, backlog=512))
-        except OSError as exc:
-            self._error = exc
-            self._ready.set()
-            return
+        if self._server is None:
+            try:
+                self._server = self.loop.run_until_complete(asyncio.start_server(
+                    self._client, self.host or None, self.port, limit=HEAD_LIMIT, backlog=512))
+            except OSError as exc:
+                self._error = exc
+                self._stopping.set()     # cannot listen: start() says so; nothing to restart
+                self._ready.set()
+                return
         self._ready.set()
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        except BaseException:
+            self._server.close()     # free the port for the restart
+            self.loop.close()
+            raise
 
     def shutdown(self) -> None:
+        self._stopping.set()
         if self._server is None or self.loop.is_closed():
             return
 
@@ -151,7 +165,18 @@ class Dashboard:
         log.warning("dashboard server: %s", context.get("message"), exc_info=exc)
 
     def _state(self) -> bytes:
-        return json.dumps(self.service.api()).encode()
+        try:
+            body = json.dumps(self.service.api()).encode()
+            self._state_error = ""
+            return body
+        except Exception as exc:   # say so on the page, log it once, keep serving
+            what = describe(exc)
+            if what != self._state_error:
+                self._state_error = what
+                log.error("the house could not report its state", exc_info=exc)
+            workers = getattr(self.service, "workers", None)
+            return json.dumps({"error": f"the house could not report its state: {what}",
+                               "workers": workers.report() if workers else []}).encode()
 
     def _broadcast(self) -> None:
         self._pending = False
