@@ -61,9 +61,9 @@ def token_problem(token: str) -> str:
     (a non-breaking space or a curly quote pasted from a web page, a stray newline
     inside) would fail later as a confusing connection error."""
     t = token.strip()
-    for prefix in ("Token ", "Device "):
-        if t.startswith(prefix):
-            t = t[len(prefix):]
+    for prefix in ("Token", "Device"):
+        if t == prefix or t.startswith(prefix + " "):
+            t = t[len(prefix):].strip()
             break
     if not t:
         return "the pretix token file holds no token"

@@ -157,6 +157,12 @@ def check_latch(cfg):
     return True, "in service (no out-of-order latch)"
 
 
+def check_memory(cfg):
+    """The unit's MemoryHigh/MemoryMax (pretix-safe: gate/core/unitlimits.py)."""
+    from gate.core.unitlimits import check
+    return check("gate-scan.service" if cfg.gate is not None else "gate-house.service")
+
+
 def main(args) -> int:
     from gate.config.schema import load
     cfg = load(args.config)
@@ -168,7 +174,7 @@ def main(args) -> int:
         cleared = clear_latch_file(cfg.storage.dir)
         print("out-of-order latch cleared" if cleared else "no out-of-order latch was set")
         return 0
-    checks = [("clock", check_clock), ("storage", check_disk)]
+    checks = [("clock", check_clock), ("storage", check_disk), ("memory", check_memory)]
     if cfg.gate is not None:
         checks = [("camera", check_camera), ("gpio", check_gpio), ("broker", check_broker),
                   ("tickets", check_tickets), ("latch", check_latch)] + checks

@@ -69,10 +69,10 @@ def baseline(db, state) -> tuple[int, int]:
 def judge(base_total: int, base_valid: int, new_total: int, new_valid: int, seen: int, skipped: int,
           empty_accepted: bool) -> str:
     """Why this result needs a person ('' when it may go out as it is)."""
-    if new_total == 0 and not empty_accepted:
-        return "empty"
     if skipped and skipped * 2 > seen:
         return "skipped"
+    if new_total == 0 and not empty_accepted:
+        return "empty"
     for base, new in ((base_total, new_total), (base_valid, new_valid)):
         drop = base - new
         if base and drop > base * MAX_SHARE and drop >= MIN_DROP:

@@ -60,19 +60,21 @@ UNIQUE = """
 CREATE UNIQUE INDEX IF NOT EXISTS pretix_positions_secret_u ON pretix_positions(secret);
 CREATE UNIQUE INDEX IF NOT EXISTS pretix_positions_ticket_u ON pretix_positions(ticket_id);
 """
+# Staging tables are TEMP: private to one connection (the running house and `gate house pretix sync` may
+# sync at the same time), and on disk (temp_store=FILE), so a large list never has to fit in memory.
 STAGE = f"""
-DROP TABLE IF EXISTS pretix_stage; DROP TABLE IF EXISTS pretix_stage_checkins;
-DROP TABLE IF EXISTS pretix_stage_revoked; DROP TABLE IF EXISTS pretix_stage_blocked;
-CREATE TABLE pretix_stage {ROW_SQL};
-CREATE UNIQUE INDEX pretix_stage_secret ON pretix_stage(secret);
-CREATE UNIQUE INDEX pretix_stage_ticket ON pretix_stage(ticket_id);
-CREATE TABLE pretix_stage_checkins (id INTEGER PRIMARY KEY, position INTEGER, ts INTEGER, type TEXT);
-CREATE TABLE pretix_stage_revoked (secret TEXT PRIMARY KEY);
-CREATE TABLE pretix_stage_blocked (secret TEXT PRIMARY KEY, blocked INTEGER NOT NULL);
+DROP TABLE IF EXISTS temp.pretix_stage; DROP TABLE IF EXISTS temp.pretix_stage_checkins;
+DROP TABLE IF EXISTS temp.pretix_stage_revoked; DROP TABLE IF EXISTS temp.pretix_stage_blocked;
+CREATE TEMP TABLE pretix_stage {ROW_SQL};
+CREATE UNIQUE INDEX temp.pretix_stage_secret ON pretix_stage(secret);
+CREATE UNIQUE INDEX temp.pretix_stage_ticket ON pretix_stage(ticket_id);
+CREATE TEMP TABLE pretix_stage_checkins (id INTEGER PRIMARY KEY, position INTEGER, ts INTEGER, type TEXT);
+CREATE TEMP TABLE pretix_stage_revoked (secret TEXT PRIMARY KEY);
+CREATE TEMP TABLE pretix_stage_blocked (secret TEXT PRIMARY KEY, blocked INTEGER NOT NULL);
 """
 UNSTAGE = """
-DROP TABLE IF EXISTS pretix_stage; DROP TABLE IF EXISTS pretix_stage_checkins;
-DROP TABLE IF EXISTS pretix_stage_revoked; DROP TABLE IF EXISTS pretix_stage_blocked;
+DROP TABLE IF EXISTS temp.pretix_stage; DROP TABLE IF EXISTS temp.pretix_stage_checkins;
+DROP TABLE IF EXISTS temp.pretix_stage_revoked; DROP TABLE IF EXISTS temp.pretix_stage_blocked;
 """
 
 
@@ -80,6 +82,7 @@ def open_db(path) -> sqlite3.Connection:
     db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA temp_store=FILE")
     db.executescript(SCHEMA)
     try:
         db.executescript(UNIQUE)
