@@ -119,7 +119,8 @@ class Uploader:
         """Per-state counts, the oldest waiting scan's age, and why the queue waits (if it does)."""
         db = db or self.db
         counts = dict(db.execute("SELECT state, count(*) FROM pretix_uploads GROUP BY state").fetchall())
-        oldest = db.execute("SELECT min(ts) FROM pretix_uploads WHERE state='queued'").fetchone()[0]
+        oldest = db.execute("SELECT min(ts) FROM pretix_uploads WHERE state='queued' AND typeof(ts)='integer'"
+                            ).fetchone()[0]
         now = time.time()
         retrying = db.execute("SELECT count(*) FROM pretix_uploads WHERE state='queued' AND next_try > ?",
                               (now,)).fetchone()[0]
