@@ -73,8 +73,9 @@ def test_pretix_hostile_running_house_holds_a_shrinking_list_and_alerts_once(srv
     houses.append(svc)
     try:
         wait_for(lambda: lists.on("gate/hall/tickets"), 10, what="the first list")
-        for code in codes[:30]:          # a mass cancellation, or a list reconfigured in pretix
-            srv.set_order_status(code, "c")
+        with srv.lock:                   # a mass cancellation, all at once (no sync sees half of it)
+            for code in codes[:30]:
+                srv.set_order_status(code, "c")
         held = wait_for(lambda: svc.api()["pretix"]["held"], 15, what="the result held back")
         assert held["why"] == "shrink" and (held["base_valid"], held["new_valid"]) == (40, 10)
         syncs = srv.count("GET", r"/events/gala/$")
@@ -273,3 +274,20 @@ def test_config_check_refuses_a_pretix_url_that_cannot_work(srv, tmp_path, venue
     assert r.returncode == 2 and said in r.stderr + r.stdout, r.stderr + r.stdout
     good = run_gate_cli("config", "check", str(house_toml(tmp_path, srv, 1883, venue_keys, name="ok")[0]))
     assert good.returncode == 0, good.stderr + good.stdout
+
+
+@pytest.mark.parametrize("base, new, seen, skipped, accepted, full, why", [
+    ((100, 90), (100, 90), 100, 0, False, True, ""),            # nothing unusual
+    ((100, 90), (0, 0), 0, 0, False, True, "empty"),            # an empty answer
+    ((0, 0), (0, 0), 0, 0, False, True, "empty"),               # empty, and nothing known of the gates
+    ((0, 0), (0, 0), 0, 0, True, False, ""),                    # ... unless a person accepted an empty list
+    ((100, 90), (49, 45), 49, 0, False, True, "shrink"),        # more than half gone
+    ((100, 90), (60, 40), 60, 0, False, True, "shrink"),        # more than half of the valid ones gone
+    ((100, 90), (100, 0), 100, 0, False, False, "shrink"),      # every valid ticket gone (all cancelled)
+    ((12, 12), (5, 5), 5, 0, False, False, ""),                 # a small event: fewer than 10 gone
+    ((100, 90), (40, 40), 80, 41, False, True, "skipped"),      # most positions unusable
+    ((100, 90), (99, 89), 2, 1, False, False, ""),              # one bad position in a changed order
+])
+def test_pretix_guard_holds_what_needs_a_person(base, new, seen, skipped, accepted, full, why):
+    from gate.house.pretix_guard import judge
+    assert judge(*base, *new, seen, skipped, accepted, full) == why

@@ -7,6 +7,7 @@ answers about a ticket end a scan; once fixed, every waiting scan goes up exactl
 
 import json
 import logging
+import os
 import sqlite3
 import time
 
@@ -16,6 +17,7 @@ from gate.bus.codec import pack_scan
 from tests.conftest import Collector, wait_for
 from tests.hostile_house import api_http, house_toml, scan, start_house
 from tests.pretix_hostile import Answer, HostilePretix, deep_json
+from tests.test_dashboard import CHROMIUM, FLAGS
 from tests.test_mqtt import _publish_raw
 
 
@@ -153,3 +155,30 @@ def test_pretix_upload_poison_row_is_set_aside_and_the_rest_go_up(srv, broker, h
     err = db.execute("SELECT error FROM pretix_uploads WHERE id='poison'").fetchone()[0]
     db.close()
     assert err.startswith("set aside: ValueError")
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+def test_dashboard_shows_a_held_list_paused_uploads_and_the_alerts(srv, broker, house, browser):
+    svc = house(40, every=1)
+    srv.on("POST", "/redeem/", Answer(308, b"", {"Location": "https://pretix.example.org/"}))
+    send(broker, [scan(srv.ticket_ids()[0])])
+    with srv.lock:
+        for code in list(srv.orders)[:30]:
+            srv.set_order_status(code, "c")
+    wait_for(lambda: pretix_of(svc)["held"] and pretix_of(svc)["paused"], 15, what="held and paused")
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"http://{svc.cfg.house.listen}/")
+    wait_for(lambda: page.locator('[data-k="pretix-held"]').count() == 1, 10, what="held on screen")
+    assert "--accept-shrink" in page.locator('[data-k="pretix-held"]').inner_text()
+    assert "redirects (HTTP 308)" in page.locator('[data-k="pretix-paused"]').inner_text()
+    assert page.locator("#alerts").is_visible()
+    assert page.locator('[data-alert="sync:held"]').count() == page.locator('[data-alert="sync:uploads"]').count() == 1

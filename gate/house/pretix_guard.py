@@ -67,9 +67,10 @@ def baseline(db, state) -> tuple[int, int]:
 
 
 def judge(base_total: int, base_valid: int, new_total: int, new_valid: int, seen: int, skipped: int,
-          empty_accepted: bool) -> str:
-    """Why this result needs a person ('' when it may go out as it is)."""
-    if skipped and skipped * 2 > seen:
+          empty_accepted: bool, full: bool = True) -> str:
+    """Why this result needs a person ('' when it may go out as it is). In a round that re-read only
+    a few changed orders, one or two unusable positions are set aside, not held for a person."""
+    if skipped and skipped * 2 > seen and (full or skipped >= MIN_DROP):
         return "skipped"
     if new_total == 0 and not empty_accepted:
         return "empty"

@@ -68,9 +68,11 @@ class PretixLink:
         self.wake_up = threading.Event()
         self.stop = threading.Event()
         self.sync_now = threading.Event()
+        self.first_sync = threading.Event()   # uploads wait for it: a scan's ticket may come with it
         self.digest = ""
         self.last_sync_error = ""
         self.last_result = None
+        self.last_sync_s = None     # the last good round, pretix to the gates' list published
         self.syncs = 0
         self._sync = Supervised("pretix-sync", self._sync_loop, self.stop, registry=self.workers,
                                 on_failure=self._crashed)
@@ -89,6 +91,7 @@ class PretixLink:
         self.stop.set()
         self.wake_up.set()
         self.sync_now.set()
+        self.first_sync.set()
         for w in (self._upload, self._sync):
             w.join(timeout=2 * self.cfg.pretix.timeout_s + 2)
         self.sync.close()
@@ -102,12 +105,16 @@ class PretixLink:
         while not self.stop.is_set():
             if self.sync_now.is_set() or time.monotonic() >= next_sync:
                 self.sync_now.clear()
-                self.do_sync()
+                try:
+                    self.do_sync()
+                finally:
+                    self.first_sync.set()
                 next_sync = time.monotonic() + every
             self.sync_now.wait(max(0.05, next_sync - time.monotonic()))
 
     def _upload_loop(self) -> None:
         seen_error = None
+        self.first_sync.wait(2 * self.cfg.pretix.timeout_s + 5)
         while not self.stop.is_set():
             if self.uploader.drain(self.stop) or self.uploader.last_error_at != seen_error:
                 seen_error = self.uploader.last_error_at
@@ -117,6 +124,7 @@ class PretixLink:
 
     def do_sync(self) -> bool:
         """One sync; True when it went through (published, or nothing changed)."""
+        t0 = time.monotonic()
         try:
             r = self.sync.sync()
             self.last_result = r
@@ -147,10 +155,21 @@ class PretixLink:
         if payload:
             self.svc.client.publish(topics.tickets(self.svc.venue), payload, qos=1, retain=True)
             self.sync.note_published(n)
-            log.info("pretix sync (%s, %.1f s): %d tickets published to the gates", "full" if r.full else
-                     f"{r.changed_orders} changed orders", r.seconds, n)
         self.inject(r.foreign_checkins)
+        self._retry_waiting_for_tickets()
+        self.last_sync_s = round(time.monotonic() - t0, 3)
+        if payload:
+            log.info("pretix sync (%s, %.1f s): %d tickets published to the gates", "full" if r.full else
+                     f"{r.changed_orders} changed orders", self.last_sync_s, n)
         return True
+
+    def _retry_waiting_for_tickets(self) -> None:
+        """Scans that waited for their ticket to appear in pretix's data: try them now it may have."""
+        with self.sync.db:
+            n = self.sync.db.execute("UPDATE pretix_uploads SET next_try=0 WHERE state='queued' AND error LIKE "
+                                     "'ticket % not in pretix''s data yet'").rowcount
+        if n:
+            self.wake()
 
     def inject(self, events) -> None:
         """Check-ins made in pretix: to the gates (ticket used) and into the house's own log."""
@@ -196,7 +215,7 @@ class PretixLink:
             held = None
         return {**up, "positions": positions,
                 "last_sync": int(state["last_sync"]) if state.get("last_sync") else None,
-                "sync_error": self.last_sync_error, "syncs": self.syncs, "held": held,
+                "sync_error": self.last_sync_error, "syncs": self.syncs, "last_sync_s": self.last_sync_s, "held": held,
                 "skipped": int(state.get("skipped") or 0), "set_aside_positions": aside,
                 "marker": int(state["since_ms"]) if state.get("since_ms") else None,
                 "workers": [w.status() for w in (self._sync, self._upload)]}

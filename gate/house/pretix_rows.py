@@ -110,6 +110,18 @@ def position_row(p: dict, slug: str, list_id: int, subevents: dict):
     return row, checkins
 
 
+def marker_text(ms: int) -> str:
+    """A marker as pretix's filters read it (whole seconds, rounded down: the filters include the bound)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
+
+
+def modified_ms(o) -> Optional[int]:
+    try:
+        return parse_time(o.get("last_modified")) if isinstance(o, dict) else None
+    except ValueError:
+        return None
+
+
 def excerpt(p) -> str:
     """A short, safe piece of what pretix sent, for the operator (never a whole secret)."""
     if isinstance(p, dict):

@@ -36,7 +36,7 @@ from gate.boxoffice.pretix_api import PretixClient, PretixError, iso, parse_time
 from gate.core.events import ScanEvent
 from gate.house import pretix_guard as guard
 from gate.house.pretix_list import ticket_list
-from gate.house.pretix_rows import COLUMNS, ROW_SQL, SetAside, gate_event, position_row
+from gate.house.pretix_rows import COLUMNS, ROW_SQL, SetAside, gate_event, marker_text, modified_ms, position_row
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +166,9 @@ class PretixSync:
     def _newest_modified(self) -> Optional[int]:
         """pretix's own clock, as its data shows it: the newest order's `last_modified` (one page)."""
         body = self.client.get(self.ev + "/orders/", {"ordering": "-last_modified", "page": 1})
-        newest = None
-        for o in body.get("results") or []:
-            t = _modified(o)
+        newest, results = None, body.get("results")
+        for o in results if isinstance(results, list) else []:
+            t = modified_ms(o)
             if t is not None:
                 newest = t if newest is None else max(newest, t)
         return newest
@@ -188,11 +188,11 @@ class PretixSync:
         newest = None
         full = since is None
         if not full:
-            for o in self.client.pages(self.ev + "/orders/", {"modified_since": _iso_s(since),
+            for o in self.client.pages(self.ev + "/orders/", {"modified_since": marker_text(since),
                                                              "ordering": "last_modified"}):
                 if isinstance(o.get("code"), str) and len(o["code"]) <= 32:
                     changed.append(o["code"])
-                t = _modified(o)
+                t = modified_ms(o)
                 if t is not None:
                     newest = t if newest is None else max(newest, t)
                 if len(changed) > FULL_RESYNC_ORDERS:
@@ -249,7 +249,7 @@ class PretixSync:
     def _judge(self, base, new, seen, skipped, full, accept) -> Optional[guard.Held]:
         if accept:
             return None
-        why = guard.judge(base[0], base[1], new[0], new[1], seen, skipped, self.state("empty_accepted") == "1")
+        why = guard.judge(base[0], base[1], new[0], new[1], seen, skipped, self.state("empty_accepted") == "1", full)
         if not why:
             return None
         text = guard.explain(why, base[0], base[1], new[0], new[1], seen, skipped, self.list_id, self.config_path)
@@ -309,7 +309,7 @@ class PretixSync:
                     seen, skipped = seen + s, skipped + k
                 if progress:
                     progress("changed orders", n + 1, len(changed))
-            stamp = _iso_s(since)
+            stamp = marker_text(since)
             self._secrets("/revokedsecrets/", {"created_since": stamp}, "pretix_stage_revoked", False)
             self._secrets("/blockedsecrets/", {"updated_since": stamp}, "pretix_stage_blocked", True)
             try:
@@ -383,18 +383,6 @@ class PretixSync:
         return {"positions": self.db.execute("SELECT count(*) FROM pretix_positions").fetchone()[0],
                 "last_sync": int(self.state("last_sync", "0")) or None, "held": self.held.load(),
                 "marker": iso(int(self.state("since_ms"))) if self.state("since_ms") else None}
-
-
-def _iso_s(ms: int) -> str:
-    """A marker as pretix's filters read it (whole seconds, rounded down: the filters include the bound)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
-
-
-def _modified(o) -> Optional[int]:
-    try:
-        return parse_time(o.get("last_modified")) if isinstance(o, dict) else None
-    except ValueError:
-        return None
 
 
 def positions_of(db, ticket_id: str) -> Optional[tuple]:
