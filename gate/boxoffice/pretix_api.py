@@ -33,7 +33,7 @@ MAX_DEPTH = 24                   # a position with its check-ins and answers is 
 MAX_PAGE_RESULTS = 1000          # pretix sends 50 a page
 MAX_PAGES = 10_000               # a hard stop whatever `count` says
 MAX_ITEMS = 250_000              # per listing: the most tickets a gate's list holds (lists.MAX_TICKETS)
-RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+RETRY_STATUS = {408, 409, 423, 425, 429, 500, 502, 503, 504}
 RETRYABLE = ("unreachable", "server")
 
 
@@ -143,6 +143,7 @@ class PretixClient:
         self.timeout, self.max_response = timeout, max_response
         self.deadline_s = 2 * timeout   # a whole answer, however it trickles in
         self.conn: Optional[http.client.HTTPConnection] = None
+        self.watchdog = _Watchdog()
 
     def close(self) -> None:
         if self.conn is not None:
@@ -158,23 +159,10 @@ class PretixClient:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         return self.conn
 
-    def _cut(self, conn, fired: list) -> None:
-        """The deadline passed: end the exchange (a blocked read returns at once)."""
-        fired.append(True)
-        sock = conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
     def _exchange(self, method: str, url: str, path: str, data, headers) -> tuple:
         """(response, raw body) of one request, within the deadline and the size cap."""
         conn = self._connect()
-        fired: list = []
-        timer = threading.Timer(self.deadline_s, self._cut, (conn, fired))
-        timer.daemon = True
-        timer.start()
+        fired = self.watchdog.arm(conn, time.monotonic() + self.deadline_s)
         try:
             conn.request(method, url, body=data, headers=headers)
             resp = conn.getresponse()
@@ -200,7 +188,7 @@ class PretixClient:
                                   "unreachable") from None
             raise exc
         finally:
-            timer.cancel()
+            self.watchdog.disarm()
 
     def request(self, method: str, path: str, body=None, params: Optional[dict] = None):
         """(status, parsed JSON) of a 2xx, 400 or 404 answer (the ones that can be pretix's word on a
@@ -327,6 +315,58 @@ class PretixClient:
 
     def list_status(self, event: str, list_id: int) -> dict:
         return self.get(f"/events/{urllib.parse.quote(event)}/checkinlists/{list_id}/status/")
+
+
+class _Watchdog:
+    """Cuts an exchange off at its deadline: the socket is shut down, so a read blocked on a server
+    that trickles bytes returns at once. One thread per client, started when first armed and ended
+    after a minute with nothing to watch (a thread per request cost a thread start each on a busy Pi)."""
+
+    IDLE_S = 60.0
+
+    def __init__(self):
+        self._cv = threading.Condition()
+        self._conn = None
+        self._deadline: Optional[float] = None
+        self._fired: list = []
+        self._thread: Optional[threading.Thread] = None
+
+    def arm(self, conn, deadline: float) -> list:
+        """Watch `conn` until `deadline`; returns a list that is non-empty once the deadline fired."""
+        with self._cv:
+            self._conn, self._deadline, self._fired = conn, deadline, []
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pretix-deadline", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+            return self._fired
+
+    def disarm(self) -> None:
+        with self._cv:
+            self._conn = self._deadline = None
+
+    def _run(self) -> None:
+        with self._cv:
+            idle_since = time.monotonic()
+            while True:
+                if self._deadline is None:
+                    if time.monotonic() - idle_since > self.IDLE_S:
+                        self._thread = None
+                        return
+                    self._cv.wait(self.IDLE_S)
+                    continue
+                idle_since = time.monotonic()
+                left = self._deadline - time.monotonic()
+                if left > 0:
+                    self._cv.wait(left)
+                    continue
+                self._fired.append(True)
+                sock, self._deadline = getattr(self._conn, "sock", None), None
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
 
 class _NotJson:

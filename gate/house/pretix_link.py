@@ -67,6 +67,7 @@ class PretixLink:
         self.workers = getattr(service, "workers", None) or Workers()
         self.wake_up = threading.Event()
         self.stop = threading.Event()
+        self.sync.cancel = self.stop      # a long full sync ends at its next page when the house stops
         self.sync_now = threading.Event()
         self.first_sync = threading.Event()   # uploads wait for it: a scan's ticket may come with it
         self.digest = ""
@@ -135,6 +136,8 @@ class PretixLink:
                 return False
             payload, self.digest, n = build_list(self.sync, self.publisher, self.digest)
         except PretixError as exc:
+            if self.stop.is_set():
+                return False          # the house is stopping: not news
             self.last_sync_error = str(exc)
             self.alerts.raise_("sync:error", "sync", "warn", f"pretix sync failed: {exc}; the gates keep the last "
                                "list", tags=("pretix", exc.kind))

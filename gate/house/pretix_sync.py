@@ -124,6 +124,7 @@ class PretixSync:
         self.ev = f"/events/{p.event}"
         self.held = guard.HeldState(self.state, self._set_now, self._delete_now)
         self.marker_note = ""   # why the last marker was refused, for status
+        self.cancel = None      # an Event: set, a round in progress ends at the next page (the house stopping)
 
     def close(self) -> None:
         self.client.close()
@@ -208,8 +209,10 @@ class PretixSync:
         r.seconds = time.monotonic() - t0
         return r
 
-    def _stage_page(self, page, aside: SetAside, table: str, replace_orders=()) -> tuple[int, int]:
+    def _stage_page(self, page, aside: SetAside, table: str) -> tuple[int, int]:
         """Rows of one page into `table`; (seen, skipped)."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise PretixError("stopped before the round was complete", 0, "unreachable")
         seen = skipped = 0
         for p in page:
             seen += 1
