@@ -58,14 +58,14 @@ def cmd_scan(args) -> int:
             raise ConfigError(args.config, "camera.source", 0, "--loop is for a replay source only")
         source.loop = True   # a machine without a camera: the replay never ends the scan
 
-    def on_verdict(v, e):
+    def on_verdict(v, w, e):
         if args.json:
             fields = vars(e).copy()
             if fields.get("clock") == "ok":
                 del fields["clock"]   # as on the wire: present only when the clock was not synchronised
             print(json.dumps(fields, separators=(",", ":")), flush=True)
         else:
-            print(verdict_line(v, e), flush=True)
+            print(verdict_line(v, w, e), flush=True)
 
     try:
         scanner = Scanner(cfg, source, on_verdict=on_verdict, connect=not args.offline, stop=stop)
