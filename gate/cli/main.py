@@ -12,7 +12,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from gate import __version__
@@ -59,11 +58,9 @@ def dispatch(args, argv, debug: bool = False) -> int:
     """Run the parsed command; every ending, good or bad, becomes 0, 1 or 2."""
     try:
         rc = args.func(args)
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt) as exc:   # SystemExit passes: it already carries its code
         return _failed(exc, argv, debug)
-    except KeyboardInterrupt as exc:
-        return _failed(exc, argv, debug)
-    # like gpiozero's tools: `self.main(args) or 0`; the handlers themselves return ints (tests/test_cli.py)
+    # like gpiozero's tools: `self.main(args) or 0`; the handlers themselves return ints (tests/test_cli_exits.py)
     return OK if rc is None else int(rc)
 
 
@@ -98,6 +95,8 @@ def _internal_error(exc: BaseException, argv, debug: bool) -> int:
 def error_log_candidates() -> list[Path]:
     """Where an internal error's traceback is written, first that works: the user's state
     directory (XDG), else the temporary directory."""
+    # imported only on the way out of a crash: not worth its import time on every start
+    import tempfile
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return [Path(state) / "gate" / "gate.log", Path(tempfile.gettempdir()) / f"gate-{os.getuid()}.log"]
 
