@@ -215,3 +215,11 @@ def run_gate_cli(*args, env=None, timeout=60, **kw):
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "gate.cli", *args], capture_output=True, text=True,
                           env=e, timeout=timeout, **kw)
+
+
+def boxoffice_config(tmp_path, port, signing="", name="boxoffice", wait_s=10):
+    """The box office's own config file (gate/config/boxoffice.py) for the test broker; returns its path."""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'[boxoffice]\nvenue = "hall"\nwait_s = {wait_s}\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
+                    f'keepalive = 5\n[storage]\ndir = "{tmp_path / (name + "-state")}"\n{signing}')
+    return path

@@ -122,21 +122,22 @@ def test_house_venue_live_clears_the_rehearsal(tmp_path, broker):
 
     from gate.boxoffice.keys import load_private_key
     from gate.boxoffice.staff import CONTROL, sign
-    from tests.conftest import run_gate_cli
+    from tests.conftest import boxoffice_config, run_gate_cli
     cfg, kp = staff_house(tmp_path, broker)
     svc = HouseService(cfg)
     svc.start()
     try:
         wait_for(svc.connected.is_set, what="house connected")
-        r = run_gate_cli("venue", "test", "-c", cfg.path, "--key", str(kp), "--by", "stage manager")
-        assert r.returncode == 0, r.stderr
+        box = str(boxoffice_config(tmp_path, broker.port))
+        r = run_gate_cli("venue", "test", "-c", box, "--key", str(kp), "--by", "stage manager")
+        assert r.returncode == 0 and "test: confirmed by all 1" in r.stdout, r.stdout + r.stderr
         wait_for(lambda: api(cfg)["mode"] == "test", what="venue in rehearsal")
         _publish_raw(broker.port, "gate/hall/door-a/scan",
                      [pack_scan(scan_event(t, mode="test")) for t in ("R1", "R2", "R3")])
         wait_for(lambda: api(cfg)["rehearsal"] and api(cfg)["rehearsal"][0]["admitted"] == 3, what="rehearsal seen")
         recorded = open_control(broker.port)
         time.sleep(1.1)   # control messages are stamped in seconds; the next one must be newer
-        r = run_gate_cli("venue", "live", "-c", cfg.path, "--key", str(kp))
+        r = run_gate_cli("venue", "live", "-c", box, "--key", str(kp))
         assert r.returncode == 0 and "cleared" in r.stdout, r.stderr
         wait_for(lambda: api(cfg)["mode"] == "live" and not api(cfg)["rehearsal"], what="rehearsal cleared")
         assert svc.db.execute("SELECT count(*) FROM scans WHERE mode='test'").fetchone()[0] == 0

@@ -461,9 +461,9 @@ def test_lists_box_office_publishes_signed_lists_from_the_command_line(tmp_path,
         r = run_gate_cli("keys", "new", "--out", str(keys), "--name", "venue" if extra else "boxoffice", *extra)
         assert r.returncode == 0, r.stderr
     assert oct((keys / "venue.secret").stat().st_mode & 0o777) == "0o600"
-    cfg = tmp_path / "house.toml"
-    cfg.write_text(f'[house]\nvenue = "hall"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
-                   f'[storage]\ndir = "{tmp_path / "house"}"\n[signing]\nlist_signing_key = "{keys / "boxoffice.key"}"\n'
+    cfg = tmp_path / "boxoffice.toml"
+    cfg.write_text(f'[boxoffice]\nvenue = "hall"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+                   f'[storage]\ndir = "{tmp_path / "boxoffice"}"\n[signing]\nlist_signing_key = "{keys / "boxoffice.key"}"\n'
                    f'venue_secret = "{keys / "venue.secret"}"\n')
     assert run_gate_cli("config", "check", str(cfg)).returncode == 0
     for seq in (1, 2):

@@ -219,9 +219,10 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
     first entries are neither `already_used` nor mixed into the house count."""
     from gate.config.schema import parse
     from gate.house.service import HouseService
-    from tests.conftest import run_gate_cli
+    from tests.conftest import boxoffice_config, run_gate_cli
     from tests.test_mqtt import api, eve, house_config
     card(tmp_path, "entry")
+    box = str(boxoffice_config(tmp_path, broker.port))
     hpath = house_config(tmp_path, broker.port).path
     text = open(hpath).read() + f'\n[signing]\nstaff_keys = ["{tmp_path / "keys" / "staff.pub"}"]\n'
     open(hpath, "w").write(text)
@@ -240,8 +241,8 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
     s = None
     try:
         wait_for(house.connected.is_set, what="house connected")
-        r = run_gate_cli("venue", "test", "-c", hpath, "--key", str(tmp_path / "keys" / "staff.key"))
-        assert r.returncode == 0, r.stderr
+        r = run_gate_cli("venue", "test", "-c", box, "--key", str(tmp_path / "keys" / "staff.key"))
+        assert r.returncode == 0 and "test: confirmed by all 1" in r.stdout, r.stdout + r.stderr   # the house
         s, verdicts, _ = gate(tmp_path, mock_factory, tickets_csv, frames(), mqtt_on=True, port=broker.port,
                               zones='["stalls"]')
         th = threading.Thread(target=s.run)
@@ -253,8 +254,8 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
         wait_for(lambda: api(hcfg)["rehearsal"] and api(hcfg)["rehearsal"][0]["admitted"] == 2, what="house rehearsal")
         assert eve(api(hcfg))["admitted"] == 0
         time.sleep(1.1)   # a venue control message must be newer (whole seconds) than the last
-        r = run_gate_cli("venue", "live", "-c", hpath, "--key", str(tmp_path / "keys" / "staff.key"))
-        assert r.returncode == 0, r.stderr
+        r = run_gate_cli("venue", "live", "-c", box, "--key", str(tmp_path / "keys" / "staff.key"))
+        assert r.returncode == 0 and "live: confirmed by all 2" in r.stdout, r.stdout + r.stderr   # and door-a
         wait_for(lambda: s.modes.venue == "live", what="gate live")
         wait_for(lambda: api(hcfg)["mode"] == "live" and not api(hcfg)["rehearsal"], what="house rehearsal cleared")
         live.set()

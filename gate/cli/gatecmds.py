@@ -112,7 +112,8 @@ def config_check(args) -> int:
     from gate.config.checks import warnings
     from gate.config.schema import load
     cfg = load(args.file)
-    kind = "gate " + cfg.gate.id if cfg.gate else "house service for " + cfg.house.venue
+    kind = ("gate " + cfg.gate.id if cfg.gate else "house service for " + cfg.house.venue if cfg.house
+            else "box office for " + cfg.venue)
     for w in warnings(cfg):
         print(f"{args.file}: warning: {w}", file=sys.stderr)
     print(f"{args.file}: OK ({kind})")

@@ -200,6 +200,8 @@ def check_key_files(cfg, fail) -> None:
     for key, path, load, what in (
             ("signing.list_signing_key", s.list_signing_key, load_private_key,
              "no Ed25519 private key (make one with `gate keys new`)"),
+            ("signing.staff_key", s.staff_key, load_private_key,
+             "no Ed25519 private key (make one with `gate keys new`)"),
             ("signing.venue_secret", s.venue_secret, load_secret,
              "no venue secret (make one with `gate keys new --secret`)")):
         if not path:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from gate.config.boxoffice import BoxOfficeSection
 from gate.core.errors import ConfigError
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -140,6 +141,7 @@ class SigningSection:
     ticket_keys: list[str] = field(default_factory=list)  # gates: public keys (files) that sign GT1 tickets
     list_keys: list[str] = field(default_factory=list)    # gates, house: public keys that sign ticket lists
     list_signing_key: str = ""       # publishers (house, box office): private key that signs ticket lists
+    staff_key: str = ""              # box office: private key that signs staff cards and venue control messages
     venue_secret: str = ""           # file: the venue secret (code hashes, list encryption); gates, house, box office
     staff_keys: list[str] = field(default_factory=list)   # gates, house: public keys that sign staff cards
                                                           # and venue control messages
@@ -189,10 +191,13 @@ class Config:
     signing: SigningSection = field(default_factory=SigningSection)
     pretix: PretixSection = field(default_factory=PretixSection)
     house: Optional[HouseSection] = None
+    boxoffice: Optional[BoxOfficeSection] = None   # the box office's own config (gate/config/boxoffice.py)
 
     @property
     def venue(self) -> str:
-        return self.gate.venue if self.gate else self.house.venue
+        if self.gate:
+            return self.gate.venue
+        return self.house.venue if self.house else self.boxoffice.venue
 
 
 SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.name != "path"}
@@ -307,8 +312,8 @@ def parse(text: str, path: str = "<config>") -> Config:
 
 def _check(cfg: Config, fail) -> None:
     """Cross-field checks the types alone cannot express."""
-    if cfg.gate is None and cfg.house is None:
-        fail("gate", "a config needs a [gate] or a [house] section")
+    if cfg.gate is None and cfg.house is None and cfg.boxoffice is None:
+        fail("gate", "a config needs a [gate], a [house] or a [boxoffice] section")
     for (section, key), allowed in CHOICES.items():
         obj = getattr(cfg, section)
         if obj is not None and getattr(obj, key) not in allowed:
@@ -357,6 +362,8 @@ def _check(cfg: Config, fail) -> None:
         config_checks.check_gate(cfg, fail)
     if cfg.house is not None:
         config_checks.check_house(cfg, fail)
+    from gate.config import boxoffice
+    boxoffice.check(cfg, fail)
     config_checks.check_mqtt(cfg, fail)
     from gate.config.pretix import check_pretix
     check_pretix(cfg, fail)

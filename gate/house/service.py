@@ -116,8 +116,7 @@ class HouseService:
         if reason_code.is_failure:
             return
         log.info("connected (session present: %s)", flags.session_present)
-        client.publish(topics.house_status(self.venue), json.dumps(
-            {"state": "online", "version": __version__, "ts": now_ms()}), qos=1, retain=True)
+        self._say_online()
         # The whole venue tree, so that malformed topic shapes are seen and counted too; and the
         # retained sensor configs, to remove ours that should no longer exist.
         client.subscribe([(topics.venue_all(self.venue), 1), (HA_SENSOR_CONFIGS, 0)])
@@ -128,6 +127,12 @@ class HouseService:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         client.report.on_disconnect(reason_code)
         self.connected.clear()
+
+    def _say_online(self) -> None:
+        """The retained house status: online, and the venue mode with the control message that set it."""
+        self.client.publish(topics.house_status(self.venue), json.dumps(
+            {"state": "online", "version": __version__, "ts": now_ms(), **self.venue_mode.status()}),
+            qos=1, retain=True)
 
     def _on_message(self, client, userdata, msg):
         self._flush_acks()
@@ -189,9 +194,12 @@ class HouseService:
 
     def apply_control(self, payload: bytes) -> None:
         """The venue's mode (gate/house/venuemode.py); going live clears the rehearsal counts."""
-        if self.venue_mode.apply(payload) == "live":
+        mode = self.venue_mode.apply(payload)
+        if mode == "live":
             with self.lock:
                 self.rehearsal = HouseCounts()
+        if mode is not None and self.connected.is_set():
+            self._say_online()   # the box office's `gate venue` waits to see it here
         self.dirty.add("")
 
     def _apply_checkout(self) -> None:
