@@ -148,10 +148,13 @@ class BusSession:
         return f"{where(self.m)} did not acknowledge {doing} within {self.timeout:g} s"
 
     def wait_change(self, seen: int, timeout: float) -> int:
-        """Wait until a message arrives after the `seen`-th (or the timeout); returns the count now."""
+        """Wait until a message arrives after the `seen`-th (or the timeout); returns the count now.
+        Raises BusError once the broker has let go: nothing more can arrive (and no session was kept)."""
         if timeout > 0:
             self._wait(lambda: self.received != seen, timeout)
         with self._cv:
+            if self._closed is not None:
+                raise BusError(f"{where(self.m)} closed the connection while waiting for answers ({self._closed})")
             return self.received
 
     def snapshot(self) -> dict[str, bytes]:

@@ -216,11 +216,11 @@ def keys_new(args) -> int:
 
 
 # what each key a box-office config names is for, and where its public half goes
-_KEY_USES = {"list_signing_key": ("signs ticket lists", "every gate's and the house's [signing] list_keys"),
+_KEY_USES = {"list_signing_key": ("signs ticket lists", "goes in every gate's and the house's [signing] list_keys"),
              "staff_key": ("signs staff cards and venue control messages",
-                           "every gate's and the house's [signing] staff_keys"),
-             "venue_secret": ("code hashes and list encryption", "copy it (mode 0600) to the house and every gate: "
-                                                                 "[signing] venue_secret")}
+                           "goes in every gate's and the house's [signing] staff_keys"),
+             "venue_secret": ("code hashes and list encryption",
+                              "copy it (mode 0600) to the house and every gate: [signing] venue_secret")}
 
 
 def _keys_of_config(path) -> int:
@@ -243,8 +243,11 @@ def _keys_of_config(path) -> int:
         if f.exists():
             print(f"kept   {f}  ({what})")
             continue
-        made = new_secret(f.parent, f.stem) if key == "venue_secret" else new_keypair(f.parent, f.stem)[1]
-        print(f"made   {f}  ({what}); {'it' if key == 'venue_secret' else made} goes to {where}")
+        if key == "venue_secret":
+            new_secret(f.parent, f.stem)
+            print(f"made   {f}  ({what}); {where}")
+        else:
+            print(f"made   {f}  ({what}); {new_keypair(f.parent, f.stem)[1]} {where}")
     load(path)   # the config as a whole is usable now (exit 2 naming the key when not)
     print(f"{path}: keys ready")
     return OK
