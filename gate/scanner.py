@@ -211,7 +211,9 @@ class ScanLoop:
     def _report_list(self) -> None:
         """Say on the retained status topic which signed list this gate runs ("series/seq"): the box
         office's `--publish` waits to see its own list there (gate/boxoffice/confirm.py)."""
-        st = self.store.list_state() if self.link is not None else {}
+        if self.link is None or self.store is None:
+            return
+        st = self.store.list_state()
         if st:
             self.link.report(ticket_list=f"{st['series']}/{st['seq']}")
 

@@ -222,6 +222,21 @@ def test_boxoffice_refused_publishes_exit_nonzero_naming_user_and_topic(tmp_path
     assert r.returncode == 1, r.stdout + r.stderr
     assert "refused user 'boxoffice' publishing to gate/other/tickets (Not authorized)" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+    # What the box office may read to confirm: every party's status, never the scans.
+    from gate.bus.codec import pack_scan
+    from tests.test_mqtt import scan_event
+    box, door = V5(venue.out, venue.port, "boxoffice"), V5(venue.out, venue.port, "door-a")
+    try:
+        box.subscribe("gate/hall/+/status")
+        box.subscribe("gate/hall/+/scan")
+        assert door.publish("gate/hall/door-a/scan", pack_scan(scan_event("S1"))).value < 0x80
+        assert door.publish("gate/hall/door-a/status", b'{"state":"online"}', retain=True).value < 0x80
+        wait_for(lambda: [m for m in box.messages if m[0] == "gate/hall/door-a/status"], what="a status")
+        assert not [m for m in box.messages if m[0].endswith("/scan")]
+        assert box.publish("gate/hall/door-a/status", b'{"state":"offline"}').value == 0x87
+    finally:
+        box.close()
+        door.close()
 
 
 def test_boxoffice_wrong_party_config_refused_before_the_broker(tmp_path, venue):
@@ -378,3 +393,43 @@ def test_boxoffice_installer_writes_its_config_beside_the_houses(tmp_path):
     c = parse(cfg.read_text(), str(cfg))
     assert (c.mqtt.username, c.mqtt.port, c.mqtt.tls) == ("boxoffice", 8883, True)
     assert c.boxoffice.roster == str(out / "roster.json") and c.signing.staff_key == str(tmp_path / "keys" / "staff.key")
+
+
+def test_boxoffice_each_kind_of_miss_is_named_with_what_to_check(tmp_path, broker, venue_keys):
+    """Parties that are online but did not follow: each is named, with its own reason, and the command exits 1."""
+    from gate.boxoffice.keys import new_keypair
+    from tests.conftest import boxoffice_config
+    from tests.test_mqtt import _publish_retained, house_config
+    staff, staff_pub = new_keypair(tmp_path / "keys", "staff")
+    hcfg = house_config(tmp_path, broker.port, signing=f'[signing]\nstaff_keys = ["{staff_pub}"]\n')
+    svc = HouseService(hcfg)
+    svc.start()
+    later = 2 ** 31   # a control message applied after ours
+    for gate, status in (
+            ("door-old", {"mode": "entry", "venue_mode": "test", "venue_issued": 1000, "ticket_list": "house-1/9"}),
+            ("door-card", {"mode": "test", "venue_mode": "live", "venue_issued": later}),
+            ("door-newer", {"mode": "entry", "venue_mode": "test", "venue_issued": later}),
+            ("door-ancient", {"profile": "turnstile", "version": "0.9"})):
+        _publish_retained(broker.port, f"gate/hall/{gate}/status", json.dumps({"state": "online", **status}).encode())
+    _publish_retained(broker.port, "gate/hall/door-junk/status", b"{not json")
+    box = boxoffice_config(tmp_path, broker.port, signing=venue_keys.signing_toml(publisher=True))
+    tickets = tmp_path / "tickets.csv"
+    tickets.write_text(TICKETS_CSV)
+    try:
+        assert svc.connected.wait(10)
+        r = run_gate_cli("venue", "live", "-c", str(box), "--key", str(staff), "--wait", "2")
+        assert r.returncode == 1, r.stdout + r.stderr
+        said = {p: lines_of(r.stdout, p)[0] for p in ("house", "door-old", "door-card", "door-newer", "door-ancient")}
+        assert said["house"].endswith("confirmed") and "NOT" not in said["house"], r.stdout
+        assert "did not apply this message" in said["door-old"] and "staff_keys" in said["door-old"]
+        assert "own mode is rehearsal" in said["door-card"]
+        assert "a newer switch (to test)" in said["door-newer"]
+        assert "update its gate software" in said["door-ancient"]
+        assert "not confirmed by door-ancient, door-card, door-newer, door-old (1 of 5" in r.stderr, r.stderr
+        assert not lines_of(r.stdout, "door-junk")   # no gate status that can be read: not taken for a gate
+        r = run_gate_cli("tickets", "import", "-c", str(box), str(tickets), "--publish", "--wait", "2")
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "list house-1/9" in lines_of(r.stdout, "door-old")[0] and "list_keys" in lines_of(r.stdout, "door-old")[0]
+        assert "reports no signed list" in lines_of(r.stdout, "door-card")[0]
+    finally:
+        svc.close()

@@ -63,8 +63,8 @@ def _absent(party: str, st: Optional[dict], later: str) -> Optional[Answer]:
     """The answer for a party that cannot have confirmed: never heard of, or offline."""
     service = "gate-house" if party == HOUSE else "gate-scan"
     if st is None:
-        return Answer(party, False, "-", "no status on the broker: never connected? check that it is installed, "
-                                         f"running ({service}) and configured for this broker ([mqtt])")
+        return Answer(party, False, "-", "no readable status on the broker: never connected? check that it is "
+                                         f"installed, running ({service}) and configured for this broker ([mqtt])")
     if st["state"] != "online":
         return Answer(party, False, "offline", f"offline: {later}; check that it is powered, running ({service}) "
                                                "and on the network")
@@ -76,8 +76,8 @@ def venue_judge(mode: str, issued: int) -> Judge:
     gate going live, its own mode is not rehearsal (a `test` staff card) either: its next scans are live."""
     def judge(party: str, st: Optional[dict]) -> Answer:
         absent = _absent(party, st, "it switches when it reconnects (the message is retained)")
-        if absent is not None:
-            return absent
+        if absent is not None or st is None:
+            return absent or Answer(party, False, "-")
         service = "gate-house" if party == HOUSE else "gate-scan"
         got, when = st["venue_mode"], st["venue_issued"]
         if when is None or not got:
@@ -102,8 +102,8 @@ def list_judge(series: str, seq: int) -> Judge:
     """Confirmed: the gate runs this list (or a later one of the same series)."""
     def judge(party: str, st: Optional[dict]) -> Answer:
         absent = _absent(party, st, "it takes the list when it reconnects (the list is retained)")
-        if absent is not None:
-            return absent
+        if absent is not None or st is None:
+            return absent or Answer(party, False, "-")
         runs = st["ticket_list"]
         s, _, n = runs.partition("/")
         if s == series and int(n) >= seq:

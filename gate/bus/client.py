@@ -48,7 +48,8 @@ def read_secret(path: str, env: str) -> str:
 
 
 def make_client(m, client_id: str, *, clean_session: bool = True, will=None,
-                manual_ack: bool = False, protocol: int = mqtt.MQTTv311) -> mqtt.Client:
+                manual_ack: bool = False,
+                protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> mqtt.Client:
     """A paho 2.x client set up from an [mqtt] section (credentials, TLS, will).
 
     `protocol=mqtt.MQTTv5` for a client that must read the broker's reason codes (a refused

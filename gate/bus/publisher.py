@@ -23,7 +23,7 @@ for the parties' retained status topics to say that they followed (gate/boxoffic
 from __future__ import annotations
 
 import threading
-from typing import Optional
+from typing import Any, Optional
 
 import paho.mqtt.client as mqtt
 
@@ -48,7 +48,7 @@ class BusSession:
         self._cv = threading.Condition()
         self._connack = None
         self._closed = None            # the DISCONNECT reason (or the socket's end) once the broker let go
-        self._pubacks: dict[int, object] = {}
+        self._pubacks: dict[int, Any] = {}    # mid -> the PUBACK's reason code
         self._subacks: dict[int, list] = {}
         self.latest: dict[str, bytes] = {}   # topic -> newest payload (bounded: MAX_TOPICS, MAX_PAYLOAD)
         self.received = 0                    # messages taken in: a waiter's "something changed"
@@ -123,7 +123,8 @@ class BusSession:
             raise BusError(f"{where(self.m)} refused user {self.user!r} a subscription to {topic_filter} "
                            f"({codes[0] if codes else 'no reason'}): re-run `gate broker config` to update the ACL")
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: Optional[float] = None) -> None:
+    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False,
+                timeout: Optional[float] = None) -> None:
         """Publish at QoS 1 and wait for the broker's PUBACK; raises PublishRefused when its reason code
         is a failure (naming the user and the topic), BusError when none came in time."""
         timeout = self.timeout if timeout is None else timeout

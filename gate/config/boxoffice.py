@@ -83,5 +83,7 @@ def key_paths(path) -> dict[str, str]:
     """The key files a box-office config names in [signing] (for `gate keys new -c`, which makes
     them: the config cannot be fully loaded while they do not exist yet)."""
     raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    s = raw.get("signing") if isinstance(raw.get("signing"), dict) else {}
+    s = raw.get("signing")
+    if not isinstance(s, dict):
+        return {}
     return {k: s[k] for k in ("list_signing_key", "staff_key", "venue_secret") if isinstance(s.get(k), str) and s[k]}
