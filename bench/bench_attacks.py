@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 from gate.bus import messages
 from gate.bus.broker import PrivateBroker, free_port
 from gate.bus.codec import pack_scan, unpack_scan
-from gate.config.schema import parse
+from gate.config import parse
 from gate.core.events import ScanEvent
 
 

@@ -34,7 +34,7 @@ def serve(kind: str, cfg_path: str, port_file: str) -> None:
     """The child: a real house service; `threads` adds the stdlib server on a port of its own."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from gate.config.schema import load
+    from gate.config import load
     from gate.house.service import HouseService
     svc = HouseService(load(cfg_path))
     svc.start()

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from gate.bus.broker import PrivateBroker, free_port
-from gate.config.schema import parse
+from gate.config import parse
 from gate.house.service import HouseService
 
 PUBLISHER = r"""

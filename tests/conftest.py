@@ -15,7 +15,7 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from gate.bus.broker import PrivateBroker, free_port  # noqa: F401 (free_port is used by the tests)
-from gate.config.schema import parse
+from gate.config import parse
 
 REPO = Path(__file__).resolve().parent.parent
 

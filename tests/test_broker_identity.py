@@ -14,7 +14,7 @@ import pytest
 
 from gate.bus.broker import PrivateBroker, free_port
 from gate.bus.codec import pack_scan
-from gate.config.schema import parse
+from gate.config import parse
 from gate.house.service import HouseService
 from gate.link import GateLink
 from gate.state.outbox import Outbox

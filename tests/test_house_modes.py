@@ -4,7 +4,7 @@ import itertools
 import time
 
 from gate.bus.codec import pack_scan, unpack_scan
-from gate.config.schema import parse
+from gate.config import parse
 from gate.core.events import ScanEvent
 from gate.house.service import HouseService
 from tests.conftest import wait_for

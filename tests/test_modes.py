@@ -217,7 +217,7 @@ def test_modes_handheld_second_button_toggles_lookup(tmp_path, mock_factory, tic
 def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_factory, tickets_csv):
     """The venue rehearses (two test entries, one of them twice), goes live with one command, and the real
     first entries are neither `already_used` nor mixed into the house count."""
-    from gate.config.schema import parse
+    from gate.config import parse
     from gate.house.service import HouseService
     from tests.conftest import run_gate_cli
     from tests.test_mqtt import api, eve, house_config

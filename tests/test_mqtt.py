@@ -17,7 +17,7 @@ import pytest
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.bus.codec import pack_scan
 from gate.camera import MemorySource
-from gate.config.schema import parse
+from gate.config import parse
 from gate.core.events import ScanEvent
 from gate.house.attendance import export
 from gate.house.service import HouseService

@@ -22,7 +22,7 @@ from gate.boxoffice.keys import load_private_key
 from gate.boxoffice.pretix_api import PretixClient
 from gate.bus.codec import pack_scan
 from gate.camera import MemorySource
-from gate.config.schema import parse
+from gate.config import parse
 from gate.core.events import Code, History, ScanEvent
 from gate.decide import GateRules, decide
 from gate.house.attendance import export

@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import re
 import zlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
@@ -54,6 +53,7 @@ from gate.boxoffice.keys import derive, key_id
 from gate.core.clock import now_ms
 from gate.core.errors import PayloadError
 from gate.core.events import Ticket
+from gate.core.ids import is_id
 
 SIGNED_PREFIX = b"gate ticket list v2\x00"
 MAX_LIST_BYTES = 16 * 1024 * 1024      # the envelope as it arrives (about 150,000 tickets)
@@ -64,7 +64,6 @@ MAX_SEQ = 2 ** 53                      # exact in JSON and in every language tha
 TIME_MIN, TIME_MAX = 946_684_800_000, 4_102_444_800_000   # 2000-01-01 .. 2100-01-01, unix ms
 MAX_ID, MAX_EVENT, MAX_FIELD = 256, 128, 4096
 HASH_BYTES, SALT_BYTES = 16, 16
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATUSES = ("valid", "revoked", "blocked")
 MAX_PRETIX = 64 * 1024                 # the pretix event's slug and keys (JSON), from a house synced with pretix
 CHUNK = 64 * 1024
@@ -120,7 +119,7 @@ def pack_list(tickets: Iterable[Ticket], revoked: Iterable[str] = (), *, signing
     keys as JSON (a house synced with pretix; gates verify pretix_sig1 with them). Raises ValueError on values a gate
     would refuse, so a bad list fails at the box office and not on every gate.
     """
-    if not ID_RE.match(venue) or not ID_RE.match(series):
+    if not is_id(venue) or not is_id(series):
         raise ValueError("venue and series must be 1-64 of [A-Za-z0-9_-]")
     if not 1 <= seq < MAX_SEQ:
         raise ValueError(f"seq must be 1 .. 2^53-1, got {seq}")
@@ -210,7 +209,7 @@ def verify_list(data, keys: dict[bytes, Ed25519PublicKey]) -> tuple[ListHeader, 
         raise PayloadError("bad_field", "signed part")
     venue, series, seq, issued = inner.get("venue"), inner.get("series"), inner.get("seq"), inner.get("issued")
     n, m, salt, body = inner.get("tickets"), inner.get("revoked"), inner.get("salt"), inner.get("body")
-    if not (type(venue) is str and ID_RE.match(venue) and type(series) is str and ID_RE.match(series)):
+    if not (is_id(venue) and is_id(series)):
         raise PayloadError("bad_field", "venue/series")
     if not (type(seq) is int and 1 <= seq < MAX_SEQ and type(issued) is int and TIME_MIN <= issued < TIME_MAX):
         raise PayloadError("bad_field", "seq/issued")

@@ -158,7 +158,7 @@ def check_latch(cfg):
 
 
 def main(args) -> int:
-    from gate.config.schema import load
+    from gate.config import load
     cfg = load(args.config)
     if getattr(args, "clear_latch", False):
         from gate.modes import clear_latch_file

@@ -22,7 +22,7 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _load(path):
-    from gate.config.schema import load
+    from gate.config import load
     return load(path)
 
 
@@ -108,7 +108,7 @@ def cmd_decode(args) -> int:
 
 
 def cmd_config_check(args) -> int:
-    from gate.config.checks import warnings
+    from gate.config import warnings
     cfg = _load(args.file)
     kind = "gate " + cfg.gate.id if cfg.gate else "house service for " + cfg.house.venue
     for w in warnings(cfg):

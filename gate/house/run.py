@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def main(args) -> int:
     """Run `gate house` with its parsed arguments; returns the exit code."""
-    from gate.config.schema import load
+    from gate.config import load
     cfg = load(args.config)
     if cfg.house is None:
         raise ConfigError(args.config, "house", 0, "gate house needs a [house] section")
@@ -35,7 +35,7 @@ def main(args) -> int:
             svc.log.close()
         print(f"exported {n} rows (admissions, then no-shows)", file=sys.stderr)
         return 0
-    from gate.config.checks import warnings
+    from gate.config import warnings
     for w in warnings(cfg):
         log.warning("%s", w)
     svc = HouseService(cfg)

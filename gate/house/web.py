@@ -30,7 +30,7 @@ from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from gate.config.checks import parse_listen
+from gate.config import parse_listen
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"

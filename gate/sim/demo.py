@@ -160,7 +160,7 @@ def main(args) -> int:
     from gate.boxoffice.keys import load_private_key, new_keypair, new_secret
     from gate.bus.broker import PrivateBroker
     from gate.camera import SimulatedSource
-    from gate.config.schema import parse
+    from gate.config import parse
     from gate.core.storage import GateFiles
     from gate.house.service import HouseService
     from gate.scanner import Scanner
