@@ -31,6 +31,7 @@ class CameraSection:
 
 
 def check(cfg, fail: Fail) -> None:
+    """A reader source parses as the gate will open it; a gate's source and ranges."""
     c = cfg.camera
     if c.source.startswith(("hid:", "serial:")):   # the gate opens it with the same parser
         from gate.core.readerspec import parse_reader_spec

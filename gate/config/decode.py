@@ -18,6 +18,7 @@ class DecodeSection:
 
 
 def check(cfg, fail: Fail) -> None:
+    """A gate's symbologies are known and its engine installed; ranges."""
     if cfg.gate is None:   # the house never loads the decoder (nor numpy)
         return
     d = cfg.decode

@@ -21,6 +21,7 @@ class FeedbackSection:
 
 
 def check(cfg, fail: Fail) -> None:
+    """The RGB LED is fitted whole; every pin the profile opens exists and is used once."""
     if cfg.gate is None:
         return
     fb = cfg.feedback

@@ -30,6 +30,7 @@ class GateSection:
 
 
 def check(cfg, fail: Fail) -> None:
+    """Id, venue and events as the bus accepts them; entry rules that parse and stay in range."""
     g = cfg.gate
     if g is None:
         return

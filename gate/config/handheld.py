@@ -18,5 +18,6 @@ class HandheldSection:
 
 
 def check(cfg, fail: Fail) -> None:
+    """A handheld gate's timings are in range."""
     if cfg.gate is not None:
         check_ranges(cfg.handheld, "handheld", fail)

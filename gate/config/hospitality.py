@@ -41,6 +41,7 @@ def check_greeting(fail: Fail, dotted: str, template: str) -> None:
 
 
 def check(cfg, fail: Fail) -> None:
+    """Levels everywhere; on a gate, tags that travel in a scan event and greetings that fill in."""
     tags = cfg.hospitality.tags
     for tag, rule in tags.items():
         check_choices(rule, f"hospitality.tags.{tag}", fail)

@@ -62,6 +62,7 @@ def listen_is_private(host: str) -> bool:
 
 
 def check(cfg, fail: Fail) -> None:
+    """Venue, capacity keys and client id as the bus accepts them; the listen address; the token file."""
     h = cfg.house
     if h is None:
         return
@@ -83,6 +84,7 @@ def check(cfg, fail: Fail) -> None:
 
 
 def warnings(cfg) -> list[str]:
+    """An open dashboard without a token."""
     if cfg.house is not None and not cfg.house.token_file and not os.environ.get("GATE_DASHBOARD_TOKEN"):
         host, _ = parse_listen(cfg.house.listen)
         if not listen_is_private(host):

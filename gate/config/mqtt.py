@@ -22,6 +22,7 @@ class MqttSection:
 
 
 def check(cfg, fail: Fail) -> None:
+    """Broker address, ranges, TLS and the password file, when MQTT is on."""
     m = cfg.mqtt
     if not m.enabled:
         return
@@ -43,6 +44,7 @@ def check(cfg, fail: Fail) -> None:
 
 
 def warnings(cfg) -> list[str]:
+    """A gate whose broker user is not its id (a broker set up by `gate broker config` drops its scans)."""
     if cfg.gate is not None and cfg.mqtt.username and cfg.mqtt.username != cfg.gate.id:
         # The broker configuration `gate broker config` writes lets user X publish only as gate X; under
         # MQTT 3.1.1 a refused publish is acknowledged all the same, so the gate's scans would vanish.

@@ -33,6 +33,7 @@ class PretixSection:
 
 
 def check(cfg, fail: Fail) -> None:
+    """Keys that load; maps of pretix ids to event ids; on the house, everything its pretix link needs."""
     from gate.boxoffice.pretix import load_pretix_key_file
     p = cfg.pretix
     for path in p.public_keys:

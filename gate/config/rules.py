@@ -47,6 +47,7 @@ def pin():
 
 
 def check_choices(obj, prefix: str, fail: Fail) -> None:
+    """Every `choice()` field of the section holds one of its options."""
     for f in dataclasses.fields(obj):
         allowed = f.metadata.get("choices")
         if allowed and getattr(obj, f.name) not in allowed:
@@ -54,6 +55,7 @@ def check_choices(obj, prefix: str, fail: Fail) -> None:
 
 
 def check_ranges(obj, prefix: str, fail: Fail) -> None:
+    """Every `ranged()` field of the section lies within its bounds."""
     for f in dataclasses.fields(obj):
         if "range" in f.metadata:
             low, high, what = f.metadata["range"]
@@ -65,6 +67,7 @@ def check_ranges(obj, prefix: str, fail: Fail) -> None:
 
 
 def check_range(fail: Fail, dotted: str, value, low=None, high=None, what: str = "") -> None:
+    """`value` (None = not set) between `low` and `high`, or a message saying the bounds."""
     if value is None:
         return
     if (low is not None and value < low) or (high is not None and value > high):
@@ -92,6 +95,7 @@ def check_pins(fail: Fail, sections) -> None:
 
 
 def check_venue(fail: Fail, dotted: str, venue: str) -> None:
+    """A venue id as the bus accepts it (gate/core/ids.py)."""
     problem = ids.id_problem(venue)
     if problem:
         fail(dotted, problem)
@@ -106,6 +110,7 @@ def check_events(fail: Fail, dotted: str, events) -> None:
 
 
 def check_time_of_day(fail: Fail, dotted: str, value: str) -> None:
+    """A time of day ("HH:MM") or empty, as gate/core/timeofday.py reads it."""
     from gate.core.timeofday import parse_time_of_day
     try:
         parse_time_of_day(value)

@@ -23,6 +23,7 @@ class SigningSection:
 
 
 def check(cfg, fail: Fail) -> None:
+    """Every key file a key names loads now, as what the key says it is."""
     from gate.boxoffice.keys import load_private_key, load_public_key, load_secret
     s = cfg.signing
     # pretix's keys come in other forms (base64 of PEM): gate/config/pretix.py loads those.

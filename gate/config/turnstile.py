@@ -28,6 +28,7 @@ class TurnstileSection:
 
 
 def check(cfg, fail: Fail) -> None:
+    """A gate's turnstile timings are in range; a passage sensor needs a relay."""
     if cfg.gate is None:
         return
     t = cfg.turnstile
