@@ -250,7 +250,7 @@ def test_lists_bomb_is_bounded_in_memory_and_time(tmp_path):
 
 def test_lists_applying_a_big_list_never_blocks_the_scan_loop(tmp_path, venue_keys):
     """While a 100,000-ticket list is swapped in, the loop's reads and its write after an admission
-    (as in Scanner.admit_code) stay fast: the list and the record of use are separate files."""
+    (as in Admission.present) stay fast: the list and the record of use are separate files."""
     tickets = [Ticket(f"N{i}", "eve", f"CODE-{i:07d}", holder=f"Holder {i}") for i in range(100_000)]
     payload = venue_keys.pack(tickets, seq=1)
     writer = TicketStore(tmp_path / "tickets.db")

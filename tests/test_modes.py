@@ -54,7 +54,7 @@ def gate(tmp_path, mock_factory, tickets_csv, frames, fps=0, **kw):
     real_show = fb.show
     fb.show = lambda reason, level="", lines=(): (shown.append((reason, tuple(lines))), real_show(reason, level, lines))
     s = Scanner(cfg, MemorySource(paced(frames) if fps == 0 else frames, fps), feedback=fb, pin_factory=mock_factory,
-                connect=kw.get("mqtt_on", False), on_verdict=lambda v, e: verdicts.append((v, e)))
+                connect=kw.get("mqtt_on", False), on_verdict=lambda v, w, e: verdicts.append((v, e)))
     return s, verdicts, shown
 
 
@@ -208,7 +208,7 @@ def test_modes_handheld_second_button_toggles_lookup(tmp_path, mock_factory, tic
     st.close()
     verdicts = []
     s = Scanner(cfg, MemorySource(paced(frames()), 0), pin_factory=mock_factory, connect=False,
-                on_verdict=lambda v, e: verdicts.append((v, e)))
+                on_verdict=lambda v, w, e: verdicts.append((v, e)))
     assert s.run() == 0
     assert [(e.mode, v.reason) for v, e in verdicts] == [("info", "ok"), ("live", "ok")]
 

@@ -123,7 +123,7 @@ def test_mqtt_used_ticket_sync_between_gates(tmp_path, broker, mock_factory, tic
     wait_for(lambda: b.store.history("T1").inside, what="sync to door-b")
     assert time.monotonic() - t0 < 1.0
     verdicts = []
-    b.on_verdict = lambda v, e: verdicts.append(v)
+    b.on_verdict = lambda v, w, e: verdicts.append(v)
     go.set()
     tb.join(20)
     assert [v.reason for v in verdicts] == ["already_used"] and "door-a" in verdicts[0].detail

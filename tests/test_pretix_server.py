@@ -259,7 +259,7 @@ def test_pretix_checkin_made_in_pretix_is_already_used_at_the_gate(pretix, broke
             yield from [compose(code, "clean", rng=rng)] * 4 + [empty] * 20
     verdicts = []
     status_col = Collector(broker.port, "gate/hall/door-a/status")
-    s = Scanner(cfg, MemorySource(frames(), 20), pin_factory=mock_factory, on_verdict=lambda v, e: verdicts.append(v))
+    s = Scanner(cfg, MemorySource(frames(), 20), pin_factory=mock_factory, on_verdict=lambda v, w, e: verdicts.append(v))
     th = threading.Thread(target=s.run)
     th.start()
     try:

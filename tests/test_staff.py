@@ -91,7 +91,7 @@ def test_staff_forged_card_through_the_loop(tmp_path, mock_factory):
     frames = [EMPTY] * 3 + [compose(sign(other, CARD, "Mallory", "clear", int(time.time())), "clean", rng=RNG)] * 3
     verdicts = []
     s = Scanner(cfg, MemorySource(frames + [EMPTY] * 3, 0), pin_factory=mock_factory, connect=False,
-                on_verdict=lambda v, e: verdicts.append((v.result, v.reason, e.ticket)))
+                on_verdict=lambda v, w, e: verdicts.append((v.result, v.reason, e.ticket)))
     assert s.run() == 0
     assert [(r, why) for r, why, _ in verdicts] == [("rejected", "forged")]
     assert verdicts[0][2].startswith("h:")   # the code itself never goes on the wire

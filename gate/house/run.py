@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from gate.core.errors import ConfigError
+from gate.core.errors import ConfigError, GateError
 from gate.house import attendance
 from gate.house.service import HouseService
 
@@ -43,9 +43,8 @@ def main(args) -> int:
         svc.start()
     except OSError as exc:
         svc.close()
-        print(f"gate: house.listen: cannot listen on {cfg.house.listen} ({exc.strerror or exc}): "
-              "is another house service (or the demo) already running?", file=sys.stderr)
-        return 1
+        raise GateError(f"house.listen: cannot listen on {cfg.house.listen} ({exc.strerror or exc}): "
+                        "is another house service (or the demo) already running?") from exc
     log.info("dashboard on http://%s/", cfg.house.listen)
     from gate.core import systemd
     systemd.notify("READY=1")
