@@ -54,7 +54,10 @@ class Config:
 
     @property
     def venue(self) -> str:
-        return self.gate.venue if self.gate else self.house.venue
+        if self.gate is not None:
+            return self.gate.venue
+        assert self.house is not None, "parse() refuses a config with neither [gate] nor [house]"
+        return self.house.venue
 
 
 # Each section's module, in the order its checks run: who the gate is first (the bus identity), the

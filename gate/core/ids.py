@@ -8,6 +8,7 @@ a receiver would drop, with the reason from here: a gate the bus cannot hear mus
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 ID_MAX = 64        # venue and gate ids: a topic level and a broker user name
 EVENT_MAX = 128    # event ids: pretix slugs and `<slug>-<subevent id>`
@@ -40,12 +41,12 @@ RESERVED_EVENTS = {
 }
 
 
-def is_id(text) -> bool:
+def is_id(text: object) -> TypeGuard[str]:
     """A venue or gate id as receivers accept it: 1-64 of [A-Za-z0-9_-]."""
     return type(text) is str and ID_RE.fullmatch(text) is not None
 
 
-def is_event(text) -> bool:
+def is_event(text: object) -> TypeGuard[str]:
     """An event id as a scan event may carry it: empty (unknown) or topic-safe, and not reserved."""
     return type(text) is str and EVENT_RE.fullmatch(text) is not None and text not in RESERVED_EVENTS
 
