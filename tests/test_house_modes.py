@@ -121,7 +121,7 @@ def test_house_venue_live_clears_the_rehearsal(tmp_path, broker):
     import paho.mqtt.client as mqtt
 
     from gate.boxoffice.keys import load_private_key
-    from gate.boxoffice.staff import CONTROL, sign
+    from gate.boxoffice.staff import sign_control
     from tests.conftest import run_gate_cli
     cfg, kp = staff_house(tmp_path, broker)
     svc = HouseService(cfg)
@@ -144,7 +144,7 @@ def test_house_venue_live_clears_the_rehearsal(tmp_path, broker):
         wait_for(lambda: eve(api(cfg))["admitted"] == 1, what="live scan counted")
         # hostile control messages: a replay of the recorded rehearsal switch, another key, junk
         intruder = load_private_key(tmp_path / "keys" / "intruder.key")
-        for junk in (recorded, sign(intruder, CONTROL, "x", "test", int(time.time()) + 5), b"\xff" * 40,
+        for junk in (recorded, sign_control(intruder, "hall", "x", "test", int(time.time()) + 5), b"\xff" * 40,
                      b"GC1:" + b"0" * 5000, b"GC1:%%%", b"", b"\x00"):
             c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
             c.connect("127.0.0.1", broker.port)

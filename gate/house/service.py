@@ -56,7 +56,7 @@ class HouseService:
         self.rehearsal = HouseCounts()         # `test` scans: shown apart, never in the house count
         self.lookups: dict[str, int] = defaultdict(int)   # `info` scans per event: never counted
         self.checkout = checkout.CheckOut(self.db, cfg.house.checkout)
-        self.venue_mode = VenueMode(self.db, StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys]))
+        self.venue_mode = VenueMode(self.db, StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys], cfg.venue))
         self.ids: set[tuple[str, str]] = set()   # (gate, event id) stored
         self.holders: dict[str, tuple] = {}
         self.lists = HouseLists(cfg)
