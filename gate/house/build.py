@@ -118,9 +118,9 @@ def init_log(cfg) -> AttendanceLog:
     return attendance
 
 
-def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut) -> HouseState:
-    """The counts rebuilt from the attendance log."""
-    state = HouseState(cfg.house.capacity)
+def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut, mode: str = "live") -> HouseState:
+    """The counts rebuilt from the attendance log; `mode` is the venue's as last applied."""
+    state = HouseState(cfg.house.capacity, mode)
     stored = []
 
     def events():
@@ -177,9 +177,10 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
         log.info("holder directory updated: %d tickets", len(holders))
 
     def on_control(payload: bytes) -> None:
-        """The venue's mode (gate/house/venuemode.py); going live clears the rehearsal counts."""
-        if venue_mode.apply(payload) == "live":
-            state.go_live()
+        """The venue's mode (gate/house/venuemode.py), verified there; going live clears the rehearsal counts."""
+        mode = venue_mode.apply(payload)
+        if mode is not None:
+            state.set_mode(mode)
         state.mark_dirty()
 
     def on_report(gate: str, kind: str, obj: dict) -> None:
@@ -192,15 +193,6 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
                   on_stored=pretix.wake if pretix is not None else None)
 
 
-def init_query(cfg, state: HouseState, attendance: AttendanceLog, venue_mode: VenueMode, lists: HouseLists,
-               intake: Intake, pretix) -> HouseQuery:
-    """The read side, with what the dashboard shows beside the state."""
-    ingest = intake.ingest
-    return HouseQuery(cfg.house.venue, state, attendance, mode=lambda: venue_mode.mode,
-                      ticket_lists=lists.report, held=lambda: len(ingest.unstored),
-                      pretix=pretix.status if pretix is not None else None)
-
-
 def build_house(cfg, *, serve: bool = True) -> HouseParts:
     """Build every part of the house that `cfg` describes. `serve=False`: only the attendance
     log and the counts rebuilt from it (for an export beside a running house)."""
@@ -208,20 +200,22 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
     try:
         parts.log = attendance = init_log(cfg)
         parts.checkout = checkout = CheckOut(attendance.db, cfg.house.checkout)
-        parts.state = state = init_state(cfg, attendance, checkout)
         if not serve:
+            parts.state = state = init_state(cfg, attendance, checkout)
             parts.query = HouseQuery(cfg.house.venue, state, attendance)
             return parts
         token = init_token(cfg)
         parts.venue_mode = venue_mode = VenueMode(
             attendance.db, StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys]))
+        parts.state = state = init_state(cfg, attendance, checkout, venue_mode.mode)
         parts.lists = lists = HouseLists(cfg)
         parts.bus = bus = init_bus(cfg, state)
         parts.pretix = pretix = init_pretix(cfg, state, bus)
         parts.publisher = publisher = Publisher(cfg.house.venue, state, bus.publish, bus.connected)
-        parts.intake = intake = init_intake(cfg, state, attendance, bus, checkout, lists, venue_mode, publisher,
-                                            pretix)
-        parts.query = query = init_query(cfg, state, attendance, venue_mode, lists, intake, pretix)
+        parts.intake = init_intake(cfg, state, attendance, bus, checkout, lists, venue_mode, publisher,
+                                   pretix)
+        parts.query = query = HouseQuery(cfg.house.venue, state, attendance, ticket_lists=lists.report,
+                                         pretix=pretix.status if pretix is not None else None)
         parts.web = web = Dashboard(query.api, cfg.house.listen, token)
         # The callbacks that close the circle: paho's thread tells the publisher, the publisher the dashboards.
         bus.on_online = publisher.online

@@ -176,6 +176,7 @@ class Ingest:
             log.error("attendance log refused %d scan events (%s); holding them, unacknowledged, to try again",
                       len(waiting), exc)
         self.unstored += waiting
+        self.state.set_held(len(self.unstored))
         self._retry_at = time.monotonic() + RETRY_S
 
     def retry_due(self) -> list:
@@ -183,4 +184,5 @@ class Ingest:
         if not self.unstored or time.monotonic() < self._retry_at:
             return []
         out, self.unstored = self.unstored, []
+        self.state.set_held(0)   # whatever the database refuses again is held again
         return out

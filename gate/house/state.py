@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 
 
 class HouseState:
-    """The house's live state; `capacity` is `[house] capacity` (event -> seats)."""
+    """The house's live state; `capacity` is `[house] capacity` (event -> seats), `mode` the venue's."""
 
-    def __init__(self, capacity: dict):
+    def __init__(self, capacity: dict, mode: str = "live"):
         self.lock = threading.Lock()
         self.capacity = dict(capacity)
         self.counts = HouseCounts()
@@ -42,6 +42,8 @@ class HouseState:
         self.gaps = GapTracker()
         self.drops = Drops(log, "message")   # dropped by kind (thread-safe itself): `malformed` in /api/house
         self.duplicates = 0
+        self.held_for_database = 0   # events a refusing database holds up (gate/house/ingest.py)
+        self.mode = mode             # the venue's (gate/house/venuemode.py)
         self._dirty: set[str] = set(self.capacity)   # "" = something besides a performance's counts changed
 
     # -- what changed, for the publisher (any thread) ----------------------------
@@ -143,11 +145,17 @@ class HouseState:
         with self.lock:
             self.holders = holders
 
-    def go_live(self) -> None:
-        """The venue went live: what the rehearsal counted is gone."""
+    def set_mode(self, mode: str) -> None:
+        """The venue's mode, as applied; going live clears what the rehearsal counted."""
         with self.lock:
-            self.rehearsal = HouseCounts()
+            self.mode = mode
+            if mode == "live":
+                self.rehearsal = HouseCounts()
             self._dirty.add("")
+
+    def set_held(self, n: int) -> None:
+        with self.lock:
+            self.held_for_database = n
 
     # -- gates -----------------------------------------------------------------------
     def _seen(self, gate: str) -> bool:
@@ -217,7 +225,8 @@ class HouseState:
                                      for g in self.gates.values()), key=lambda g: g["gate"]),
                     "arrivals": list(self.counts.arrivals)[::-1][:50],
                     "rehearsal": [self.rehearsal.detail(ev) for ev in sorted(set(self.rehearsal.events) - {""})],
-                    "lookups": dict(self.lookups),
+                    "lookups": dict(self.lookups), "mode": self.mode,
                     "malformed": self.drops.snapshot(), "duplicates": self.duplicates,
-                    "gates_untracked": self.gaps.untracked_gates, "gaps_untracked": self.gaps.untracked_gaps,
+                    "limits": {"gates_untracked": self.gaps.untracked_gates, "gaps_untracked": self.gaps.untracked_gaps,
+                               "held_for_database": self.held_for_database},
                     "unattributed": self.counts.unattributed()}
