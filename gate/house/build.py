@@ -121,15 +121,10 @@ def init_log(cfg) -> AttendanceLog:
 def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut, mode: str = "live") -> HouseState:
     """The counts rebuilt from the attendance log; `mode` is the venue's as last applied."""
     state = HouseState(cfg.house.capacity, mode)
-    stored = []
-
-    def events():
-        for e in attendance.events():
-            stored.append(e)
-            yield e
-    n = state.restore(events(), attendance.holders())
+    stored = list(attendance.events())   # held only while starting: the counts keep most of them anyway
+    n = state.restore(stored, attendance.holders())
     for e in stored:
-        checkout.note(e)
+        checkout.note(e)   # an entry from before the last check-out, stored after it, is checked out at the next look
     if n:
         log.info("restored %d scan events from the attendance log", n)
     return state
