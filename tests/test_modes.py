@@ -235,7 +235,7 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
     """The venue rehearses (two test entries, one of them twice), goes live with one command, and the real
     first entries are neither `already_used` nor mixed into the house count."""
     from gate.config import parse
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     from tests.conftest import run_gate_cli
     from tests.test_mqtt import api, eve, house_config
     card(tmp_path, "entry")
@@ -243,7 +243,7 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
     text = open(hpath).read() + f'\n[signing]\nstaff_keys = ["{tmp_path / "keys" / "staff.pub"}"]\n'
     open(hpath, "w").write(text)
     hcfg = parse(text, hpath)
-    house = HouseService(hcfg)
+    house = build_house(hcfg)
     house.start()
     live, rehearse = threading.Event(), threading.Event()
 
@@ -294,11 +294,11 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
 def test_modes_staff_card_reported_on_status_and_dashboard(tmp_path, broker, mock_factory, tickets_csv):
     import json
 
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     from tests.conftest import Collector
     from tests.test_mqtt import api, house_config
     hcfg = house_config(tmp_path, broker.port)
-    house = HouseService(hcfg)
+    house = build_house(hcfg)
     house.start()
     col = Collector(broker.port, "gate/hall/door-a/status")
     go = threading.Event()

@@ -139,7 +139,7 @@ def test_staff_live_card_turned_into_a_control_message_and_back(tmp_path, broker
     """A photographed `test` card published as a venue control message moves neither a gate nor the house;
     a recorded `test` control message shown as a card at the gate is forged."""
     from gate.config import parse
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     from tests.test_mqtt import _publish_raw, api, house_config
     caplog.set_level(logging.WARNING)
     photographed = card(tmp_path, "test", name="Photographed")
@@ -147,7 +147,7 @@ def test_staff_live_card_turned_into_a_control_message_and_back(tmp_path, broker
     text = open(hpath).read() + f'\n[signing]\nstaff_keys = ["{tmp_path / "keys" / "staff.pub"}"]\n'
     open(hpath, "w").write(text)
     hcfg = parse(text, hpath)
-    house = HouseService(hcfg)
+    house = build_house(hcfg)
     house.start()
     recorded = sign_control(load_private_key(tmp_path / STAFF_KEY), "hall", "box office", "test", int(time.time()))
     go = threading.Event()
