@@ -15,8 +15,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gate.bus.broker import free_port
-from gate.config.schema import parse
-from gate.house.service import HouseService
+from gate.config import parse
+from gate.house.build import build_house
 from gate.link import GateLink
 from gate.state.outbox import Outbox
 from tests.conftest import TICKETS_CSV, run_gate_cli, wait_for
@@ -272,7 +272,7 @@ def test_boxoffice_wrong_party_config_refused_before_the_broker(tmp_path, venue)
 
 def _house(venue):
     cfg = venue.house()
-    svc = HouseService(parse(cfg.read_text(), str(cfg)))
+    svc = build_house(parse(cfg.read_text(), str(cfg)))
     svc.start()
     assert svc.connected.wait(10), "the house connects"
     return svc
@@ -402,7 +402,7 @@ def test_boxoffice_each_kind_of_miss_is_named_with_what_to_check(tmp_path, broke
     from tests.test_mqtt import _publish_retained, house_config
     staff, staff_pub = new_keypair(tmp_path / "keys", "staff")
     hcfg = house_config(tmp_path, broker.port, signing=f'[signing]\nstaff_keys = ["{staff_pub}"]\n')
-    svc = HouseService(hcfg)
+    svc = build_house(hcfg)
     svc.start()
     later = 2 ** 31   # a control message applied after ours
     for gate, status in (

@@ -12,8 +12,8 @@ from PIL import Image
 
 from gate.bus.broker import free_port
 from gate.cli.main import build_parser
-from gate.config.schema import load
-from gate.house.service import HouseService
+from gate.config import load
+from gate.house.build import build_house
 from gate.sim.render import compose
 from tests.conftest import REPO, TICKETS_CSV, boxoffice_config, run_gate_cli
 
@@ -68,9 +68,14 @@ def test_cli_exits_every_command_handler_returns_an_int(tmp_path, broker):
     running.write_text(f'[house]\nvenue="hall"\nlisten="127.0.0.1:{free_port()}"\n[mqtt]\nhost="127.0.0.1"\n'
                        f'port={broker.port}\n[storage]\ndir="{tmp_path}/running-house"\n'
                        f'[signing]\nstaff_keys=["{pub}"]\n')
-    svc = HouseService(load(running))
-    svc.start()
-    assert svc.connected.wait(10)
+    house_parts = build_house(load(running))
+    house_parts.start()
+    assert house_parts.bus.connected.wait(10)
+    from gate.boxoffice.keys import new_secret
+    list_key, _ = new_keypair(tmp_path / "keys", "boxoffice")
+    # the box office publishes lists (and, with them, revoked staff cards) and switches the venue
+    box = boxoffice_config(tmp_path, broker.port, signing=f'[signing]\nlist_signing_key="{list_key}"\n'
+                           f'venue_secret="{new_secret(tmp_path / "keys", "venue")}"\n')
     runs = {
         "scan": ["-c", gate, "--source", f"replay:{frames}@30", "--offline"],
         "decode": [image],
@@ -80,7 +85,9 @@ def test_cli_exits_every_command_handler_returns_an_int(tmp_path, broker):
         "demo": ["--duration", "1", "--listen", f"127.0.0.1:{free_port()}"],
         "tickets import": ["-c", gate, tickets],
         "tickets issue": ["--key", key, "--event", "eve", "--count", "2", "--no-png", "--out", tmp_path / "issued"],
-        "staff issue": ["--key", key, "--name", "Ada", "--action", "entry", "--out", tmp_path / "cards"],
+        "staff issue": ["--key", key, "--name", "Ada", "--action", "entry", "--venue", "hall", "--out",
+                        tmp_path / "cards"],
+        "staff revoke": ["-c", box, "00000000000000aa", "--allow-empty"],
         "venue": ["test", "-c", box, "--key", key],
         "keys new": ["--out", tmp_path / "more-keys"],
         "broker config": ["--out", tmp_path / "broker-conf", "--venue", "hall"],
@@ -97,7 +104,7 @@ def test_cli_exits_every_command_handler_returns_an_int(tmp_path, broker):
             assert p.returncode == 0 and out.exists(), f"{command}: {p.stderr[-2000:]}"
             assert json.loads(out.read_text()) == ["int", 0], command
     finally:
-        svc.close()
+        house_parts.close()
 
 
 def test_cli_exits_bad_input_is_2_runtime_failure_is_1_and_never_a_traceback(tmp_path):
@@ -127,7 +134,12 @@ def test_cli_exits_bad_input_is_2_runtime_failure_is_1_and_never_a_traceback(tmp
          "gate: tickets issue:"),
         (["tickets", "issue", "--key", tmp_path / "no.key", "--event", "e", "--count", "1", "--out", tmp_path / "i"], 2,
          "no.key"),
-        (["staff", "issue", "--key", not_a_key, "--name", "Ada", "--out", tmp_path / "c"], 2, "gate: staff issue:"),
+        (["staff", "issue", "--key", not_a_key, "--name", "Ada", "--venue", "hall", "--out", tmp_path / "c"], 2,
+         "gate: staff issue:"),
+        (["staff", "revoke", "-c", house, "00000000000000aa"], 2, "gate: staff revoke: " + f"{house} is the house's"),
+        (["staff", "revoke", "-c", boxoffice_config(tmp_path, free_port(), name="nokeys"), "not-a-card-id"], 2,
+         "gate: staff revoke: not a card id"),
+        (["staff", "revoke", "-c", tmp_path / "nokeys.toml", "00000000000000aa"], 2, "signing.list_signing_key"),
         (["venue", "live", "-c", gate, "--key", not_a_key], 2, "gate: venue:"),
         (["keys", "new", "--out", tmp_path / "k", "--name", "../x"], 2, "letters, digits"),
         (["broker", "config", "--out", tmp_path / "b"], 2, "needs --venue or -c HOUSE_CONFIG"),

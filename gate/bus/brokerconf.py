@@ -35,9 +35,10 @@ import socket
 from pathlib import Path
 
 from gate.bus import topics, values
+from gate.core import ids
 from gate.core.errors import GateError
 
-HOUSE, BOXOFFICE = "house", "boxoffice"
+HOUSE, BOXOFFICE = ids.HOUSE, ids.BOXOFFICE   # broker users beside the gates
 PBKDF2_ITERATIONS = 101   # what mosquitto_passwd 2.0 writes (and so what the broker expects to check quickly)
 CERT_DAYS = 10 * 365
 
@@ -71,7 +72,7 @@ def acl_text(venue: str, gates: list[str], dashboards: list[str]) -> str:
             "# `pretix` (check-ins recorded in pretix by something other than a gate).",
             f"user {HOUSE}", f"topic read {root}/#", f"topic write {root}/house/#",
             f"topic write {root}/+/resend", f"topic write {topics.tickets(venue)}",
-            f"topic write {topics.scan(venue, 'pretix')}", "topic write homeassistant/#", "",
+            f"topic write {topics.scan(venue, ids.PRETIX)}", "topic write homeassistant/#", "",
             "# the box office: publishes the (signed) ticket list and the venue control message (`gate venue",
             "# live|test`, signed with the staff key), and reads every party's status to confirm they followed.",
             f"user {BOXOFFICE}", f"topic readwrite {topics.tickets(venue)}",
@@ -247,6 +248,8 @@ def write_config(out, venue: str, gates: list[str], dashboards: list[str], hosts
                 raise BrokerConfigError(f"{kind} id {n!r}: letters, digits, '_' and '-' only")
             if n in reserved:
                 raise BrokerConfigError(f"{kind} id {n!r} is reserved for the {n} user")
+            if kind == "gate" and ids.gate_id_problem(n):   # the same rule as `gate config check`
+                raise BrokerConfigError(f"gate id {ids.gate_id_problem(n)}")
     both = set(gates) & set(dashboards)
     if both:
         raise BrokerConfigError(f"{', '.join(sorted(both))}: a name is either a gate or a dashboard")

@@ -25,7 +25,6 @@ HEALTH_FLAGS = ("camera_ok", "free_passage", "clock_synced", "disk_full")
 HEALTH_TEXT = ("fault",)
 HEALTH_COUNTERS = ("dropped", "malformed_payloads", "rejected_codes", "bus_drops")
 STATES = ("online", "offline")
-SERIES_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _json(data, max_bytes: int):
@@ -125,7 +124,7 @@ def _ticket_lists(tl) -> dict:
         return {}
     out = {}
     applied = tl.get("applied")
-    if type(applied) is dict and type(applied.get("series")) is str and SERIES_RE.match(applied["series"]) \
+    if type(applied) is dict and values.is_id(applied.get("series")) \
             and type(applied.get("seq")) is int and 0 < applied["seq"] < 2 ** 53:
         out["list"] = f"{applied['series']}/{applied['seq']}"
     refused = _counters(tl.get("rejected"))

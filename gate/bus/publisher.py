@@ -51,6 +51,7 @@ class BusSession:
         self._pubacks: dict[int, Any] = {}    # mid -> the PUBACK's reason code
         self._subacks: dict[int, list] = {}
         self.latest: dict[str, bytes] = {}   # topic -> newest payload (bounded: MAX_TOPICS, MAX_PAYLOAD)
+        self._limits: dict[str, int] = {}    # a larger bound for one named topic (read_retained)
         self.received = 0                    # messages taken in: a waiter's "something changed"
         self.client.on_connect = guarded(self._on_connect)
         self.client.on_disconnect = guarded(self._on_disconnect)
@@ -81,7 +82,7 @@ class BusSession:
             self._cv.notify_all()
 
     def _on_message(self, client, userdata, msg):
-        if len(msg.payload) > MAX_PAYLOAD:
+        if len(msg.payload) > self._limits.get(msg.topic, MAX_PAYLOAD):
             return
         with self._cv:
             if msg.topic in self.latest or len(self.latest) < MAX_TOPICS:
@@ -147,6 +148,15 @@ class BusSession:
         if self._closed is not None:
             return f"{where(self.m)} closed the connection while {doing} ({self._closed})" + (f": {hint}" if hint else "")
         return f"{where(self.m)} did not acknowledge {doing} within {self.timeout:g} s"
+
+    def read_retained(self, topic: str, timeout: float, max_bytes: int = MAX_PAYLOAD) -> Optional[bytes]:
+        """The message retained on one topic (no wildcards), None when there is none: it comes right
+        after the SUBACK, so a short wait tells. Up to `max_bytes` (a ticket list is large)."""
+        self._limits[topic] = max_bytes
+        self.subscribe(topic)
+        self._wait(lambda: topic in self.latest, timeout)
+        with self._cv:
+            return self.latest.get(topic)
 
     def wait_change(self, seen: int, timeout: float) -> int:
         """Wait until a message arrives after the `seen`-th (or the timeout); returns the count now.

@@ -1,4 +1,4 @@
-"""The box office's commands: `gate tickets import|issue`, `gate keys new`, `gate staff issue`,
+"""The box office's commands: `gate tickets import|issue`, `gate keys new`, `gate staff issue|revoke`,
 `gate venue live|test`. The work is done in gate/boxoffice/; these say what each command takes
 and what it answers."""
 
@@ -14,8 +14,8 @@ def boxoffice_config(path, command: str):
     """The box office's own config, or BadUsage (exit 2) naming the one to use: read before anything
     touches the broker, so the house's or a gate's identity is never borrowed (docs/contract.md,
     "Three parties, three identities")."""
+    from gate.config import load
     from gate.config.boxoffice import party_of
-    from gate.config.schema import load
     party = party_of(path)
     if party in ("house", "gate"):
         whose = "the house's" if party == "house" else "a gate's"
@@ -61,8 +61,8 @@ def tickets_import(args) -> int:
     """`gate tickets import -c FILE TICKETS`: into a gate's store, or (--publish, the box office) signed to
     every gate, waiting until each gate on the roster runs it."""
     from gate.boxoffice.ticketfile import read_ticket_file
+    from gate.config import load
     from gate.config.boxoffice import party_of
-    from gate.config.schema import load
     from gate.core.progress import Progress
     from gate.core.storage import GateFiles
     from gate.state.tickets import TicketStore
@@ -138,17 +138,54 @@ def tickets_issue(args) -> int:
 
 
 def staff_issue(args) -> int:
-    """`gate staff issue`: a signed staff card (QR PNG) per action; the key from -c's [signing] staff_key."""
-    from gate.boxoffice.issue import issue_staff
+    """`gate staff issue`: a signed staff card (QR PNG) per action, for one venue, with an end; signed
+    with the box office's [signing] staff_key (-c boxoffice.toml), or --key with --venue."""
+    from gate.boxoffice.staffcards import issue_staff
+    venue = args.venue or ""
     if args.config:
         cfg = boxoffice_config(args.config, "staff issue")
         args.key = args.key or cfg.signing.staff_key
+        venue = venue or cfg.venue
     if not args.key:
         raise BadUsage("staff issue: no staff key: give -c boxoffice.toml (its [signing] staff_key) or --key")
+    if not venue:
+        raise BadUsage("staff issue: a card is signed for one venue: give -c boxoffice.toml or --venue VENUE")
     try:
-        return issue_staff(args)
-    except ValueError as exc:   # a key that is not an Ed25519 private key, a bad --valid-until
+        return issue_staff(args, venue)
+    except ValueError as exc:   # a key that is not an Ed25519 private key, a bad --valid-until/--valid-days
         raise BadUsage(f"staff issue: {exc}") from exc
+
+
+def staff_revoke(args) -> int:
+    """`gate staff revoke`: revoked cards recorded and carried by the signed list to every gate; waits
+    until each gate on the roster runs that list."""
+    from gate.boxoffice import confirm
+    from gate.boxoffice.publish import ListPublisher
+    from gate.boxoffice.revokedcards import CARD_ID_RE
+    from gate.boxoffice.staffcards import revoke_staff
+    from gate.bus import topics
+    from gate.bus.client import BusError
+    from gate.bus.publisher import BusSession, session_id
+    cfg = boxoffice_config(args.config, "staff revoke")
+    bad = [c for c in args.card_ids if not CARD_ID_RE.match(c.strip().lower())]
+    if bad:   # said before anything is recorded or sent
+        raise BadUsage(f"staff revoke: not a card id (16 hex digits, printed on the card): {bad[0]!r}")
+    ListPublisher.from_config(cfg, role="boxoffice")   # the list signing key and venue secret (exit 2 naming them)
+    parties = _roster(cfg)
+    wait_s = args.wait if args.wait is not None else cfg.boxoffice.wait_s
+    try:
+        # one connection: a second one under the box office's user would push this one off the broker
+        with BusSession(cfg.mqtt, session_id("boxoffice", cfg.venue)) as bus:
+            bus.subscribe(topics.statuses(cfg.venue))
+            try:
+                series, seq = revoke_staff(cfg, args.card_ids, args.allow_empty, session=bus)
+            except ValueError as exc:   # not a card id
+                raise BadUsage(f"staff revoke: {exc}") from exc
+            answers = confirm.await_answers(bus, cfg.venue, parties, confirm.list_judge(series, seq), wait_s)
+    except BusError as exc:
+        raise CommandFailed(f"staff revoke: {exc}") from exc
+    return _confirmed(answers, f"list {series}/{seq}", wait_s,
+                      "no gate on the roster and none has a status on the broker: nobody confirmed it")
 
 
 def venue(args) -> int:
@@ -158,7 +195,7 @@ def venue(args) -> int:
 
     from gate.boxoffice import confirm
     from gate.boxoffice.keys import load_private_key
-    from gate.boxoffice.staff import CONTROL, sign
+    from gate.boxoffice.staff import sign_control
     from gate.bus import topics
     from gate.bus.client import BusError
     from gate.bus.publisher import BusSession, session_id
@@ -166,14 +203,14 @@ def venue(args) -> int:
     key_path = args.key or cfg.signing.staff_key
     if not key_path:
         raise BadUsage(f"venue: no staff key: set [signing] staff_key in {cfg.path} or give --key")
-    try:
-        key = load_private_key(key_path)
-    except ValueError as exc:
-        raise BadUsage(f"venue: {exc}") from exc
     gates = _roster(cfg)
     wait_s = args.wait if args.wait is not None else cfg.boxoffice.wait_s
     issued = int(time.time())
-    message = sign(key, CONTROL, args.by, args.mode, issued)
+    try:
+        key = load_private_key(key_path)
+        message = sign_control(key, cfg.venue, args.by, args.mode, issued)   # for this venue only
+    except ValueError as exc:
+        raise BadUsage(f"venue: {exc}") from exc
     try:
         with BusSession(cfg.mqtt, session_id("boxoffice", cfg.venue)) as bus:
             bus.subscribe(topics.statuses(cfg.venue))   # the house's and the gates' (retained) statuses
@@ -226,8 +263,8 @@ _KEY_USES = {"list_signing_key": ("signs ticket lists", "goes in every gate's an
 def _keys_of_config(path) -> int:
     """Make the box office's keys where its config names them (existing ones are kept), then check it."""
     from gate.boxoffice.keys import new_keypair, new_secret
+    from gate.config import load
     from gate.config.boxoffice import key_paths, party_of
-    from gate.config.schema import load
     if party_of(path) != "boxoffice":
         boxoffice_config(path, "keys new")   # says whose config it is instead (exit 2)
     named = key_paths(path)
@@ -281,14 +318,23 @@ def add_staff(sub) -> None:
     st = sub.add_parser("staff", help="staff cards").add_subparsers(dest="staff_cmd", required=True)
     s = st.add_parser("issue", help="make signed staff cards (a QR PNG per action) to print")
     s.add_argument("-c", "--config", help="the box office's config (its [signing] staff_key signs the cards)")
-    s.add_argument("--key", help="the staff private key instead (gate keys new --name staff)")
+    s.add_argument("--key", help="the staff private key instead (with --venue)")
     s.add_argument("--name", required=True, help="who holds the card (shown at the gate)")
     s.add_argument("--action", nargs="+", default=["all"],
                    choices=("all", "entry", "exit", "info", "test", "clear"),
                    help="what scanning the card does (default: one card for each)")
-    s.add_argument("--valid-until", help="ISO 8601; the card is refused after it")
+    s.add_argument("--valid-until", help="ISO 8601; the card is refused after it (instead of --valid-days)")
+    s.add_argument("--valid-days", type=float, default=30, help="the card's lifetime (default 30, at most 400)")
+    s.add_argument("--venue", help="the venue the card is for (default: the config's)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=staff_issue)
+    s = st.add_parser("revoke", help="revoke staff cards by id; the ticket list carries it to every gate at once")
+    s.add_argument("card_ids", nargs="+", metavar="CARD_ID", help="16 hex digits, printed on the card")
+    s.add_argument("-c", "--config", required=True, help="the box office's config (boxoffice.toml)")
+    s.add_argument("--allow-empty", action="store_true",
+                   help="no list is retained on the broker: publish one with no tickets, carrying the revocation")
+    s.add_argument("--wait", type=float, help="seconds to wait for the gates to apply it (default [boxoffice] wait_s)")
+    s.set_defaults(func=staff_revoke)
 
 
 def add_venue(sub) -> None:

@@ -11,7 +11,7 @@ def broker_config(args) -> int:
     from gate.bus import brokerconf
     venue = args.venue
     if not venue and args.config:
-        from gate.config.schema import load
+        from gate.config import load
         venue = load(args.config).venue
     if not venue:
         raise BadUsage("broker config needs --venue or -c HOUSE_CONFIG")

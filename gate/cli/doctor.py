@@ -159,7 +159,7 @@ def check_latch(cfg):
 
 def main(args) -> int:
     """Run the checks for the gate or house that `args.config` describes (or clear the latch)."""
-    from gate.config.schema import load
+    from gate.config import load
     cfg = load(args.config)
     if getattr(args, "clear_latch", False):
         from gate.modes import clear_latch_file

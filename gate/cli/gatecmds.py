@@ -32,7 +32,7 @@ def scan(args) -> int:
     from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError
 
     from gate.camera import open_source
-    from gate.config.schema import load
+    from gate.config import load
     from gate.scanner import Scanner
     from gate.sources.readers import is_reader, open_reader
     from gate.verdict_text import verdict_line
@@ -76,7 +76,7 @@ def decode(args) -> int:
     from gate.camera import load_grey
     from gate.decode import Decoder
     if args.config:
-        from gate.config.schema import load
+        from gate.config import load
         d = load(args.config).decode
     else:
         d = None
@@ -109,8 +109,7 @@ def doctor(args) -> int:
 
 def config_check(args) -> int:
     """`gate config check FILE`: parse and check a config; warnings on stderr."""
-    from gate.config.checks import warnings
-    from gate.config.schema import load
+    from gate.config import load, warnings
     cfg = load(args.file)
     kind = ("gate " + cfg.gate.id if cfg.gate else "house service for " + cfg.house.venue if cfg.house
             else "box office for " + cfg.venue)

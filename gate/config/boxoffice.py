@@ -20,32 +20,30 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from gate.bus import values
+from gate.config.rules import Fail, check_ranges, check_venue, ranged
+from gate.core import ids
 
-USER = "boxoffice"          # the box office's broker user (gate/bus/brokerconf.py: BOXOFFICE)
-WAIT_RANGE = (1.0, 600.0)   # seconds
+USER = ids.BOXOFFICE        # the box office's broker user (`gate broker config` makes it)
 
 
 @dataclass
 class BoxOfficeSection:
     venue: str = ""
     roster: str = ""         # the broker's roster.json (`gate broker config --out DIR`): the gates to hear from
-    wait_s: float = 20.0     # `gate venue` and `--publish` wait this long for every party to confirm
+    wait_s: float = ranged(20.0, 1, 600, " s")   # `gate venue` and `--publish` wait this long for confirmations
 
 
-def check(cfg, fail) -> None:
-    """The venue, the roster file, the wait, the broker user (its own) and the key files."""
+def check(cfg, fail: Fail) -> None:
+    """The venue, the roster file, the wait and the broker user (its own). Its key files are
+    [signing]'s (gate/config/signing.py: staff_key, list_signing_key, venue_secret)."""
     b = cfg.boxoffice
     if b is None:
         return
     if cfg.gate is not None or cfg.house is not None:
         fail("boxoffice", "the box office is a party of its own: its own config file (config/boxoffice.toml), "
                           "without [gate] or [house]")
-    if not values.is_id(b.venue):
-        fail("boxoffice.venue", "required, letters, digits, '_' and '-' only")
-    lo, hi = WAIT_RANGE
-    if not lo <= b.wait_s <= hi:
-        fail("boxoffice.wait_s", f"must be between {lo:g} and {hi:g} s")
+    check_venue(fail, "boxoffice.venue", b.venue)
+    check_ranges(b, "boxoffice", fail)
     if b.roster:
         from gate.bus.brokerconf import BrokerConfigError, read_roster
         try:
@@ -61,8 +59,6 @@ def check(cfg, fail) -> None:
         fail("mqtt.username", f"{cfg.mqtt.username!r}: the box office connects as its own broker user {USER!r} "
                               f"(gate broker config made users/{USER}.password); as any other party's user it "
                               "would push that party off the broker and wipe what is queued for it")
-    from gate.config.checks import check_key_files
-    check_key_files(cfg, fail)
 
 
 def party_of(path) -> str:
