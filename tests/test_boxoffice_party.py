@@ -433,3 +433,22 @@ def test_boxoffice_each_kind_of_miss_is_named_with_what_to_check(tmp_path, broke
         assert "reports no signed list" in lines_of(r.stdout, "door-card")[0]
     finally:
         svc.close()
+
+
+def test_boxoffice_a_second_command_at_once_ends_the_first_in_words_without_a_tug_of_war(tmp_path, venue):
+    """Both are the user `boxoffice` to the broker, which keeps the newer: the older says so (exit 1 in a
+    command) and never reconnects to push the newer off in turn."""
+    from gate.bus.client import BusError
+    from gate.bus.publisher import BusSession
+    cfg = parse(venue.boxoffice().read_text(), "boxoffice.toml")
+    first = BusSession(cfg.mqtt, "boxoffice-hall-1").open()
+    second = BusSession(cfg.mqtt, "boxoffice-hall-2").open()
+    try:
+        with pytest.raises(BusError, match="closed the connection while waiting for answers.*user 'boxoffice'"):
+            first.wait_change(first.received, 5)
+        time.sleep(2.5)   # longer than a client's reconnect delay (1 s)
+        second.publish("gate/hall/control", b"", retain=True)   # still connected: acknowledged
+        assert venue.log().count("Client boxoffice already connected") == 1
+    finally:
+        first.close()
+        second.close()

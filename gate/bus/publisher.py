@@ -45,6 +45,9 @@ class BusSession:
         self.timeout = timeout
         self.user = m.username or "(no user name)"
         self.client = make_client(m, client_id, protocol=mqtt.MQTTv5)
+        # No reconnecting (close() ends the wait): a new session would have lost the subscriptions, and
+        # under the broker's use_username_as_clientid it would push off whoever took this user's id meanwhile.
+        self.client.reconnect_delay_set(3600, 3600)
         self._cv = threading.Condition()
         self._connack = None
         self._closed = None            # the DISCONNECT reason (or the socket's end) once the broker let go
@@ -68,7 +71,8 @@ class BusSession:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._cv:
-            self._closed = reason_code
+            if self._closed is None:
+                self._closed = reason_code
             self._cv.notify_all()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
@@ -145,6 +149,9 @@ class BusSession:
             raise PublishRefused(f"{where(self.m)} refused user {self.user!r} publishing to {topic} ({rc}){hint}")
 
     def _gone(self, doing: str, hint: str = "") -> str:
+        if self._closed is not None and getattr(self._closed, "value", 0) == 0x8E:   # Session taken over
+            return (f"{where(self.m)} closed the connection while {doing}: another connection as user "
+                    f"{self.user!r} took over (another box-office command at the same time?); run it again")
         if self._closed is not None:
             return f"{where(self.m)} closed the connection while {doing} ({self._closed})" + (f": {hint}" if hint else "")
         return f"{where(self.m)} did not acknowledge {doing} within {self.timeout:g} s"
@@ -165,7 +172,8 @@ class BusSession:
             self._wait(lambda: self.received != seen, timeout)
         with self._cv:
             if self._closed is not None:
-                raise BusError(f"{where(self.m)} closed the connection while waiting for answers ({self._closed})")
+                raise BusError(self._gone("waiting for answers", f"did another connection as user {self.user!r} "
+                                          "(another box-office command) take over, or the broker restart?"))
             return self.received
 
     def snapshot(self) -> dict[str, bytes]:
