@@ -153,9 +153,9 @@ def core_names(core_dir) -> list[str]:
     return [str(n.value) for n in san]
 
 
-def write_entrance(out, venue: str, name: str, gates: list[str], hosts: list[str], core: str, *,
-                   core_ca, password_file, port: int = 8883, bind: str = "") -> dict:
-    """Write (or update) an entrance broker's directory: its gates' users and ACL, TLS, the bridge to `core`."""
+def _entrance_roster(out: Path, venue: str, name: str, gates: list[str], hosts: list[str], core: str,
+                     port: int) -> dict:
+    """Check what an entrance is asked to be, before anything is written; the roster of an earlier run."""
     if not values.is_id(venue):
         raise BrokerConfigError(f"venue {venue!r}: letters, digits, '_' and '-' only")
     brokerconf.check_names("bridge", [name])
@@ -166,21 +166,28 @@ def write_entrance(out, venue: str, name: str, gates: list[str], hosts: list[str
         raise BrokerConfigError("the broker certificate needs at least one host name or address")
     brokerconf.check_port(port)
     parse_core(core)
-    from gate.bus.tls import ca_file_problem
-    problem = ca_file_problem(str(core_ca))
-    if problem:
-        raise BrokerConfigError(f"core CA: {problem}")
-    password = read_password(password_file)
-    out = Path(out).resolve()
     roster = brokerconf._roster(out, venue)
     if (out / "roster.json").exists() and not roster.get("bridge"):
         raise BrokerConfigError(f"{out} holds a core broker's configuration (house, box office): give the "
                                 "entrance its own directory")
     if roster.get("bridge") and roster["bridge"]["name"] != name:
         raise BrokerConfigError(f"{out} is the broker of entrance {roster['bridge']['name']!r}, not {name!r}")
-    gates = sorted(set(gates) | set(roster["gates"]))
-    if not gates:
+    if not gates and not roster["gates"]:
         raise BrokerConfigError("an entrance needs its gates (--gates)")
+    return roster
+
+
+def write_entrance(out, venue: str, name: str, gates: list[str], hosts: list[str], core: str, *,
+                   core_ca, password_file, port: int = 8883, bind: str = "") -> dict:
+    """Write (or update) an entrance broker's directory: its gates' users and ACL, TLS, the bridge to `core`."""
+    out = Path(out).resolve()
+    roster = _entrance_roster(out, venue, name, gates, hosts, core, port)
+    from gate.bus.tls import ca_file_problem
+    problem = ca_file_problem(str(core_ca))
+    if problem:
+        raise BrokerConfigError(f"core CA: {problem}")
+    password = read_password(password_file)
+    gates = sorted(set(gates) | set(roster["gates"]))
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o750)
     if Path(core_ca).resolve() != out / "core-ca.crt":
@@ -210,18 +217,12 @@ def configure(out, venue: str, name: str, gates: list[str], hosts: list[str], co
     there) and `core_ca` and `password_file` are the copies of its ca.crt and users/NAME.password."""
     made_core = None
     if core_dir:
+        earlier = _entrance_roster(Path(out).resolve(), venue, name, gates, hosts, core, port)["gates"]
         host, _ = parse_core(core)
         names = core_names(core_dir)
         if names and host.strip("[]") not in names:
             raise BrokerConfigError(f"--core {host} is not a name in the core broker's certificate "
                                     f"({', '.join(names)}): use one of them, or add it there with --host")
-        earlier = []
-        try:
-            r = brokerconf._roster(Path(out).resolve(), venue)
-            if (r.get("bridge") or {}).get("name") == name:
-                earlier = r["gates"]
-        except BrokerConfigError:
-            pass   # write_entrance says what is wrong with `out`
         made_core = add_bridge(core_dir, venue, name, sorted(set(gates) | set(earlier)))
         core_ca, password_file = made_core["ca"], made_core["password_file"]
     if not core_ca or not password_file:

@@ -266,7 +266,13 @@ def check_port(port: int) -> None:
 def write_parties(out: Path, roster: dict) -> tuple[list[str], dict]:
     """A core broker's users, password file, ACL and roster from `roster`; (users, new passwords)."""
     gates, dashboards, bridges = roster["gates"], roster["dashboards"], roster["bridges"]
-    taken = {g: n for n, bg in bridges.items() for g in bg}
+    taken: dict[str, str] = {}
+    for n, bg in sorted(bridges.items()):
+        for g in bg:
+            if g in taken:
+                raise BrokerConfigError(f"gate {g} is behind the bridges of both {taken[g]} and {n}: a gate "
+                                        "connects to one entrance's broker")
+            taken[g] = n
     for clash in sorted(set(gates) & set(taken)):
         raise BrokerConfigError(f"gate {clash} is behind the bridge of entrance {taken[clash]}: it connects to "
                                 "that entrance's broker, not this one")
