@@ -262,6 +262,33 @@ def test_bridge_installer_entrance_role(tmp_path):
         assert r.returncode == 2 and "install-pi:" in r.stderr, (bad, r.stderr)
 
 
+def test_bridge_a_gate_hears_every_lane_of_a_400_lane_venue(tmp_path, broker):
+    """Used-ticket sync from 400 other gates (the issue's many entrances): a gate that stopped tracking
+    senders at 256 dropped the scans of every gate beyond, and those tickets stayed usable at its door."""
+    from gate.bus.codec import pack_scan
+    from gate.core.events import ScanEvent
+    heard = set()
+    cfg = gate_config(tmp_path, gate="door-a", port=broker.port, mqtt_on=True)
+    link = GateLink(cfg, tmp_path / "outbox.db", profile="turnstile", on_remote_scan=lambda e: heard.add(e.gate))
+    link.start()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="lanes")
+    try:
+        assert link.connected.wait(10)
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
+        now = int(time.time() * 1000)
+        infos = [c.publish(f"gate/hall/l{i:03d}/scan", pack_scan(ScanEvent(
+            f"e{i}", f"l{i:03d}", 1, now, "eve", f"T{i}", "in", "admitted", "ok")), qos=1) for i in range(400)]
+        for info in infos:
+            info.wait_for_publish(10)
+        wait_for(lambda: len(heard) == 400, what=f"all 400 lanes heard (heard {len(heard)})")
+        assert not link.drops.snapshot()
+    finally:
+        c.disconnect()
+        c.loop_stop()
+        link.close(drain_s=0)
+
+
 # -- three brokers ----------------------------------------------------------------------------------------
 def test_bridge_carries_each_message_once_and_only_what_each_side_needs(tmp_path):
     v = start_venue(tmp_path, ["door-a", "door-a2"], ["door-b", "door-b2"], core_gates=["door-x"])
