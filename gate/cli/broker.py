@@ -23,9 +23,9 @@ def broker_config(args) -> int:
     hosts = args.host or brokerconf.default_hosts()
     if args.bridge or args.core or args.core_dir or args.core_ca or args.bridge_password_file:
         return _bridge(args, venue, hosts)
+    dashboards = _split("dashboard" if args.dashboards is None else args.dashboards)
     try:
-        made = brokerconf.write_config(args.out, venue, _split(args.gates), _split(args.dashboards or "dashboard"),
-                                       hosts, args.port, args.bind)
+        made = brokerconf.write_config(args.out, venue, _split(args.gates), dashboards, hosts, args.port, args.bind)
     except brokerconf.BrokerConfigError as exc:
         raise BadUsage(f"broker config: {exc}") from exc
     print(f"wrote {made['conf']} (users: {', '.join(made['users'])})")
