@@ -27,7 +27,8 @@ import logging
 from dataclasses import replace
 from typing import Callable, Optional
 
-from gate.boxoffice.staff import StaffCode, read_control
+from gate import staffrules
+from gate.boxoffice.staff import StaffCode
 from gate.core.clock import clock_synchronised, now_ms
 from gate.core.events import (
     NO_WELCOME,
@@ -90,7 +91,8 @@ class Admission:
         3. mode        the gate's mode is read once, here, and passed down to every step below
         4. resolve     what the code is: a listed or signed ticket, a forgery, or nothing we know...
         5. history     ...and that ticket's past use, both under one store snapshot; in rehearsal the
-                       rehearsal's uses, otherwise the real ones (a look-up sees what the door would)
+                       rehearsal's uses unless it was used live, otherwise the real ones (a look-up sees
+                       what the door would; gate/staffrules.py)
         6. decide      the pure rules (gate/decide.py), the direction following the mode; then
                        `verdict()` shows, records and releases
 
@@ -106,7 +108,7 @@ class Admission:
         with self.store.snapshot():
             res = self.resolver.resolve(code)
             t = res.ticket
-            hist = self.store.history(t.ticket_id, now.history_mode) if t is not None else History()
+            hist = staffrules.history(self.store, t.ticket_id, now) if t is not None else History()
         rules = self.rules if self.rules.direction == now.direction else replace(self.rules, direction=now.direction)
         v = decide(res, hist, rules, ts_ms)
         self.verdict(v, t, ts_ms, now)
@@ -155,6 +157,8 @@ class Admission:
     # -- the door team ----------------------------------------------------------------
     def staff_card(self, card: StaffCode) -> None:
         """A verified staff card: switch this gate's mode, or clear its out-of-order latch."""
+        if staffrules.refused(card, self.modes, self.feedback):   # e.g. a rehearsal card while the venue is live
+            return
         if card.action == "clear":
             self.modes.clear_latch(by=card.name)
             if self.turnstile is not None:
@@ -177,11 +181,9 @@ class Admission:
 
     def venue_control(self, msg: VenueControl) -> None:
         """The venue switched to rehearsal, or back to live (which clears what the rehearsal left)."""
-        code = read_control(msg.payload, self.resolver.staff, self.modes.venue_issued, now_ms() // 1000)
+        code = staffrules.venue_control(msg.payload, self.resolver.staff, self.modes, now_ms() // 1000)
         if code is None:
-            log.warning("ignored a venue control message (unsigned, wrong key, stale or malformed)")
-            return
-        self.modes.venue, self.modes.venue_issued = code.action, code.issued
+            return   # not newer than the one applied (kept on disk), or not genuine: logged there
         if code.action == "live":
             n = self.store.clear_rehearsal()
             log.warning("venue live (by %s): rehearsal uses of %d ticket(s) cleared", code.name, n)

@@ -163,10 +163,11 @@ class VenueKeys:
         self.secret_path = new_secret(directory, "venue")
         self.key, self.secret = load_private_key(self.key_path), load_secret(self.secret_path)
 
-    def pack(self, tickets, revoked=(), *, seq, series="boxoffice-test", issued_ms=None, venue="hall", key=None):
+    def pack(self, tickets, revoked=(), *, seq, series="boxoffice-test", issued_ms=None, venue="hall", key=None,
+             staff_revoked=()):
         from gate.boxoffice.lists import pack_list
         return pack_list(tickets, revoked, signing_key=key or self.key, secret=self.secret, venue=venue,
-                         series=series, seq=seq, issued_ms=issued_ms)
+                         series=series, seq=seq, issued_ms=issued_ms, staff_revoked=staff_revoked)
 
     def signing_toml(self, publisher=False) -> str:
         own = f'list_signing_key = "{self.key_path}"\n' if publisher else f'list_keys = ["{self.pub_path}"]\n'

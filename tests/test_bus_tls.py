@@ -112,13 +112,13 @@ def run_house_for(path, seconds):
 
 def test_bus_tls_house_connects_with_the_venue_ca(tmp_path, pki, tls_broker):
     """The positive control: the right CA on the TLS port connects, and nothing is complained about."""
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     p = house_toml(tmp_path, tls_broker.tls_port, f'tls = true\nca_file = "{pki["ca"]}"\n')
-    svc = HouseService(parse(p.read_text(), str(p)))
+    svc = build_house(parse(p.read_text(), str(p)))
     svc.start()
     try:
         wait_for(svc.connected.is_set, what="house connected over TLS")
-        assert svc.client.report.failures == 0
+        assert svc.bus.client.report.failures == 0
     finally:
         svc.close()
     r = run_gate_cli("doctor", "-c", str(p))

@@ -61,6 +61,12 @@ def test_cli_exits_every_command_handler_returns_an_int(tmp_path, broker):
     gate = _gate_toml(tmp_path)
     on_broker = _gate_toml(tmp_path, "b", f'[mqtt]\nhost="127.0.0.1"\nport={broker.port}\n')
     house = _house_toml(tmp_path)
+    from gate.boxoffice.keys import new_secret
+    list_key, _ = new_keypair(tmp_path / "keys", "boxoffice")
+    box = tmp_path / "box.toml"   # the box office publishes lists (and, with them, revoked staff cards)
+    box.write_text(f'[house]\nvenue="hall"\n[mqtt]\nhost="127.0.0.1"\nport={broker.port}\n'
+                   f'[storage]\ndir="{tmp_path}/box-state"\n[signing]\nlist_signing_key="{list_key}"\n'
+                   f'venue_secret="{new_secret(tmp_path / "keys", "venue")}"\n')
     runs = {
         "scan": ["-c", gate, "--source", f"replay:{frames}@30", "--offline"],
         "decode": [image],
@@ -70,7 +76,9 @@ def test_cli_exits_every_command_handler_returns_an_int(tmp_path, broker):
         "demo": ["--duration", "1", "--listen", f"127.0.0.1:{free_port()}"],
         "tickets import": ["-c", gate, tickets],
         "tickets issue": ["--key", key, "--event", "eve", "--count", "2", "--no-png", "--out", tmp_path / "issued"],
-        "staff issue": ["--key", key, "--name", "Ada", "--action", "entry", "--out", tmp_path / "cards"],
+        "staff issue": ["--key", key, "--name", "Ada", "--action", "entry", "--venue", "hall", "--out",
+                        tmp_path / "cards"],
+        "staff revoke": ["-c", box, "00000000000000aa", "--allow-empty"],
         "venue": ["test", "-c", on_broker, "--key", key],
         "keys new": ["--out", tmp_path / "more-keys"],
         "broker config": ["--out", tmp_path / "broker-conf", "--venue", "hall"],
@@ -114,7 +122,10 @@ def test_cli_exits_bad_input_is_2_runtime_failure_is_1_and_never_a_traceback(tmp
          "gate: tickets issue:"),
         (["tickets", "issue", "--key", tmp_path / "no.key", "--event", "e", "--count", "1", "--out", tmp_path / "i"], 2,
          "no.key"),
-        (["staff", "issue", "--key", not_a_key, "--name", "Ada", "--out", tmp_path / "c"], 2, "gate: staff issue:"),
+        (["staff", "issue", "--key", not_a_key, "--name", "Ada", "--venue", "hall", "--out", tmp_path / "c"], 2,
+         "gate: staff issue:"),
+        (["staff", "revoke", "-c", house, "not-a-card-id"], 2, "gate: staff revoke: not a card id"),
+        (["staff", "revoke", "-c", house, "00000000000000aa"], 2, "signing.list_signing_key"),
         (["venue", "live", "-c", gate, "--key", not_a_key], 2, "gate: venue:"),
         (["keys", "new", "--out", tmp_path / "k", "--name", "../x"], 2, "letters, digits"),
         (["broker", "config", "--out", tmp_path / "b"], 2, "needs --venue or -c HOUSE_CONFIG"),

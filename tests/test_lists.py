@@ -285,31 +285,31 @@ def test_lists_applying_a_big_list_never_blocks_the_scan_loop(tmp_path, venue_ke
 
 
 def test_lists_house_takes_names_only_from_signed_lists(tmp_path, broker, venue_keys):
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     from tests.test_mqtt import _publish_retained, api, house_config
-    house = HouseService(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
+    house = build_house(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
     house.start()
     try:
         wait_for(house.connected.is_set)
         _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS, seq=1))
-        wait_for(lambda: house.holders.get("T1", ("",))[0] == "Ada Lovelace", what="names")
+        wait_for(lambda: house.state.holders.get("T1", ("",))[0] == "Ada Lovelace", what="names")
         forged = venue_keys.pack([Ticket("T1", "eve", "x", holder="Mallory")], seq=2,
                                  key=Ed25519PrivateKey.generate())
         _publish_retained(broker.port, "gate/hall/tickets", forged)
         wait_for(lambda: api(house.cfg)["ticket_lists"]["rejected"].get("unknown_key") == 1, what="counted")
-        assert house.holders["T1"][0] == "Ada Lovelace"
+        assert house.state.holders["T1"][0] == "Ada Lovelace"
         _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS[:1], seq=2))
-        wait_for(lambda: "T2" not in house.holders, what="the newer list")
+        wait_for(lambda: "T2" not in house.state.holders, what="the newer list")
     finally:
         house.close()
     # Restarted, the house still knows seq 2: the older list replayed (retained, and queued for its
     # persistent session) is refused.
     _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS, seq=1))
-    house = HouseService(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
+    house = build_house(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
     house.start()
     try:
         wait_for(lambda: api(house.cfg)["ticket_lists"]["rejected"].get("replayed"), what="replay refused")
-        assert "T2" not in house.holders
+        assert "T2" not in house.state.holders
     finally:
         house.close()
 

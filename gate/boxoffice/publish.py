@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from gate.boxoffice.keys import load_private_key, load_secret
-from gate.boxoffice.lists import MAX_SEQ, pack_list
+from gate.boxoffice.lists import MAX_SEQ, pack_list, resign
+from gate.boxoffice.revokedcards import RevokedCards
 from gate.core.errors import ConfigError, GateError
 from gate.core.events import Ticket
 
@@ -83,13 +84,25 @@ class ListPublisher:
             os.replace(tmp, self.state)
         return series, seq
 
+    @property
+    def revoked_cards(self) -> RevokedCards:
+        """The staff cards this publisher has revoked (or heard revoked): every list it packs carries them."""
+        return RevokedCards(self.state.parent)
+
     def pack(self, tickets: Iterable[Ticket], revoked: Iterable[str] = (),
              issued_ms: Optional[int] = None, pretix: Optional[str] = None) -> bytes:
         """The next list of this series, signed and encrypted (see `pack_list`)."""
+        staff = self.revoked_cards.entries()
         series, seq = self.next_seq()
         self.last = (series, seq)
         return pack_list(tickets, revoked, signing_key=self.key, secret=self.secret, venue=self.venue,
-                         series=series, seq=seq, issued_ms=issued_ms, pretix=pretix)
+                         series=series, seq=seq, issued_ms=issued_ms, pretix=pretix, staff_revoked=staff)
+
+    def repack(self, inner: dict, staff_revoked) -> bytes:
+        """A verified list's content as the next list of this series, carrying `staff_revoked` (see `resign`)."""
+        series, seq = self.next_seq()
+        self.last = (series, seq)
+        return resign(inner, signing_key=self.key, series=series, seq=seq, staff_revoked=staff_revoked)
 
     def publish(self, payload: bytes, timeout: float = 30.0) -> None:
         """Publish retained (QoS 1) with a client of its own; raises BusError/GateError, in words,

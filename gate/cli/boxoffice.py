@@ -1,4 +1,4 @@
-"""The box office's commands: `gate tickets import|issue`, `gate keys new`, `gate staff issue`,
+"""The box office's commands: `gate tickets import|issue`, `gate keys new`, `gate staff issue|revoke`,
 `gate venue live|test`. The work is done in gate/boxoffice/; these say what each command takes
 and what it answers."""
 
@@ -62,12 +62,26 @@ def tickets_issue(args) -> int:
 
 
 def staff_issue(args) -> int:
-    """`gate staff issue`: a signed staff card (QR PNG) per action."""
-    from gate.boxoffice.issue import issue_staff
+    """`gate staff issue`: a signed staff card (QR PNG) per action, for one venue, with an end."""
+    from gate.boxoffice.staffcards import issue_staff
+    from gate.config import load
+    venue = args.venue or (load(args.config).venue if args.config else "")
+    if not venue:
+        raise BadUsage("staff issue: a card is signed for one venue: give -c CONFIG or --venue VENUE")
     try:
-        return issue_staff(args)
-    except ValueError as exc:   # a key that is not an Ed25519 private key, a bad --valid-until
+        return issue_staff(args, venue)
+    except ValueError as exc:   # a key that is not an Ed25519 private key, a bad --valid-until/--valid-days
         raise BadUsage(f"staff issue: {exc}") from exc
+
+
+def staff_revoke(args) -> int:
+    """`gate staff revoke`: revoked cards recorded, and on every gate within seconds (the signed list)."""
+    from gate.boxoffice.staffcards import revoke_staff
+    from gate.config import load
+    try:
+        return revoke_staff(load(args.config), args.card_ids, args.allow_empty)
+    except ValueError as exc:   # not a card id
+        raise BadUsage(f"staff revoke: {exc}") from exc
 
 
 def venue(args) -> int:
@@ -75,16 +89,16 @@ def venue(args) -> int:
     import time
 
     from gate.boxoffice.keys import load_private_key
-    from gate.boxoffice.staff import CONTROL, sign
+    from gate.boxoffice.staff import sign_control
     from gate.bus import topics
     from gate.bus.client import make_client
     from gate.config import load
     cfg = load(args.config)
     try:
         key = load_private_key(args.key)
+        message = sign_control(key, cfg.venue, args.by, args.mode, int(time.time()))   # for this venue only
     except ValueError as exc:
         raise BadUsage(f"venue: {exc}") from exc
-    message = sign(key, CONTROL, args.by, args.mode, int(time.time()))
     c = make_client(cfg.mqtt, f"venue-control-{int(time.time())}")
     try:
         c.connect(cfg.mqtt.host, cfg.mqtt.port)
@@ -155,9 +169,18 @@ def add_staff(sub) -> None:
     s.add_argument("--action", nargs="+", default=["all"],
                    choices=("all", "entry", "exit", "info", "test", "clear"),
                    help="what scanning the card does (default: one card for each)")
-    s.add_argument("--valid-until", help="ISO 8601; the card is refused after it")
+    s.add_argument("--valid-until", help="ISO 8601; the card is refused after it (instead of --valid-days)")
+    s.add_argument("--valid-days", type=float, default=30, help="the card's lifetime (default 30, at most 400)")
+    s.add_argument("-c", "--config", help="any config naming the venue (or --venue)")
+    s.add_argument("--venue", help="the venue the card is for (default: from -c)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=staff_issue)
+    s = st.add_parser("revoke", help="revoke staff cards by id; the ticket list carries it to every gate at once")
+    s.add_argument("card_ids", nargs="+", metavar="CARD_ID", help="16 hex digits, printed on the card")
+    s.add_argument("-c", "--config", required=True, help="a config with [signing] list_signing_key (the house's)")
+    s.add_argument("--allow-empty", action="store_true",
+                   help="no list is retained on the broker: publish one with no tickets, carrying the revocation")
+    s.set_defaults(func=staff_revoke)
 
 
 def add_venue(sub) -> None:
