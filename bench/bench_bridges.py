@@ -158,11 +158,11 @@ def tell(procs, line: str) -> None:
 
 
 def house_up(mqtt, state):
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     listen = f"127.0.0.1:{free_port()}"
     text = (f'[house]\nvenue = "hall"\nlisten = "{listen}"\ncapacity = {{ "eve" = 100000 }}\n{mqtt}'
             f'[storage]\ndir = "{state}"\n')
-    svc = HouseService(parse(text, "house"))
+    svc = build_house(parse(text, "house"))
     svc.start()
     svc.connected.wait(30)
     return svc

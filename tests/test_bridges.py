@@ -19,7 +19,7 @@ import pytest
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.camera import MemorySource
 from gate.config import parse
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from gate.link import GateLink
 from gate.scanner import Scanner
 from gate.sim.render import compose
@@ -88,7 +88,7 @@ def core_house(tmp_path, venue):
             f'capacity = {{ "eve" = 1000 }}\n{venue.mqtt("core", "house")}[storage]\ndir = "{tmp_path / "house"}"\n')
     path = tmp_path / "house.toml"
     path.write_text(text)
-    svc = HouseService(parse(text, str(path)))
+    svc = build_house(parse(text, str(path)))
     svc.start()
     wait_for(svc.connected.is_set, what="the house connected to the core")
     return svc
