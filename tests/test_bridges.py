@@ -252,7 +252,8 @@ def test_bridge_installer_entrance_role(tmp_path):
     r = subprocess.run(cmd + ["--role", "house", "--venue", "hall", "--bridge", "entrance-a", "--gates",
                               "door-a,door-b"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "broker config --out /etc/mosquitto/gate --gates  --venue hall" in r.stdout   # no core gates this time
+    if not os.path.exists("/etc/mosquitto/gate/roster.json"):   # a new core is made first, without these gates
+        assert "broker config --out /etc/mosquitto/gate --gates  --venue hall" in r.stdout
     assert ("broker config --out /etc/mosquitto/gate --venue hall --bridge entrance-a --gates door-a,door-b"
             in r.stdout)
     for bad in (["--role", "entrance", "--bridge", "e", "--venue", "hall", "--gates", "g"],      # no --core
