@@ -39,7 +39,7 @@ from bench.bench_pretix import bare_redeem
 from gate.boxoffice.keys import new_keypair, new_secret
 from gate.boxoffice.pretix_api import PretixClient
 from gate.bus.broker import PrivateBroker, free_port
-from gate.config.schema import parse
+from gate.config import parse
 from gate.core.events import ScanEvent
 from gate.house import uploads
 from tests.pretix_server import PretixServer

@@ -8,9 +8,9 @@ import urllib.request
 
 from gate.boxoffice.keys import load_private_key
 from gate.boxoffice.lists import keyring, verify_list
-from gate.config.schema import parse
+from gate.config import parse
 from gate.core.events import ScanEvent
-from gate.house.service import HouseService
+from gate.house.build import HouseParts, build_house
 from tests.conftest import Collector, free_port, wait_for
 
 TOKEN = "hostile-token-0123456789"
@@ -30,9 +30,9 @@ def house_toml(tmp_path, srv, broker_port, venue, name="house", every=60, timeou
     return path, parse(text, str(path)) if parsed else None
 
 
-def start_house(cfg, first_sync=True) -> HouseService:
+def start_house(cfg, first_sync=True) -> HouseParts:
     SEQ.clear()   # a new house: each gate's seqs count from 1 again
-    svc = HouseService(cfg)
+    svc = build_house(cfg)
     svc.start()
     wait_for(svc.connected.is_set, what="house connected")
     if first_sync:

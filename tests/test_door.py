@@ -29,7 +29,7 @@ def start(tmp_path, mock_factory, tickets_csv, frames, fps=30, display=None, **k
     verdicts = []
     fb = Feedback.from_config(cfg.feedback, pin_factory=mock_factory, display=display)
     s = Scanner(cfg, MemorySource(frames, fps), feedback=fb, pin_factory=mock_factory, connect=False,
-                on_verdict=lambda v, e: verdicts.append((v, e)))
+                on_verdict=lambda v, w, e: verdicts.append((v, e)))
     th = threading.Thread(target=s.run)
     th.start()
     return s, th, verdicts

@@ -9,7 +9,7 @@ import threading
 from gate.bus.codec import pack_scan
 from gate.core.supervisor import Supervised, Workers
 from gate.core.unitlimits import check, parse_size
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from tests.conftest import REPO, Collector, free_port, run_gate_cli, wait_for
 from tests.hostile_house import api_http, house_toml, list_header, retained_list, scan, start_house
 from tests.pretix_hostile import HostilePretix
@@ -17,10 +17,10 @@ from tests.test_mqtt import _publish_raw
 
 
 def plain_house(tmp_path, broker, venue_keys):
-    from gate.config.schema import parse
+    from gate.config import parse
     text = (venue_keys.signing_toml() + f'[house]\nvenue = "hall"\nlisten = "127.0.0.1:{free_port()}"\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nkeepalive = 5\n[storage]\ndir = "{tmp_path}/h"\n')
-    svc = HouseService(parse(text, str(tmp_path / "h.toml")))
+    svc = build_house(parse(text, str(tmp_path / "h.toml")))
     svc.start()
     wait_for(svc.connected.is_set, what="house connected")
     return svc
@@ -54,7 +54,7 @@ def test_supervisor_restarts_with_backoff_and_logs_a_repeat_once(caplog):
 
 def test_house_ingest_worker_survives_an_exception_and_counts_on(tmp_path, broker, venue_keys, caplog):
     svc = plain_house(tmp_path, broker, venue_keys)
-    real, calls = svc.ingest.retry_due, []
+    real, calls = svc.intake.ingest.retry_due, []
 
     def broken():        # a fault where no guard was written: the worker's own loop raises
         calls.append(1)
@@ -63,33 +63,33 @@ def test_house_ingest_worker_survives_an_exception_and_counts_on(tmp_path, broke
         return real()
     try:
         with caplog.at_level(logging.ERROR):
-            svc.ingest.retry_due = broken
-            w = wait_for(lambda: worker(svc, "ingest")["failures"] == 2 and worker(svc, "ingest"), 10,
+            svc.intake.ingest.retry_due = broken
+            w = wait_for(lambda: worker(svc, "house")["failures"] == 2 and worker(svc, "house"), 10,
                          what="two failures")
             assert "RuntimeError: disk on fire" in w["last_error"]
             _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan("T1", event="eve"))])
             wait_for(lambda: any(e["event"] == "eve" and e["admitted"] == 1 for e in svc.api()["events"]), 10,
                      what="counted after the restarts")
-        assert worker(svc, "ingest")["state"] == "running" and worker(svc, "ingest")["restarts"] == 2
-        assert len([r for r in caplog.records if "worker ingest failed" in r.getMessage()]) == 1
-        assert svc._thread.is_alive()      # what run.py pings the systemd watchdog on
+        assert worker(svc, "house")["state"] == "running" and worker(svc, "house")["restarts"] == 2
+        assert len([r for r in caplog.records if "worker house failed" in r.getMessage()]) == 1
+        assert svc.intake.alive      # what run.py pings the systemd watchdog on
     finally:
         svc.close()
 
 
 def test_house_web_keeps_serving_when_the_state_cannot_be_made(tmp_path, broker, venue_keys, caplog):
     svc = plain_house(tmp_path, broker, venue_keys)
-    real = svc.gaps.missing
+    real = svc.query.ticket_lists
     try:
         with caplog.at_level(logging.ERROR):
-            svc.gates["door-x"] = {"gate": "door-x", "state": "online"}
-            svc.gaps.missing = lambda gate: 1 / 0
+            svc.query.ticket_lists = lambda: 1 / 0     # a part of the state that cannot be made
             said = [api_http(svc.cfg) for _ in range(5)]
         assert all("ZeroDivisionError" in s["error"] for s in said)
-        assert {w["name"] for w in said[0]["workers"]} == {"ingest", "web"}
         assert len([r for r in caplog.records if "could not report its state" in r.getMessage()]) == 1
-        svc.gaps.missing = real
-        assert "error" not in api_http(svc.cfg) and worker(svc, "web")["state"] == "running"
+        svc.query.ticket_lists = real
+        state = api_http(svc.cfg)
+        assert "error" not in state and worker(svc, "http")["state"] == "running"
+        assert {w["name"] for w in state["workers"]} == {"house", "house-publisher", "http"}
     finally:
         svc.close()
 

@@ -6,11 +6,11 @@ Each check prints OK or FAIL with what to do about it; exit 1 on any failure.
 from __future__ import annotations
 
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
 
+from gate.cli.exits import FAILED, OK, BadUsage
 from gate.state.diskspace import LOW_FREE_MB as MIN_FREE_MB  # the same line as the gate's own warning
 
 STALE_DAYS = 7
@@ -164,16 +164,16 @@ def check_memory(cfg):
 
 
 def main(args) -> int:
-    from gate.config.schema import load
+    """Run the checks for the gate or house that `args.config` describes (or clear the latch)."""
+    from gate.config import load
     cfg = load(args.config)
     if getattr(args, "clear_latch", False):
         from gate.modes import clear_latch_file
         if cfg.gate is None:
-            print("gate doctor --clear-latch needs a gate's config", file=sys.stderr)
-            return 2
+            raise BadUsage("doctor --clear-latch needs a gate's config")
         cleared = clear_latch_file(cfg.storage.dir)
         print("out-of-order latch cleared" if cleared else "no out-of-order latch was set")
-        return 0
+        return OK
     checks = [("clock", check_clock), ("storage", check_disk), ("memory", check_memory)]
     if cfg.gate is not None:
         checks = [("camera", check_camera), ("gpio", check_gpio), ("broker", check_broker),
@@ -192,4 +192,4 @@ def main(args) -> int:
     if note:
         print(f"NOTE {'hardware':<8} {note}")
     print("ready" if not failed else f"{failed} problem(s): fix them before the doors open")
-    return 1 if failed else 0
+    return FAILED if failed else OK

@@ -1,17 +1,16 @@
-"""Supervised workers: a thread that outlives anything its work can raise.
+"""Supervised workers: a worker thread that outlives anything its work can raise.
 
-A house runs a few long-lived loops (ingest, the pretix sync, the pretix upload,
-the web server). Each is written to handle what it expects; a supervisor is the
-last line for what nobody expected. It runs the loop; when the loop raises, it
-logs the error once with its cause (a repeat of the same error is counted, not
-logged again), keeps it for `/api/house`, and starts the loop again after a
-backoff that doubles from 1 s to a minute, so a loop that fails at once on every
-start costs a log line and a wake-up a minute, not a busy spin. A loop that ran
-for a while before failing starts again at the shortest backoff.
+A plain `Worker` (gate/core/worker.py) logs an exception escaping `run()` and ends. A house
+runs a few long-lived loops (intake, publisher, the dashboard, the pretix sync and upload)
+that must not end: each is written to handle what it expects, and the supervisor is the
+last line for what nobody expected. When `run()` raises (or returns before it was asked to
+stop), the error is logged once with its cause (the same error again is counted, not
+logged), kept for `/api/house`, and `run()` starts again after a backoff that doubles from
+1 s to a minute, so a loop that fails at once on every start costs a log line and a wake-up
+a minute, not a busy spin. A run that lasted a minute before failing starts the backoff over.
 
-    sup = Supervised("pretix-sync", link.run_sync, stop_event, registry=workers)
-    sup.start()
-    workers.report()   # [{"name", "state", "restarts", "last_error", "last_error_at", ...}]
+    class Intake(Supervised): ...          # instead of Worker: nothing else changes
+    workers = Workers(intake, publisher)   # for /api/house: [{"name", "state", "restarts", ...}]
 """
 
 from __future__ import annotations
@@ -20,13 +19,15 @@ import logging
 import threading
 import time
 import traceback
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
+
+from gate.core.worker import Worker
 
 log = logging.getLogger(__name__)
 
 MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 60.0
-HEALTHY_AFTER_S = 60.0   # a run this long without failing resets the backoff
+HEALTHY_AFTER_S = 60.0   # a run this long without failing starts the backoff over
 
 
 def describe(exc: BaseException) -> str:
@@ -39,76 +40,36 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}{where}"
 
 
-class Workers:
-    """The supervised workers of one process, for status reports."""
+class Supervised(Worker):
+    """A Worker whose `run()` is started again, with backoff, whenever it raises or ends unasked.
 
-    def __init__(self):
-        self._items: list["Supervised"] = []
-        self._lock = threading.Lock()
+    `alive` stays true while it waits to restart (the thread lives on), so a watchdog that pings
+    on `alive` keeps pinging: the worker mends itself and says so in `status()`. `on_failure(text)`
+    (optional) is told each failure, say to raise an alert."""
 
-    def add(self, sup: "Supervised") -> None:
-        with self._lock:
-            self._items.append(sup)
+    min_backoff = MIN_BACKOFF_S
+    max_backoff = MAX_BACKOFF_S
 
-    def report(self) -> list[dict]:
-        with self._lock:
-            return [s.status() for s in self._items]
-
-    def failing(self) -> list[dict]:
-        """Workers that are waiting to restart after a failure."""
-        return [s for s in self.report() if s["state"] == "restarting"]
-
-
-class Supervised:
-    """Runs `target()` on a daemon thread until `stop` is set, restarting it with backoff when it raises.
-
-    `target` loops until `stop.is_set()` and returns; returning earlier counts as a failure too
-    (a worker that quietly ends is as dead as one that raised). Thread-like enough for callers
-    that used a plain Thread: `start()`, `is_alive()`, `join()`, `ident`."""
-
-    def __init__(self, name: str, target: Callable[[], None], stop: threading.Event, *,
-                 registry: Optional[Workers] = None, on_failure: Optional[Callable[[str], None]] = None,
-                 min_backoff: float = MIN_BACKOFF_S, max_backoff: float = MAX_BACKOFF_S):
-        self.name, self.target, self.stop = name, target, stop
-        self.on_failure = on_failure
-        self.min_backoff, self.max_backoff = min_backoff, max_backoff
+    def __init__(self, name: str, join_timeout: Optional[float] = None):
+        super().__init__(name, join_timeout)
+        self.on_failure: Optional[Callable[[str], None]] = None
         self.state = "new"
         self.restarts = 0
         self.failures = 0
         self.repeats = 0              # the same error again, counted rather than logged
         self.last_error = ""
         self.last_error_at: Optional[int] = None
-        self.restart_at: Optional[float] = None
+        self._restart_at: Optional[float] = None
         self._logged = ""
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        if registry is not None:
-            registry.add(self)
 
-    # -- thread-like --------------------------------------------------------------
-    def start(self) -> "Supervised":
-        self._thread.start()
-        return self
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
-    def ident(self):
-        return self._thread.ident
-
-    def join(self, timeout: Optional[float] = None) -> None:
-        if self._thread.ident is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    # -- the loop -----------------------------------------------------------------
     def _main(self) -> None:
         backoff = self.min_backoff
-        while not self.stop.is_set():
+        while not self.stopping.is_set():
             self.state = "running"
             began = time.monotonic()
             try:
-                self.target()
-                if self.stop.is_set():
+                self.run()
+                if self.stopping.is_set():
                     break
                 raise RuntimeError("the worker's loop ended by itself")
             except Exception as exc:
@@ -116,8 +77,8 @@ class Supervised:
                     backoff = self.min_backoff
                 self._failed(exc, backoff)
             self.state = "restarting"
-            self.restart_at = time.monotonic() + backoff
-            if self.stop.wait(backoff):
+            self._restart_at = time.monotonic() + backoff
+            if self.stopping.wait(backoff):
                 break
             backoff = min(self.max_backoff, backoff * 2)
             self.restarts += 1
@@ -144,6 +105,26 @@ class Supervised:
         """For /api/house: state, restarts, and the last failure with its cause."""
         out = {"name": self.name, "state": self.state, "restarts": self.restarts, "failures": self.failures,
                "last_error": self.last_error, "last_error_at": self.last_error_at}
-        if self.state == "restarting" and self.restart_at is not None:
-            out["restart_in_s"] = round(max(0.0, self.restart_at - time.monotonic()), 1)
+        if self.state == "restarting" and self._restart_at is not None:
+            out["restart_in_s"] = round(max(0.0, self._restart_at - time.monotonic()), 1)
         return out
+
+
+class Workers:
+    """The supervised workers of one process, for status reports."""
+
+    def __init__(self, *workers: Supervised):
+        self._items: list[Supervised] = []
+        self._lock = threading.Lock()
+        self.add(*workers)
+
+    def add(self, *workers: Optional[Supervised]) -> None:
+        with self._lock:
+            self._items += [w for w in workers if w is not None]
+
+    def __iter__(self) -> Iterable[Supervised]:
+        with self._lock:
+            return iter(list(self._items))
+
+    def report(self) -> list[dict]:
+        return [w.status() for w in self]

@@ -34,7 +34,7 @@ def alerts_topic(venue: str) -> str:
 
 
 class Alerts:
-    """Active alerts by key; `publish(topic, payload, qos, retain)` is the house's MQTT client's."""
+    """Active alerts by key; `publish(topic, payload, retain)` queues a QoS 1 message (the house's bus)."""
 
     def __init__(self, venue: str, publish: Optional[Callable] = None):
         self.venue = venue
@@ -88,7 +88,7 @@ class Alerts:
         if self.publish is not None:
             try:
                 # QoS 1, not retained: paho keeps it while the broker is away and sends it after reconnect.
-                self.publish(alerts_topic(self.venue), json.dumps(alert, separators=(",", ":")), 1, False)
+                self.publish(alerts_topic(self.venue), json.dumps(alert, separators=(",", ":")), False)
             except Exception as exc:   # an alert that cannot go out must not take its raiser down
                 log.warning("alert not published: %s", exc)
         if self.on_change is not None:

@@ -3,10 +3,13 @@ upload the queue whenever there is something to send, and say how it is going.
 
 Two supervised workers (gate/core/supervisor.py), each with its own SQLite connection
 and its own pretix connection, so a slow or failing sync never holds up uploads and
-the other way round: `pretix-sync` and `pretix-upload`. The house's ingest only queues
+the other way round: `pretix-sync` and `pretix-upload`. The house's intake only queues
 (uploads.enqueue, inside its own transaction) and wakes the uploader; pretix being slow
 or down never holds up counting. An exception nobody expected is logged once with its
 cause, shown in /api/house and the dashboard, and the worker starts again with backoff.
+It touches nothing of the house but what it is handed: `mark_dirty()` (the dashboard shows
+the queue), `publish` for the gates' ticket list and `inject` for check-ins made in pretix,
+and `alerts` (gate/house/alerts.py).
 
 What needs a person is raised as a `sync` alert (gate/house/alerts.py): a result held
 back by the guard (with the command that accepts it), a sync that keeps failing, an
@@ -21,13 +24,14 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from gate.boxoffice.pretix_api import PretixClient, PretixError, token_problem
 from gate.boxoffice.publish import ListPublisher
 from gate.bus import topics
 from gate.bus.client import read_secret
 from gate.bus.codec import pack_scan
-from gate.core.supervisor import Supervised, Workers, describe
+from gate.core.supervisor import Supervised, describe
 from gate.house.alerts import Alerts
 from gate.house.pretix_list import build_list
 from gate.house.pretix_rows import set_aside_report
@@ -49,22 +53,45 @@ def read_token(cfg) -> str:
     return token.strip()
 
 
+class _Loop(Supervised):
+    """One of the link's two loops, supervised; `body(stop)` loops until the link stops."""
+
+    def __init__(self, name: str, body: Callable, stop: threading.Event, waker: Callable[[], None],
+                 join_timeout: float, on_failure: Callable[[str], None]):
+        super().__init__(name, join_timeout)
+        self.stopping = stop       # the link's own: one stop ends both loops
+        self.body, self.waker, self.on_failure = body, waker, on_failure
+
+    def run(self) -> None:
+        self.body()
+
+    def wake(self) -> None:
+        self.waker()
+
+
 class PretixLink:
-    def __init__(self, service):
-        self.svc = service
-        cfg = service.cfg
+    """`mark_dirty()`: something the dashboard shows changed; `publish(topic, payload, retain)`
+    queues a QoS 1 message; `inject(topic, payload)` hands the house a message as if from the bus;
+    `alerts`: the house's alerts (one of its own when not given: then nothing is published)."""
+
+    def __init__(self, cfg, *, mark_dirty: Callable[[], None], publish: Callable, inject: Callable,
+                 alerts: Optional[Alerts] = None):
         self.cfg = cfg
+        self.venue = cfg.venue
+        self.mark_dirty, self.publish, self.inject_message = mark_dirty, publish, inject
         self.db_path = db_path = Path(cfg.storage.dir) / "house.db"
-        service.db.executescript(UPLOADS_SCHEMA)
         token = read_token(cfg)
         p = cfg.pretix
         self.sync = PretixSync(cfg, db_path, token)
-        self.publisher = ListPublisher.from_config(cfg, role="house")
-        self.uploader = Uploader(open_db(db_path), PretixClient(p.url, p.organizer, token, p.timeout_s),
-                                 p.event, p.checkin_list, on_pause=self._paused, on_resume=self._resumed)
-        self.alerts = getattr(service, "alerts", None) or Alerts(
-            service.venue, lambda t, payload, q, r: service.client.publish(t, payload, qos=q, retain=r))
-        self.workers = getattr(service, "workers", None) or Workers()
+        try:
+            self.sync.db.executescript(UPLOADS_SCHEMA)
+            self.publisher = ListPublisher.from_config(cfg, role="house")
+            self.uploader = Uploader(open_db(db_path), PretixClient(p.url, p.organizer, token, p.timeout_s),
+                                     p.event, p.checkin_list, on_pause=self._paused, on_resume=self._resumed)
+        except BaseException:
+            self.sync.close()
+            raise
+        self.alerts = alerts if alerts is not None else Alerts(cfg.venue)
         self.wake_up = threading.Event()
         self.stop = threading.Event()
         self.sync.cancel = self.stop      # a long full sync ends at its next page when the house stops
@@ -75,10 +102,11 @@ class PretixLink:
         self.last_result = None
         self.last_sync_s = None     # the last good round, pretix to the gates' list published
         self.syncs = 0
-        self._sync = Supervised("pretix-sync", self._sync_loop, self.stop, registry=self.workers,
-                                on_failure=self._crashed)
-        self._upload = Supervised("pretix-upload", self._upload_loop, self.stop, registry=self.workers,
-                                  on_failure=self._crashed)
+        # an upload or a page in flight may take pretix's whole deadline before a loop sees the stop
+        wait = 2 * p.timeout_s + 2
+        self._sync = _Loop("pretix-sync", self._sync_loop, self.stop, self.sync_now.set, wait, self._crashed)
+        self._upload = _Loop("pretix-upload", self._upload_loop, self.stop, self.wake_up.set, wait, self._crashed)
+        self.workers = (self._sync, self._upload)
 
     def start(self) -> None:
         self.sync_now.set()
@@ -89,12 +117,10 @@ class PretixLink:
         self.wake_up.set()
 
     def close(self) -> None:
-        self.stop.set()
-        self.wake_up.set()
-        self.sync_now.set()
+        """Stop both loops (each waits at most one deadline) and close what they held."""
         self.first_sync.set()
-        for w in (self._upload, self._sync):
-            w.join(timeout=2 * self.cfg.pretix.timeout_s + 2)
+        for w in self.workers:
+            w.stop()
         self.sync.close()
         self.uploader.client.close()
         self.uploader.db.close()
@@ -119,7 +145,7 @@ class PretixLink:
         while not self.stop.is_set():
             if self.uploader.drain(self.stop) or self.uploader.last_error_at != seen_error:
                 seen_error = self.uploader.last_error_at
-                self.svc.dirty.add("")     # the dashboard shows the queue: push a fresh view
+                self.mark_dirty()     # the dashboard shows the queue: push a fresh view
             self.wake_up.wait(min(max(self.uploader.next_due(), 0.05), 5.0))
             self.wake_up.clear()
 
@@ -132,7 +158,7 @@ class PretixLink:
             if r.held:
                 self.last_sync_error = ""
                 self.alerts.raise_("sync:held", "sync", "critical", r.held.text, tags=("pretix", r.held.why))
-                self.svc.dirty.add("")
+                self.mark_dirty()
                 return False
             payload, self.digest, n = build_list(self.sync, self.publisher, self.digest)
         except PretixError as exc:
@@ -141,7 +167,7 @@ class PretixLink:
             self.last_sync_error = str(exc)
             self.alerts.raise_("sync:error", "sync", "warn", f"pretix sync failed: {exc}; the gates keep the last "
                                "list", tags=("pretix", exc.kind))
-            self.svc.dirty.add("")
+            self.mark_dirty()
             return False
         except ValueError as exc:    # the list packer refused (too many tickets, too large)
             self.last_sync_error = f"the ticket list cannot be made: {exc}"
@@ -154,9 +180,9 @@ class PretixLink:
         for key in ("sync:held", "sync:error", "sync:worker"):
             self.alerts.clear(key)
         self.syncs += 1
-        self.svc.dirty.add("")
+        self.mark_dirty()
         if payload:
-            self.svc.client.publish(topics.tickets(self.svc.venue), payload, qos=1, retain=True)
+            self.publish(topics.tickets(self.venue), payload, retain=True)
             self.sync.note_published(n)
         self.inject(r.foreign_checkins)
         self._retry_waiting_for_tickets()
@@ -178,24 +204,24 @@ class PretixLink:
         """Check-ins made in pretix: to the gates (ticket used) and into the house's own log."""
         for e in events:
             payload = pack_scan(e)
-            topic = topics.scan(self.svc.venue, PSEUDO_GATE)
-            self.svc.client.publish(topic, payload, qos=1)
-            self.svc.inbox.append((topic, payload, 0, 0))
+            topic = topics.scan(self.venue, PSEUDO_GATE)
+            self.publish(topic, payload)
+            self.inject_message(topic, payload)
 
     # -- alerts ------------------------------------------------------------------------
     def _paused(self, kind: str, text: str) -> None:
         self.alerts.raise_("sync:uploads", "sync", "critical", f"pretix uploads paused ({kind}): {text}. Nothing is "
                            "dropped: every waiting scan goes up once this is fixed", tags=("pretix", kind))
-        self.svc.dirty.add("")
+        self.mark_dirty()
 
     def _resumed(self) -> None:
         self.alerts.clear("sync:uploads", "pretix uploads resumed")
-        self.svc.dirty.add("")
+        self.mark_dirty()
 
     def _crashed(self, what: str) -> None:
         self.alerts.raise_("sync:worker", "sync", "warn", f"the pretix link failed and restarts: {what}",
                            tags=("pretix",))
-        self.svc.dirty.add("")
+        self.mark_dirty()
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> dict:
@@ -221,7 +247,7 @@ class PretixLink:
                 "sync_error": self.last_sync_error, "syncs": self.syncs, "last_sync_s": self.last_sync_s, "held": held,
                 "skipped": int(state.get("skipped") or 0), "set_aside_positions": aside,
                 "marker": int(state["since_ms"]) if state.get("since_ms") else None,
-                "workers": [w.status() for w in (self._sync, self._upload)]}
+                "workers": [w.status() for w in self.workers]}
 
 
 def sync_once(cfg, action: str = "sync", accept_shrink: bool = False) -> int:

@@ -28,9 +28,10 @@ import resource
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from gate.config.checks import parse_listen
+from gate.config import parse_listen
 from gate.core.supervisor import Supervised, describe
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,17 @@ def _error(code: int, text: str) -> bytes:
     return response(code, json.dumps({"error": text}).encode())
 
 
-class Dashboard:
-    """The HTTP server; `notify()` (any thread) tells live dashboards the house changed."""
+class Dashboard(Supervised):   # pretix-safe: restarted with backoff, shown in /api/house `workers`
+    """The HTTP server on its own worker thread. It reads the house only through `snapshot()`
+    (the `/api/house` object, gate/house/query.py); `notify()` (any thread) tells live
+    dashboards the house changed. `token` empty: no token asked for."""
 
-    def __init__(self, service, listen: str):
-        self.service = service
+    join_timeout = 5.0
+
+    def __init__(self, snapshot: Callable[[], dict], listen: str, token: str = ""):
+        super().__init__("http")
+        self.snapshot = snapshot
+        self.token = token
         self.host, self.port = parse_listen(listen)
         self.loop = asyncio.new_event_loop()
         self.waiting: "OrderedDict[int, asyncio.StreamWriter]" = OrderedDict()   # oldest first
@@ -85,25 +92,22 @@ class Dashboard:
         self.refused = {"busy": 0, "streams": 0, "slow": 0, "evicted": 0, "timeout": 0}
         self.max_connections = min(MAX_CONNECTIONS, _raise_fd_limit(MAX_CONNECTIONS + 256) - 128)
         self.static = {p.name: p.read_bytes() for p in STATIC.iterdir() if p.is_file()}
-        self._server = None
+        self._server: Optional[asyncio.AbstractServer] = None
         self._pending = False
-        # pretix-safe: the loop runs supervised (restarted with backoff, shown in /api/house `workers`)
-        self._stopping = threading.Event()
-        self._thread = Supervised("web", self._run, self._stopping, registry=getattr(service, "workers", None))
         self._ready = threading.Event()
-        self._error = None
+        self._error: Optional[OSError] = None
         self._state_error = ""
 
     # -- lifecycle (caller's thread) ------------------------------------------
-    def start(self) -> "Dashboard":
-        self._thread.start()
+    def start(self) -> None:
+        """Listen and serve; raises OSError when it cannot listen."""
+        super().start()
         self._ready.wait(10)
         if self._error is not None:
             raise self._error
-        return self
 
-    def _run(self) -> None:
-        if self._server is not None and self.loop.is_closed():   # a restart after a failure: a fresh loop
+    def run(self) -> None:
+        if self.loop.is_closed():    # a restart after the loop failed: a fresh loop and server
             self.loop, self._server = asyncio.new_event_loop(), None
         asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(self._loop_error)
@@ -113,24 +117,27 @@ class Dashboard:
                     self._client, self.host or None, self.port, limit=HEAD_LIMIT, backlog=512))
             except OSError as exc:
                 self._error = exc
-                self._stopping.set()     # cannot listen: start() says so; nothing to restart
+                self.stopping.set()    # cannot listen: start() says so; nothing to restart
                 self._ready.set()
                 return
         self._ready.set()
         try:
             self.loop.run_forever()
         except BaseException:
-            self._server.close()     # free the port for the restart
+            self._server.close()       # free the port for the restart
             self.loop.close()
             raise
 
-    def shutdown(self) -> None:
-        self._stopping.set()
-        if self._server is None or self.loop.is_closed():
-            return
+    def close(self) -> None:
+        """Drop every connection, stop the loop and its thread; safe to call twice, or unstarted."""
+        if self._server is not None and not self.loop.is_closed():
+            self._shutdown(self._server)
+        if not self.alive and not self.loop.is_closed():
+            self.loop.close()
 
+    def _shutdown(self, server: asyncio.AbstractServer) -> None:
         async def stop():
-            self._server.close()
+            server.close()
             for w in list(self.streams) + list(self.waiting.values()):
                 w.transport.abort()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -141,12 +148,14 @@ class Dashboard:
             asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
         except Exception:
             log.debug("dashboard server stop", exc_info=True)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+        self.stop()
 
-    def server_close(self) -> None:
-        if not self._thread.is_alive() and not self.loop.is_closed():
-            self.loop.close()
+    def wake(self) -> None:
+        """Stopping: end the loop (run_forever returns, and with it the thread)."""
+        try:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        except RuntimeError:
+            pass   # loop closed already
 
     def notify(self) -> None:
         """The house changed: one fresh state for every live dashboard (coalesced)."""
@@ -166,7 +175,7 @@ class Dashboard:
 
     def _state(self) -> bytes:
         try:
-            body = json.dumps(self.service.api()).encode()
+            body = json.dumps(self.snapshot()).encode()
             self._state_error = ""
             return body
         except Exception as exc:   # say so on the page, log it once, keep serving
@@ -174,9 +183,7 @@ class Dashboard:
             if what != self._state_error:
                 self._state_error = what
                 log.error("the house could not report its state", exc_info=exc)
-            workers = getattr(self.service, "workers", None)
-            return json.dumps({"error": f"the house could not report its state: {what}",
-                               "workers": workers.report() if workers else []}).encode()
+            return json.dumps({"error": f"the house could not report its state: {what}"}).encode()
 
     def _broadcast(self) -> None:
         self._pending = False
@@ -266,7 +273,7 @@ class Dashboard:
         await self._finish(writer, data if method == "GET" else data[: len(data) - len(body)])
 
     def _authorised(self, query: str, header_lines) -> bool:
-        token = self.service.token
+        token = self.token
         if not token:
             return True
         given = parse_qs(query).get("token", [""])[0]
@@ -292,8 +299,3 @@ class Dashboard:
                 self._stream_write(writer, b": keepalive\n\n")
         finally:
             self.streams.discard(writer)
-
-
-def serve(service, listen: str) -> Dashboard:
-    """Start the dashboard server on its own thread; raises OSError when it cannot listen."""
-    return Dashboard(service, listen).start()
