@@ -4,7 +4,6 @@ backoff. The units' memory limits fit a Pi Zero 2 W and `gate doctor` shows them
 
 import json
 import logging
-import threading
 
 from gate.bus.codec import pack_scan
 from gate.core.supervisor import Supervised, Workers
@@ -31,25 +30,29 @@ def worker(svc, name):
 
 
 def test_supervisor_restarts_with_backoff_and_logs_a_repeat_once(caplog):
-    stop, runs = threading.Event(), []
+    runs = []
 
-    def target():
-        runs.append(1)
-        if len(runs) <= 3:
-            raise KeyError("same every time")
-        stop.wait()
-    workers = Workers()
+    class Flaky(Supervised):
+        min_backoff, max_backoff = 0.05, 0.2
+
+        def run(self):
+            runs.append(1)
+            if len(runs) <= 3:
+                raise KeyError("same every time")
+            self.stopping.wait()
+    sup = Flaky("t")
+    workers = Workers(sup)
     with caplog.at_level(logging.DEBUG, logger="gate.core.supervisor"):
-        sup = Supervised("t", target, stop, registry=workers, min_backoff=0.05, max_backoff=0.2).start()
+        sup.start()
         wait_for(lambda: len(runs) == 4, 5, what="three restarts")
         st = workers.report()[0]
-        stop.set()
-        sup.join(2)
+        assert sup.alive                 # alive while it mends itself: a watchdog keeps pinging
+        sup.stop()
     assert (st["state"], st["restarts"], st["failures"]) == ("running", 3, 3)
     assert st["last_error"].startswith("KeyError: 'same every time' (at test_house_supervised.py:")
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info        # once, with its traceback
-    assert not sup.is_alive() and workers.report()[0]["state"] == "stopped"
+    assert not sup.alive and workers.report()[0]["state"] == "stopped"
 
 
 def test_house_ingest_worker_survives_an_exception_and_counts_on(tmp_path, broker, venue_keys, caplog):

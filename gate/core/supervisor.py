@@ -53,7 +53,7 @@ class Supervised(Worker):
     def __init__(self, name: str, join_timeout: Optional[float] = None):
         super().__init__(name, join_timeout)
         self.on_failure: Optional[Callable[[str], None]] = None
-        self.state = "new"
+        self.phase = "new"
         self.restarts = 0
         self.failures = 0
         self.repeats = 0              # the same error again, counted rather than logged
@@ -65,7 +65,7 @@ class Supervised(Worker):
     def _main(self) -> None:
         backoff = self.min_backoff
         while not self.stopping.is_set():
-            self.state = "running"
+            self.phase = "running"
             began = time.monotonic()
             try:
                 self.run()
@@ -76,13 +76,13 @@ class Supervised(Worker):
                 if time.monotonic() - began >= HEALTHY_AFTER_S:
                     backoff = self.min_backoff
                 self._failed(exc, backoff)
-            self.state = "restarting"
+            self.phase = "restarting"
             self._restart_at = time.monotonic() + backoff
             if self.stopping.wait(backoff):
                 break
             backoff = min(self.max_backoff, backoff * 2)
             self.restarts += 1
-        self.state = "stopped"
+        self.phase = "stopped"
 
     def _failed(self, exc: Exception, backoff: float) -> None:
         self.failures += 1
@@ -103,9 +103,9 @@ class Supervised(Worker):
 
     def status(self) -> dict:
         """For /api/house: state, restarts, and the last failure with its cause."""
-        out = {"name": self.name, "state": self.state, "restarts": self.restarts, "failures": self.failures,
+        out = {"name": self.name, "state": self.phase, "restarts": self.restarts, "failures": self.failures,
                "last_error": self.last_error, "last_error_at": self.last_error_at}
-        if self.state == "restarting" and self._restart_at is not None:
+        if self.phase == "restarting" and self._restart_at is not None:
             out["restart_in_s"] = round(max(0.0, self._restart_at - time.monotonic()), 1)
         return out
 
