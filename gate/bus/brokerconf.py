@@ -139,7 +139,7 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 def _names(hosts: list[str]):
     from cryptography import x509
-    out = []
+    out: list[x509.GeneralName] = []
     for h in hosts:
         try:
             out.append(x509.IPAddress(ipaddress.ip_address(h)))
@@ -152,7 +152,7 @@ def _certificates(out: Path, venue: str, hosts: list[str]) -> None:
     """The venue CA (made once) and the broker's certificate for `hosts` (remade when they change)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
     from cryptography.x509.oid import NameOID
 
     def pem_key(k):
@@ -160,7 +160,12 @@ def _certificates(out: Path, venue: str, hosts: list[str]) -> None:
                                serialization.NoEncryption())
     now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
     if (out / "ca.crt").exists() and (out / "ca.key").exists():
-        ca_key = serialization.load_pem_private_key((out / "ca.key").read_bytes(), None)
+        loaded = serialization.load_pem_private_key((out / "ca.key").read_bytes(), None)
+        if not isinstance(loaded, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey,
+                                   ed448.Ed448PrivateKey, dsa.DSAPrivateKey)):
+            # Signing would fail on it anyway; say which file is wrong.
+            raise TypeError(f"{out / 'ca.key'} holds a {type(loaded).__name__}, which cannot sign certificates")
+        ca_key = loaded
         ca = x509.load_pem_x509_certificate((out / "ca.crt").read_bytes())
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
