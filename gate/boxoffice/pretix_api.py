@@ -305,7 +305,7 @@ class PretixClient:
 
     def failed_checkin(self, event: str, list_id: int, raw: str, reason: str, nonce: str, ts_ms: int,
                        exit: bool = False, position: Optional[int] = None, why: str = "") -> tuple[int, dict]:
-        body = {"error_reason": reason, "raw_barcode": raw[:500], "nonce": nonce, "datetime": iso(ts_ms),
+        body: dict = {"error_reason": reason, "raw_barcode": raw[:500], "nonce": nonce, "datetime": iso(ts_ms),
                 "type": "exit" if exit else "entry", "error_explanation": why[:200]}
         if position:
             body["position"] = position

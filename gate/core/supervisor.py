@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import traceback
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterator, Optional
 
 from gate.core.worker import Worker
 
@@ -122,7 +122,7 @@ class Workers:
         with self._lock:
             self._items += [w for w in workers if w is not None]
 
-    def __iter__(self) -> Iterable[Supervised]:
+    def __iter__(self) -> Iterator[Supervised]:
         with self._lock:
             return iter(list(self._items))
 

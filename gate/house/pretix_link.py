@@ -35,7 +35,7 @@ from gate.core.supervisor import Supervised, describe
 from gate.house.alerts import Alerts
 from gate.house.pretix_list import build_list
 from gate.house.pretix_rows import set_aside_report
-from gate.house.pretix_sync import PSEUDO_GATE, PretixSync, open_db
+from gate.house.pretix_sync import PSEUDO_GATE, PretixSync, SyncResult, open_db
 from gate.house.uploads import SCHEMA as UPLOADS_SCHEMA
 from gate.house.uploads import Uploader
 
@@ -99,8 +99,8 @@ class PretixLink:
         self.first_sync = threading.Event()   # uploads wait for it: a scan's ticket may come with it
         self.digest = ""
         self.last_sync_error = ""
-        self.last_result = None
-        self.last_sync_s = None     # the last good round, pretix to the gates' list published
+        self.last_result: Optional[SyncResult] = None
+        self.last_sync_s: Optional[float] = None     # the last good round, pretix to the gates' list published
         self.syncs = 0
         # an upload or a page in flight may take pretix's whole deadline before a loop sees the stop
         wait = 2 * p.timeout_s + 2

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -124,7 +125,7 @@ class PretixSync:
         self.ev = f"/events/{p.event}"
         self.held = guard.HeldState(self.state, self._set_now, self._delete_now)
         self.marker_note = ""   # why the last marker was refused, for status
-        self.cancel = None      # an Event: set, a round in progress ends at the next page (the house stopping)
+        self.cancel: Optional[threading.Event] = None   # set: a round ends at its next page (the house stops)
 
     def close(self) -> None:
         self.client.close()
@@ -149,6 +150,7 @@ class PretixSync:
     def marker(self, now_ms: int) -> Optional[int]:
         """The stored marker (unix ms), or None for a full sync (none yet, unreadable, or in the future)."""
         raw = self.state("since_ms")
+        since: Optional[int]
         try:
             if raw is not None:
                 since = int(raw)
@@ -186,9 +188,9 @@ class PretixSync:
         keys = [k for k in (keys if isinstance(keys, list) else []) if isinstance(k, str) and len(k) < 4096][:16]
         since = self.marker(now_ms)
         changed: list[str] = []
-        newest = None
+        newest: Optional[int] = None
         full = since is None
-        if not full:
+        if since is not None:
             for o in self.client.pages(self.ev + "/orders/", {"modified_since": marker_text(since),
                                                              "ordering": "last_modified"}):
                 if isinstance(o.get("code"), str) and len(o["code"]) <= 32:
@@ -204,6 +206,7 @@ class PretixSync:
             marker = min(newest if newest is not None else now_ms, now_ms) - MARGIN_MS
             r = self._full(keys, marker, progress, accept)
         else:
+            assert since is not None
             marker = since if newest is None else max(since, min(newest, now_ms) - MARGIN_MS)
             r = self._incremental(keys, since, marker, sorted(set(changed)), progress, accept)
         r.seconds = time.monotonic() - t0
