@@ -1,12 +1,19 @@
-"""Shared fixtures: a real Mosquitto broker, gpiozero's MockFactory, real configs."""
+"""Shared fixtures and helpers: a real Mosquitto broker, a real house, gpiozero's MockFactory, real configs.
+
+Every test file takes its fixtures from here and its helpers from here; no test file imports another."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -14,25 +21,73 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from gate.bus.broker import PrivateBroker, free_port  # noqa: F401 (free_port is used by the tests)
+from gate.bus.broker import PrivateBroker, mosquitto_binary
 from gate.config.schema import parse
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes many seconds (real pretix, floods, crowds); "
+                                       "still part of the default run, `-m 'not slow'` leaves them out")
+
+
 def wait_for(cond, timeout=10.0, step=0.02, what="condition"):
+    """Poll `cond` until it returns something true and return that; fail, naming `what`, after `timeout` s."""
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    while True:
         v = cond()
         if v:
             return v
+        if time.monotonic() >= end:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last seen: {v!r})")
         time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- ports ------------------------------------------------------------------------------------------
+def free_port() -> int:
+    """A port nothing listens on, from below the kernel's ephemeral range (32768 up): a port handed out
+    for port 0 can be taken by any outgoing connection before our server binds it; these cannot."""
+    while True:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class Broker(PrivateBroker):
+    """The project's own private Mosquitto config; started only once the broker itself answers. A port
+    another process took meanwhile means a fresh port at first start (a restart keeps its port)."""
+
     def __init__(self, workdir, acl=""):
-        super().__init__(workdir, acl)
+        super().__init__(workdir, acl, port=free_port())
+        self.acl, self.started = acl, False
+
+    def start(self) -> "Broker":
+        for _ in range(5):
+            self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.dir / "mosquitto.conf")],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._answering(10.0):
+                self.started = True
+                return self
+            self.stop(signal.SIGKILL)
+            if self.started:
+                break
+            PrivateBroker.__init__(self, self.dir, self.acl, port=free_port())   # writes the config anew
+        raise RuntimeError(f"mosquitto did not start on port {self.port}; see {self.dir / 'mosquitto.log'}")
+
+    def _answering(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self.proc.poll() is None   # it, not a stranger on the port, is listening
+            except OSError:
+                time.sleep(0.02)
+        return False
 
 
 @pytest.fixture
@@ -68,6 +123,7 @@ def mock_factory():
     Device.pin_factory = old
 
 
+# -- configs ----------------------------------------------------------------------------------------
 GATE_TOML = """
 [gate]
 id = "{gate}"
@@ -143,6 +199,16 @@ def gate_config(tmp_path, gate="door-a", profile="turnstile", zones="[]", reentr
     return parse(text, str(path))
 
 
+def house_config(tmp_path, port, name="house", signing=""):
+    listen = f"127.0.0.1:{free_port()}"
+    text = (f'[house]\nvenue = "hall"\nlisten = "{listen}"\ncapacity = {{ "eve" = 100 }}\n'
+            f'client_id = "house-hall"\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nkeepalive = 5\n'
+            f'[storage]\ndir = "{tmp_path}/{name}"\n{signing}')
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return parse(text, str(path))
+
+
 TICKETS_CSV = """ticket_id,code,event,holder,seat,zone,tags,status,valid_from,valid_until
 T1,CODE-0001,eve,Ada Lovelace,B12,stalls,member,valid,,
 T2,CODE-0002,eve,Alan Turing,C3,stalls,wheelchair,valid,,
@@ -185,17 +251,65 @@ def tickets_csv(tmp_path):
     return p
 
 
+# -- the house ----------------------------------------------------------------------------------------
+@pytest.fixture
+def house(tmp_path, broker):
+    """A real house service on the test broker, connected."""
+    from gate.house.service import HouseService
+    svc = HouseService(house_config(tmp_path, broker.port))
+    svc.start()
+    wait_for(svc.connected.is_set, what="house connected")
+    yield svc
+    svc.close()
+
+
+def api(cfg):
+    """The house's /api/house, over HTTP."""
+    with urllib.request.urlopen(f"http://{cfg.house.listen}/api/house", timeout=5) as r:
+        return json.load(r)
+
+
+def api_up(cfg) -> bool:
+    try:
+        api(cfg)
+        return True
+    except OSError:
+        return False
+
+
+def eve(h):
+    """The `eve` performance's numbers in an /api/house answer (zeros before its first scan)."""
+    return next((e for e in h["events"] if e["event"] == "eve"), {"admitted": 0, "inside": 0, "rejected": 0})
+
+
+def house_settled(port, cfg, client_id="barrier"):
+    """Wait until the house has handled everything published before this call: a marker scan for an event
+    of its own goes to the broker after them, and the house counts in the order it receives."""
+    from gate.bus.codec import pack_scan
+    mark = scan_event(f"MARK{time.monotonic_ns()}", gate=client_id)
+    mark.event = "barrier"
+    before = next((e["admitted"] for e in api(cfg)["events"] if e["event"] == "barrier"), 0)
+    publish_raw(port, f"gate/hall/{client_id}/scan", [pack_scan(mark)], client_id)
+    wait_for(lambda: next((e["admitted"] for e in api(cfg)["events"] if e["event"] == "barrier"), 0) > before,
+             what="the house past a marker sent after everything else")
+
+
+# -- the bus ----------------------------------------------------------------------------------------
 class Collector:
-    """Subscribes to topics on the test broker and keeps what arrives."""
+    """Subscribes to topics on the test broker and keeps what arrives; subscribed once made."""
 
     def __init__(self, port, *topics):
         self.messages = []
         self.lock = threading.Lock()
+        self.subscribed = threading.Event()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{time.monotonic_ns()}")
         self.c.on_message = self._on_message
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
+        self.c.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
+        # A message published before the broker has the subscription would never arrive here.
+        wait_for(self.subscribed.is_set, what=f"the broker's SUBACK for {topics}")
 
     def _on_message(self, c, u, msg):
         with self.lock:
@@ -210,8 +324,95 @@ class Collector:
         self.c.loop_stop()
 
 
+def publish_raw(port, topic, payloads, client_id="raw"):
+    """Publish at QoS 1 as a client of our own and return once the broker has acknowledged each."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    infos = [c.publish(topic, p, qos=1) for p in payloads]
+    for i in infos:
+        i.wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+
+
+def publish_retained(port, topic, payload, client_id="box-office-test"):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    c.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+
+
+def scan_event(ticket, gate="door-a", ts=None, id=None, **kw):
+    from gate.core.events import ScanEvent
+    return ScanEvent(id=id or f"{gate}-{ticket}-{random.random()}", gate=gate, seq=1, ts=ts or int(time.time() * 1000),
+                     event="eve", ticket=ticket, dir="in", result="admitted", reason="ok", **kw)
+
+
+def start_link(tmp_path, gate, port):
+    """A real gate outbox and MQTT link, connected."""
+    from gate.link import GateLink
+    from gate.state.outbox import Outbox
+    cfg = gate_config(tmp_path, gate=gate, port=port, mqtt_on=True)
+    path = tmp_path / f"state-{gate}" / "outbox.db"
+    outbox = Outbox(path)
+    link = GateLink(cfg, path, profile="turnstile")
+    link.start()
+    wait_for(link.connected.is_set, what=f"{gate} connected")
+    return outbox, link
+
+
+def run_scanner(cfg, frames, mock_factory, tickets_csv=None, fps=30):
+    """A real scanner on its own thread, reading `frames`; the tickets imported first when given."""
+    from gate.boxoffice.ticketfile import read_ticket_file
+    from gate.camera import MemorySource
+    from gate.scanner import Scanner
+    from gate.state.tickets import TicketStore
+    if tickets_csv:
+        st = TicketStore(cfg.storage.dir + "/tickets.db")
+        st.replace_all(read_ticket_file(tickets_csv))
+        st.close()
+    s = Scanner(cfg, MemorySource(frames, fps), pin_factory=mock_factory)
+    th = threading.Thread(target=s.run)
+    th.start()
+    return s, th
+
+
 def run_gate_cli(*args, env=None, timeout=60, **kw):
     e = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "gate.cli", *args], capture_output=True, text=True,
                           env=e, timeout=timeout, **kw)
+
+
+# -- pretix_sig1 codes ------------------------------------------------------------------------------
+def pretix_message():
+    """pretix's Ticket protobuf message, built with the real protobuf runtime."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    fd = descriptor_pb2.FileDescriptorProto(name="pretix_sig1.proto", syntax="proto3")
+    m = fd.message_type.add(name="Ticket")
+    F = descriptor_pb2.FieldDescriptorProto
+    for name, num, typ, opt in (("seed", 1, F.TYPE_STRING, False), ("item", 2, F.TYPE_INT64, False),
+                                ("variation", 3, F.TYPE_INT64, False), ("subevent", 4, F.TYPE_INT64, False),
+                                ("validFromUnixTime", 5, F.TYPE_INT64, True),
+                                ("validUntilUnixTime", 6, F.TYPE_INT64, True)):
+        f = m.field.add(name=name, number=num, type=typ, label=F.LABEL_OPTIONAL)
+        if opt:
+            f.proto3_optional = True
+            f.oneof_index = len(m.oneof_decl)
+            m.oneof_decl.add(name="_" + name)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("Ticket"))
+
+
+def pretix_code(key, **fields):
+    """A pretix_sig1 ticket code signed with `key`, as pretix prints it."""
+    import base64
+    import struct
+    payload = pretix_message()(**fields).SerializeToString()
+    sig = key.sign(payload)
+    blob = bytes([1]) + struct.pack(">HH", len(payload), len(sig)) + payload + sig
+    return base64.b64encode(blob).decode()[::-1]

@@ -18,8 +18,7 @@ from gate.config.schema import parse
 from gate.house.service import HouseService
 from gate.link import GateLink
 from gate.state.outbox import Outbox
-from tests.conftest import run_gate_cli, wait_for
-from tests.test_mqtt import api, eve, scan_event
+from tests.conftest import api, eve, run_gate_cli, scan_event, wait_for
 
 
 class VenueBroker(PrivateBroker):

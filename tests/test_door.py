@@ -53,7 +53,8 @@ def test_turnstile_passage_confirms_and_timeout_annuls(tmp_path, mock_factory, t
     s, th, v = start(tmp_path, mock_factory, tickets_csv, frames, passage=passage, passage_timeout=0.6)
     wait_for(lambda: len(v) == 1 and s.turnstile.pending, what="first admission, turnstile released")
     pin = mock_factory.pin(PASSAGE)
-    pin.drive_high(); pin.drive_low()           # Ada walks through
+    pin.drive_high()                            # Ada walks through
+    pin.drive_low()
     th.join(15)
     got = [(x.result, x.reason, e.ticket) for x, e in v]
     assert got == [("admitted", "ok", "T1"), ("admitted", "ok", "T2"), ("annulled", "not_passed", "T2")]

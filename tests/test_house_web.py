@@ -15,8 +15,7 @@ import urllib.request
 from gate.bus.broker import free_port, wait_port
 from gate.bus.codec import pack_scan
 from gate.house import web
-from tests.conftest import wait_for
-from tests.test_mqtt import scan_event
+from tests.conftest import scan_event, wait_for
 
 ADDRESS_SPACE = int(2.5 * 1024 ** 3)   # what a process gets on 32-bit Raspberry Pi OS
 

@@ -27,8 +27,7 @@ from gate.camera import MemorySource
 from gate.scanner import Scanner
 from gate.sim.render import compose
 from gate.state.tickets import TicketStore
-from tests.conftest import REPO, gate_config, wait_for
-from tests.test_mqtt import scan_event
+from tests.conftest import REPO, gate_config, scan_event, wait_for
 
 RELAY = 24
 RNG = np.random.default_rng(21)

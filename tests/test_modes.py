@@ -219,8 +219,7 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
     first entries are neither `already_used` nor mixed into the house count."""
     from gate.config.schema import parse
     from gate.house.service import HouseService
-    from tests.conftest import run_gate_cli
-    from tests.test_mqtt import api, eve, house_config
+    from tests.conftest import api, eve, house_config, run_gate_cli
     card(tmp_path, "entry")
     hpath = house_config(tmp_path, broker.port).path
     text = open(hpath).read() + f'\n[signing]\nstaff_keys = ["{tmp_path / "keys" / "staff.pub"}"]\n'
@@ -278,8 +277,7 @@ def test_modes_staff_card_reported_on_status_and_dashboard(tmp_path, broker, moc
     import json
 
     from gate.house.service import HouseService
-    from tests.conftest import Collector
-    from tests.test_mqtt import api, house_config
+    from tests.conftest import Collector, api, house_config
     hcfg = house_config(tmp_path, broker.port)
     house = HouseService(hcfg)
     house.start()

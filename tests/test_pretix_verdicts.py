@@ -18,8 +18,7 @@ from gate.decide import GateRules, decide
 from gate.resolve import Resolver
 from gate.sim.render import compose
 from gate.state.tickets import TicketStore
-from tests.conftest import run_gate_cli
-from tests.test_signing import pretix_code
+from tests.conftest import pretix_code, run_gate_cli
 
 RULES = GateRules("door-a", frozenset({"gala", "series-7"}))
 

@@ -14,15 +14,15 @@ from gate.bus.codec import pack_scan
 from gate.house import gaps
 from gate.house.service import HouseService
 from gate.link import RESEND_BURST, RESEND_RATE
-from tests.conftest import Collector, wait_for
-from tests.test_mqtt import (
-    _publish_raw,
+from tests.conftest import (
+    Collector,
     api,
     eve,
-    house,  # noqa: F401 (a fixture)
     house_config,
+    publish_raw,
     scan_event,
     start_link,
+    wait_for,
 )
 
 
@@ -44,7 +44,7 @@ def test_receivers_overflowing_ts_among_a_thousand_good_events_costs_only_itself
              _raw(scan_event("B3", id="bomb-3"), seq=2**64 - 1), _raw(scan_event("B4", id="bomb-4"), seq=0),
              _raw(scan_event("B5", id="bomb-5"), ts=1)]
     payloads = good[:300] + bombs + good[300:]
-    _publish_raw(broker.port, "gate/hall/door-a/scan", payloads)
+    publish_raw(broker.port, "gate/hall/door-a/scan", payloads)
     h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 1000 else None)(api(house.cfg)), 20,
                  what="all 1000 good events")
     assert h["malformed"]["bad_ts"] == 3 and h["malformed"]["bad_seq"] == 2
@@ -69,7 +69,7 @@ def test_receivers_event_id_with_topic_wildcards_is_dropped_and_publishing_lives
         wait_for(svc.connected.is_set)
         bad = [_raw(scan_event("W1", id=f"w-{i}"), event=name)
                for i, name in enumerate(("Hamlet #2", "a/b", "+", "nul\0", "x" * 129))]
-        _publish_raw(broker.port, "gate/hall/door-a/scan", bad + [pack_scan(scan_event("W2", id="fine"))])
+        publish_raw(broker.port, "gate/hall/door-a/scan", bad + [pack_scan(scan_event("W2", id="fine"))])
         wait_for(lambda: eve(api(cfg))["admitted"] == 1, what="the good event counted")
         wait_for(lambda: col.on("gate/hall/house/eve/inside") and col.on("gate/hall/house/eve/inside")[-1] == b"1",
                  what="counts still published")
@@ -94,7 +94,7 @@ def test_receivers_three_hundred_fake_gates_with_huge_seqs_stay_bounded(broker, 
         i.wait_for_publish(10)
     c.disconnect()
     c.loop_stop()
-    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("REAL", id="real-after"))])
+    publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("REAL", id="real-after"))])
     wait_for(lambda: eve(api(house.cfg))["admitted"] == 301, 20, what="every event counted")
     h = api(house.cfg)
     assert len(h["gates"]) <= gaps.MAX_GATES and house.gaps.missing_total <= gaps.MAX_MISSING
@@ -114,7 +114,7 @@ def test_receivers_one_row_the_database_refuses_costs_only_itself(broker, house)
     house.db.commit()
     payloads = [pack_scan(scan_event(f"P{i}", id=f"p-{i}")) for i in range(50)]
     payloads.insert(25, pack_scan(scan_event("POISON", id="poison")))
-    _publish_raw(broker.port, "gate/hall/door-a/scan", payloads)
+    publish_raw(broker.port, "gate/hall/door-a/scan", payloads)
     wait_for(lambda: eve(api(house.cfg))["admitted"] == 50, what="the 50 good ones")
     assert api(house.cfg)["malformed"]["db_refused"] == 1
 
@@ -192,7 +192,7 @@ def test_receivers_a_locked_attendance_log_holds_events_and_loses_none(broker, h
     blocker = sqlite3.connect(house.cfg.storage.dir + "/house.db", timeout=0)
     blocker.execute("BEGIN EXCLUSIVE")   # another writer holds the log: the house's writes time out
     try:
-        _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event(f"L{i}", id=f"l-{i}"))
+        publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event(f"L{i}", id=f"l-{i}"))
                                                             for i in range(30)])
         wait_for(lambda: api(house.cfg)["limits"]["held_for_database"], 15, what="events held for the database")
         time.sleep(6)   # longer than SQLite's busy timeout: the house tried again and was refused again
@@ -206,8 +206,8 @@ def test_receivers_a_locked_attendance_log_holds_events_and_loses_none(broker, h
 
 
 def test_receivers_status_from_a_topic_no_gate_can_have_is_dropped(broker, house):
-    _publish_raw(broker.port, "gate/hall/door a\u00e9/status", [json.dumps({"state": "online"}).encode()])
-    _publish_raw(broker.port, "gate/hall/door-a/status", [json.dumps({"state": "online", "ts": 2**70}).encode()])
+    publish_raw(broker.port, "gate/hall/door a\u00e9/status", [json.dumps({"state": "online"}).encode()])
+    publish_raw(broker.port, "gate/hall/door-a/status", [json.dumps({"state": "online", "ts": 2**70}).encode()])
     wait_for(lambda: [g for g in api(house.cfg)["gates"] if g["gate"] == "door-a"], what="door-a listed")
     h = api(house.cfg)
     assert [g["gate"] for g in h["gates"]] == ["door-a"] and h["malformed"]["bad_topic"] == 1
@@ -216,9 +216,9 @@ def test_receivers_status_from_a_topic_no_gate_can_have_is_dropped(broker, house
 def test_receivers_a_flood_of_made_up_performances_is_capped(broker, house, monkeypatch):
     from gate.house import ingest
     monkeypatch.setattr(ingest, "MAX_EVENTS", 20)
-    _publish_raw(broker.port, "gate/hall/door-a/scan",
-                 [msgpack.packb({**msgpack.unpackb(pack_scan(scan_event(f"M{i}", id=f"m-{i}"))), "event": f"show-{i}"})
-                  for i in range(100)] + [pack_scan(scan_event("REAL", id="real-eve"))])
+    publish_raw(broker.port, "gate/hall/door-a/scan",
+                [msgpack.packb({**msgpack.unpackb(pack_scan(scan_event(f"M{i}", id=f"m-{i}"))), "event": f"show-{i}"})
+                 for i in range(100)] + [pack_scan(scan_event("REAL", id="real-eve"))])
     wait_for(lambda: api(house.cfg)["malformed"].get("events_over_cap", 0) >= 80, what="made-up shows dropped")
     wait_for(lambda: eve(api(house.cfg))["admitted"] == 1, what="the configured performance still counts")
     assert len(house.counts.events) <= 21
