@@ -308,3 +308,28 @@ def test_mqtt_credentials_from_file_and_environment(tmp_path, make_broker):
     finally:
         del os.environ["GATE_MQTT_PASSWORD"]
 
+
+def test_mqtt_status_reported_while_the_link_connects_is_not_lost(tmp_path, broker):
+    """The loop reports the gate's mode just as the network thread announces `online` (without it):
+    the status topic must still end up saying the mode. It used to keep the announcement without it
+    until the next change (the dashboard showed no mode; a test waited for it in vain under load)."""
+    from gate.link import GateLink
+    col = Collector(broker.port, "gate/hall/door-a/status")
+    link = GateLink(gate_config(tmp_path, port=broker.port, mqtt_on=True), tmp_path / "o.db", profile="turnstile")
+    reporter = threading.Thread(target=link.report, kwargs={"mode": "exit"})
+    subscribe = link.client.subscribe
+
+    def subscribe_while_the_loop_reports(*args, **kw):   # called in _on_connect, after `online` is queued
+        reporter.start()
+        reporter.join(0.5)   # done at once if report() does not wait for _on_connect to finish
+        return subscribe(*args, **kw)
+    link.client.subscribe = subscribe_while_the_loop_reports
+    link.start()
+    try:
+        wait_for(link.connected.is_set, what="door-a connected")
+        reporter.join(5)
+        wait_for(lambda: [s for s in map(json.loads, col.on("gate/hall/door-a/status"))
+                          if s["state"] == "online" and s.get("mode") == "exit"], what="the mode on the status topic")
+    finally:
+        link.close(drain_s=0)
+        col.close()
