@@ -41,7 +41,14 @@ def test_dashboard_live_counts_offline_gate_and_house_restart(tmp_path, broker, 
     page = browser.new_page(viewport={"width": 390, "height": 844})   # a phone, portrait
     page.goto(f"http://{cfg.house.listen}/")
     wait_for(lambda: text(page, "#conn") == "live", what="page connected")
-    assert "No scans yet" in page.content() or "eve" in page.content()
+    # Before any scan: tonight's performance (it has a capacity) has its card, every number zero.
+    # (Read from the rendered card: the page's own script holds every word it can show.)
+    card = '[data-event="eve"]'
+    wait_for(lambda: page.locator(card).count() == 1, 5, what="the eve card rendered")
+    assert text(page, f"{card} h2") == "eve"
+    assert [text(page, f'{card} [data-k="{k}"]') for k in ("inside", "admitted", "exited", "rejected")] == ["0"] * 4
+    assert page.locator(f"{card} .gauge svg text").all_text_contents()[-1] == "0% of 100"
+    assert page.locator("p.empty").count() == 0
 
     # A scan shows on the page within a second.
     publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("P1", attention=["member"]))])
