@@ -162,3 +162,17 @@ def test_feedback_relay_belongs_to_feedback_and_release_goes_inert(tmp_path, moc
     release.hold()                                        # a late turnstile timer cannot reopen it
     release.pulse(0.2)
     assert relay.state == 0
+
+
+def test_feedback_close_right_after_a_verdict_stops_the_pattern(tmp_path, mock_factory, caplog):
+    """close() just after show() (SIGTERM after a scan) used to miss the stop: the worker cleared the
+    stop's nudge as it took the new pattern and played it whole, the 1 s join gave up, and the
+    pins were closed under it (a traceback in the log)."""
+    import logging
+    caplog.set_level(logging.WARNING)
+    for _ in range(5):
+        fb = build(tmp_path, mock_factory)
+        fb.show("ok")
+        fb.close()
+    assert not [r.getMessage() for r in caplog.records], caplog.text
+    assert mock_factory.pin(G).state == 0 and mock_factory.pin(RELAY).state == 0
