@@ -134,8 +134,10 @@ def test_house_discovery_gate_will_does_not_predate_its_online(tmp_path, broker)
     house = HouseService(house_config(tmp_path, broker.port))
     house.start()
     col = Collector(broker.port, "gate/hall/door-a/status")
+    made_ms = time.time_ns() // 1_000_000
     link = GateLink(cfg, tmp_path / "o.db", profile="turnstile")
-    time.sleep(0.05)
+    # The old will carried the time the client was made: make sure `online` is stamped later than that.
+    wait_for(lambda: time.time_ns() // 1_000_000 > made_ms + 1, what="the clock past the client's making")
     link.start()
     try:
         wait_for(lambda: col.on("gate/hall/door-a/status"), what="online")

@@ -129,12 +129,13 @@ def test_house_venue_live_clears_the_rehearsal(tmp_path, broker):
         wait_for(svc.connected.is_set, what="house connected")
         r = run_gate_cli("venue", "test", "-c", cfg.path, "--key", str(kp), "--by", "stage manager")
         assert r.returncode == 0, r.stderr
+        rehearsal_issued = int(time.time())   # control messages are stamped in whole seconds
         wait_for(lambda: api(cfg)["mode"] == "test", what="venue in rehearsal")
         publish_raw(broker.port, "gate/hall/door-a/scan",
                     [pack_scan(scan_event(t, mode="test")) for t in ("R1", "R2", "R3")])
         wait_for(lambda: api(cfg)["rehearsal"] and api(cfg)["rehearsal"][0]["admitted"] == 3, what="rehearsal seen")
         recorded = open_control(broker.port)
-        time.sleep(1.1)   # control messages are stamped in seconds; the next one must be newer
+        wait_for(lambda: int(time.time()) > rehearsal_issued, 2, what="a second later (the next must be newer)")
         r = run_gate_cli("venue", "live", "-c", cfg.path, "--key", str(kp))
         assert r.returncode == 0 and "cleared" in r.stdout, r.stderr
         wait_for(lambda: api(cfg)["mode"] == "live" and not api(cfg)["rehearsal"], what="rehearsal cleared")

@@ -7,7 +7,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.camera import MemorySource, Source
@@ -110,7 +109,7 @@ def test_scan_led_before_disk_before_relay(tmp_path, mock_factory, tickets_csv):
     th.join()
     assert led_on <= done["outbox"] <= rise
     assert relay.state == 0
-    assert relay.states[-1].timestamp == pytest.approx(0.2, abs=0.05)  # the pulse length
+    assert 0.19 < relay.states[-1].timestamp < 0.5  # the pulse length: never shorter, at most 0.3 s late
 
 
 class StallingSource(Source):
@@ -195,8 +194,7 @@ def test_scan_sigterm_stops_cleanly(tmp_path, tickets_csv):
     for line in p.stderr:          # start-up can be slow (emulated arm64): wait until it scans
         if "scanning from" in line:
             break
-    time.sleep(0.5)
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(signal.SIGTERM)  # (its handler was set before start-up)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
     assert "stopping (signal 15)" in err
