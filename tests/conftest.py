@@ -33,14 +33,30 @@ def pytest_configure(config):
 
 
 def wait_for(cond, timeout=10.0, step=0.02, what="condition"):
-    """Poll `cond` until it returns something true and return that; fail, naming `what`, after `timeout` s."""
+    """Poll `cond` until it returns something true and return that; fail, naming `what` (a callable is
+    called then, to say how far things got), after `timeout` s."""
     end = time.monotonic() + timeout
     while True:
         v = cond()
         if v:
             return v
         if time.monotonic() >= end:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last seen: {v!r})")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {said} (last seen: {v!r})")
+        time.sleep(step)
+
+
+def wait_while_moving(done, progress, stall=10.0, step=0.05, what="condition"):
+    """Wait for `done()` for as long as `progress()` keeps changing: work that is slow on a loaded machine
+    gets the time it needs; a hang fails once nothing has moved for `stall` s."""
+    last, moved = progress(), time.monotonic()
+    while not done():
+        now, seen = time.monotonic(), progress()
+        if seen != last:
+            last, moved = seen, now
+        elif now - moved > stall:
+            said = what() if callable(what) else what
+            raise AssertionError(f"waiting for {said}: nothing moved for {stall:g} s (stuck at {seen!r})")
         time.sleep(step)
 
 
