@@ -29,6 +29,8 @@ from gate.sim.render import compose
 from gate.state.tickets import TicketStore
 from tests.conftest import REPO, gate_config, scan_event, wait_for
 
+pytestmark = pytest.mark.slow   # a flood from another process for as long as the scan runs
+
 RELAY = 24
 RNG = np.random.default_rng(21)
 EMPTY = compose(None, "empty", rng=np.random.default_rng(2))

@@ -238,6 +238,7 @@ print(rss_mb() - start, time.perf_counter() - t0)
 """
 
 
+@pytest.mark.slow
 def test_lists_bomb_is_bounded_in_memory_and_time(tmp_path):
     r = subprocess.run([sys.executable, "-c", BOMB], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -270,7 +271,7 @@ def test_lists_applying_a_big_list_never_blocks_the_scan_loop(tmp_path, venue_ke
             time.sleep(0.002)
     th = threading.Thread(target=scan_loop)
     th.start()
-    time.sleep(0.05)
+    wait_for(lambda: n[0], what="the scan loop running")
     t0 = time.perf_counter()
     assert u.apply(writer, payload)
     took = time.perf_counter() - t0

@@ -35,6 +35,7 @@ from gate.state.updater import ListGuard, TicketUpdater
 from tests.conftest import Collector, free_port, gate_config, publish_raw, run_gate_cli, wait_for
 from tests.pretix_server import PretixServer
 
+pytestmark = pytest.mark.slow   # a real pretix server: minutes, not seconds
 _orgs = itertools.count(1)
 SETUP = {}
 
@@ -231,9 +232,10 @@ def test_pretix_rehearsal_and_lookup_scans_never_reach_pretix(pretix, broker, pr
     events = [scan(tids[0]), scan(tids[1]), scan(tids[2])]
     events[0].mode, events[1].mode = "test", "info"
     publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
-    wait_for(lambda: svc.api()["pretix"]["uploaded"] == 1, 30, what="the live scan uploaded")
-    time.sleep(1)
-    assert svc.api()["pretix"]["queue"] == 0 and svc.api()["pretix"]["uploaded"] == 1
+    wait_for(lambda: svc.api()["rehearsal"] and sum(svc.api()["lookups"].values()) == 1, what="all three seen")
+    # Had the other two been queued, they would go with or before the live one: never 1 with none waiting.
+    wait_for(lambda: (svc.api()["pretix"]["uploaded"], svc.api()["pretix"]["queue"]) == (1, 0), 30,
+             what=lambda: f"the live scan alone uploaded ({svc.api()['pretix']})")
     ok = [x for x in checkins(pretix, made) if x["successful"]]
     assert [x["position"] for x in ok] == [made["positions"][2]["id"]]
 

@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.camera import MemorySource, Source
@@ -64,6 +65,7 @@ def test_scan_same_ticket_again_is_already_used(tmp_path, mock_factory, tickets_
     assert "door-a" in verdicts[1][0].detail
 
 
+@pytest.mark.slow
 def test_scan_minutes_of_empty_frames(tmp_path, mock_factory, tickets_csv):
     n = 30 * 180  # three minutes at 30 fps
     s, verdicts = scanner(tmp_path, mock_factory, tickets_csv, [EMPTY] * n)
@@ -178,6 +180,7 @@ def test_scan_camera_lost_shows_fault_and_health(tmp_path, mock_factory, tickets
     assert mock_factory.pin(RELAY).state == 0
 
 
+@pytest.mark.slow
 def test_scan_sigterm_stops_cleanly(tmp_path, tickets_csv):
     from PIL import Image
     frames = tmp_path / "frames"
