@@ -279,7 +279,9 @@ def test_lists_applying_a_big_list_never_blocks_the_scan_loop(tmp_path, venue_ke
     th.join()
     assert loop.by_code("CODE-0099999").ticket_id == "N99999"
     assert took > 0.3 and n[0] > 50           # the apply took a while, and the loop ran all along
-    assert worst[0] < 0.1, f"a scan waited {worst[0] * 1000:.0f} ms while a list was applied in {took:.2f} s"
+    # Held up by the swap, a scan would wait for much of it; a busy machine alone delays a thread by far
+    # less than the apply takes (it slows both): a tenth of it, and never less than 100 ms, is allowed.
+    assert worst[0] < max(0.1, took / 10), f"a scan waited {worst[0] * 1000:.0f} ms while a list was applied in {took:.2f} s"
     writer.close()
     loop.close()
 
