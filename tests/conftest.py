@@ -340,12 +340,12 @@ class Collector:
         self.c.loop_stop()
 
 
-def publish_raw(port, topic, payloads, client_id="raw"):
+def publish_raw(port, topic, payloads, client_id="raw", retain=False):
     """Publish at QoS 1 as a client of our own and return once the broker has acknowledged each."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     c.connect("127.0.0.1", port)
     c.loop_start()
-    infos = [c.publish(topic, p, qos=1) for p in payloads]
+    infos = [c.publish(topic, p, qos=1, retain=retain) for p in payloads]
     for i in infos:
         i.wait_for_publish(5)
     c.disconnect()
@@ -353,12 +353,7 @@ def publish_raw(port, topic, payloads, client_id="raw"):
 
 
 def publish_retained(port, topic, payload, client_id="box-office-test"):
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    c.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
-    c.disconnect()
-    c.loop_stop()
+    publish_raw(port, topic, [payload], client_id, retain=True)
 
 
 def scan_event(ticket, gate="door-a", ts=None, id=None, **kw):
@@ -401,34 +396,3 @@ def run_gate_cli(*args, env=None, timeout=60, **kw):
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "gate.cli", *args], capture_output=True, text=True,
                           env=e, timeout=timeout, **kw)
-
-
-# -- pretix_sig1 codes ------------------------------------------------------------------------------
-def pretix_message():
-    """pretix's Ticket protobuf message, built with the real protobuf runtime."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-    fd = descriptor_pb2.FileDescriptorProto(name="pretix_sig1.proto", syntax="proto3")
-    m = fd.message_type.add(name="Ticket")
-    F = descriptor_pb2.FieldDescriptorProto
-    for name, num, typ, opt in (("seed", 1, F.TYPE_STRING, False), ("item", 2, F.TYPE_INT64, False),
-                                ("variation", 3, F.TYPE_INT64, False), ("subevent", 4, F.TYPE_INT64, False),
-                                ("validFromUnixTime", 5, F.TYPE_INT64, True),
-                                ("validUntilUnixTime", 6, F.TYPE_INT64, True)):
-        f = m.field.add(name=name, number=num, type=typ, label=F.LABEL_OPTIONAL)
-        if opt:
-            f.proto3_optional = True
-            f.oneof_index = len(m.oneof_decl)
-            m.oneof_decl.add(name="_" + name)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fd)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("Ticket"))
-
-
-def pretix_code(key, **fields):
-    """A pretix_sig1 ticket code signed with `key`, as pretix prints it."""
-    import base64
-    import struct
-    payload = pretix_message()(**fields).SerializeToString()
-    sig = key.sign(payload)
-    blob = bytes([1]) + struct.pack(">HH", len(payload), len(sig)) + payload + sig
-    return base64.b64encode(blob).decode()[::-1]

@@ -18,7 +18,8 @@ from gate.decide import GateRules, decide
 from gate.resolve import Resolver
 from gate.sim.render import compose
 from gate.state.tickets import TicketStore
-from tests.conftest import pretix_code, run_gate_cli
+from tests.conftest import run_gate_cli
+from tests.pretix_codes import pretix_code
 
 RULES = GateRules("door-a", frozenset({"gala", "series-7"}))
 

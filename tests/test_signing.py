@@ -14,7 +14,7 @@ from gate.core.events import Code, History, Ticket
 from gate.decide import GateRules, decide
 from gate.resolve import Resolver
 from gate.state.tickets import TicketStore
-from tests.conftest import pretix_code
+from tests.pretix_codes import pretix_code
 
 KEY = Ed25519PrivateKey.generate()
 RULES = GateRules("door-a", frozenset({"eve"}))
