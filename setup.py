@@ -18,9 +18,11 @@ setup(
     ],
     extras_require={
         # playwright drives Debian's chromium; pyzbar and segno are the tests' second decoder and QR writer;
-        # evdev-binary is python-evdev as a wheel (no compiler needed) for the USB scanner tests
+        # evdev-binary is python-evdev as a wheel for the USB scanner tests, published for x86-64 only: elsewhere
+        # (the Pi itself) those tests skip unless python-evdev is there (apt's python3-evdev, or the hid extra).
+        # ruff and mypy keep the code honest (ruff.toml, mypy.ini); both publish aarch64 wheels.
         "dev": ["pytest>=7", "hypothesis>=6", "protobuf>=4", "playwright>=1.40", "pyzbar>=0.1.9", "segno>=1.5",
-                "evdev-binary>=1.6", "pyserial>=3.5"],
+                "evdev-binary>=1.6; platform_machine == 'x86_64'", "pyserial>=3.5", "ruff>=0.5", "mypy>=1.10"],
         "zbar": ["pyzbar>=0.1.9"],      # the optional second decode engine (needs apt's libzbar0)
         "demo": ["segno>=1.5"],         # renders the demo's simulated camera frames
         "v4l2": ["opencv-python-headless>=4.6"],

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpiozero.pins.mock import MockFactory
 
 from gate.camera import MemorySource
-from gate.config.schema import parse
+from gate.config import parse
 from gate.core.events import Ticket
 from gate.scanner import Scanner
 from gate.sim.render import compose

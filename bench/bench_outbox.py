@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gate.bus.broker import PrivateBroker
-from gate.config.schema import parse
+from gate.config import parse
 from gate.link import GateLink
 from gate.state.outbox import Outbox
 

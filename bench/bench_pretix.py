@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gate.boxoffice.keys import new_keypair, new_secret
 from gate.boxoffice.pretix_api import PretixClient, iso
 from gate.boxoffice.publish import ListPublisher
-from gate.config.schema import parse
+from gate.config import parse
 from gate.core.events import ScanEvent
 from gate.house import uploads
 from gate.house.pretix_link import build_list

@@ -1,9 +1,9 @@
-"""Everything that follows a verdict, in one place, one method per happening.
+"""The owner of a presented code, and of everything that follows a verdict.
 
-A verdict from a scan, an admission nobody walked through, someone leaving by
-the exit sensor, a scan reported by another gate, a staff card, a venue
-control message and a door fault all end here. The order
-inside `verdict()` is the gate's promise:
+The loop (gate/scanner.py) turns frames or a reader's input into codes and hands
+each to `Admission.present()`, which runs the gate's guards in one documented
+order (staff card, latch, mode, resolve, history, decide). Its promise after a
+verdict (`verdict()`) is this order:
 
   1. the LED and buzzer (queued: the patron hears the beep at once),
   2. the durable outbox write (fsync for an admission),
@@ -11,60 +11,62 @@ inside `verdict()` is the gate's promise:
   4. only then the turnstile's relay,
 
 so nobody is let in without a record that survives a power cut. The gate's
-mode (gate/modes.py) shapes each step: a look-up (`info`) is shown and sent
-but never recorded and never opens the door; a rehearsal (`test`) is recorded
-apart from live uses. Runs on the
-scan loop's thread only; the door, link and updater threads reach it through
-typed control messages (gate/core/events.py).
+mode (gate/modes.py), read once per code, shapes each step: a look-up (`info`)
+is shown and sent but never recorded and never opens the door; a rehearsal
+(`test`) is recorded apart from live uses.
 
-Other gates' scans cost the loop a bounded amount of time whatever the bus
-sends: they wait in a bounded backlog (more are dropped and counted) and are
-written REMOTE_PER_PASS at a time, in one transaction, between frames; the
-ticket history they grow is capped at MAX_HISTORY rows.
+The door's happenings end here too, one method each: an admission nobody walked
+through, someone leaving by the exit sensor, a staff card, a venue control
+message, a door fault. Runs on the scan loop's thread only; the door, link and
+updater threads reach it through typed control messages (gate/core/events.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
+from dataclasses import replace
 from typing import Callable, Optional
 
-from gate.boxoffice.staff import StaffCode, StaffVerifier, read_control
+from gate import staffrules
+from gate.boxoffice.staff import StaffCode
 from gate.core.clock import clock_synchronised, now_ms
 from gate.core.events import (
+    NO_WELCOME,
     Admitted,
+    Code,
     DoorFault,
     ExitPassage,
+    History,
     ModeButton,
     NobodyPassed,
-    RemoteScan,
     ScanEvent,
     Ticket,
     VenueControl,
     Verdict,
+    Welcome,
 )
-from gate.decide import annul, exit_passage
-from gate.hospitality import attention
-from gate.modes import GateMode
+from gate.decide import GateRules, annul, decide, exit_passage
+from gate.hospitality import welcome
+from gate.modes import GateMode, ModeSnapshot
+from gate.resolve import Resolver
 from gate.state.diskspace import DiskFull
 from gate.verdict_text import display_lines
 
 log = logging.getLogger(__name__)
 
-SYNCED_RESULTS = ("admitted", "exited", "annulled")
-REMOTE_BACKLOG = 20_000   # other gates' scans waiting for the loop (an outbox drained after an outage)
-REMOTE_PER_PASS = 100     # written per pass of the loop (one transaction: a few ms on a Pi)
-MAX_HISTORY = 200_000     # ticket-history rows; past this, other gates' scans of tickets new here are not kept
+# Called once per verdict, after it is on disk (or known not to be): (verdict, welcome, scan event).
+OnVerdict = Callable[[Verdict, Welcome, ScanEvent], None]
 
 
 class Admission:
-    """The owner of an admission: hospitality, feedback, outbox, history, turnstile."""
+    """The owner of a presented code: guards, rules, hospitality, feedback, outbox, history, turnstile."""
 
-    def __init__(self, gate_id: str, *, store, outbox, feedback, hospitality: dict,
-                 turnstile=None, trigger=None, on_verdict: Optional[Callable[[Verdict, ScanEvent], None]] = None,
-                 modes: Optional[GateMode] = None, assist_tags=(), staff: Optional[StaffVerifier] = None,
-                 report: Optional[Callable[..., None]] = None):
+    def __init__(self, gate_id: str, *, resolver: Resolver, rules: GateRules, store, outbox, feedback,
+                 hospitality: dict, turnstile=None, trigger=None, on_verdict: Optional[OnVerdict] = None,
+                 modes: Optional[GateMode] = None, assist_tags=(), report: Optional[Callable[..., None]] = None):
         self.gate_id = gate_id
+        self.resolver = resolver
+        self.rules = rules
         self.store = store
         self.outbox = outbox
         self.feedback = feedback
@@ -74,77 +76,89 @@ class Admission:
         self.on_verdict = on_verdict
         self.modes = modes or GateMode(None)
         self.assist_tags = frozenset(assist_tags)
-        self.staff_verifier = staff or StaffVerifier()
         self.report = report          # the link's status report (mode, latch); None offline
         self.verdicts = 0
-        self.remote: deque = deque()
-        self.drops: dict[str, int] = {}   # other gates' scans not applied, by why (the gate's health shows them)
         self.staff_events: list[tuple[str, str]] = []   # (who, what) of the cards obeyed, newest last
         self.disk_full = False            # the last record failed for want of room
         self.unrecorded = 0               # verdicts that could not be written (full disk)
 
-    def verdict(self, v: Verdict, ticket: Optional[Ticket], ts_ms: int) -> ScanEvent:
+    def present(self, code: Code, ts_ms: int) -> Optional[Verdict]:
+        """One presented code, through the gate's guards in this order (the first that ends it wins):
+
+        1. staff card  a verified staff card is obeyed (a mode, or the latch cleared), never decided;
+                       it comes first because it is how a gate out of order is put back in service
+        2. latch       a gate out of order says so and goes no further: the code is not even looked up
+        3. mode        the gate's mode is read once, here, and passed down to every step below
+        4. resolve     what the code is: a listed or signed ticket, a forgery, or nothing we know...
+        5. history     ...and that ticket's past use, both under one store snapshot; in rehearsal the
+                       rehearsal's uses unless it was used live, otherwise the real ones (a look-up sees
+                       what the door would; gate/staffrules.py)
+        6. decide      the pure rules (gate/decide.py), the direction following the mode; then
+                       `verdict()` shows, records and releases
+
+        Returns the verdict, or None when the code was not decided (a staff card, out of order)."""
+        card = self.resolver.staff_card(code)
+        if card is not None:
+            self.staff_card(card)
+            return None
+        now = self.modes.snapshot()
+        if now.latched:
+            self.feedback.show("out_of_order", "", ("OUT OF ORDER", now.latched))
+            return None
+        with self.store.snapshot():
+            res = self.resolver.resolve(code)
+            t = res.ticket
+            hist = staffrules.history(self.store, t.ticket_id, now) if t is not None else History()
+        rules = self.rules if self.rules.direction == now.direction else replace(self.rules, direction=now.direction)
+        v = decide(res, hist, rules, ts_ms)
+        self.verdict(v, t, ts_ms, now)
+        return v
+
+    def verdict(self, v: Verdict, ticket: Optional[Ticket], ts_ms: int, now: ModeSnapshot) -> ScanEvent:
         """A verdict for a presented code: show it, record it, then (if admitted) open the door."""
-        v.attention, v.level, v.greeting = attention(ticket, self.hospitality)
-        mode = self.modes.event_mode
+        w = welcome(ticket, self.hospitality, self.assist_tags)
+        mode = now.event_mode
+        event_name = ticket.event if ticket else ""
         direction = "out" if v.result == "exited" else "in"
         if mode == "info":
             # A look-up: what the ticket is and what it would get; nothing recorded, the door stays shut.
-            self.feedback.show("lookup", "", ("LOOKUP: would be",) + display_lines(v))
-            event = self._record(v, ticket.event if ticket else "", v.ticket_ref, ts_ms, direction, v.attention,
-                                 mode)
+            self.feedback.show("lookup", "", ("LOOKUP: would be",) + display_lines(v, w))
+            event = self._record(v, w, event_name, v.ticket_ref, ts_ms, direction, mode)
             if self.trigger is not None:
                 self.trigger.answered_press()
             return event
-        assist = bool(v.admitted and ticket is not None and self.assist_tags.intersection(ticket.tags))
-        lines = display_lines(v) + (("ACCESSIBLE: longer release",) if assist and self.turnstile else ())
-        self.feedback.show(v.reason, v.level if v.admitted else "", lines)
-        event = self._record(v, ticket.event if ticket else "", v.ticket_ref, ts_ms, direction, v.attention, mode)
+        assist = v.admitted and w.assist
+        lines = display_lines(v, w) + (("ACCESSIBLE: longer release",) if assist and self.turnstile else ())
+        self.feedback.show(v.reason, w.level if v.admitted else "", lines)
+        event = self._record(v, w, event_name, v.ticket_ref, ts_ms, direction, mode)
         if not event.seq:
             # Not on disk (full): no record, no release. The relay stays shut; the usher admits by hand.
             self.feedback.show_unrecorded()
         elif v.result in ("admitted", "exited") and ticket is not None:
             self.store.record(ticket.ticket_id, v.result, ts_ms, self.gate_id, mode)
         if v.admitted and self.turnstile is not None and event.seq:
-            self.turnstile.admit(Admitted(event, v), assist=assist)
+            self.turnstile.admit(Admitted(event, v, w), assist=assist)
         if self.trigger is not None:
             self.trigger.answered_press()
         return event
 
     def nobody_passed(self, msg: NobodyPassed) -> ScanEvent:
         """The turnstile released and nobody walked through: the ticket stays usable."""
-        first, v = msg.admission.event, msg.admission.verdict
+        first = msg.admission.event
         self.store.record(first.ticket, "annulled", first.ts, self.gate_id, first.mode)
-        va = annul(v)
+        va = annul(msg.admission.verdict)
         self.feedback.show(va.reason)
-        return self._record(va, first.event, first.ticket, first.ts, "in", tuple(first.attention), first.mode)
+        return self._record(va, msg.admission.welcome, first.event, first.ticket, first.ts, "in", first.mode)
 
     def exit_passage(self, msg: ExitPassage) -> ScanEvent:
         """Someone left through the exit sensor."""
-        return self._record(exit_passage(), "", "", msg.ts_ms, "out", (), self.modes.event_mode)
-
-    def remote_scan(self, msg: RemoteScan) -> None:
-        """Another gate used (or gave back) a ticket: our history follows (see apply_remote)."""
-        e = msg.event
-        if not e.ticket or e.result not in SYNCED_RESULTS or e.mode not in ("live", "test"):   # info: never
-            return
-        if len(self.remote) >= REMOTE_BACKLOG:
-            self.drops["remote_backlog"] = self.drops.get("remote_backlog", 0) + 1
-            return
-        self.remote.append((e.ticket, e.result, e.ts, e.gate, e.mode))   # a tuple: a full backlog stays a few MB
-
-    def apply_remote(self) -> None:
-        """Write up to REMOTE_PER_PASS waiting remote scans into the ticket history."""
-        if not self.remote:
-            return
-        batch = [self.remote.popleft() for _ in range(min(REMOTE_PER_PASS, len(self.remote)))]
-        kept = self.store.record_remote(batch, MAX_HISTORY)
-        if kept < len(batch):
-            self.drops["history_full"] = self.drops.get("history_full", 0) + len(batch) - kept
+        return self._record(exit_passage(), NO_WELCOME, "", "", msg.ts_ms, "out", self.modes.event_mode)
 
     # -- the door team ----------------------------------------------------------------
     def staff_card(self, card: StaffCode) -> None:
         """A verified staff card: switch this gate's mode, or clear its out-of-order latch."""
+        if staffrules.refused(card, self.modes, self.feedback):   # e.g. a rehearsal card while the venue is live
+            return
         if card.action == "clear":
             self.modes.clear_latch(by=card.name)
             if self.turnstile is not None:
@@ -167,11 +181,9 @@ class Admission:
 
     def venue_control(self, msg: VenueControl) -> None:
         """The venue switched to rehearsal, or back to live (which clears what the rehearsal left)."""
-        code = read_control(msg.payload, self.staff_verifier, self.modes.venue_issued, now_ms() // 1000)
+        code = staffrules.venue_control(msg.payload, self.resolver.staff, self.modes, now_ms() // 1000)
         if code is None:
-            log.warning("ignored a venue control message (unsigned, wrong key, stale or malformed)")
-            return
-        self.modes.venue, self.modes.venue_issued = code.action, code.issued
+            return   # not newer than the one applied (kept on disk), or not genuine: logged there
         if code.action == "live":
             n = self.store.clear_rehearsal()
             log.warning("venue live (by %s): rehearsal uses of %d ticket(s) cleared", code.name, n)
@@ -188,15 +200,19 @@ class Admission:
             self.report_state()
 
     def report_state(self) -> None:
+        """Say the mode and any latch on the status topic (when the gate has a link)."""
         if self.report is not None:
-            self.report(mode=self.modes.mode, venue_mode=self.modes.venue, out_of_order=self.modes.latched())
+            now = self.modes.snapshot()
+            # venue_issued: which control message it applied, so `gate venue` can tell its own took effect
+            self.report(mode=now.mode, venue_mode=now.venue, venue_issued=self.modes.venue_issued,
+                        out_of_order=now.latched)
 
-    def _record(self, v: Verdict, event: str, ticket_ref: str, ts_ms: int, direction: str, tags,
-                mode: str = "live") -> ScanEvent:
+    def _record(self, v: Verdict, w: Welcome, event: str, ticket_ref: str, ts_ms: int, direction: str,
+                mode: str) -> ScanEvent:
         """Write the scan event; on a full disk an unnumbered (seq 0), unrecorded event comes back."""
         try:
-            e = self.outbox.append(self.gate_id, ts_ms, event, ticket_ref, direction, v.result, v.reason, tags,
-                                   mode=mode, clock="ok" if clock_synchronised() else "unsynced")
+            e = self.outbox.append(self.gate_id, ts_ms, event, ticket_ref, direction, v.result, v.reason,
+                                   w.attention, mode=mode, clock="ok" if clock_synchronised() else "unsynced")
             self.disk_full = False
         except DiskFull as exc:
             self.unrecorded += 1
@@ -205,8 +221,8 @@ class Admission:
                           "until there is room (free space under the gate's storage)", exc, self.unrecorded)
             self.disk_full = True
             e = ScanEvent(id="", gate=self.gate_id, seq=0, ts=ts_ms, event=event, ticket=ticket_ref,
-                          dir=direction, result=v.result, reason=v.reason, attention=list(tags), mode=mode)
+                          dir=direction, result=v.result, reason=v.reason, attention=list(w.attention), mode=mode)
         self.verdicts += 1
         if self.on_verdict:
-            self.on_verdict(v, e)
+            self.on_verdict(v, w, e)
         return e

@@ -12,9 +12,9 @@ import logging
 import queue
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from gate.admission import Admission
+from gate.admission import Admission, OnVerdict
 from gate.core.clock import now_ms
 from gate.core.events import (
     DoorFault,
@@ -34,6 +34,7 @@ from gate.modes import GateMode
 from gate.resolve import Resolver
 from gate.state.diskspace import DiskFull, DiskSpace, is_full
 from gate.state.outbox import Outbox
+from gate.state.remote import RemoteScans
 from gate.state.tickets import TicketStore
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ class GateParts:
     modes: Optional[GateMode] = None
     link: Any = None
     updater: Any = None
-    admission: Optional[Admission] = None
+    admission: Optional[Admission] = None   # the owner of every presented code
+    remote: Optional[RemoteScans] = None     # other gates' scans, on their way into the history
     disk: Any = None                 # DiskSpace: the storage's free space and outbox reserve
     _closed: bool = False
 
@@ -152,8 +154,10 @@ def open_on_full_disk(opener, disk: DiskSpace):
 
 
 def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedback] = None, connect: bool = True,
-               verifiers=None, on_verdict: Optional[Callable] = None) -> GateParts:
-    """Build every part of the gate that `cfg` describes (the camera from config unless given)."""
+               verifiers=None, on_verdict: Optional[OnVerdict] = None) -> GateParts:
+    """Build every part of the gate that `cfg` describes (the camera from config unless given).
+
+    `on_verdict(verdict, welcome, event)` is called after each verdict is on disk."""
     parts = GateParts(cfg)
     try:
         parts.files = GateFiles.of(cfg.storage.dir)
@@ -178,10 +182,11 @@ def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedbac
         if connect and cfg.mqtt.enabled:
             init_link(parts)
         parts.modes = GateMode(parts.files.dir, cfg.gate.direction)
-        parts.admission = Admission(cfg.gate.id, store=parts.store, outbox=parts.outbox, feedback=parts.feedback,
-                                    hospitality=cfg.hospitality.tags, turnstile=parts.turnstile,
-                                    trigger=parts.trigger, on_verdict=on_verdict, modes=parts.modes,
-                                    assist_tags=cfg.turnstile.assist_tags, staff=parts.resolver.staff,
+        parts.remote = RemoteScans(parts.store)
+        parts.admission = Admission(cfg.gate.id, resolver=parts.resolver, rules=parts.rules, store=parts.store,
+                                    outbox=parts.outbox, feedback=parts.feedback, hospitality=cfg.hospitality.tags,
+                                    turnstile=parts.turnstile, trigger=parts.trigger, on_verdict=on_verdict,
+                                    modes=parts.modes, assist_tags=cfg.turnstile.assist_tags,
                                     report=parts.link.report if parts.link is not None else None)
         if parts.turnstile is not None and parts.modes.latched():
             parts.turnstile.latch(True)   # still out of order from before the restart

@@ -8,21 +8,28 @@ out-of-order latch.
   config (`direction`) and staff cards switch it; a restart returns to the
   config's mode.
 - The venue's mode, from the signed control topic: `test` puts every gate in
-  rehearsal; going `live` again clears the rehearsal uses from the store.
+  rehearsal; going `live` again clears the rehearsal uses from the store. It is
+  kept on disk (gate/state/venuestate.py; applied by gate/staffrules.py).
 - The out-of-order latch: a door whose sensors contradict the relay (a
   passage with no release, a door held open) or whose camera has been lost
   too long latches: relay off, its own pattern, reported on the status topic.
   Only a staff card or `gate doctor --clear-latch` clears it. The latch is a
   file in the gate's storage, so it survives a restart and the doctor (another
   process) can clear it.
+
+What one presented code sees is a `ModeSnapshot`, read once (`GateMode.snapshot()`)
+and passed down, so a code is never half decided in one mode and recorded in another.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from gate.state import venuestate
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +38,40 @@ LATCH_FILE = "out-of-order"
 MAX_LATCH_BYTES = 256
 
 
+@dataclass(frozen=True)
+class ModeSnapshot:
+    """The gate's mode, the venue's and the latch, as read at one moment."""
+    mode: str = "entry"              # one of GATE_MODES
+    venue: str = "live"              # live | test
+    latched: Optional[str] = None    # why the gate is out of order, or None
+
+    @property
+    def direction(self) -> str:
+        return "out" if self.mode == "exit" else "in"
+
+    @property
+    def event_mode(self) -> str:
+        """The scan event's `mode`: info for a look-up, test in rehearsal (the gate's or the venue's)."""
+        if self.mode == "info":
+            return "info"
+        if self.mode == "test" or self.venue == "test":
+            return "test"
+        return "live"
+
+    @property
+    def history_mode(self) -> str:
+        """Whose uses a ticket's history shows: the rehearsal's in test, else the real ones (a look-up too)."""
+        return "test" if self.event_mode == "test" else "live"
+
+
 class GateMode:
+    """The gate's mode, the venue's mode and the latch, as they change (staff cards, the bus, the door)."""
+
     def __init__(self, storage_dir=None, direction: str = "in"):
-        self.mode = "exit" if direction == "out" else "entry"
-        self.venue = "live"
-        self.venue_issued = 0      # the last venue control message applied (its signed time)
+        self.mode = self.configured = "exit" if direction == "out" else "entry"
+        self.storage_dir = storage_dir
+        # The venue's mode and the newest control message applied (its signed time), kept on disk.
+        self.venue, self.venue_issued, _ = venuestate.load(storage_dir)
         # Without a storage directory (tests of parts) the latch lives in memory only.
         self.latch_path = Path(storage_dir) / LATCH_FILE if storage_dir is not None else None
         self._memory_latch: Optional[str] = None
@@ -52,18 +88,14 @@ class GateMode:
             log.warning("gate switched to %s mode%s", mode, f" by {by}" if by else "")
         return changed
 
-    @property
-    def direction(self) -> str:
-        return "out" if self.mode == "exit" else "in"
+    def snapshot(self) -> ModeSnapshot:
+        """Mode, venue mode and latch as they are now (the latch is read from its file once)."""
+        return ModeSnapshot(self.mode, self.venue, self.latched())
 
     @property
     def event_mode(self) -> str:
-        """The scan event's `mode`: info for a look-up, test in rehearsal (the gate's or the venue's)."""
-        if self.mode == "info":
-            return "info"
-        if self.mode == "test" or self.venue == "test":
-            return "test"
-        return "live"
+        """The scan event's `mode` now (the latch is not read)."""
+        return ModeSnapshot(self.mode, self.venue).event_mode
 
     # -- the latch ---------------------------------------------------------------
     def latch(self, why: str) -> bool:

@@ -3,9 +3,10 @@
 Threads and what may block them:
 - capture (gate/sources/capture.py): reads the camera and hands frames on through a
   bounded queue of two; never waits for the loop.
-- the loop (the caller's thread, here): decode, decide, then the admission
-  (gate/admission.py: feedback queued, durable outbox write, turnstile).
-  Never touches the network.
+- the loop (the caller's thread, here): turns frames (or a reader's codes) into
+  codes, debounces them and hands each to the admission (gate/admission.py:
+  guards, rules, feedback queued, durable outbox write, turnstile). Never
+  touches the network.
 - the MQTT link, the ticket updater, the feedback patterns and the turnstile
   timers each run on their own threads and reach the loop only through typed
   control messages (gate/core/events.py) on `parts.control`.
@@ -20,7 +21,6 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import replace
 from typing import Optional
 
 from gate.build import GateParts, build_gate
@@ -32,7 +32,6 @@ from gate.core.events import (
     DoorFault,
     ExitPassage,
     FreePassage,
-    History,
     ModeButton,
     NobodyPassed,
     RemoteScan,
@@ -40,7 +39,6 @@ from gate.core.events import (
     VenueControl,
     Verdict,
 )
-from gate.decide import decide
 from gate.sources.capture import Capture
 from gate.sources.readers import CodeCapture, CodeSource
 from gate.state.health import cpu_temperature, percentile
@@ -58,7 +56,7 @@ class ScanLoop:
         self.cfg = parts.cfg
         self.gate = parts.cfg.gate
         self.source = parts.source
-        self.store, self.outbox, self.resolver = parts.store, parts.outbox, parts.resolver
+        self.store, self.outbox = parts.store, parts.outbox
         self.feedback, self.admission = parts.feedback, parts.admission
         self.turnstile, self.trigger, self.link = parts.turnstile, parts.trigger, parts.link
         self.stop = stop or threading.Event()
@@ -74,10 +72,10 @@ class ScanLoop:
         self.clock_ok: Optional[bool] = None   # logged when it changes, not only blinked
         self.disk_low: Optional[bool] = None
         self._reserve_check = 0.0
-        self.has_data = self.store.count() > 0 or bool(self.resolver.verifiers)
+        self.has_data = self._has_data()
         self.data_version = self.store.version
         self._handlers = {NobodyPassed: self.admission.nobody_passed, ExitPassage: self.admission.exit_passage,
-                          RemoteScan: self.admission.remote_scan, FreePassage: self._free_passage,
+                          RemoteScan: parts.remote.offer, FreePassage: self._free_passage,
                           TicketDataApplied: self._data_applied, DoorFault: self.admission.door_fault,
                           VenueControl: self.admission.venue_control, ModeButton: self.admission.mode_button}
         if self.link is not None:
@@ -98,7 +96,7 @@ class ScanLoop:
 
     @property
     def on_verdict(self):
-        """Called with (verdict, scan event) after each verdict is on disk; the admission holds it."""
+        """Called with (verdict, welcome, scan event) after each verdict is on disk; the admission holds it."""
         return self.admission.on_verdict
 
     @on_verdict.setter
@@ -120,6 +118,7 @@ class ScanLoop:
             self.link.start()
         self.capture.start()
         self.admission.report_state()   # the status topic says the mode (and any latch) from the start
+        self._report_list()
         log.info("gate %s (%s) scanning from %s", self.gate.id, self.gate.profile, self.source.name)
         watchdog = systemd.Watchdog()
         next_check, ready = 0.0, False
@@ -179,40 +178,17 @@ class ScanLoop:
                 break  # this press has had its verdict; what else is in view is not presented
             if not self.parts.debounce.is_new(code.raw):
                 continue
-            v = self.admit_code(code, frame.ts_ms)
+            v = self.admission.present(code, frame.ts_ms)
             if v is not None:
                 out.append(v)
         return out
 
     def process_code(self, code: Code) -> Optional[Verdict]:
-        """One code from a scanner that decodes by itself: the same debounce, then decide."""
+        """One code from a scanner that decodes by itself: the same debounce, then the admission."""
         self.processed += 1
         if not self.parts.debounce.is_new(code.raw):
             return None
-        return self.admit_code(code, now_ms())
-
-    def admit_code(self, code, ts_ms: int) -> Optional[Verdict]:
-        """Resolve and decide one presented code; the admission does the rest.
-
-        A staff card is obeyed, not decided; a gate out of order decides nothing but staff cards."""
-        history_mode = "test" if self.modes.event_mode == "test" else "live"   # a look-up sees the real history
-        with self.store.snapshot():
-            res = self.resolver.resolve(code)
-            t = res.ticket
-            hist = self.store.history(t.ticket_id, history_mode) if t is not None else History()
-        if res.staff is not None:
-            self.admission.staff_card(res.staff)
-            return None
-        latched = self.modes.latched()
-        if latched:
-            self.feedback.show("out_of_order", "", ("OUT OF ORDER", latched))
-            return None
-        rules = self.parts.rules
-        if rules.direction != self.modes.direction:
-            rules = replace(rules, direction=self.modes.direction)
-        v = decide(res, hist, rules, ts_ms)
-        self.admission.verdict(v, t, ts_ms)
-        return v
+        return self.admission.present(code, now_ms())
 
     def _drain_control(self) -> None:
         control = self.parts.control
@@ -222,14 +198,28 @@ class ScanLoop:
             except queue.Empty:
                 break
             self._handlers[type(msg)](msg)
-        self.admission.apply_remote()   # bounded work per pass, whatever other gates sent
+        self.parts.remote.apply()   # bounded work per pass, whatever other gates sent
 
     def _free_passage(self, msg: FreePassage) -> None:
         self.free_passage = msg.active
 
     def _data_applied(self, msg: TicketDataApplied) -> None:
         self.data_version = msg.version
-        self.has_data = self.store.count() > 0 or bool(self.resolver.verifiers)
+        self.has_data = self._has_data()
+        self._report_list()
+
+    def _report_list(self) -> None:
+        """Say on the retained status topic which signed list this gate runs ("series/seq"): the box
+        office's `--publish` waits to see its own list there (gate/boxoffice/confirm.py)."""
+        if self.link is None or self.store is None:
+            return
+        st = self.store.list_state()
+        if st:
+            self.link.report(ticket_list=f"{st['series']}/{st['seq']}")
+
+    def _has_data(self) -> bool:
+        """A ticket list, or a key to verify signed tickets with: without either nothing can be admitted."""
+        return self.store.count() > 0 or bool(self.parts.resolver.verifiers)
 
     def _update_faults(self) -> None:
         disk = self.parts.disk
@@ -252,8 +242,7 @@ class ScanLoop:
             self._reserve_check = time.monotonic() + 60
             disk.keep_reserve()   # back once there is room again
         fault = None
-        self._watch_latch()
-        if self.modes.latched():
+        if self._watch_latch():
             fault = "latch"
         elif not self.capture.camera_ok:
             fault = "camera"
@@ -270,28 +259,33 @@ class ScanLoop:
         self.feedback.set_fault(fault)
         self.fault = fault
 
-    def _watch_latch(self) -> None:
-        """Latch a turnstile whose camera has been lost too long; notice a latch cleared by the doctor."""
+    def _watch_latch(self) -> Optional[str]:
+        """Latch a turnstile whose camera has been lost too long; notice a latch cleared by the doctor.
+        Returns why the gate is out of order now, or None."""
+        why = self.modes.latched()
         if self.turnstile is None:
-            return
+            return why
         now = time.monotonic()
         lost_s = self.cfg.turnstile.camera_lost_s
         if self.capture.camera_ok:
             self.camera_lost_at = None
         elif self.camera_lost_at is None:
             self.camera_lost_at = now
-        elif lost_s and now - self.camera_lost_at >= lost_s and not self.modes.latched():
+        elif lost_s and now - self.camera_lost_at >= lost_s and not why:
             self.admission.door_fault(DoorFault(f"camera lost {lost_s:g} s"))
-        if self.turnstile.latched and not self.modes.latched():
+            why = self.modes.latched()
+        if self.turnstile.latched and not why:
             self.turnstile.latch(False)   # `gate doctor --clear-latch` removed it
             log.warning("out-of-order latch cleared from outside")
             self.admission.report_state()
+        return why
 
     def health(self) -> dict:
         """The health report (runs on the publisher's thread: reads only, through its own connections)."""
         ft = list(self.frame_times)
         fps = (len(ft) - 1) / (ft[-1] - ft[0]) if len(ft) > 1 and ft[-1] > ft[0] else 0.0
         ms = list(self.decode_ms)
+        mode = self.modes.snapshot()
         return {
             "gate": self.gate.id, "ts": now_ms(), "fps": round(fps, 1),
             "decode_ms_p50": round(percentile(ms, 0.5), 3), "decode_ms_p95": round(percentile(ms, 0.95), 3),
@@ -300,12 +294,12 @@ class ScanLoop:
             "camera_ok": self.capture.camera_ok, "camera_error": self.capture.camera_error,
             "ticket_data_version": self.data_version, "cpu_temp": cpu_temperature(),
             "fault": self.fault, "free_passage": self.free_passage,
-            "mode": self.modes.mode, "venue_mode": self.modes.venue, "out_of_order": self.modes.latched(),
+            "mode": mode.mode, "venue_mode": mode.venue, "out_of_order": mode.latched,
             "clock_synced": bool(self.clock_ok),
             "disk_free_mb": self.parts.disk.free_mb() if self.parts.disk else None,
             "disk_full": self.admission.disk_full, "unrecorded": self.admission.unrecorded,
-            "rejected_codes": vars(self.resolver.rejects).copy(),
-            "malformed_payloads": {**(self.link.drops.snapshot() if self.link else {}), **self.admission.drops},
+            "rejected_codes": vars(self.parts.resolver.rejects).copy(),
+            "malformed_payloads": {**(self.link.drops.snapshot() if self.link else {}), **self.parts.remote.drops},
             # which signed list this gate runs, and the lists it ignored (unsigned, unknown key, replayed...)
             "ticket_lists": self.parts.updater.guard.report() if self.link else {},
         }

@@ -1,11 +1,13 @@
-"""A verdict in words: for the usher's display, the terminal and the demo (written once)."""
+"""A verdict in words: for the usher's display, the terminal and the demo (written once).
+
+Each takes the verdict and, beside it, the ticket's `Welcome` (its greeting and attention tags)."""
 
 from __future__ import annotations
 
 import re
 import time
 
-from gate.core.events import ScanEvent, Verdict
+from gate.core.events import ScanEvent, Verdict, Welcome
 
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
 
@@ -23,7 +25,7 @@ def printable(text: str) -> str:
 HEADLINE = {"admitted": "WELCOME", "exited": "GOODBYE", "rejected": "STOP", "annulled": "NOT PASSED"}
 
 
-def display_lines(v: Verdict) -> tuple:
+def display_lines(v: Verdict, w: Welcome) -> tuple:
     """The lines a handheld's display shows: headline, holder, seat, then greeting or why not."""
     t = v.ticket
     lines = [f"{HEADLINE[v.result]} {v.reason}"]
@@ -32,8 +34,8 @@ def display_lines(v: Verdict) -> tuple:
             lines.append(t.holder)
         if t.seat:
             lines.append(f"Seat {t.seat}")
-    if v.greeting and v.admitted:
-        lines.append(v.greeting)
+    if w.greeting and v.admitted:
+        lines.append(w.greeting)
     if v.detail and not v.admitted:
         lines.append(v.detail)
     return tuple(lines)
@@ -47,12 +49,12 @@ def who(v: Verdict) -> str:
     return " ".join(x for x in (t.holder, f"seat {t.seat}" if t.seat else "") if x)
 
 
-def remark(v: Verdict) -> str:
+def remark(v: Verdict, w: Welcome) -> str:
     """The greeting for an admission, the reason in words for anything else."""
-    return v.greeting if v.admitted and v.greeting else (v.detail if not v.admitted else "")
+    return w.greeting if v.admitted and w.greeting else (v.detail if not v.admitted else "")
 
 
-def verdict_line(v: Verdict, e: ScanEvent) -> str:
+def verdict_line(v: Verdict, w: Welcome, e: ScanEvent) -> str:
     """One terminal line per verdict (`gate scan` without --json)."""
     parts = [time.strftime("%H:%M:%S", time.localtime(e.ts / 1000)), e.gate, v.result.upper(), v.reason,
              e.ticket or "-"]
@@ -61,10 +63,10 @@ def verdict_line(v: Verdict, e: ScanEvent) -> str:
         parts.append(t.holder)
     if t is not None and t.seat:
         parts.append(f"seat {t.seat}")
-    if v.attention:
-        parts.append("[" + ",".join(v.attention) + "]")
-    if v.greeting and v.admitted:
-        parts.append(f'"{v.greeting}"')
+    if w.attention:
+        parts.append("[" + ",".join(w.attention) + "]")
+    if w.greeting and v.admitted:
+        parts.append(f'"{w.greeting}"')
     if v.detail and not v.admitted:
         parts.append(f"({v.detail})")
     return printable("  ".join(parts))

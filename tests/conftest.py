@@ -1,6 +1,7 @@
 """Shared fixtures and helpers: a real Mosquitto broker, a real house, gpiozero's MockFactory, real configs.
 
-Every test file takes its fixtures from here and its helpers from here; no test file imports another."""
+Every test file takes its fixtures and shared helpers from here (or from the helper modules beside it:
+waits.py, pretix_codes.py); no test file imports another."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from gate.bus.broker import PrivateBroker, mosquitto_binary
-from gate.config.schema import parse
+from gate.config import parse
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,20 +44,6 @@ def wait_for(cond, timeout=10.0, step=0.02, what="condition"):
         if time.monotonic() >= end:
             said = what() if callable(what) else what
             raise AssertionError(f"timed out after {timeout:g} s waiting for {said} (last seen: {v!r})")
-        time.sleep(step)
-
-
-def wait_while_moving(done, progress, stall=10.0, step=0.05, what="condition"):
-    """Wait for `done()` for as long as `progress()` keeps changing: work that is slow on a loaded machine
-    gets the time it needs; a hang fails once nothing has moved for `stall` s."""
-    last, moved = progress(), time.monotonic()
-    while not done():
-        now, seen = time.monotonic(), progress()
-        if seen != last:
-            last, moved = seen, now
-        elif now - moved > stall:
-            said = what() if callable(what) else what
-            raise AssertionError(f"waiting for {said}: nothing moved for {stall:g} s (stuck at {seen!r})")
         time.sleep(step)
 
 
@@ -245,10 +232,11 @@ class VenueKeys:
         self.secret_path = new_secret(directory, "venue")
         self.key, self.secret = load_private_key(self.key_path), load_secret(self.secret_path)
 
-    def pack(self, tickets, revoked=(), *, seq, series="boxoffice-test", issued_ms=None, venue="hall", key=None):
+    def pack(self, tickets, revoked=(), *, seq, series="boxoffice-test", issued_ms=None, venue="hall", key=None,
+             staff_revoked=()):
         from gate.boxoffice.lists import pack_list
         return pack_list(tickets, revoked, signing_key=key or self.key, secret=self.secret, venue=venue,
-                         series=series, seq=seq, issued_ms=issued_ms)
+                         series=series, seq=seq, issued_ms=issued_ms, staff_revoked=staff_revoked)
 
     def signing_toml(self, publisher=False) -> str:
         own = f'list_signing_key = "{self.key_path}"\n' if publisher else f'list_keys = ["{self.pub_path}"]\n'
@@ -271,8 +259,8 @@ def tickets_csv(tmp_path):
 @pytest.fixture
 def house(tmp_path, broker):
     """A real house service on the test broker, connected."""
-    from gate.house.service import HouseService
-    svc = HouseService(house_config(tmp_path, broker.port))
+    from gate.house.build import build_house
+    svc = build_house(house_config(tmp_path, broker.port))
     svc.start()
     wait_for(svc.connected.is_set, what="house connected")
     yield svc
@@ -296,18 +284,6 @@ def api_up(cfg) -> bool:
 def eve(h):
     """The `eve` performance's numbers in an /api/house answer (zeros before its first scan)."""
     return next((e for e in h["events"] if e["event"] == "eve"), {"admitted": 0, "inside": 0, "rejected": 0})
-
-
-def house_settled(port, cfg, client_id="barrier"):
-    """Wait until the house has handled everything published before this call: a marker scan for an event
-    of its own goes to the broker after them, and the house counts in the order it receives."""
-    from gate.bus.codec import pack_scan
-    mark = scan_event(f"MARK{time.monotonic_ns()}", gate=client_id)
-    mark.event = "barrier"
-    before = next((e["admitted"] for e in api(cfg)["events"] if e["event"] == "barrier"), 0)
-    publish_raw(port, f"gate/hall/{client_id}/scan", [pack_scan(mark)], client_id)
-    wait_for(lambda: next((e["admitted"] for e in api(cfg)["events"] if e["event"] == "barrier"), 0) > before,
-             what="the house past a marker sent after everything else")
 
 
 # -- the bus ----------------------------------------------------------------------------------------
@@ -396,3 +372,11 @@ def run_gate_cli(*args, env=None, timeout=60, **kw):
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "gate.cli", *args], capture_output=True, text=True,
                           env=e, timeout=timeout, **kw)
+
+
+def boxoffice_config(tmp_path, port, signing="", name="boxoffice", wait_s=10):
+    """The box office's own config file (gate/config/boxoffice.py) for the test broker; returns its path."""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'[boxoffice]\nvenue = "hall"\nwait_s = {wait_s}\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
+                    f'keepalive = 5\n[storage]\ndir = "{tmp_path / (name + "-state")}"\n{signing}')
+    return path

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from gate.config.schema import load
+from gate.config import load
 from gate.link import GateLink
 from gate.state.outbox import Outbox
 

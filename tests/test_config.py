@@ -2,13 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from gate.config.schema import load, parse
+from gate.config import load, parse
 from gate.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["turnstile", "handheld", "house"])
+@pytest.mark.parametrize("name", ["turnstile", "handheld", "house", "boxoffice"])
 def test_config_examples_are_valid(name):
     cfg = load(REPO / "config" / f"{name}.toml")
     assert cfg.venue == "hall"
@@ -180,7 +180,7 @@ def test_config_check_empty_token_file_and_open_dashboard(tmp_path):
 
 
 def test_config_house_example_is_private():
-    from gate.config.checks import listen_is_private, parse_listen, warnings
+    from gate.config import listen_is_private, parse_listen, warnings
     cfg = load(REPO / "config" / "house.toml")
     assert listen_is_private(parse_listen(cfg.house.listen)[0]) or cfg.house.token_file
     assert warnings(cfg) == []
@@ -203,7 +203,7 @@ def test_config_hospitality_tags_must_travel_in_a_scan_event(tmp_path):
     """A tag the house and the other gates would refuse (a space, too many tags) is a config error."""
     import pytest as _pytest
 
-    from gate.config.schema import parse
+    from gate.config import parse
     from gate.core.errors import ConfigError
     base = '[gate]\nid = "door-a"\nvenue = "hall"\nevents = ["eve"]\n'
     parse(base + '[hospitality.tags.member]\nlevel = "greet"\n', "ok.toml")

@@ -90,7 +90,7 @@ def test_deploy_demo_smoke_house_count_equals_admissible(tmp_path):
 def test_deploy_mock_pins_leave_a_trace(tmp_path):
     """install-pi's mock pins (no GPIO here) log every change, so a stop can be seen to leave the relay low."""
     log = tmp_path / "pins.log"
-    script = ("from gate.config.schema import FeedbackSection\n"
+    script = ("from gate.config import FeedbackSection\n"
               "from gate.feedback import Feedback\n"
               "fb = Feedback.from_config(FeedbackSection(relay=24, led_red=17, led_green=27, led_blue=22))\n"
               "fb.relay.on()\n"

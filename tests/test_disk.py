@@ -48,7 +48,7 @@ def fill(d, name):
 def verdict_for(s, code):
     """Present one rendered ticket to the real decoder and loop; the verdict and its scan event."""
     got = []
-    s.on_verdict = lambda v, e: got.append((v, e))
+    s.on_verdict = lambda v, w, e: got.append((v, e))
     src = MemorySource([compose(code, "clean")], 0)
     src.start()
     s.process(src.read(1))

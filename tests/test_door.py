@@ -28,7 +28,7 @@ class Verdicts(list):
         super().__init__()
         self.at = []
 
-    def add(self, v, e):
+    def add(self, v, w, e):
         self.at.append(time.monotonic())
         self.append((v, e))
 

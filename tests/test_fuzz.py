@@ -18,7 +18,7 @@ from gate.boxoffice.pretix import PretixVerifier
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.bus import messages, values
 from gate.bus.codec import pack_scan, unpack_scan
-from gate.config.schema import parse
+from gate.config import parse
 from gate.core.errors import ConfigError, PayloadError, TicketFileError
 from gate.core.events import ScanEvent
 

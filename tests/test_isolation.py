@@ -19,13 +19,13 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from gate.admission import REMOTE_BACKLOG
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.bus import messages
 from gate.bus.codec import pack_scan
 from gate.camera import MemorySource
 from gate.scanner import Scanner
 from gate.sim.render import compose
+from gate.state.remote import REMOTE_BACKLOG
 from gate.state.tickets import TicketStore
 from tests.conftest import REPO, gate_config, scan_event, wait_for
 
@@ -117,7 +117,7 @@ def _scenario(tmp_path, broker, mock_factory, tickets_csv):
                 yield EMPTY
     verdicts = []
     s = Scanner(cfg, MemorySource(frames(), 30), pin_factory=mock_factory,
-                on_verdict=lambda v, e: verdicts.append((time.monotonic(), v, e)))
+                on_verdict=lambda v, w, e: verdicts.append((time.monotonic(), v, e)))
     th = threading.Thread(target=s.run)
     attacker = None
     try:
@@ -141,9 +141,9 @@ def _scenario(tmp_path, broker, mock_factory, tickets_csv):
         assert len(pulses) == EXPECTED.count("ok")
         assert all(abs(p - 0.2) <= 0.05 for p in pulses), pulses
         # The flood reached the gate and was dropped and counted rather than queued for the loop.
-        drops = {**s.link.drops.snapshot(), **s.admission.drops}   # what the gate's health reports
+        drops = {**s.link.drops.snapshot(), **s.parts.remote.drops}   # what the gate's health reports
         assert drops.get("remote_rate", 0) > 0 and drops.get("bad_msgpack", 0) > 0 and drops.get("bad_ts", 0) > 0
-        assert drops.get("bad_resend", 0) > 0 and len(s.admission.remote) <= REMOTE_BACKLOG
+        assert drops.get("bad_resend", 0) > 0 and len(s.parts.remote.backlog) <= REMOTE_BACKLOG
     finally:
         if attacker is not None:
             attacker.kill()

@@ -15,7 +15,7 @@ import numpy as np
 
 from gate.bus.codec import pack_scan
 from gate.house.attendance import export
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from gate.sim.render import compose
 from tests.conftest import (
     REPO,
@@ -25,14 +25,13 @@ from tests.conftest import (
     eve,
     gate_config,
     house_config,
-    house_settled,
     publish_raw,
     run_scanner,
     scan_event,
     start_link,
     wait_for,
-    wait_while_moving,
 )
+from tests.waits import house_settled, wait_while_moving
 
 RNG = np.random.default_rng(5)
 EMPTY = compose(None, "empty", rng=np.random.default_rng(2))
@@ -91,7 +90,7 @@ def test_mqtt_used_ticket_sync_between_gates(tmp_path, broker, mock_factory, tic
     wait_for(lambda: b.store.history("T1").inside, what="sync to door-b")
     assert time.monotonic() - t0 < 1.0
     verdicts = []
-    b.on_verdict = lambda v, e: verdicts.append(v)
+    b.on_verdict = lambda v, w, e: verdicts.append(v)
     go.set()
     tb.join(20)
     assert [v.reason for v in verdicts] == ["already_used"] and "door-a" in verdicts[0].detail
@@ -176,7 +175,7 @@ def test_mqtt_house_killed_and_restarted(tmp_path, broker):
 def test_mqtt_duplicate_deliveries_counted_once(broker, house):
     p = pack_scan(scan_event("D1", id="same-id"))
     publish_raw(broker.port, "gate/hall/door-a/scan", [p] * 5)
-    wait_for(lambda: house.duplicates == 4, what="duplicates seen")
+    wait_for(lambda: house.state.duplicates == 4, what="duplicates seen")
     assert eve(api(house.cfg))["admitted"] == 1
 
 
@@ -219,7 +218,7 @@ def test_mqtt_acl_gate_cannot_publish_as_another(tmp_path, make_broker):
            "topic read gate/hall/#\n")
     b = make_broker(acl)
     cfg = house_config(tmp_path, b.port, "house-acl")
-    svc = HouseService(cfg)
+    svc = build_house(cfg)
     svc.start()
     wait_for(svc.connected.is_set, what="house connected")
     try:
@@ -234,7 +233,7 @@ def test_mqtt_acl_gate_cannot_publish_as_another(tmp_path, make_broker):
 
 
 def test_house_export_attendance_log(tmp_path, broker, venue_keys):
-    house = HouseService(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
+    house = build_house(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
     house.start()
     wait_for(house.connected.is_set, what="house connected")
     try:
@@ -250,7 +249,7 @@ def _export_attendance_log(broker, house, venue_keys):
     tickets = [Ticket("E1", "eve", "c1", holder="Ada Lovelace", patron="P1"),
                Ticket("E2", "eve", "c2", holder="Alan Turing")]
     publish_raw(broker.port, "gate/hall/tickets", [venue_keys.pack(tickets, seq=1)], "box")
-    wait_for(lambda: "E1" in house.holders, what="holders")
+    wait_for(lambda: "E1" in house.state.holders, what="holders")
     publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("E1")), pack_scan(scan_event("E2"))])
     wait_for(lambda: eve(api(house.cfg))["admitted"] == 2)
     out = io.StringIO()
@@ -271,7 +270,7 @@ def test_mqtt_events_the_broker_lost_are_recovered_from_the_gate(tmp_path, broke
         outbox.append("door-r", int(time.time() * 1000), "eve", f"R{i}", "in", "admitted", "ok")
     wait_for(lambda: outbox.depth() == 0, what="acknowledged by the broker")   # and dropped: nobody listens
     hcfg = house_config(tmp_path, broker.port, "house-r")
-    house = HouseService(hcfg)
+    house = build_house(hcfg)
     house.start()
     try:
         wait_for(house.connected.is_set)

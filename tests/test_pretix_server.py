@@ -22,11 +22,11 @@ from gate.boxoffice.keys import load_private_key
 from gate.boxoffice.pretix_api import PretixClient
 from gate.bus.codec import pack_scan
 from gate.camera import MemorySource
-from gate.config.schema import parse
+from gate.config import parse
 from gate.core.events import Code, History, ScanEvent
 from gate.decide import GateRules, decide
 from gate.house.attendance import export
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from gate.resolve import Resolver
 from gate.scanner import Scanner
 from gate.sim.render import compose
@@ -153,7 +153,7 @@ def pretix_house(pretix, broker, tmp_path, venue_keys):
     def make(made, every=60):
         SEQ.clear()
         path, cfg = house_toml(tmp_path, pretix, made, broker.port, venue_keys, every=every)
-        svc = HouseService(cfg)
+        svc = build_house(cfg)
         svc.start()
         wait_for(svc.connected.is_set, what="house connected")
         wait_for(lambda: svc.pretix.syncs >= 1, 30, what="first pretix sync")
@@ -261,7 +261,7 @@ def test_pretix_checkin_made_in_pretix_is_already_used_at_the_gate(pretix, broke
             yield from [compose(code, "clean", rng=rng)] * 4 + [empty] * 20
     verdicts = []
     status_col = Collector(broker.port, "gate/hall/door-a/status")
-    s = Scanner(cfg, MemorySource(frames(), 20), pin_factory=mock_factory, on_verdict=lambda v, e: verdicts.append(v))
+    s = Scanner(cfg, MemorySource(frames(), 20), pin_factory=mock_factory, on_verdict=lambda v, w, e: verdicts.append(v))
     th = threading.Thread(target=s.run)
     th.start()
     try:

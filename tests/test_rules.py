@@ -36,7 +36,7 @@ def run(tmp_path, mock_factory, tickets_csv, codes, history=(), **kw):
         frames += [EMPTY] * 3 + [compose(c, "clean", rng=RNG)] * 3
     verdicts = []
     s = Scanner(cfg, MemorySource(frames + [EMPTY] * 3, 0), pin_factory=mock_factory, connect=False,
-                on_verdict=lambda v, e: verdicts.append((v, e)))
+                on_verdict=lambda v, w, e: verdicts.append((v, e)))
     assert s.run() == 0
     return [(v.result, v.reason, v.detail) for v, _ in verdicts]
 

@@ -29,22 +29,23 @@ def frames_for(*codes, hold=3, gap=3):
     return out + [EMPTY] * gap
 
 
-def scanner(tmp_path, mock_factory, tickets_csv, frames, fps=0, **kw):
+def scanner(tmp_path, mock_factory, tickets_csv, frames, fps=0, welcomes=None, **kw):
     cfg = gate_config(tmp_path, **kw)
     store = TicketStore(cfg.storage.dir + "/tickets.db")
     store.replace_all(read_ticket_file(tickets_csv))
     store.close()
     verdicts = []
     s = Scanner(cfg, MemorySource(frames, fps), pin_factory=mock_factory, connect=False,
-                on_verdict=lambda v, e: verdicts.append((v, e)))
+                on_verdict=lambda v, w, e: (verdicts.append((v, e)), welcomes is not None and welcomes.append(w)))
     return s, verdicts
 
 
 def test_scan_loop_gives_each_presented_ticket_one_verdict(tmp_path, mock_factory, tickets_csv):
+    welcomes = []
     s, verdicts = scanner(tmp_path, mock_factory, tickets_csv,
                           frames_for("CODE-0001", "CODE-0002", "CODE-0003", "CODE-0004", "CODE-0005",
                                      "CODE-0006", "CODE-0007", "NOT-A-TICKET"),
-                          zones='["stalls"]', debounce=0.5)
+                          zones='["stalls"]', debounce=0.5, welcomes=welcomes)
     assert s.run() == 0
     got = [(v.result, v.reason, e.ticket) for v, e in verdicts]
     assert got[:7] == [("admitted", "ok", "T1"), ("admitted", "ok", "T2"), ("rejected", "wrong_event", "T3"),
@@ -52,9 +53,9 @@ def test_scan_loop_gives_each_presented_ticket_one_verdict(tmp_path, mock_factor
                        ("rejected", "not_yet_valid", "T6"), ("rejected", "expired", "T7")]
     assert got[7][1] == "unknown" and got[7][2].startswith("h:") and "NOT-A-TICKET" not in got[7][2]
     assert [e.seq for _, e in verdicts] == list(range(1, 9))
-    v1, e1 = verdicts[0]
-    assert e1.attention == ["member"] and v1.greeting == "Welcome back, Ada!"
-    assert verdicts[1][1].attention == ["wheelchair"] and verdicts[1][0].level == "assist"
+    e1 = verdicts[0][1]
+    assert e1.attention == ["member"] and welcomes[0].greeting == "Welcome back, Ada!"
+    assert verdicts[1][1].attention == ["wheelchair"] and welcomes[1].level == "assist"
 
 
 def test_scan_same_ticket_again_is_already_used(tmp_path, mock_factory, tickets_csv):
@@ -82,10 +83,10 @@ def test_scan_garbage_codes_are_rejected_and_counted(tmp_path, mock_factory, tic
         size = (1024, 1024) if isinstance(payload, str) and len(payload) > 1000 else (640, 480)
         frames += [EMPTY] * 2 + [compose(payload, "clean", size=size, rng=RNG, module_px=3)] * 6
     s, verdicts = scanner(tmp_path, mock_factory, tickets_csv, frames)
-    s.cfg.decode.max_payload = s.resolver.max_payload = 1024
+    s.cfg.decode.max_payload = s.parts.resolver.max_payload = 1024
     assert s.run() == 0
     assert [v.reason for v, _ in verdicts] == ["unknown"] * 3
-    r = s.resolver.rejects
+    r = s.parts.resolver.rejects
     assert (r.binary, r.oversized, r.control) == (1, 1, 1)
 
 

@@ -192,20 +192,21 @@ def test_tickets_patron_text_cannot_drive_the_terminal(tmp_path):
     """ANSI escape sequences in holder names were printed raw by `gate scan` and the console display."""
     import io
 
-    from gate.core.events import ScanEvent, Ticket, Verdict
+    from gate.core.events import ScanEvent, Ticket, Verdict, Welcome
     from gate.door.display import ConsoleDisplay
     from gate.verdict_text import display_lines, verdict_line
     evil = "Ada \x1b[2J\x1b]0;owned\x07Lovelace\u202e\x9b31m"
     t = Ticket(ticket_id="T1", code="C1", event="eve", holder=evil, seat="B\x1b[31m12")
-    v = Verdict("admitted", "ok", ticket=t, ticket_ref="T1", greeting="Hi \x1b[5mthere")
+    v = Verdict("admitted", "ok", ticket=t, ticket_ref="T1")
+    w = Welcome(greeting="Hi \x1b[5mthere")
     e = ScanEvent(id="x", gate="door-a", seq=1, ts=1_800_000_000_000, event="eve", ticket="T1", dir="in",
                   result="admitted", reason="ok", attention=[])
-    line = verdict_line(v, e)
+    line = verdict_line(v, w, e)
     assert "Ada Lovelace" in line and "B12" in line and "Hi there" in line
     assert all(ch.isprintable() for ch in line)
     out = io.StringIO()
     d = ConsoleDisplay(out)
-    d.show("ok", display_lines(v))
+    d.show("ok", display_lines(v, w))
     d.wait_idle()
     d.close()
     assert "Ada Lovelace" in out.getvalue() and "\x1b" not in out.getvalue() and "\u202e" not in out.getvalue()

@@ -25,7 +25,6 @@ HEALTH_FLAGS = ("camera_ok", "free_passage", "clock_synced", "disk_full")
 HEALTH_TEXT = ("fault",)
 HEALTH_COUNTERS = ("dropped", "malformed_payloads", "rejected_codes", "bus_drops")
 STATES = ("online", "offline")
-SERIES_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _json(data, max_bytes: int):
@@ -62,6 +61,8 @@ def _text(v, limit: int = 64) -> str:
 
 
 GATE_MODES = ("entry", "exit", "info", "test")   # as gate/modes.py; the bus imports no firmware
+VENUE_MODES = ("live", "test")                   # as gate/boxoffice/staff.py: VENUE_ACTIONS
+LIST_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}/[1-9][0-9]{0,15}$")   # "series/seq" of a signed ticket list
 
 
 def unpack_status(data) -> dict:
@@ -72,11 +73,17 @@ def unpack_status(data) -> dict:
         raise PayloadError("bad_field", "state")
     ts = obj.get("ts")
     mode, latch = obj.get("mode"), obj.get("out_of_order")
+    vmode, vissued, tl = obj.get("venue_mode"), obj.get("venue_issued"), obj.get("ticket_list")
     return {"state": state, "profile": _text(obj.get("profile")), "version": _text(obj.get("version")),
             "ts": ts if type(ts) is int and 0 <= ts <= values.MAX_SEQ else None,
             # a gate's mode (entry, exit, info, test) and why it is out of order, when it is
             "mode": mode if mode in GATE_MODES else "",
-            "out_of_order": _text(latch) if type(latch) is str and latch else None}
+            "out_of_order": _text(latch) if type(latch) is str and latch else None,
+            # the venue control message it applied (gate or house): its mode and signed time (unix s),
+            # and the signed ticket list a gate runs ("series/seq"): what the box office waits to see
+            "venue_mode": vmode if vmode in VENUE_MODES else "",
+            "venue_issued": vissued if type(vissued) is int and 0 <= vissued < 2 ** 32 else None,
+            "ticket_list": tl if type(tl) is str and LIST_RE.match(tl) else ""}
 
 
 def _number(v):
@@ -117,7 +124,7 @@ def _ticket_lists(tl) -> dict:
         return {}
     out = {}
     applied = tl.get("applied")
-    if type(applied) is dict and type(applied.get("series")) is str and SERIES_RE.match(applied["series"]) \
+    if type(applied) is dict and values.is_id(applied.get("series")) \
             and type(applied.get("seq")) is int and 0 < applied["seq"] < 2 ** 53:
         out["list"] = f"{applied['series']}/{applied['seq']}"
     refused = _counters(tl.get("rejected"))

@@ -11,8 +11,14 @@
 | gate/<venue>/control                   | signed GC1: text   | 1 / yes      |
 | gate/<venue>/house/<event>             | JSON counts        | 1 / yes      |
 | gate/<venue>/house/<event>/inside      | plain integer      | 1 / yes      |
+| gate/<venue>/house/alerts              | JSON alert         | 1 / no       |
 | homeassistant/...                      | discovery config   | 1 / yes      |
+
+The fixed levels (house, tickets, control; status, alerts under house/) come from gate/core/ids.py,
+which reserves them: no gate and no event can be named like one (`gate config check` refuses it).
 """
+
+from gate.core.ids import ALERTS, CONTROL, HOUSE, STATUS, TICKETS
 
 ROOT = "gate"
 
@@ -30,7 +36,7 @@ def venue_all(venue: str) -> str:
 
 
 def house_prefix(venue: str) -> str:
-    return f"{ROOT}/{venue}/house/"
+    return f"{ROOT}/{venue}/{HOUSE}/"
 
 
 def status(venue: str, gate: str) -> str:
@@ -55,25 +61,30 @@ def resend(venue: str, gate: str) -> str:
 
 
 def tickets(venue: str) -> str:
-    return f"{ROOT}/{venue}/tickets"
+    return f"{ROOT}/{venue}/{TICKETS}"
 
 
 def control(venue: str) -> str:
     """Box office -> gates and house: a signed venue control message (live / test), retained."""
-    return f"{ROOT}/{venue}/control"
+    return f"{ROOT}/{venue}/{CONTROL}"
 
 
 def house(venue: str, event: str) -> str:
-    return f"{ROOT}/{venue}/house/{event}"
+    return f"{ROOT}/{venue}/{HOUSE}/{event}"
 
 
 def house_status(venue: str) -> str:
     """The house's own status, with a last will: Home Assistant's availability for every entity."""
-    return f"{ROOT}/{venue}/house/status"
+    return f"{ROOT}/{venue}/{HOUSE}/{STATUS}"
+
+
+def house_alerts(venue: str) -> str:
+    """The house's alerts (DESIGN.md, Additions): not retained."""
+    return f"{ROOT}/{venue}/{HOUSE}/{ALERTS}"
 
 
 def house_inside(venue: str, event: str) -> str:
-    return f"{ROOT}/{venue}/house/{event}/inside"
+    return f"{ROOT}/{venue}/{HOUSE}/{event}/inside"
 
 
 def gate_of(topic: str) -> str:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import re
 
+from gate.core import ids
 from gate.core.clock import now_ms
 
-# Gate and venue ids: DESIGN.md's [A-Za-z0-9_-].
-ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# Performance (event) ids: also pretix's slugs and `<slug>-<subevent>`, which may hold dots. They
-# become MQTT topic levels and Home Assistant object ids, so nothing else is allowed: no `+`, `#`,
-# `/`, spaces or control characters. Empty = unknown (a rejected code). The same rule as
-# `gate config check` applies to gate.events and house.capacity (gate/config/checks.py).
-EVENT_RE = re.compile(r"[A-Za-z0-9_.:-]{0,128}")
+# Venue and gate ids, event (performance) ids and the reserved words among them: one rule, in
+# gate/core/ids.py, shared with `gate config check` (so a config never names what receivers drop).
+ID_RE = ids.ID_RE
+EVENT_RE = ids.EVENT_RE
+RESERVED_EVENTS = tuple(ids.RESERVED_EVENTS)   # the house's own levels (gate/<venue>/house/status)
+is_id, is_event = ids.is_id, ids.is_event
+
 # A scan event's idempotency key (the gates use uuid4 hex).
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 # Ticket references: a ticket id or a hash; printable, bounded, never a control character
@@ -26,9 +27,6 @@ EVENT_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 # overrides, line separators) that could spoof the dashboard, an export or a terminal.
 TICKET_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]{0,256}")
 TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-
-# Event ids that are the house's own topic levels (gate/<venue>/house/status): never a performance.
-RESERVED_EVENTS = ("status",)
 
 MAX_SEQ = 2**53          # exact in JSON doubles (the dashboard), far inside SQLite's int64
 MAX_ATTENTION = 16
@@ -39,14 +37,6 @@ MODES = ("live", "test", "info")
 # clock runs ahead, not a forged year-3000 timestamp.
 TS_PAST_MS = 30 * 24 * 3600 * 1000
 TS_FUTURE_MS = 24 * 3600 * 1000
-
-
-def is_id(text) -> bool:
-    return type(text) is str and ID_RE.fullmatch(text) is not None
-
-
-def is_event(text) -> bool:
-    return type(text) is str and EVENT_RE.fullmatch(text) is not None and text not in RESERVED_EVENTS
 
 
 def is_topic_level(text) -> bool:

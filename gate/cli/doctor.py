@@ -6,11 +6,11 @@ Each check prints OK or FAIL with what to do about it; exit 1 on any failure.
 from __future__ import annotations
 
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
 
+from gate.cli.exits import FAILED, OK, BadUsage
 from gate.state.diskspace import LOW_FREE_MB as MIN_FREE_MB  # the same line as the gate's own warning
 
 STALE_DAYS = 7
@@ -63,10 +63,20 @@ def check_gpio(cfg):
 
 
 def check_broker(cfg):
-    """Connects as the gate or house would, and says why not in the words their logs use."""
+    """Reaches the broker as the gate or house would (TCP, TLS with the venue CA, MQTT), and says why
+    not in the words their logs use, WITHOUT logging in under the party's own user: a broker that gives
+    each party one connection (`use_username_as_clientid`) would hand doctor the running gate's or
+    house's session, taking it off the broker and (with a clean start) emptying its queued messages.
+    So where [mqtt] names a user, doctor knocks anonymously with a client id of its own: a refusal of
+    that knock still proves the broker is there and speaks MQTT; the party's own credentials are
+    tried by the party itself (its log and status topic say whether it is connected)."""
     if not cfg.mqtt.enabled:
         return True, "MQTT disabled in config"
+    import dataclasses
+    import secrets
+
     from gate.bus.client import BusError, connect, explain_refusal, make_client, where
+    knock = dataclasses.replace(cfg.mqtt, username="", password_file="") if cfg.mqtt.username else cfg.mqtt
     result = {}
     done = threading.Event()
 
@@ -78,9 +88,9 @@ def check_broker(cfg):
         result.setdefault("closed", rc)
         done.set()
     try:
-        c = make_client(cfg.mqtt, f"doctor-{int(time.time())}")
+        c = make_client(knock, f"doctor-{secrets.token_hex(4)}")
         c.on_connect, c.on_disconnect = on_connect, on_disconnect
-        connect(c, cfg.mqtt, keepalive=10)
+        connect(c, knock, keepalive=10)
     except BusError as exc:
         return False, f"{where(cfg.mqtt)}: {exc}"
     c.loop_start()
@@ -89,6 +99,15 @@ def check_broker(cfg):
             hint = "is it a TLS port? then set tls = true and ca_file" if not cfg.mqtt.tls else "check the broker's log"
             return False, f"{cfg.mqtt.host}:{cfg.mqtt.port} accepted TCP but never answered MQTT: {hint}"
         rc = result["rc"]
+        if cfg.mqtt.username:
+            if not rc.is_failure:
+                return False, (f"{where(cfg.mqtt)} let doctor in without a user name: anyone on the network can "
+                               "read and write the venue's topics; use the config `gate broker config` writes")
+            if "authori" not in str(rc).lower() and "user name or password" not in str(rc).lower():
+                return False, f"{where(cfg.mqtt)}: {explain_refusal(rc, cfg.mqtt)}"
+            return True, (f"reached {where(cfg.mqtt)}; it asks for a login, as it should. {cfg.mqtt.username}'s "
+                          "own login is not tried here (it would take over the running party's session): "
+                          "its log and status topic say whether it is connected")
         if rc.is_failure:
             return False, f"{where(cfg.mqtt)}: {explain_refusal(rc, cfg.mqtt)}"
         return True, f"connected to {where(cfg.mqtt)}"
@@ -158,16 +177,16 @@ def check_latch(cfg):
 
 
 def main(args) -> int:
-    from gate.config.schema import load
+    """Run the checks for the gate or house that `args.config` describes (or clear the latch)."""
+    from gate.config import load
     cfg = load(args.config)
     if getattr(args, "clear_latch", False):
         from gate.modes import clear_latch_file
         if cfg.gate is None:
-            print("gate doctor --clear-latch needs a gate's config", file=sys.stderr)
-            return 2
+            raise BadUsage("doctor --clear-latch needs a gate's config")
         cleared = clear_latch_file(cfg.storage.dir)
         print("out-of-order latch cleared" if cleared else "no out-of-order latch was set")
-        return 0
+        return OK
     checks = [("clock", check_clock), ("storage", check_disk)]
     if cfg.gate is not None:
         checks = [("camera", check_camera), ("gpio", check_gpio), ("broker", check_broker),
@@ -186,4 +205,4 @@ def main(args) -> int:
     if note:
         print(f"NOTE {'hardware':<8} {note}")
     print("ready" if not failed else f"{failed} problem(s): fix them before the doors open")
-    return 1 if failed else 0
+    return FAILED if failed else OK

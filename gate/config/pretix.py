@@ -1,15 +1,39 @@
-"""Config checks of the [pretix] section: keys that load now, slugs, and what the house needs to sync."""
+"""[pretix]: a gate's pretix keys and id maps; the house's one link to pretix (URL, slugs, token, sync).
+
+Keys must load now, not when `gate scan` first meets a pretix ticket. The gate events the maps name,
+and the event slug (a single event's gate event), are event ids on the bus (gate/core/ids.py)."""
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
+
+from gate.config.rules import Fail, check_events, check_ranges, ranged, secret_file_problem
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def check_pretix(cfg, fail) -> None:
-    """pretix keys must load now, not when `gate scan` first meets a pretix ticket."""
+@dataclass
+class PretixSection:
+    # a gate: pretix_sig1 keys (files; base64 of PEM as pretix shows them, or PEM). The house's
+    # ticket list brings the event's keys too; these are for gates that never hear from a house.
+    public_keys: list[str] = field(default_factory=list)
+    items: dict[str, str] = field(default_factory=dict)     # item id -> gate event
+    subevents: dict[str, str] = field(default_factory=dict)  # subevent id -> gate event
+    zones: dict[str, str] = field(default_factory=dict)      # item id -> zone
+    event: str = ""                  # the event slug (gate events are <slug> or <slug>-<subevent id>)
+    # the house: its one link to pretix
+    url: str = ""                    # e.g. https://pretix.example.org
+    organizer: str = ""
+    checkin_list: int = 0
+    token_file: str = ""             # a pretix API or device token; or GATE_PRETIX_TOKEN
+    sync_every_s: float = ranged(60.0, 1, None, " s")   # down-sync interval (also on start and on demand)
+    timeout_s: float = ranged(15.0, 0.1, 300, " s")     # per HTTP request
+
+
+def check(cfg, fail: Fail) -> None:
+    """Keys that load; maps of pretix ids to event ids; on the house, everything its pretix link needs."""
     from gate.boxoffice.pretix import load_pretix_key_file
     p = cfg.pretix
     for path in p.public_keys:
@@ -23,10 +47,14 @@ def check_pretix(cfg, fail) -> None:
         for k in mapping:
             if not k.isdigit():
                 fail(f"pretix.{name}.{k}", "keys are pretix ids (digits)")
-    if cfg.gate is not None and cfg.gate.id == "pretix":
-        fail("gate.id", "'pretix' is the house's name for check-ins made in pretix: choose another")
+    for name, mapping in (("items", p.items), ("subevents", p.subevents)):
+        for k, ev in mapping.items():
+            if ev:   # empty = not mapped: the ticket keeps its event slug
+                check_events(fail, f"pretix.{name}.{k}", [ev])
     if p.event and not SLUG_RE.match(p.event):
         fail("pretix.event", "not a pretix event slug")
+    if p.event:   # a single event's tickets belong to the gate event <slug>
+        check_events(fail, "pretix.event", [p.event])
     if not p.url:
         return
     if cfg.house is None:
@@ -39,7 +67,6 @@ def check_pretix(cfg, fail) -> None:
     if not os.environ.get("GATE_PRETIX_TOKEN"):
         if not p.token_file:
             fail("pretix.token_file", "required with pretix.url (or the environment variable GATE_PRETIX_TOKEN)")
-        from gate.config.checks import secret_file_problem
         problem = secret_file_problem(p.token_file)
         if problem:
             fail("pretix.token_file", problem)
@@ -48,7 +75,4 @@ def check_pretix(cfg, fail) -> None:
     if not cfg.signing.list_signing_key or not cfg.signing.venue_secret:
         fail("pretix.url", "the house passes pretix's tickets on as a signed ticket list: set [signing] "
                            "list_signing_key and venue_secret")
-    if p.sync_every_s < 1:
-        fail("pretix.sync_every_s", "at least 1 second")
-    if not 0 < p.timeout_s <= 300:
-        fail("pretix.timeout_s", "between 0 and 300 seconds")
+    check_ranges(p, "pretix", fail)   # the link's timings mean nothing on a gate

@@ -88,20 +88,31 @@ class History:
     entries: tuple[int, ...] = ()      # recent admission times (unix ms), newest first
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verdict:
+    """What the rules (gate/decide.py) said of one presented code; never changed afterwards."""
     result: str                        # admitted | exited | rejected | annulled
     reason: str                        # one of REASONS
     ticket: Optional[Ticket] = None
     ticket_ref: str = ""               # ticket id, or a hash for unknown codes
     detail: str = ""                   # human words, e.g. when/where first used
-    attention: tuple[str, ...] = ()
-    greeting: str = ""
-    level: str = ""                    # hospitality level: notice | greet | assist
 
     @property
     def admitted(self) -> bool:
         return self.result == "admitted"
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """What a ticket's tags ask of the door (gate/hospitality.py). It travels beside the
+    verdict, not in it: the rules never see it, and the door acts on it only for an admission."""
+    attention: tuple[str, ...] = ()    # the tags that asked for attention (the scan event carries them)
+    level: str = ""                    # the highest of their levels: notice | greet | assist
+    greeting: str = ""                 # for the usher's display
+    assist: bool = False               # a tag in [turnstile] assist_tags: a longer release
+
+
+NO_WELCOME = Welcome()
 
 
 @dataclass
@@ -120,7 +131,6 @@ class ScanEvent:
     mode: str = "live"                 # live | test (rehearsal) | info (a look-up): DESIGN.md
     clock: str = "ok"                  # ok | unsynced: the gate's clock was not synchronised (ts unreliable)
     v: int = 1
-    mode: str = "live"
 
 
 # -- control messages to the scan loop (from the door, the link and the updater threads) --
@@ -130,6 +140,7 @@ class Admitted:
     """An admission the turnstile is holding open, waiting for its passage."""
     event: ScanEvent
     verdict: Verdict
+    welcome: Welcome     # what its tags asked: the annulment, if nobody passes, carries them too
 
 
 @dataclass(frozen=True)

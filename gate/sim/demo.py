@@ -143,7 +143,7 @@ class Terminal:
         self.tty = sys.stdout.isatty()
         self.lock = threading.Lock()
 
-    def verdict(self, gate, v, e, factory):
+    def verdict(self, gate, v, w, e, factory):
         from gate.feedback import PATTERNS
         from gate.verdict_text import remark, who
         step = PATTERNS[v.reason][0]
@@ -151,7 +151,7 @@ class Terminal:
         led = f"\033[{ansi}m●\033[0m {name:<7}" if self.tty else f"LED {name:<7}"
         relay = "OPEN " if factory.pin(24).state else "shut "
         line = (f"{time.strftime('%H:%M:%S')} {gate:<9} {led} {'♪' if step.tone else ' '} relay {relay}"
-                f"{v.result.upper():<9} {v.reason:<13} {e.ticket[:18]:<18} {who(v):<28} {remark(v)}")
+                f"{v.result.upper():<9} {v.reason:<13} {e.ticket[:18]:<18} {who(v):<28} {remark(v, w)}")
         with self.lock:
             print(line, flush=True)
 
@@ -160,9 +160,9 @@ def main(args) -> int:
     from gate.boxoffice.keys import load_private_key, new_keypair, new_secret
     from gate.bus.broker import PrivateBroker
     from gate.camera import SimulatedSource
-    from gate.config.schema import parse
+    from gate.config import parse
     from gate.core.storage import GateFiles
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     from gate.scanner import Scanner
     from gate.state.tickets import TicketStore
 
@@ -191,7 +191,7 @@ def main(args) -> int:
                       f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nkeepalive = 5\n'
                       f'[storage]\ndir = "{work}/house"\n'
                       f'[signing]\nlist_signing_key = "{list_key}"\nvenue_secret = "{secret}"\n')
-        house = HouseService(parse(house_text, "demo-house"))
+        house = build_house(parse(house_text, "demo-house"))
         try:
             house.start()
         except OSError as exc:
@@ -221,9 +221,9 @@ def main(args) -> int:
             door = crowd.door(gid, profile)
             src = SimulatedSource(door.next_code, fps=10, seed=len(scanners), on_present=present, on_leave=leave)
 
-            def on_verdict(v, e, gid=gid, factory=factory, profile=profile, door=door):
+            def on_verdict(v, w, e, gid=gid, factory=factory, profile=profile, door=door):
                 door.answered = True
-                term.verdict(gid, v, e, factory)
+                term.verdict(gid, v, w, e, factory)
                 p = by_id.get(e.ticket)
                 if profile == "turnstile" and v.admitted and p is not None and p.walks:
                     threading.Timer(0.6, _walk_through, (factory.pin(5),)).start()

@@ -1,0 +1,49 @@
+"""Other gates' scans, followed into this gate's ticket history (used-ticket sync).
+
+A ticket used at the next door must be `already_used` here too, so every admission,
+exit and annulment another gate publishes is written into the local history. They
+cost the scan loop a bounded amount of time whatever the bus sends: they wait in a
+bounded backlog (more are dropped and counted) and are written REMOTE_PER_PASS at a
+time, in one transaction, between frames; the history they grow is capped at
+MAX_HISTORY rows. Runs on the scan loop's thread; the link hands scans over as
+`RemoteScan` control messages.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from gate.core.events import RemoteScan
+
+SYNCED_RESULTS = ("admitted", "exited", "annulled")
+REMOTE_BACKLOG = 20_000   # other gates' scans waiting for the loop (an outbox drained after an outage)
+REMOTE_PER_PASS = 100     # written per pass of the loop (one transaction: a few ms on a Pi)
+MAX_HISTORY = 200_000     # ticket-history rows; past this, other gates' scans of tickets new here are not kept
+
+
+class RemoteScans:
+    """The backlog of other gates' scans and what was not applied, by why (the gate's health shows it)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.backlog: deque = deque()
+        self.drops: dict[str, int] = {}
+
+    def offer(self, msg: RemoteScan) -> None:
+        """Another gate used (or gave back) a ticket: keep it for apply() (look-ups never count)."""
+        e = msg.event
+        if not e.ticket or e.result not in SYNCED_RESULTS or e.mode not in ("live", "test"):
+            return
+        if len(self.backlog) >= REMOTE_BACKLOG:
+            self.drops["remote_backlog"] = self.drops.get("remote_backlog", 0) + 1
+            return
+        self.backlog.append((e.ticket, e.result, e.ts, e.gate, e.mode))   # a tuple: a full backlog stays a few MB
+
+    def apply(self) -> None:
+        """Write up to REMOTE_PER_PASS waiting scans into the ticket history."""
+        if not self.backlog:
+            return
+        batch = [self.backlog.popleft() for _ in range(min(REMOTE_PER_PASS, len(self.backlog)))]
+        kept = self.store.record_remote(batch, MAX_HISTORY)
+        if kept < len(batch):
+            self.drops["history_full"] = self.drops.get("history_full", 0) + len(batch) - kept
