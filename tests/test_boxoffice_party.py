@@ -20,7 +20,7 @@ from gate.house.build import build_house
 from gate.link import GateLink
 from gate.state.outbox import Outbox
 from tests.conftest import TICKETS_CSV, run_gate_cli, wait_for
-from tests.test_broker_identity import V5, VenueBroker
+from tests.venue_broker import V5, VenueBroker
 
 pytest.importorskip("serial", reason="the gates read codes from a serial scanner (pip install 'gate[serial]')")
 
