@@ -40,10 +40,11 @@ EXIT_RATE, EXIT_BURST = 10.0, 600
 FUTURE_MS = 10 * 60_000
 LEAP_MS = 24 * 3600_000
 RELEAP_S = 60.0
-# A venue has tens of gates. Claims from gates beyond this many are not judged (counted as `untracked`),
-# as the house counts but does not chase their gaps: with the broker's identities (gate broker config)
-# a credential can only speak for its own gate, so many gate ids mean a misconfiguration, not a forger.
-MAX_GATES = 256
+# As many gates as a gate hears (gate/link.py: a venue of bridged entrances has hundreds of lanes). Claims
+# from gates beyond this many are not judged (counted as `untracked`), as the house counts but does not
+# chase their gaps: with the broker's identities (gate broker config) a credential can only speak for its
+# own gate, so more gate ids than this mean a misconfiguration, not a forger.
+MAX_GATES = 1024
 
 IN, OUT = "in", "out"
 LIMITS = {IN: (ENTRY_RATE, ENTRY_BURST), OUT: (EXIT_RATE, EXIT_BURST)}
