@@ -163,12 +163,14 @@ class GateWord:
     def _flagged(self, e: ScanEvent, why: str) -> None:
         self._last_flag[e.gate] = self.clock()
         n = self.by_gate[e.gate]["implausible"] + 1
+        what = "admissions" if kind_of(e.result) == "in" else "exits"
+        claim = (f"claims {what} stamped ahead of the house's clock" if why == "future"
+                 else f"claims more {what} than one lane can pass")
         self.alerts.raise_(
             f"implausible:{e.gate}", "security", "critical",
-            f"{e.gate} claims more {'admissions' if kind_of(e.result) == 'in' else 'exits'} than one lane can pass "
-            f"({_round(n):,}+ so far, {why}): not counted, not uploaded, not believed by the other doors. "
-            f"If its Pi is missing: gate broker revoke {e.gate}, then gate house set-aside {e.gate} --since TIME",
-            gate=e.gate, event=e.event)
+            f"{e.gate} {claim} ({_round(n):,}+ so far): not counted, not uploaded, not believed by the other "
+            f"doors. If its Pi is missing: gate broker revoke {e.gate}, then gate house set-aside {e.gate} "
+            "--since TIME", gate=e.gate, event=e.event)
 
     # -- every second, and when counts are published --------------------------------
     def tick(self) -> None:
