@@ -57,16 +57,23 @@ def test_word_ts1_admission_and_annulment_from_another_gate_leave_door_a_used(tm
     admitted_once = threading.Event()
     go = threading.Event()
 
-    def frames():
-        yield from [EMPTY] * 2 + [compose("CODE-0001", "clean", rng=RNG)] * 3
-        while not go.is_set():
-            yield EMPTY
-        code = compose("CODE-0001", "clean", rng=RNG)
-        for _ in range(300):   # held up until the door answers (a loaded machine drops frames), at most 10 s
-            if len(verdicts) >= 2:
+    def shown_until(code, answers):
+        """The code held up until the door has given `answers` verdicts (a loaded machine drops frames),
+        at most 10 s; then empty frames."""
+        for _ in range(300):
+            if len(verdicts) >= answers:
                 break
             yield code
-        yield from [EMPTY] * 10
+        yield from [EMPTY] * 3
+
+    def frames():
+        code = compose("CODE-0001", "clean", rng=RNG)
+        yield from [EMPTY] * 2
+        yield from shown_until(code, 1)
+        while not go.is_set():
+            yield EMPTY
+        yield from shown_until(code, 2)
+        yield from [EMPTY] * 7
     verdicts: list = []
     cfg = gate_config(tmp_path, gate="door-a", port=broker.port, mqtt_on=True, debounce=0.2)
     s, th = run_scanner(cfg, frames(), mock_factory, tickets_csv)
