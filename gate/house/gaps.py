@@ -39,7 +39,8 @@ class _Run:
     __slots__ = ("max", "missing", "seen")
 
     def __init__(self, seq: int):
-        self.max, self.missing, self.seen = seq, {}, 0   # missing: seq -> [since, asks, last_ask]
+        self.max, self.seen = seq, 0
+        self.missing: dict[int, list] = {}   # seq -> [since, asks, last_ask]
 
 
 class GapTracker:

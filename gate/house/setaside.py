@@ -85,7 +85,8 @@ def take_back(db, gate: str, enqueue=None) -> dict:
             from gate.core.events import ScanEvent
             rows = db.execute("SELECT id, gate, seq, ts, event, ticket, dir, result, reason, mode FROM scans "
                               f"WHERE gate=? AND received>=? AND {COUNTED} ORDER BY rowid", (gate, since)).fetchall()
-            queued = enqueue(db, [ScanEvent(*r[:9], mode=r[9]) for r in rows])
+            queued = enqueue(db, [ScanEvent(id=r[0], gate=r[1], seq=r[2], ts=r[3], event=r[4], ticket=r[5], dir=r[6],
+                                            result=r[7], reason=r[8], mode=r[9]) for r in rows])
         db.execute("INSERT INTO set_aside_log VALUES (?, ?, ?, 'taken back', ?)", (now_ms(), gate, since, n))
     return {"events": n, "was_set_aside": True, "queued": queued}
 
@@ -102,7 +103,7 @@ def main(cfg, gate: str, since_text: str | None, undo: bool) -> int:
     from gate.house.log import AttendanceLog
     path = HouseFiles.of(cfg.storage.dir).log
     try:
-        since = None if undo else parse_since(since_text or "")
+        since = 0 if undo else parse_since(since_text or "")
         log = AttendanceLog(path)
     except SetAsideError as exc:
         print(f"gate: set-aside: {exc}", file=sys.stderr)

@@ -185,7 +185,7 @@ class GateWord:
     def check_capacity(self, ev: str, inside: int, capacity: Optional[int]) -> bool:
         """Alarm when a performance's inside count passes its capacity (raised once, as it passes), and
         say when it is back within; True while it is over."""
-        over = bool(capacity) and inside > capacity
+        over = capacity is not None and capacity > 0 and inside > capacity
         if over:
             if ev not in self._over:
                 self._over.add(ev)
