@@ -144,3 +144,32 @@ def test_containment_set_aside_takes_scans_off_the_pretix_queue_and_back(tmp_pat
     db = sqlite3.connect(tmp_path / "house.db")
     assert [a for (a,) in db.execute("SELECT action FROM set_aside_log ORDER BY rowid")] == ["set aside", "taken back"]
     db.close()
+
+
+def test_containment_what_does_not_count_stays_so_after_a_restart(tmp_path, broker):
+    cfg = house_config(tmp_path, broker.port)
+    house = build_house(cfg)
+    house.start()
+    try:
+        wait_for(house.connected.is_set, what="house connected")
+        now = now_ms()
+        _publish_raw(broker.port, "gate/hall/door-x/scan",   # 300 in the same second: 180 beyond the lane
+                     [pack_scan(forged(f"X{i}", i + 1, now)) for i in range(300)])
+        _publish_raw(broker.port, "gate/hall/door-y/scan",
+                     [pack_scan(forged(f"Y{i}", i + 1, now - (5 - i) * 1000, gate="door-y")) for i in range(5)])
+        wait_for(lambda: eve(api(cfg))["admitted"] + eve(api(cfg))["implausible"] == 305, what="all stored")
+        db = sqlite3.connect(house.log.path)   # as the command does: a connection of its own
+        assert set_aside(db, "door-y", now - 3_600_000)["events"] == 5
+        db.close()
+        wait_for(lambda: eve(api(cfg))["admitted"] == 120, what="door-y set aside")
+    finally:
+        house.close()
+    again = build_house(cfg, serve=False)   # the counts rebuilt from the attendance log alone
+    try:
+        h = again.api()
+        e = next(e for e in h["events"] if e["event"] == "eve")
+        assert (e["admitted"], e["implausible"], e["reports_set_aside"]) == (120, 180, 5)
+        assert [a["gate"] for a in h["alarms"] if a["kind"] == "security"] == ["door-y"]
+        assert h["word"]["set_aside"] == {"door-y": now - 3_600_000}
+    finally:
+        again.close()

@@ -99,6 +99,10 @@ class GateWord:
         self.by_event.clear()
         for gate, eid, ev, why in self.log_store.excluded():
             self._exclude(gate, eid, ev, why)
+        for gate, since in self.set_aside.items():   # standing after a restart too
+            self.alerts.raise_(f"set_aside:{gate}", "security", "warn",
+                               f"reports of {gate} since {time.strftime('%H:%M', time.localtime(since / 1000))}"
+                               " are set aside: kept, not counted, not uploaded", gate=gate)
 
     def poll(self) -> bool:
         """True when the set-aside changed since the last look (the caller recounts)."""
@@ -107,10 +111,6 @@ class GateWord:
         now = set_aside_now(self.log_store.db)
         if now == self.set_aside:
             return False
-        for gate in set(now) - set(self.set_aside):
-            self.alerts.raise_(f"set_aside:{gate}", "security", "warn",
-                               f"reports of {gate} since {time.strftime('%H:%M', time.localtime(now[gate] / 1000))}"
-                               " are set aside: kept, not counted, not uploaded", gate=gate)
         for gate in set(self.set_aside) - set(now):
             self.alerts.clear(f"set_aside:{gate}", f"reports of {gate} taken back: counted again")
         self.restore()
