@@ -81,7 +81,7 @@ def test_containment_revoke_that_cannot_take_effect_says_so(tmp_path, configured
     # A name this directory never configured: bad usage, nothing changed.
     before = (out / "passwd").read_text()
     r = run_gate_cli("broker", "revoke", "door-q", "--out", str(out), "--pid", str(b.proc.pid))
-    assert r.returncode == 2 and "not a gate or dashboard" in r.stderr
+    assert r.returncode == 2 and "not a gate, dashboard or bridge" in r.stderr
     assert (out / "passwd").read_text() == before
 
 
