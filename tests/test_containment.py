@@ -2,6 +2,7 @@
 `gate broker config` wrote, and the house setting a gate's reports aside and taking them back."""
 
 import datetime
+import json
 import sqlite3
 
 import pytest
@@ -173,3 +174,29 @@ def test_containment_what_does_not_count_stays_so_after_a_restart(tmp_path, brok
         assert h["word"]["set_aside"] == {"door-y": now - 3_600_000}
     finally:
         again.close()
+
+
+def test_containment_revoke_on_a_core_with_bridges_keeps_every_other_party(tmp_path):
+    from gate.bus.bridgeconf import add_bridge
+    from gate.bus.brokerconf import BrokerConfigError
+    from gate.bus.revoke import remove
+    out = tmp_path / "core"
+    write_config(out, "hall", ["door-a", "door-b"], ["dashboard"], ["localhost"], free_port(), "127.0.0.1")
+    add_bridge(out, "hall", "north", ["n1", "n2"])
+    before = (out / "acl").read_text()
+    old = password(out, "door-a")
+    assert remove(out, "door-a") == old   # what the check then connects with
+    acl = (out / "acl").read_text()
+    assert "user door-a\n" not in acl and "gate/hall/door-a/scan" not in acl
+    # the blocks after door-a's still belong to their own users
+    for user in ("door-b", "north", "house", "boxoffice", "dashboard"):
+        block = before.split(f"user {user}\n", 1)[1].split("\nuser ", 1)[0].split("\n\n", 1)[0]
+        assert f"user {user}\n{block}" in acl, user
+    roster = json.loads((out / "roster.json").read_text())
+    assert roster["gates"] == ["door-b"] and roster["bridges"] == {"north": ["n1", "n2"]}
+    assert roster["revoked"] == ["door-a"]
+    with pytest.raises(BrokerConfigError, match="entrance north"):
+        remove(out, "n1")   # a gate behind a bridge is revoked at its entrance
+    remove(out, "north")    # a stolen entrance broker: its bridge user goes
+    assert "user north\n" not in (out / "acl").read_text()
+    assert json.loads((out / "roster.json").read_text())["bridges"] == {}
