@@ -79,7 +79,7 @@ def test_cli_exits_every_command_handler_returns_an_int(tmp_path, broker):
     # `gate broker revoke` succeeds only when the broker then refuses the party: a real Mosquitto on the
     # configuration `gate broker config` writes, from which door-z is revoked
     from gate.bus.brokerconf import write_config
-    from tests.test_broker_identity import VenueBroker
+    from tests.venue_broker import VenueBroker
     revoke_conf, revoke_port = tmp_path / "revoke-conf", free_port()
     write_config(revoke_conf, "hall", ["door-z"], [], ["localhost"], revoke_port, "127.0.0.1")
     revoke_broker = VenueBroker(tmp_path / "revoke-broker", revoke_conf)

@@ -14,20 +14,9 @@ from gate.house import uploads
 from gate.house.build import build_house
 from gate.house.log import AttendanceLog
 from gate.house.setaside import parse_since, set_aside, take_back
-from tests.conftest import run_gate_cli, wait_for
-from tests.test_broker_identity import V5, VenueBroker, password
-from tests.test_mqtt import _publish_raw, api, eve, house_config
+from tests.conftest import api, eve, house_config, publish_raw, run_gate_cli, wait_for
 from tests.test_word import forged, now_ms
-
-
-@pytest.fixture
-def hall(tmp_path, broker):
-    """The real house (venue `hall`), connected; `gate house -c` commands run against its config."""
-    house = build_house(house_config(tmp_path, broker.port))
-    house.start()
-    wait_for(house.connected.is_set, what="house connected")
-    yield house
-    house.close()
+from tests.venue_broker import V5, VenueBroker, password
 
 
 @pytest.fixture
@@ -86,41 +75,41 @@ def test_containment_revoke_that_cannot_take_effect_says_so(tmp_path, configured
     assert (out / "passwd").read_text() == before
 
 
-def test_containment_set_aside_and_take_back_change_the_counts(tmp_path, broker, hall):
+def test_containment_set_aside_and_take_back_change_the_counts(tmp_path, broker, house):
     now = now_ms()
-    _publish_raw(broker.port, "gate/hall/door-a/scan",
+    publish_raw(broker.port, "gate/hall/door-a/scan",
                  [pack_scan(forged(f"A{i}", i + 1, now - (10 - i) * 1000, gate="door-a")) for i in range(10)])
-    wait_for(lambda: eve(api(hall.cfg))["admitted"] == 10, what="door-a's ten counted")
+    wait_for(lambda: eve(api(house.cfg))["admitted"] == 10, what="door-a's ten counted")
     since = datetime.datetime.now().time().isoformat(timespec="milliseconds")   # HH:MM:SS.mmm, today
-    _publish_raw(broker.port, "gate/hall/door-x/scan",
+    publish_raw(broker.port, "gate/hall/door-x/scan",
                  [pack_scan(forged(f"X{i}", i + 1, now - (5 - i) * 1000)) for i in range(5)])
-    wait_for(lambda: eve(api(hall.cfg))["admitted"] == 15, what="door-x's five counted")
-    r = run_gate_cli("house", "-c", hall.cfg.path, "set-aside", "door-x", "--since", since)
+    wait_for(lambda: eve(api(house.cfg))["admitted"] == 15, what="door-x's five counted")
+    r = run_gate_cli("house", "-c", house.cfg.path, "set-aside", "door-x", "--since", since)
     assert r.returncode == 0, r.stderr
     assert "5 so far" in r.stdout
-    h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 10 else None)(api(hall.cfg)), 5,
+    h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 10 else None)(api(house.cfg)), 5,
                  what="the house recounts without door-x")
     x = next(g for g in h["gates"] if g["gate"] == "door-x")
     assert x["set_aside_since"] == parse_since(since) and x["set_aside_events"] == 5
     assert eve(h)["reports_set_aside"] == 5 and eve(h)["inside"] == 10
     assert any(a["kind"] == "security" and a["gate"] == "door-x" for a in h["alarms"])
     # What door-x sends from now on is kept and set aside too.
-    _publish_raw(broker.port, "gate/hall/door-x/scan", [pack_scan(forged("X9", 9, now))])
-    wait_for(lambda: eve(api(hall.cfg))["reports_set_aside"] == 6, what="a later report set aside as well")
-    assert eve(api(hall.cfg))["admitted"] == 10
-    assert hall.log.db.execute("SELECT count(*) FROM scans WHERE gate='door-x'").fetchone()[0] == 6   # kept
+    publish_raw(broker.port, "gate/hall/door-x/scan", [pack_scan(forged("X9", 9, now))])
+    wait_for(lambda: eve(api(house.cfg))["reports_set_aside"] == 6, what="a later report set aside as well")
+    assert eve(api(house.cfg))["admitted"] == 10
+    assert house.log.db.execute("SELECT count(*) FROM scans WHERE gate='door-x'").fetchone()[0] == 6   # kept
     # The export for the box office leaves them out as well.
-    r = run_gate_cli("house", "-c", hall.cfg.path, "export", "--format", "json")
+    r = run_gate_cli("house", "-c", house.cfg.path, "export", "--format", "json")
     assert r.returncode == 0 and '"X0"' not in r.stdout and '"A0"' in r.stdout
-    r = run_gate_cli("house", "-c", hall.cfg.path, "set-aside", "door-x", "--undo")
+    r = run_gate_cli("house", "-c", house.cfg.path, "set-aside", "door-x", "--undo")
     assert r.returncode == 0 and "6 report(s) taken back" in r.stdout, r.stderr
-    h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 16 else None)(api(hall.cfg)), 5,
+    h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 16 else None)(api(house.cfg)), 5,
                  what="door-x's reports counted again")
     assert eve(h)["reports_set_aside"] == 0 and not [a for a in h["alarms"] if a["gate"] == "door-x"]
     # Nothing to take back, and a bad time: said so.
-    r = run_gate_cli("house", "-c", hall.cfg.path, "set-aside", "door-x", "--undo")
+    r = run_gate_cli("house", "-c", house.cfg.path, "set-aside", "door-x", "--undo")
     assert r.returncode == 1 and "not set aside" in r.stderr
-    r = run_gate_cli("house", "-c", hall.cfg.path, "set-aside", "door-x", "--since", "teatime")
+    r = run_gate_cli("house", "-c", house.cfg.path, "set-aside", "door-x", "--since", "teatime")
     assert r.returncode == 2 and "--since" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -154,9 +143,9 @@ def test_containment_what_does_not_count_stays_so_after_a_restart(tmp_path, brok
     try:
         wait_for(house.connected.is_set, what="house connected")
         now = now_ms()
-        _publish_raw(broker.port, "gate/hall/door-x/scan",   # 300 in the same second: 180 beyond the lane
+        publish_raw(broker.port, "gate/hall/door-x/scan",   # 300 in the same second: 180 beyond the lane
                      [pack_scan(forged(f"X{i}", i + 1, now)) for i in range(300)])
-        _publish_raw(broker.port, "gate/hall/door-y/scan",
+        publish_raw(broker.port, "gate/hall/door-y/scan",
                      [pack_scan(forged(f"Y{i}", i + 1, now - (5 - i) * 1000, gate="door-y")) for i in range(5)])
         wait_for(lambda: eve(api(cfg))["admitted"] + eve(api(cfg))["implausible"] == 305, what="all stored")
         db = sqlite3.connect(house.log.path)   # as the command does: a connection of its own

@@ -127,7 +127,7 @@ def test_dashboard_shows_implausible_claims_set_aside_doors_and_the_capacity_ala
         assert not page.locator("#alarms").is_visible()
         now = int(time.time() * 1000)
         # door-x claims 300 admissions stamped in the same second: more than a lane passes.
-        _publish_raw(broker.port, "gate/hall/door-x/scan",
+        publish_raw(broker.port, "gate/hall/door-x/scan",
                      [pack_scan(scan_event(f"X{i}", gate="door-x", ts=now)) for i in range(300)], "x")
         wait_for(lambda: page.locator('tr[data-gate="door-x"] [data-k="implausible"]').count() == 1
                  and "180 implausible" in text(page, 'tr[data-gate="door-x"]'), 10, what="door-x flagged on the page")

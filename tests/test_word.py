@@ -13,15 +13,14 @@ from gate.bus.codec import pack_scan
 from gate.core import lane
 from gate.core.events import RemoteScan, ScanEvent
 from gate.house import gaps
-from gate.house.build import build_house
 from gate.house.gaps import GapTracker
 from gate.link import GateLink
 from gate.sim.render import compose
 from gate.state.outbox import Outbox
 from gate.state.remote import RemoteScans
 from gate.state.tickets import TicketStore
-from tests.conftest import gate_config, wait_for
-from tests.test_mqtt import EMPTY, RNG, _publish_raw, api, eve, house_config, run_scanner
+from tests.conftest import api, eve, gate_config, publish_raw, run_scanner, wait_for
+from tests.test_mqtt import EMPTY, RNG
 from tests.test_receivers import _publisher
 
 YEAR_MS = 365 * 86_400_000
@@ -37,15 +36,6 @@ def forged(ticket, seq, ts, result="admitted", gate="door-x", clock="ok", mode="
 def now_ms():
     return int(time.time() * 1000)
 
-
-@pytest.fixture
-def hall(tmp_path, broker):
-    """The real house (tests/test_mqtt.py's config: venue `hall`, eve's capacity 100), connected."""
-    house = build_house(house_config(tmp_path, broker.port))
-    house.start()
-    wait_for(house.connected.is_set, what="house connected")
-    yield house
-    house.close()
 
 
 # -- the record of use -----------------------------------------------------------------------
@@ -86,14 +76,14 @@ def test_word_ts1_admission_and_annulment_from_another_gate_leave_door_a_used(tm
         seen = TicketStore(cfg.storage.dir + "/tickets.db")   # door-a's files, read on a connection of our own
         # The forger: an admission stamped 1970 by an "unsynchronised" clock, then its annulment, then a
         # marker admission to know when door-a has applied both.
-        _publish_raw(broker.port, "gate/hall/door-x/scan",
+        publish_raw(broker.port, "gate/hall/door-x/scan",
                      [pack_scan(forged("T1", 1, 1, clock="unsynced"))], "door-x")
-        _publish_raw(broker.port, "gate/hall/door-x/scan",
+        publish_raw(broker.port, "gate/hall/door-x/scan",
                      [pack_scan(forged("MARK1", 2, now_ms()))], "door-x")
         wait_for(lambda: seen.history("MARK1").inside, what="door-a applied the forged admission")
         h = seen.history("T1")
         assert (h.first_gate, h.first_ts) == ("door-a", real_ts)   # not door-x at 1970
-        _publish_raw(broker.port, "gate/hall/door-x/scan",
+        publish_raw(broker.port, "gate/hall/door-x/scan",
                      [pack_scan(forged("T1", 3, 1, "annulled", clock="unsynced")),
                       pack_scan(forged("MARK2", 4, now_ms()))], "door-x")
         wait_for(lambda: seen.history("MARK2").inside, what="door-a applied the forged annulment")
@@ -173,7 +163,7 @@ def test_word_lane_meter_judges_on_the_claims_own_times():
     assert m.flagged == {"x": 1000 - lane.ENTRY_BURST, "y": 1}
 
 
-def test_word_a_20000_admission_burst_blocks_no_other_door(tmp_path, broker, hall, mock_factory, tickets_csv):
+def test_word_a_20000_admission_burst_blocks_no_other_door(tmp_path, broker, house, mock_factory, tickets_csv):
     """door-x's credential claims 20,000 admissions stamped now, among them tickets never used. Another
     door still admits a never-used ticket; the door's health, the house's /api/house and its alarms flag
     door-x; the house counts no more than a lane can pass."""
@@ -216,13 +206,13 @@ def test_word_a_20000_admission_burst_blocks_no_other_door(tmp_path, broker, hal
         th.join(30)
         assert [v.reason for v in verdicts] == ["ok"]       # a never-used ticket is admitted at door-q
         h = wait_for(lambda: (lambda h: h if eve(h).get("implausible", 0) + eve(h)["admitted"] >= 20_000 else None)(
-            api(hall.cfg)), 60, what="the house judged all 20,000")
+            api(house.cfg)), 60, what="the house judged all 20,000")
         assert eve(h)["admitted"] <= lane.ENTRY_BURST + 5 and eve(h)["inside"] <= lane.ENTRY_BURST + 5
         x = next(g for g in h["gates"] if g["gate"] == "door-x")
         assert x["implausible"] >= 20_000 - lane.ENTRY_BURST - 5
         assert any(a["kind"] == "security" and a["gate"] == "door-x" for a in h["alarms"])
-        assert hall.log.db.execute("SELECT count(*) FROM scans WHERE gate='door-x'").fetchone()[0] == 20_000  # kept
-        assert hall.log.db.execute("SELECT count(*) FROM scans WHERE flag='implausible'").fetchone()[0] == \
+        assert house.log.db.execute("SELECT count(*) FROM scans WHERE gate='door-x'").fetchone()[0] == 20_000  # kept
+        assert house.log.db.execute("SELECT count(*) FROM scans WHERE flag='implausible'").fetchone()[0] == \
             x["implausible"]
     finally:
         go.set()
@@ -230,7 +220,7 @@ def test_word_a_20000_admission_burst_blocks_no_other_door(tmp_path, broker, hal
         th.join(10)
 
 
-def test_word_a_genuine_drain_after_an_hour_offline_counts_whole(tmp_path, broker, hall):
+def test_word_a_genuine_drain_after_an_hour_offline_counts_whole(tmp_path, broker, house):
     """door-a was offline for an hour and scanned 3,000 tickets (its outbox numbers them 1..3000, stamped
     over that hour). Back online it drains them in seconds: the house counts all of them and another
     door records all of them, none judged implausible."""
@@ -256,7 +246,7 @@ def test_word_a_genuine_drain_after_an_hour_offline_counts_whole(tmp_path, broke
         while remote.backlog:
             remote.apply()
         assert remote.implausible == {} and store.history("D2999").inside and store.history("D0").inside
-        h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 3000 else None)(api(hall.cfg)), 30,
+        h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 3000 else None)(api(house.cfg)), 30,
                      what="the house counts all 3,000")
         assert eve(h)["implausible"] == 0 and not [a for a in h["alarms"] if a["kind"] == "security"]
     finally:
@@ -266,40 +256,40 @@ def test_word_a_genuine_drain_after_an_hour_offline_counts_whole(tmp_path, broke
 
 # -- the house ------------------------------------------------------------------------------------
 
-def test_word_the_house_alarms_past_capacity(broker, hall):
+def test_word_the_house_alarms_past_capacity(broker, house):
     now = now_ms()   # eve's capacity is 100 (tests/test_mqtt.py house_config); a lane's pace from two doors
-    _publish_raw(broker.port, "gate/hall/door-a/scan",
+    publish_raw(broker.port, "gate/hall/door-a/scan",
                  [pack_scan(forged(f"C{i}", i + 1, now - (60 - i) * 1000, gate="door-a")) for i in range(60)])
-    h = wait_for(lambda: (lambda h: h if eve(h)["inside"] == 60 else None)(api(hall.cfg)), what="60 inside")
+    h = wait_for(lambda: (lambda h: h if eve(h)["inside"] == 60 else None)(api(house.cfg)), what="60 inside")
     assert not eve(h)["over_capacity"] and not h["alarms"]
-    _publish_raw(broker.port, "gate/hall/door-b/scan",
+    publish_raw(broker.port, "gate/hall/door-b/scan",
                  [pack_scan(forged(f"D{i}", i + 1, now - (41 - i) * 1000, gate="door-b")) for i in range(41)])
-    h = wait_for(lambda: (lambda h: h if eve(h)["inside"] == 101 else None)(api(hall.cfg)), what="101 inside")
-    h = wait_for(lambda: (lambda h: h if h["alarms"] else None)(api(hall.cfg)), what="the capacity alarm")
+    h = wait_for(lambda: (lambda h: h if eve(h)["inside"] == 101 else None)(api(house.cfg)), what="101 inside")
+    h = wait_for(lambda: (lambda h: h if h["alarms"] else None)(api(house.cfg)), what="the capacity alarm")
     assert eve(h)["over_capacity"]
     [a] = h["alarms"]
     assert (a["kind"], a["level"], a["event"]) == ("capacity", "critical", "eve") and "101 inside" in a["text"]
-    _publish_raw(broker.port, "gate/hall/door-b/scan", [pack_scan(forged("D0", 50, now, "exited", gate="door-b"))])
-    wait_for(lambda: not api(hall.cfg)["alarms"], what="the alarm clears back within capacity")
+    publish_raw(broker.port, "gate/hall/door-b/scan", [pack_scan(forged("D0", 50, now, "exited", gate="door-b"))])
+    wait_for(lambda: not api(house.cfg)["alarms"], what="the alarm clears back within capacity")
 
 
-def test_word_one_odd_clock_does_not_move_a_gates_times(broker, hall):
+def test_word_one_odd_clock_does_not_move_a_gates_times(broker, house):
     """door-z's clock is unsynchronised. One event stamped `ts = 1` arrives first; the genuine ones after it
     (stamped three years back) must still land at the house's time, and the odd one must not claim 1970."""
     years_ago = now_ms() - 3 * YEAR_MS
-    _publish_raw(broker.port, "gate/hall/door-z/scan",
+    publish_raw(broker.port, "gate/hall/door-z/scan",
                  [pack_scan(forged("ODD", 1, 1, gate="door-z", clock="unsynced"))] +
                  [pack_scan(forged(f"Z{i}", i + 2, years_ago + i * 1000, gate="door-z", clock="unsynced"))
                   for i in range(5)] +
                  [pack_scan(forged("Z0", 7, years_ago, "annulled", gate="door-z", clock="unsynced"))])
     h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 5 and eve(h)["annulled"] == 1 else None)(
-        api(hall.cfg)), what="door-z's events counted (Z0 annulled)")
+        api(house.cfg)), what="door-z's events counted (Z0 annulled)")
     now_min = int(time.time() // 60) * 60000
     recent = sum(n for m, n in eve(h)["per_minute"] if m >= now_min - 60000)
     assert recent == 5   # all at the house's time: ODD and Z1..Z4; Z0's admission taken back
-    ts = [t for (t,) in hall.log.db.execute("SELECT ts FROM scans WHERE gate='door-z'")]
+    ts = [t for (t,) in house.log.db.execute("SELECT ts FROM scans WHERE gate='door-z'")]
     assert min(ts) >= now_ms() - 120_000
-    assert hall.log.db.execute("SELECT count(*) FROM scans WHERE sent_ts IS NOT NULL").fetchone()[0] == 7
+    assert house.log.db.execute("SELECT count(*) FROM scans WHERE sent_ts IS NOT NULL").fetchone()[0] == 7
 
 
 # -- gap recovery -------------------------------------------------------------------------------------
@@ -320,7 +310,7 @@ def test_word_gap_tracker_keeps_the_real_run_after_a_forged_huge_seq():
     assert g.missing("door-a") == 5 and g.runs_started >= 3 * gaps.RUNS
 
 
-def test_word_forged_huge_seq_then_real_lost_events_are_still_recovered(tmp_path, broker, hall):
+def test_word_forged_huge_seq_then_real_lost_events_are_still_recovered(tmp_path, broker, house):
     """door-a's events 4..8 were acknowledged by the broker but never reached the house. Before the house
     hears event 9, door-x's credential (here: anyone on the test broker) publishes a scan under door-a's name
     with seq 2^53 - 1. The house must still ask door-a for 4..8 and count them."""
@@ -333,12 +323,12 @@ def test_word_forged_huge_seq_then_real_lost_events_are_still_recovered(tmp_path
     try:
         for i in range(3):
             outbox.append("door-a", t0 + i * 1000, "eve", f"A{i + 1}", "in", "admitted", "ok")
-        wait_for(lambda: eve(api(hall.cfg))["admitted"] == 3, what="door-a's first three counted")
+        wait_for(lambda: eve(api(house.cfg))["admitted"] == 3, what="door-a's first three counted")
     finally:
         link.close()
     bad = forged("FORGED", 2 ** 53 - 1, now_ms(), gate="door-a")
-    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(bad)], "door-x")
-    wait_for(lambda: eve(api(hall.cfg))["admitted"] == 4, what="the forged one stored")
+    publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(bad)], "door-x")
+    wait_for(lambda: eve(api(house.cfg))["admitted"] == 4, what="the forged one stored")
     for i in range(3, 8):   # lost between the broker and the house: acknowledged, never delivered
         outbox.append("door-a", t0 + i * 1000, "eve", f"A{i + 1}", "in", "admitted", "ok")
     outbox.ack([4, 5, 6, 7, 8])
@@ -346,7 +336,7 @@ def test_word_forged_huge_seq_then_real_lost_events_are_still_recovered(tmp_path
     link = GateLink(cfg, path, profile="turnstile")
     link.start()
     try:
-        h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 10 else None)(api(hall.cfg)), 20,
+        h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 10 else None)(api(house.cfg)), 20,
                      what="4..8 asked for again and counted")
         a = next(g for g in h["gates"] if g["gate"] == "door-a")
         assert a["missing"] == 0 and a["unrecovered"] == 0
