@@ -9,10 +9,9 @@ from gate.bus.codec import pack_scan
 from gate.core.supervisor import Supervised, Workers
 from gate.core.unitlimits import check, parse_size
 from gate.house.build import build_house
-from tests.conftest import REPO, Collector, free_port, run_gate_cli, wait_for
+from tests.conftest import REPO, Collector, free_port, publish_raw, run_gate_cli, wait_for
 from tests.hostile_house import api_http, house_toml, list_header, retained_list, scan, start_house
 from tests.pretix_hostile import HostilePretix
-from tests.test_mqtt import _publish_raw
 
 
 def plain_house(tmp_path, broker, venue_keys):
@@ -70,7 +69,7 @@ def test_house_ingest_worker_survives_an_exception_and_counts_on(tmp_path, broke
             w = wait_for(lambda: worker(svc, "house")["failures"] == 2 and worker(svc, "house"), 10,
                          what="two failures")
             assert "RuntimeError: disk on fire" in w["last_error"]
-            _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan("T1", event="eve"))])
+            publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan("T1", event="eve"))])
             wait_for(lambda: any(e["event"] == "eve" and e["admitted"] == 1 for e in svc.api()["events"]), 10,
                      what="counted after the restarts")
         assert worker(svc, "house")["state"] == "running" and worker(svc, "house")["restarts"] == 2
@@ -111,11 +110,11 @@ def test_pretix_sync_worker_restarts_when_the_list_cannot_be_signed(tmp_path, br
         assert "GateError" in w["last_error"] and "list-publisher.json: unreadable" in w["last_error"]
         assert "list-publisher.json" in api_http(svc.cfg)["pretix"]["sync_error"]
         assert worker(svc, "pretix-upload")["failures"] == 0           # uploads carry on meanwhile
-        wait_for(lambda: any(a["key"] == "sync:worker" for a in svc.api()["alerts"]), 10, what="alert")
+        wait_for(lambda: any(a["key"] == "sync:worker" for a in svc.api()["alarms"]), 10, what="alert")
         (tmp_path / "house" / "list-publisher.json").unlink()         # the operator moves it away
         wait_for(lambda: retained_list(broker.port), 30, step=0.5, what="the list, after the restart")
         assert list_header(retained_list(broker.port), venue_keys).tickets == 5
-        wait_for(lambda: not svc.api()["alerts"], 10, what="alert cleared")
+        wait_for(lambda: not svc.api()["alarms"], 10, what="alert cleared")
         kinds = [json.loads(p)["kind"] for p in alerts.on("gate/hall/house/alerts")]
         assert kinds and set(kinds) == {"sync"}
     finally:

@@ -86,11 +86,11 @@ def test_pretix_hostile_running_house_holds_a_shrinking_list_and_alerts_once(srv
         assert len(sent) == 1 and sent[0]["kind"] == "sync" and sent[0]["level"] == "critical"
         assert "--accept-shrink" in sent[0]["text"] and set(sent[0]) == {"kind", "level", "event", "gate", "text",
                                                                            "tags", "ts"}
-        assert [a["key"] for a in api["alerts"]] == ["sync:held"]
+        assert [a["key"] for a in api["alarms"]] == ["sync:held"]
         # A person looks and accepts, beside the running house.
         r = run_gate_cli("house", "-c", str(path), "pretix", "sync", "--accept-shrink")
         assert r.returncode == 0, r.stderr
-        wait_for(lambda: not svc.api()["pretix"]["held"] and not svc.api()["alerts"], 15, what="held cleared")
+        wait_for(lambda: not svc.api()["pretix"]["held"] and not svc.api()["alarms"], 15, what="held cleared")
         cleared = json.loads(alerts.on("gate/hall/house/alerts")[-1])
         assert cleared["level"] == "info" and "resolved" in cleared["tags"]
     finally:
@@ -150,7 +150,7 @@ def test_pretix_hostile_too_many_positions_is_a_clear_sync_error(srv, broker, tm
     assert srv.count("GET", "/positions/") == 1
     assert all(w["state"] == "running" and w["failures"] == 0 for w in svc.api()["workers"])
     assert not [r for r in caplog.records if r.exc_info]       # said in words, no traceback
-    assert [a["key"] for a in svc.api()["alerts"]] == ["sync:error"]
+    assert [a["key"] for a in svc.api()["alarms"]] == ["sync:error"]
 
 
 def test_pretix_hostile_huge_and_endless_pages_are_bounded(srv, tmp_path, broker, venue_keys):
@@ -192,8 +192,8 @@ def test_pretix_hostile_deep_answers_are_refused_in_words(srv, broker, tmp_path,
 def test_pretix_hostile_slow_answers_are_cut_off_and_do_not_hold_up_uploads(srv, broker, tmp_path, venue_keys,
                                                                            houses):
     from gate.bus.codec import pack_scan
+    from tests.conftest import publish_raw
     from tests.hostile_house import scan
-    from tests.test_mqtt import _publish_raw
     srv.add_positions(6)
     path, cfg = house_toml(tmp_path, srv, broker.port, venue_keys, every=1, timeout=1.0)
     svc = start_house(cfg)
@@ -203,7 +203,7 @@ def test_pretix_hostile_slow_answers_are_cut_off_and_do_not_hold_up_uploads(srv,
     srv.on("GET", "/orders/", Answer(200, page, trickle=(64, 0.5)))     # a few bytes every half second
     err = wait_for(lambda: svc.api()["pretix"]["sync_error"], 15, what="the slow sync cut off")
     assert "no complete answer within 2 s" in err
-    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan(t)) for t in srv.ticket_ids()])
+    publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan(t)) for t in srv.ticket_ids()])
     wait_for(lambda: svc.api()["pretix"]["uploaded"] == 6, 15, what="uploads while every sync is stuck")
     assert len(srv.nonces) == 6
 

@@ -14,11 +14,10 @@ import time
 import pytest
 
 from gate.bus.codec import pack_scan
-from tests.conftest import Collector, wait_for
+from tests.conftest import Collector, publish_raw, wait_for
 from tests.hostile_house import api_http, house_toml, scan, start_house
 from tests.pretix_hostile import Answer, HostilePretix, deep_json
 from tests.test_dashboard import CHROMIUM, FLAGS
-from tests.test_mqtt import _publish_raw
 
 
 @pytest.fixture
@@ -45,7 +44,7 @@ def house(srv, broker, tmp_path, venue_keys):
 
 
 def send(broker, events):
-    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
+    publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
 
 
 def pretix_of(svc):
@@ -70,7 +69,7 @@ def test_pretix_hostile_upload_redirect_pauses_and_each_scan_goes_up_once(srv, b
         srv.clear()                                                 # the operator fixes the URL
         wait_for(lambda: pretix_of(svc)["uploaded"] == 6, 90, step=0.2, what="every scan up after the fix")
         assert sorted(srv.nonces.values()) == [1] * 6 and len(srv.recorded) == 6
-        assert not pretix_of(svc)["paused"] and not svc.api()["alerts"]
+        assert not pretix_of(svc)["paused"] and not svc.api()["alarms"]
         assert "resolved" in json.loads(alerts.on("gate/hall/house/alerts")[-1])["tags"]
     finally:
         alerts.close()
@@ -180,5 +179,5 @@ def test_dashboard_shows_a_held_list_paused_uploads_and_the_alerts(srv, broker, 
     wait_for(lambda: page.locator('[data-k="pretix-held"]').count() == 1, 10, what="held on screen")
     assert "--accept-shrink" in page.locator('[data-k="pretix-held"]').inner_text()
     assert "redirects (HTTP 308)" in page.locator('[data-k="pretix-paused"]').inner_text()
-    assert page.locator("#alerts").is_visible()
+    assert page.locator("#alarms").is_visible()
     assert page.locator('[data-alert="sync:held"]').count() == page.locator('[data-alert="sync:uploads"]').count() == 1

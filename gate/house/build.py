@@ -37,6 +37,7 @@ from gate.house.query import HouseQuery
 from gate.house.state import HouseState
 from gate.house.venuemode import VenueMode
 from gate.house.web import Dashboard
+from gate.house.word import GateWord
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,11 @@ def init_log(cfg) -> AttendanceLog:
     return attendance
 
 
-def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut, mode: str = "live") -> HouseState:
-    """The counts rebuilt from the attendance log; `mode` is the venue's as last applied."""
-    state = HouseState(cfg.house.capacity, mode)
+def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut, mode: str = "live",
+               alerts: Optional[Alerts] = None) -> HouseState:
+    """The counts rebuilt from the attendance log; `mode` is the venue's as last applied; `alerts` the
+    house's alerts publisher (capacity and security alarms go out there too)."""
+    state = HouseState(cfg.house.capacity, mode, GateWord(attendance, cfg.house.capacity, alerts=alerts))
     stored = list(attendance.events())   # held only while starting: the counts keep most of them anyway
     n = state.restore(stored, attendance.holders())
     for e in stored:
@@ -208,11 +211,14 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
         token = init_token(cfg)
         parts.venue_mode = venue_mode = VenueMode(
             attendance.db, StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys], cfg.venue))
-        parts.state = state = init_state(cfg, attendance, checkout, venue_mode.mode)
+        # pretix-safe: one alerts publisher for the house (gate/house/alerts.py); the bus is made after the
+        # state, so the publish function is handed in once it exists (alerts raised before wait in `active`)
+        parts.alerts = alerts = Alerts(cfg.house.venue)
+        parts.state = state = init_state(cfg, attendance, checkout, venue_mode.mode, alerts)
+        # (no alerts.on_change = state.mark_dirty: the word raises alarms under the state's lock)
         parts.lists = lists = HouseLists(cfg)
         parts.bus = bus = init_bus(cfg, state)
-        parts.alerts = alerts = Alerts(cfg.house.venue, bus.publish)   # pretix-safe
-        alerts.on_change = state.mark_dirty
+        alerts.publish = bus.publish
         parts.pretix = pretix = init_pretix(cfg, state, bus, alerts)
         parts.publisher = publisher = Publisher(cfg.house.venue, state, bus.publish, bus.connected)
         parts.intake = init_intake(cfg, state, attendance, bus, checkout, lists, venue_mode, publisher,
@@ -220,7 +226,7 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
         parts.workers = workers = Workers()   # pretix-safe: filled in below, once every worker is built
         parts.query = query = HouseQuery(cfg.house.venue, state, attendance, ticket_lists=lists.report,
                                          pretix=pretix.status if pretix is not None else None,
-                                         workers=workers.report, alerts=alerts.active)
+                                         workers=workers.report)
         parts.web = web = Dashboard(query.api, cfg.house.listen, token)
         workers.add(parts.intake, parts.publisher, web, *(pretix.workers if pretix is not None else ()))
         # The callbacks that close the circle: paho's thread tells the publisher, the publisher the dashboards.

@@ -23,9 +23,9 @@ class HouseQuery:
 
     def __init__(self, venue: str, state: HouseState, log: AttendanceLog, *,
                  ticket_lists: Callable[[], dict] = dict, pretix: Optional[Callable[[], dict]] = None,
-                 workers: Callable[[], list] = list, alerts: Callable[[], list] = list):
+                 workers: Callable[[], list] = list):
         self.venue, self.state = venue, state
-        self.workers, self.alerts = workers, alerts   # pretix-safe: supervised workers, active alerts
+        self.workers = workers   # pretix-safe: the supervised workers (alerts stand in `alarms`)
         self.log_path = Path(log.path)
         self.set_aside = [str(log.set_aside)] if log.set_aside else []
         self.ticket_lists, self.pretix = ticket_lists, pretix
@@ -35,12 +35,12 @@ class HouseQuery:
         v = self.state.view()
         out = {"venue": self.venue, "ts": now_ms(), **{k: v[k] for k in (
                    "events", "gates", "arrivals", "rehearsal", "lookups", "mode", "malformed", "duplicates",
-                   "limits")},
+                   "limits", "alarms", "word")},
                "ticket_lists": self.ticket_lists(),
                "unattributed": v["unattributed"],
                # a damaged attendance log moved aside at start: the operator should know
                "set_aside": self.set_aside,
-               "workers": self.workers(), "alerts": self.alerts()}   # pretix-safe
+               "workers": self.workers()}   # pretix-safe
         if self.pretix is not None:
             out["pretix"] = self.pretix()
         return out
