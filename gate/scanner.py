@@ -32,6 +32,7 @@ from gate.core.events import (
     DoorFault,
     ExitPassage,
     FreePassage,
+    IdentityClash,
     ModeButton,
     NobodyPassed,
     RemoteScan,
@@ -71,13 +72,16 @@ class ScanLoop:
         self.fault: Optional[str] = None
         self.clock_ok: Optional[bool] = None   # logged when it changes, not only blinked
         self.disk_low: Optional[bool] = None
+        self.disk_readonly = parts.disk.readonly if parts.disk is not None else False
+        self.duplicate: Optional[str] = None   # the identity fault as last shown (cleared from outside: reported)
         self._reserve_check = 0.0
         self.has_data = self._has_data()
         self.data_version = self.store.version
         self._handlers = {NobodyPassed: self.admission.nobody_passed, ExitPassage: self.admission.exit_passage,
                           RemoteScan: parts.remote.offer, FreePassage: self._free_passage,
                           TicketDataApplied: self._data_applied, DoorFault: self.admission.door_fault,
-                          VenueControl: self.admission.venue_control, ModeButton: self.admission.mode_button}
+                          VenueControl: self.admission.venue_control, ModeButton: self.admission.mode_button,
+                          IdentityClash: self.admission.identity_clash}
         if self.link is not None:
             self.link.health = self.health
 
@@ -220,6 +224,14 @@ class ScanLoop:
             elif self.clock_ok is not None:
                 log.info("clock synchronised again")
             self.clock_ok = synced
+        if disk is not None and disk.check_readonly() != self.disk_readonly:
+            self.disk_readonly = disk.readonly
+            if disk.readonly:
+                log.error("STORAGE READ-ONLY: %s became read-only (the kernel remounts an SD card read-only after "
+                          "I/O errors): verdicts are decided and shown, nothing is recorded, no turnstile "
+                          "releases; check dmesg, then fsck or replace the card", disk.dir)
+            else:
+                log.warning("storage %s is writable again", disk.dir)
         low = disk.low() if disk is not None else False
         if low != self.disk_low:
             if low:
@@ -230,12 +242,22 @@ class ScanLoop:
         if disk is not None and not disk_full and time.monotonic() > self._reserve_check:
             self._reserve_check = time.monotonic() + 60
             disk.keep_reserve()   # back once there is room again
+        now = self.modes.snapshot()
+        if now.duplicate != self.duplicate:
+            if self.duplicate and not now.duplicate:
+                self.admission.report_state()   # cleared from outside (`gate doctor --clear-latch`)
+            self.duplicate = now.duplicate
+        rehearsal = now.event_mode == "test"
+        self.feedback.set_idle("rehearsal" if rehearsal else None)
+        self.feedback.set_banner("ID IN USE ELSEWHERE" if now.duplicate else "** REHEARSAL **" if rehearsal else None)
         fault = None
         if self._watch_latch():
             fault = "latch"
+        elif now.duplicate:
+            fault = "identity"
         elif not self.capture.camera_ok:
             fault = "camera"
-        elif disk_full:
+        elif disk_full or self.disk_readonly:
             fault = "disk"
         elif not self.has_data:
             fault = "tickets"
@@ -284,6 +306,9 @@ class ScanLoop:
             "ticket_data_version": self.data_version, "cpu_temp": cpu_temperature(),
             "fault": self.fault, "free_passage": self.free_passage,
             "mode": mode.mode, "venue_mode": mode.venue, "out_of_order": mode.latched,
+            "instance": self.parts.instance, "duplicate": mode.duplicate,
+            "takeovers": self.link.identity.takeovers if self.link else 0,
+            "disk_readonly": self.disk_readonly,
             "clock_synced": bool(self.clock_ok),
             "disk_free_mb": self.parts.disk.free_mb() if self.parts.disk else None,
             "disk_full": self.admission.disk_full, "unrecorded": self.admission.unrecorded,

@@ -61,9 +61,10 @@ def acl_text(venue: str, gates: list[str], dashboards: list[str]) -> str:
            "# Users not listed here may do nothing at all.", ""]
     for g in gates:
         out += [f"# gate {g}: its own scans, status and health; other gates' scans (used-ticket sync),",
-                "# the ticket list, and the house's resend requests to it.",
+                "# the ticket list, and the house's resend requests to it. It reads its own status too: a",
+                "# status there from another device means two devices share this gate's identity.",
                 f"user {g}",
-                f"topic write {topics.scan(venue, g)}", f"topic write {topics.status(venue, g)}",
+                f"topic write {topics.scan(venue, g)}", f"topic readwrite {topics.status(venue, g)}",
                 f"topic write {topics.health(venue, g)}",
                 f"topic read {topics.scans(venue)}", f"topic read {topics.tickets(venue)}",
                 f"topic read {topics.resend(venue, g)}", f"topic read {topics.control(venue)}", ""]

@@ -19,8 +19,8 @@ MAX_STATUS_BYTES = 2048
 MAX_HEALTH_BYTES = 8192
 # The health figures the house keeps and shows, each with its type; anything else is ignored.
 HEALTH_NUMBERS = ("fps", "decode_ms_p50", "decode_ms_p95", "outbox_depth", "ticket_data_version", "cpu_temp",
-                  "frames", "verdicts", "disk_free_mb", "unrecorded")
-HEALTH_FLAGS = ("camera_ok", "free_passage", "clock_synced", "disk_full")
+                  "frames", "verdicts", "disk_free_mb", "unrecorded", "takeovers")
+HEALTH_FLAGS = ("camera_ok", "free_passage", "clock_synced", "disk_full", "disk_readonly")
 HEALTH_TEXT = ("fault",)
 HEALTH_COUNTERS = ("dropped", "malformed_payloads", "rejected_codes", "bus_drops")
 STATES = ("online", "offline")
@@ -60,6 +60,7 @@ def _text(v, limit: int = 64) -> str:
 
 
 GATE_MODES = ("entry", "exit", "info", "test")   # as gate/modes.py; the bus imports no firmware
+VENUE_MODES = ("live", "test")
 
 
 def unpack_status(data) -> dict:
@@ -69,12 +70,18 @@ def unpack_status(data) -> dict:
     if state not in STATES:
         raise PayloadError("bad_field", "state")
     ts = obj.get("ts")
-    mode, latch = obj.get("mode"), obj.get("out_of_order")
+    mode, latch, venue_mode = obj.get("mode"), obj.get("out_of_order"), obj.get("venue_mode")
+    instance, duplicate = obj.get("instance"), obj.get("duplicate")
     return {"state": state, "profile": _text(obj.get("profile")), "version": _text(obj.get("version")),
             "ts": ts if type(ts) is int and 0 <= ts <= values.MAX_SEQ else None,
             # a gate's mode (entry, exit, info, test) and why it is out of order, when it is
             "mode": mode if mode in GATE_MODES else "",
-            "out_of_order": _text(latch) if type(latch) is str and latch else None}
+            "out_of_order": _text(latch) if type(latch) is str and latch else None,
+            # the venue's mode as this gate follows it (live, test): a rehearsing door says so itself
+            "venue_mode": venue_mode if venue_mode in VENUE_MODES else "",
+            # which device speaks for this gate id, and whether it saw another one using the id
+            "instance": instance if type(instance) is str and values.INSTANCE_RE.fullmatch(instance) else "",
+            "duplicate": _text(duplicate, 120) if type(duplicate) is str and duplicate else None}
 
 
 def _number(v):

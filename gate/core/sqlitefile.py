@@ -96,3 +96,26 @@ def set_aside_damaged(paths, what: str, next_step: str) -> list[Path]:
         if why:
             out.append(set_aside(p, why, what, next_step))
     return out
+
+
+def readonly_uri(path) -> str | None:
+    """A URI that opens the SQLite file at `path` for reading on read-only storage; None when it does not exist.
+
+    `mode=ro` reads a WAL database whose -wal and -shm files are there (a gate stopped uncleanly:
+    the WAL may hold the newest rows). A cleanly closed one has neither, and SQLite cannot make its
+    -shm on read-only storage: then `immutable=1`, which is exact because nothing can change the file."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    uri = path.resolve().as_uri() + "?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return uri
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        if path.with_name(path.name + "-wal").exists():
+            raise   # immutable would read around the WAL's rows: better to say we cannot read it
+    return uri + "&immutable=1"

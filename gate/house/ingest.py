@@ -94,6 +94,7 @@ class Ingest:
                     return svc.drops.add("events_over_cap", topic, e.event)
                 self.events.add(e.event)
             svc.ids.add((e.gate, e.id))
+            svc.doors.scan(e)   # which device made it (two under one gate id: gate/house/doors.py)
             return e
         if kind == "status" or kind == "health":
             if not payload:

@@ -28,6 +28,7 @@ from gate.core.events import ScanEvent
 from gate.core.storage import HouseFiles
 from gate.house import attendance, checkout, discovery, uploads
 from gate.house.counts import HouseCounts
+from gate.house.doors import DoorWatch
 from gate.house.gaps import MAX_GATES, GapTracker
 from gate.house.ingest import Ingest
 from gate.house.lists import HouseLists
@@ -61,6 +62,7 @@ class HouseService:
         self.holders: dict[str, tuple] = {}
         self.lists = HouseLists(cfg)
         self.gates: dict[str, dict] = {}
+        self.doors = DoorWatch()           # instance ids, two devices under one id, mode vs the venue's
         self.drops = Drops(log, "message")   # dropped by kind: shown as `malformed` in /api/house
         self.duplicates = 0
         self.gaps = GapTracker()
@@ -252,6 +254,7 @@ class HouseService:
                 # `since` is when we heard it: a last will carries no ts of its own (see link.py).
                 g.update(state=obj["state"], profile=obj["profile"], version=obj["version"], since=now_ms(),
                          mode=obj["mode"], out_of_order=obj["out_of_order"])
+                self.doors.status(gate, obj)
                 self._announce_gate(gate)
             else:
                 g["health"] = obj
@@ -317,6 +320,12 @@ class HouseService:
         else:
             with self.lock:
                 self.dirty |= dirty   # publish once the broker is back
+        doors = self.doors.changed(self.venue_mode.mode)
+        if doors is not None:
+            if self.connected.is_set():
+                self.client.publish(topics.house_doors(self.venue), doors, qos=1, retain=True)
+            else:
+                self.doors.unpublished()
         http = getattr(self, "http", None)
         if http is not None:
             http.notify()
@@ -355,8 +364,8 @@ class HouseService:
         if key in self._announced or not self.connected.is_set():
             return
         self._announced.add(key)
-        topic, cfg = discovery.gate_connectivity(self.venue, gate)
-        self.client.publish(topic, json.dumps(cfg), qos=1, retain=True)
+        for topic, cfg in (discovery.gate_connectivity(self.venue, gate), discovery.gate_problem(self.venue, gate)):
+            self.client.publish(topic, json.dumps(cfg), qos=1, retain=True)
 
     # -- queries ---------------------------------------------------------------
     def api(self) -> dict:
@@ -365,7 +374,8 @@ class HouseService:
             names = sorted((set(self.counts.events) | set(caps)) - {""})
             return {"venue": self.venue, "ts": now_ms(),
                     "events": [self.counts.detail(ev, caps.get(ev)) for ev in names],
-                    "gates": sorted(({**g, "missing": self.gaps.missing(g["gate"]),
+                    "gates": sorted(({**g, **self.doors.view(g["gate"], self.venue_mode.mode),
+                                      "missing": self.gaps.missing(g["gate"]),
                                       "unrecovered": self.gaps.lost(g["gate"])}
                                      for g in self.gates.values()), key=lambda g: g["gate"]),
                     "arrivals": list(self.counts.arrivals)[::-1][:50],

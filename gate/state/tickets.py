@@ -70,10 +70,14 @@ def connect(path) -> sqlite3.Connection:
 class TicketStore:
     """Tickets (by code hash), revocations and this gate's record of use."""
 
-    def __init__(self, path):
+    def __init__(self, path, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
         self.set_aside: list[Path] = []
+        if readonly:
+            self._open_readonly()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._open()
         except sqlite3.DatabaseError as exc:
@@ -109,6 +113,27 @@ class TicketStore:
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('ref_key', ?)", (key,))
             key = self._meta("ref_key")
         self.ref_key = bytes.fromhex(key)   # for references to unknown codes (gate/resolve.py)
+        self._hasher, self._hasher_version = None, None
+
+    def _open_readonly(self) -> None:
+        """On read-only storage: the list and the record of use as they are, for reading (a file that is
+        not there reads as empty). Writes fail with SQLite's `readonly` error; the callers count them."""
+        uri = recovery.readonly_uri(self.path)
+        self.db = sqlite3.connect(uri or ":memory:", uri=True, check_same_thread=False, isolation_level=None)
+        try:
+            if uri is None:
+                self.db.executescript(SCHEMA)
+            used = recovery.readonly_uri(self.used_path)
+            self.db.execute("ATTACH DATABASE ? AS used", (used or ":memory:",))
+            if used is None:
+                for stmt in USED_SCHEMA.split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
+        except BaseException:
+            self.db.close()
+            raise
+        key = self._meta("ref_key")
+        self.ref_key = bytes.fromhex(key) if key else os.urandom(32)
         self._hasher, self._hasher_version = None, None
 
     @property
