@@ -26,6 +26,7 @@ from gate.bus.broker import PrivateBroker, free_port
 from gate.bus.codec import pack_scan
 from gate.config import parse
 from gate.core.events import ScanEvent
+from gate.house.doors import DoorWatch
 from gate.identity import TAKEOVER_FIRST_S
 from gate.link import GateLink
 from tests.conftest import GATE_TOML, TICKETS_CSV, run_gate_cli, wait_for
@@ -254,3 +255,23 @@ def test_identity_another_instance_scans_are_history_not_echo(tmp_path):
             link.close()
     finally:
         b.stop()
+
+
+def test_identity_house_tells_a_replaced_device_from_two_devices():
+    """One change of instance on a door's status is a replaced device; a change back is two devices."""
+    w = DoorWatch()
+    st = {"state": "online", "mode": "entry", "venue_mode": "live", "duplicate": None, "out_of_order": None}
+    t = int(time.time() * 1000) - 60_000
+    w.status("door-a", {**st, "instance": "aaaaaaaaaaaa"}, ts=t)
+    w.status("door-a", {**st, "instance": "aaaaaaaaaaaa"}, ts=t + 1000)   # a restart: same device
+    w.status("door-a", {**st, "instance": "bbbbbbbbbbbb"}, ts=t + 2000)   # the Pi was replaced
+    assert w.view("door-a", "live")["duplicate"] is None
+    w.status("door-a", {**st, "instance": "aaaaaaaaaaaa"}, ts=t + 3000)   # ... and the old one is back
+    assert "two devices" in w.view("door-a", "live")["duplicate"]
+    # Two outboxes numbering in one sequence: both events kept, the clash counted.
+    for inst, eid in (("aaaaaaaaaaaa", "x1"), ("aaaaaaaaaaaa", "x1"), ("bbbbbbbbbbbb", "y1")):
+        w.scan(ScanEvent(eid, "door-a", 41, 1, "eve", "T1", "in", "admitted", "ok", instance=inst))
+    assert w.view("door-a", "live")["seq_clashes"] == 1
+    # A gate that says it itself is believed at once.
+    w.status("door-b", {**st, "instance": "cccccccccccc", "duplicate": "another device is using door-b's identity"})
+    assert w.view("door-b", "live")["duplicate"] == "another device is using door-b's identity"
