@@ -268,6 +268,8 @@ class Feedback(CompositeDevice):
             while not self._queue.empty():  # only the newest verdict matters
                 steps = self._queue.get_nowait()
             self._cut.clear()
+            if stopping.is_set():   # stop() may have woken us just before that clear: never play on
+                break
             try:
                 for step in steps:
                     self._apply(step)
