@@ -205,9 +205,9 @@ class Admission:
                 log.error("venue live, but the rehearsal uses cannot be cleared (%s): a ticket used in the "
                           "rehearsal may be refused here until they are", exc)
                 n = 0
-            log.warning("venue live (by %s): rehearsal uses of %d ticket(s) cleared", code.name, n)
+            log.info("venue live (by %s): rehearsal uses of %d ticket(s) cleared", code.name, n)
         else:
-            log.warning("venue in rehearsal (by %s)", code.name)
+            log.info("venue in rehearsal (by %s)", code.name)
         self.report_state()
 
     def identity_clash(self, msg: IdentityClash) -> None:
