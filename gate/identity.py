@@ -10,7 +10,9 @@ the other's scans for its own echo, so a ticket could be admitted at both.
 What counts as evidence that another device uses this identity (each gate announces its
 instance id, gate/state/instance.py, on its status topic and in its scans):
 - a status on our own status topic from another instance that is `online` (the retained
-  one we find on connecting: the other device is, or was until a moment ago, connected);
+  one we find on connecting: the other device is, or was until a moment ago, connected;
+  one stamped more than STALE_STATUS_MS ago is a device long gone, e.g. the one this
+  Pi replaced: a live clone says so again within TAKEOVER_MAX_S);
 - after our session was taken over, any status there from another instance;
 - a scan under our gate id from another instance.
 A takeover by a connection that announces nothing (`gate doctor`, a tool run with this
@@ -33,12 +35,15 @@ import logging
 import time
 from typing import Callable, Optional
 
+from gate.core.clock import clock_synchronised, now_ms
+
 log = logging.getLogger(__name__)
 
 SESSION_TAKEN_OVER = 0x8E
 TAKEOVER_FIRST_S = 5      # the first wait after a takeover: soon enough to see who it was
 TAKEOVER_MAX_S = 300      # never longer than this between attempts (the outbox still drains)
 TAKEOVER_QUIET_S = 600    # a session held this long without a takeover: the next one starts over
+STALE_STATUS_MS = 2 * TAKEOVER_MAX_S * 1000   # another instance's status older than this is no evidence
 
 
 def clash_words(gate: str, other: str) -> str:
@@ -100,11 +105,24 @@ class IdentityWatch:
             return
         if not self.instance:
             return   # we announce none ourselves: nothing to tell apart
-        if other and st.get("state") == "online":
+        if other and st.get("state") == "online" and not self._stale(st.get("ts")):
             self._seen(other, "its status says it is online under this gate id")
         elif self._taken_at is not None and (other or st.get("ts") is not None):
             # After a takeover, a status from anyone but us (an older version announces no instance).
             self._seen(other, "it took this gate's session over and announced itself")
+
+    @staticmethod
+    def _stale(ts) -> bool:
+        """A status stamped long ago by a clock that agrees with ours (an unsynchronised one proves nothing)."""
+        return ts is not None and clock_synchronised() and now_ms() - ts > STALE_STATUS_MS
+
+    def follow(self, latched: Optional[str]) -> None:
+        """The loop's latch (the scan loop's thread): set from before a restart, or cleared by a staff card or
+        `gate doctor --clear-latch`; after a clear the next evidence latches (and is said) again."""
+        if latched and not self.clash:
+            self.clash = latched   # latched before this start: do not fight for the session either
+        elif not latched and self.clash:
+            self.clash, self._streak, self._taken_at = "", 0, None
 
     def scan(self, instance: str) -> bool:
         """A scan under our gate id: True when it is another device's (apply it as another gate's)."""

@@ -245,7 +245,9 @@ class ScanLoop:
         now = self.modes.snapshot()
         if now.duplicate != self.duplicate:
             if self.duplicate and not now.duplicate:
-                self.admission.report_state()   # cleared from outside (`gate doctor --clear-latch`)
+                self.admission.report_state()   # cleared (a staff card, or `gate doctor --clear-latch` from outside)
+            if self.link is not None:
+                self.link.identity.follow(now.duplicate)
             self.duplicate = now.duplicate
         rehearsal = now.event_mode == "test"
         self.feedback.set_idle("rehearsal" if rehearsal else None)

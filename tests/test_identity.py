@@ -275,3 +275,31 @@ def test_identity_house_tells_a_replaced_device_from_two_devices():
     # A gate that says it itself is believed at once.
     w.status("door-b", {**st, "instance": "cccccccccccc", "duplicate": "another device is using door-b's identity"})
     assert w.view("door-b", "live")["duplicate"] == "another device is using door-b's identity"
+
+
+def test_identity_watch_evidence_staleness_and_clearing():
+    """What counts as another device, what is a device long gone, and that a cleared fault can latch again."""
+    from gate.identity import STALE_STATUS_MS, IdentityWatch
+    clashes = []
+    w = IdentityWatch("door-a", "aaaaaaaaaaaa", clashes.append)
+    now = int(time.time() * 1000)
+    online = {"state": "online", "ts": now}
+    w.connected()
+    w.status({**online, "instance": "aaaaaaaaaaaa"})                        # our own: nothing
+    w.status({**online, "instance": ""})                                    # ours from before instance ids
+    w.status({**online, "instance": "bbbbbbbbbbbb", "ts": now - STALE_STATUS_MS - 60_000})   # long gone
+    w.status({"state": "offline", "instance": "bbbbbbbbbbbb"})              # a will, without a takeover
+    assert not clashes and not w.clash
+    w.status({**online, "instance": "bbbbbbbbbbbb"})                        # online under our id right now
+    assert clashes == ["another device (instance bbbbbbbbbbbb) is using door-a's identity"]
+    w.status({**online, "instance": "cccccccccccc"})                        # latched once, said once
+    assert len(clashes) == 1
+    assert w.taken_over(told=False) == TAKEOVER_FIRST_S and w.taken_over(told=False) == 2 * TAKEOVER_FIRST_S
+    w.follow(None)                                                          # a staff card cleared it
+    assert not w.clash
+    assert w.scan("aaaaaaaaaaaa") is False and w.scan("") is False          # our own scans
+    assert w.scan("dddddddddddd") is True and len(clashes) == 2             # latches (and says so) again
+    fresh = IdentityWatch("door-a", "aaaaaaaaaaaa")
+    fresh.follow("another device is using door-a's identity")               # latched before a restart
+    assert fresh.clash and fresh.taken_over(told=False) == TAKEOVER_FIRST_S
+
