@@ -106,27 +106,27 @@ def codec_cost():
 
 
 def house_attacks(tmp, broker):
-    from gate.house.service import HouseService
-    svc = HouseService(house_cfg(tmp, broker.port))
+    from gate.house.build import build_house
+    svc = build_house(house_cfg(tmp, broker.port))
     svc.start()
     svc.connected.wait(10)
     good = [("gate/hall/door-a/scan", event("door-a", f"G{i}", i + 1)) for i in range(1000)]
     bomb = ("gate/hall/door-a/scan", event("door-a", "BOMB", 5000, ts=2**64 - 1))
     publish_all(broker.port, good[:300] + [bomb] + good[300:])
-    wait(lambda: svc.counts.seen >= 1000)
+    wait(lambda: svc.state.counts.seen >= 1000)
     time.sleep(0.5)
-    print(f"{'ts = 2**64-1 among 1,000 good events: good ones lost':52} {1000 - svc.counts.seen} "
-          f"(issue: 301 lost); worker alive: {svc._thread.is_alive()}")
+    print(f"{'ts = 2**64-1 among 1,000 good events: good ones lost':52} {1000 - svc.state.counts.seen} "
+          f"(issue: 301 lost); worker alive: {svc.intake.alive}")
     before = rss_mb()
     fakes = []
     for i in range(300):
         fakes.append((f"gate/hall/fake-{i}/scan", event(f"fake-{i}", f"F{i}", 2**53 - i)))
         fakes.append((f"gate/hall/fake-{i}/status", json.dumps({"state": "online"}).encode()))
     publish_all(broker.port, fakes)
-    wait(lambda: svc.counts.seen >= 1300)
+    wait(lambda: svc.state.counts.seen >= 1300)
     time.sleep(4.5)   # past the gap grace: the resend requests go out
     print(f"{'300 fake gates with huge seqs: house memory growth':52} {rss_mb() - before:.1f} MB "
-          f"(issue: ~500 MB); gaps tracked {svc.gaps.missing_total:,}, gates listed {len(svc.gates)}")
+          f"(issue: ~500 MB); gaps tracked {svc.state.gaps.missing_total:,}, gates listed {len(svc.state.gates)}")
     svc.close()
 
 

@@ -35,8 +35,8 @@ def serve(kind: str, cfg_path: str, port_file: str) -> None:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from gate.config import load
-    from gate.house.service import HouseService
-    svc = HouseService(load(cfg_path))
+    from gate.house.build import build_house
+    svc = build_house(load(cfg_path))
     svc.start()
     port = int(svc.cfg.house.listen.rsplit(":", 1)[1])
     if kind == "threads":
@@ -51,7 +51,7 @@ def serve(kind: str, cfg_path: str, port_file: str) -> None:
                     self.end_headers()
                     self.wfile.write(b"data: " + json.dumps(svc.api()).encode() + b"\n\n")
                     self.wfile.flush()
-                    while not svc.stop.wait(10):
+                    while not svc.intake.stopping.wait(10):
                         self.wfile.write(b": keepalive\n\n")
                         self.wfile.flush()
                     return

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from gate.bus.broker import PrivateBroker, free_port
 from gate.config import parse
-from gate.house.service import HouseService
+from gate.house.build import build_house
 
 PUBLISHER = r"""
 import sys, time, uuid
@@ -48,10 +48,10 @@ c.disconnect(); c.loop_stop()
 def rate(svc, total, start_publisher):
     """(events counted after the first one, seconds) until the house has counted `total`."""
     proc = start_publisher() if start_publisher else None
-    first, base = None, svc.counts.seen   # events restored from the database are not ingest
-    while svc.counts.seen < total:
-        if svc.counts.seen > base and first is None:
-            first = (time.monotonic(), svc.counts.seen)
+    first, base = None, svc.state.counts.seen   # events restored from the database are not ingest
+    while svc.state.counts.seen < total:
+        if svc.state.counts.seen > base and first is None:
+            first = (time.monotonic(), svc.state.counts.seen)
         time.sleep(0.002)
     end = time.monotonic()
     if proc:
@@ -69,7 +69,7 @@ def main():
         cfg = parse(f'[house]\nvenue="hall"\nlisten="{listen}"\nclient_id="house-bench"\n'
                     f'[mqtt]\nhost="127.0.0.1"\nport={broker.port}\n[storage]\ndir="{tmp}/house"\n', "bench")
         # Live: house and publisher run together (the publisher's own speed bounds this).
-        svc = HouseService(cfg)
+        svc = build_house(cfg)
         svc.start()
         svc.connected.wait(10)
         live = rate(svc, n, lambda: subprocess.Popen([sys.executable, "-c", PUBLISHER, str(broker.port), str(n), str(ROOT)]))
@@ -80,7 +80,7 @@ def main():
         # persistent session; then the house starts and takes it all in.
         subprocess.run([sys.executable, "-c", PUBLISHER.replace("bench-door", "bench-door2").replace("f\"T{i}\"", "f\"U{i}\""),
                         str(broker.port), str(n), str(ROOT)], check=True)
-        svc = HouseService(cfg)
+        svc = build_house(cfg)
         svc.start()
         got, dt = rate(svc, 2 * n, None)
         print(f"house ingest: {got:,} events in {dt:.2f} s = {got / dt:,.0f} events/s sustained "

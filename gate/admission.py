@@ -28,8 +28,8 @@ import sqlite3
 from dataclasses import replace
 from typing import Callable, Optional
 
-from gate.boxoffice.refusals import ControlRefusals
-from gate.boxoffice.staff import StaffCode, read_control
+from gate import staffrules
+from gate.boxoffice.staff import StaffCode
 from gate.core.clock import clock_synchronised, now_ms
 from gate.core.events import (
     NO_WELCOME,
@@ -86,7 +86,6 @@ class Admission:
         self.disk_full = False            # the last record failed (no room, or read-only storage)
         self.unrecorded = 0               # verdicts that could not be written
         self.unrecorded_why = ""          # "disk full" or "storage read-only"
-        self.control_refusals = ControlRefusals(log)
 
     def present(self, code: Code, ts_ms: int) -> Optional[Verdict]:
         """One presented code, through the gate's guards in this order (the first that ends it wins):
@@ -98,7 +97,8 @@ class Admission:
                        whose identity another device uses (gate/identity.py) decides as a look-up
         4. resolve     what the code is: a listed or signed ticket, a forgery, or nothing we know...
         5. history     ...and that ticket's past use, both under one store snapshot; in rehearsal the
-                       rehearsal's uses, otherwise the real ones (a look-up sees what the door would)
+                       rehearsal's uses unless it was used live, otherwise the real ones (a look-up sees
+                       what the door would; gate/staffrules.py)
         6. decide      the pure rules (gate/decide.py), the direction following the mode; then
                        `verdict()` shows, records and releases
 
@@ -118,7 +118,7 @@ class Admission:
         with self.store.snapshot():
             res = self.resolver.resolve(code)
             t = res.ticket
-            hist = self.store.history(t.ticket_id, now.history_mode) if t is not None else History()
+            hist = staffrules.history(self.store, t.ticket_id, now) if t is not None else History()
         rules = self.rules if self.rules.direction == now.direction else replace(self.rules, direction=now.direction)
         v = decide(res, hist, rules, ts_ms)
         self.verdict(v, t, ts_ms, now)
@@ -169,6 +169,8 @@ class Admission:
     # -- the door team ----------------------------------------------------------------
     def staff_card(self, card: StaffCode) -> None:
         """A verified staff card: switch this gate's mode, or clear its out-of-order latch."""
+        if staffrules.refused(card, self.modes, self.feedback):   # e.g. a rehearsal card while the venue is live
+            return
         if card.action == "clear":
             self.modes.clear_latch(by=card.name)
             if self.turnstile is not None:
@@ -191,13 +193,9 @@ class Admission:
 
     def venue_control(self, msg: VenueControl) -> None:
         """The venue switched to rehearsal, or back to live (which clears what the rehearsal left)."""
-        now_s = now_ms() // 1000
-        code = read_control(msg.payload, self.resolver.staff, self.modes.venue_issued, now_s)
+        code = staffrules.venue_control(msg.payload, self.resolver.staff, self.modes, now_ms() // 1000)
         if code is None:
-            # The retained one again (every reconnect) is routine; a forgery is not (gate/boxoffice/refusals.py).
-            self.control_refusals.refused(msg.payload, self.resolver.staff, self.modes.venue_issued, now_s)
-            return
-        self.modes.venue, self.modes.venue_issued = code.action, code.issued
+            return   # not newer than the one applied (kept on disk), or not genuine: logged there, by kind
         if code.action == "live":
             try:
                 n = self.store.clear_rehearsal()
@@ -230,7 +228,9 @@ class Admission:
         """Say the mode and any latch on the status topic (when the gate has a link)."""
         if self.report is not None:
             now = self.modes.snapshot()
-            self.report(mode=now.mode, venue_mode=now.venue, out_of_order=now.latched, duplicate=now.duplicate)
+            # venue_issued: which control message it applied, so `gate venue` can tell its own took effect
+            self.report(mode=now.mode, venue_mode=now.venue, venue_issued=self.modes.venue_issued,
+                        out_of_order=now.latched, duplicate=now.duplicate)
 
     def _record(self, v: Verdict, w: Welcome, event: str, ticket_ref: str, ts_ms: int, direction: str,
                 mode: str) -> ScanEvent:

@@ -37,7 +37,7 @@ import paho.mqtt.client as mqtt
 
 from gate import __version__
 from gate.bus import topics
-from gate.bus.client import SESSION_NEVER_EXPIRES, guarded, make_client
+from gate.bus.client import SESSION_NEVER_EXPIRES, guarded, make_client, resume_session
 from gate.bus.codec import unpack_scan
 from gate.bus.limits import Drops, TokenBucket
 from gate.bus.messages import unpack_resend, unpack_status
@@ -101,7 +101,7 @@ class GateLink(Worker):
         # The will carries no ts: it is written now but sent by the broker when we die, and a ts
         # from now would be older than the `online` we publish later. Receivers use receipt time.
         will = (topics.status(self.venue, self.gate), self._status("offline", stamped=False), 1, True)
-        self.client = make_client(cfg.mqtt, self.gate, will=will, v5_session=SESSION_NEVER_EXPIRES)
+        self.client = make_client(cfg.mqtt, self.gate, will=will, protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(self.INFLIGHT)
         self._refused: set[int] = set()     # mids whose PUBACK said no (v5 reason code): not sent
         self.client.on_connect = guarded(self._on_connect)
@@ -126,7 +126,7 @@ class GateLink(Worker):
 
     def start(self) -> None:
         m = self.cfg.mqtt
-        self.client.connect_async(m.host, m.port, keepalive=m.keepalive, **self.client.connect_kwargs)
+        self.client.connect_async(m.host, m.port, keepalive=m.keepalive, **resume_session(SESSION_NEVER_EXPIRES))
         self.client.loop_start()
         super().start()
 

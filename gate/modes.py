@@ -8,7 +8,8 @@ out-of-order latch.
   config (`direction`) and staff cards switch it; a restart returns to the
   config's mode.
 - The venue's mode, from the signed control topic: `test` puts every gate in
-  rehearsal; going `live` again clears the rehearsal uses from the store.
+  rehearsal; going `live` again clears the rehearsal uses from the store. It is
+  kept on disk (gate/state/venuestate.py; applied by gate/staffrules.py).
 - The out-of-order latch: a door whose sensors contradict the relay (a
   passage with no release, a door held open) or whose camera has been lost
   too long latches: relay off, its own pattern, reported on the status topic.
@@ -31,6 +32,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from gate.state import venuestate
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +74,10 @@ class GateMode:
     """The gate's mode, the venue's mode and the latch, as they change (staff cards, the bus, the door)."""
 
     def __init__(self, storage_dir=None, direction: str = "in"):
-        self.mode = "exit" if direction == "out" else "entry"
-        self.venue = "live"
-        self.venue_issued = 0      # the last venue control message applied (its signed time)
+        self.mode = self.configured = "exit" if direction == "out" else "entry"
+        self.storage_dir = storage_dir
+        # The venue's mode and the newest control message applied (its signed time), kept on disk.
+        self.venue, self.venue_issued, _ = venuestate.load(storage_dir)
         # Without a storage directory (tests of parts) the latches live in memory only.
         self._latch = FileLatch(storage_dir, LATCH_FILE, "out-of-order latch")
         self._duplicate = FileLatch(storage_dir, DUPLICATE_FILE, "identity fault")

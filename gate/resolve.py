@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -13,8 +14,11 @@ from gate.boxoffice.gt1 import SignedTicketVerifier
 from gate.boxoffice.keys import load_public_key
 from gate.boxoffice.pretix import PretixVerifier, load_pretix_key_file
 from gate.boxoffice.staff import CARD, StaffCode, StaffVerifier
+from gate.boxoffice.ticketfile import parse_time
 from gate.core.events import Code
 from gate.decide import Resolution
+
+log = logging.getLogger(__name__)
 
 
 def code_ref(raw: bytes, key: bytes) -> str:
@@ -66,7 +70,17 @@ class Resolver:
             return None
         if not self.staff.claims(text) or any(ord(c) < 32 or ord(c) == 127 for c in text):
             return None
-        return self.staff.verify(text, CARD, int(time.time()))
+        card, revoked = self._card(text)
+        if revoked:
+            log.warning("staff card %s (%s, %s) is revoked: refused", revoked.card_id, revoked.name, revoked.action)
+        return card
+
+    def _card(self, text: str) -> tuple[Optional[StaffCode], Optional[StaffCode]]:
+        """(the card, if it verifies, has not expired and is not revoked; the card, if it is revoked)."""
+        card = self.staff.verify(text, CARD, int(time.time()))
+        if card is not None and self.store.staff_card_revoked(card.card_id):
+            return None, card
+        return card, None
 
     def resolve(self, code: Code) -> Resolution:
         raw = code.raw
@@ -86,7 +100,7 @@ class Resolver:
             self.rejects.control += 1
             return Resolution(None, ref=self.ref(raw))
         if self.staff.claims(text):
-            card = self.staff.verify(text, CARD, int(time.time()))
+            card, _ = self._card(text)
             return Resolution(None, forged=card is None, ref=self.ref(raw), staff=card)
         for v in self._checks:
             if v.claims(text):
@@ -113,9 +127,10 @@ def load_verifiers(cfg) -> list:
     """The verifiers a gate's config asks for (none when no keys are configured)."""
     out = []
     if cfg.signing.ticket_keys:
-        out.append(SignedTicketVerifier([load_public_key(p) for p in cfg.signing.ticket_keys]))
+        legacy = parse_time(cfg.signing.legacy_tickets_until) // 1000 if cfg.signing.legacy_tickets_until else 0
+        out.append(SignedTicketVerifier([load_public_key(p) for p in cfg.signing.ticket_keys], legacy))
     if cfg.signing.staff_keys:
-        out.append(StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys]))
+        out.append(StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys], cfg.venue))
     if cfg.pretix.public_keys or cfg.pretix.event:
         out.append(PretixVerifier([load_pretix_key_file(p) for p in cfg.pretix.public_keys], cfg.pretix.items,
                                   cfg.pretix.subevents, cfg.pretix.zones, cfg.pretix.event))

@@ -163,10 +163,11 @@ class VenueKeys:
         self.secret_path = new_secret(directory, "venue")
         self.key, self.secret = load_private_key(self.key_path), load_secret(self.secret_path)
 
-    def pack(self, tickets, revoked=(), *, seq, series="boxoffice-test", issued_ms=None, venue="hall", key=None):
+    def pack(self, tickets, revoked=(), *, seq, series="boxoffice-test", issued_ms=None, venue="hall", key=None,
+             staff_revoked=()):
         from gate.boxoffice.lists import pack_list
         return pack_list(tickets, revoked, signing_key=key or self.key, secret=self.secret, venue=venue,
-                         series=series, seq=seq, issued_ms=issued_ms)
+                         series=series, seq=seq, issued_ms=issued_ms, staff_revoked=staff_revoked)
 
     def signing_toml(self, publisher=False) -> str:
         own = f'list_signing_key = "{self.key_path}"\n' if publisher else f'list_keys = ["{self.pub_path}"]\n'
@@ -215,3 +216,11 @@ def run_gate_cli(*args, env=None, timeout=60, **kw):
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "gate.cli", *args], capture_output=True, text=True,
                           env=e, timeout=timeout, **kw)
+
+
+def boxoffice_config(tmp_path, port, signing="", name="boxoffice", wait_s=10):
+    """The box office's own config file (gate/config/boxoffice.py) for the test broker; returns its path."""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'[boxoffice]\nvenue = "hall"\nwait_s = {wait_s}\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
+                    f'keepalive = 5\n[storage]\ndir = "{tmp_path / (name + "-state")}"\n{signing}')
+    return path

@@ -9,12 +9,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate.boxoffice.gt1 import sign_ticket
 from gate.boxoffice.keys import load_private_key, new_keypair
-from gate.boxoffice.staff import CARD, sign
+from gate.boxoffice.staff import sign_card, sign_control
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.build import build_gate
 from gate.camera import MemorySource
 from gate.core.clock import now_ms
-from gate.core.events import Code, DoorFault
+from gate.core.events import Code, DoorFault, VenueControl
 from gate.feedback import Feedback
 from gate.state.tickets import TicketStore
 from tests.conftest import gate_config
@@ -45,7 +45,9 @@ def door(tmp_path, mock_factory, tickets_csv):
     parts = build_gate(cfg, MemorySource([], 0), pin_factory=mock_factory, feedback=fb, connect=False,
                        on_verdict=lambda v, w, e: verdicts.append((v, w, e)))
     staff = load_private_key(staff_key)
-    parts.card = lambda action, key=staff: code(sign(key, CARD, "Jo Usher", action, int(time.time())))
+    parts.card = lambda action, key=staff: code(sign_card(key, "hall", "Jo Usher", action, int(time.time()),
+                                                         int(time.time()) + 3600))
+    parts.staff_key = staff
     parts.ticket_key = load_private_key(ticket_key)
     parts.shown, parts.verdicts = shown, verdicts
     yield parts
@@ -56,7 +58,8 @@ def test_admission_latched_gate_obeys_staff_cards_and_looks_nothing_else_up(door
     adm, store = door.admission, door.store
     adm.door_fault(DoorFault("door held open 0.5 s"))
     forged_ticket = code(sign_ticket(Ed25519PrivateKey.generate(), "S1", "eve"))
-    forged_card = code(sign(Ed25519PrivateKey.generate(), CARD, "Mallory", "clear", int(time.time())))
+    forged_card = code(sign_card(Ed25519PrivateKey.generate(), "hall", "Mallory", "clear", int(time.time()),
+                                 int(time.time()) + 60))
     for c in (forged_ticket, forged_card, code("CODE-0001"), code(bytes(range(0, 256, 3)))):
         assert adm.present(c, now_ms()) is None
         assert door.shown[-1] == ("out_of_order", ("OUT OF ORDER", "door held open 0.5 s"))
@@ -83,12 +86,16 @@ def test_admission_lookup_sees_the_real_history_and_records_nothing(door, mock_f
     v = adm.present(code("CODE-0002"), now_ms())
     assert v.admitted and store.history("T2").first_ts is None                   # would admit; not used
     assert [st.state for st in mock_factory.pin(RELAY).states].count(True) == 1  # T1's release only
-    adm.present(door.card("test"), now_ms())
-    assert adm.present(code("CODE-0001"), now_ms()).reason == "ok"             # rehearsal uses apart
-    assert store.history("T1", "test").inside and store.history("T1").inside
+    adm.present(door.card("test"), now_ms())                                    # the venue is live: refused
+    assert door.modes.mode == "info" and door.shown[-1][0] == "rules"
+    adm.venue_control(VenueControl(sign_control(door.staff_key, "hall", "stage", "test", int(time.time())).encode()))
+    adm.present(door.card("test"), now_ms())                                    # the venue rehearses: obeyed
+    assert adm.present(code("CODE-0001"), now_ms()).reason == "already_used"   # used live: never again
+    assert adm.present(code("CODE-0002"), now_ms()).reason == "ok"             # rehearsal uses apart
+    assert store.history("T2", "test").inside and store.history("T2").first_ts is None
     got = [(v.reason, e.mode, e.seq > 0) for v, _, e in door.verdicts]
     assert got == [("ok", "live", True), ("already_used", "info", True), ("ok", "info", True),
-                   ("ok", "test", True)]   # look-ups are sent (mode info), never counted
+                   ("already_used", "test", True), ("ok", "test", True)]   # look-ups are sent (mode info), never counted
 
 
 def test_admission_welcome_travels_beside_the_verdict(door):

@@ -15,7 +15,7 @@ import pytest
 from gate.bus.broker import PrivateBroker, free_port
 from gate.bus.codec import pack_scan
 from gate.config import parse
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from gate.link import GateLink
 from gate.state.outbox import Outbox
 from tests.conftest import run_gate_cli, wait_for
@@ -124,7 +124,7 @@ def test_broker_identity_intended_traffic_flows(tmp_path, venue):
         wait_for(lambda: [m for m in door_b.messages if m[0] == "gate/hall/tickets" and m[1] == b"LIST-BYTES"
                           and m[2]], what="the retained list at a gate")
         door_b.subscribe("gate/hall/+/scan")
-        house = HouseService(hcfg)
+        house = build_house(hcfg)
         house.start()
         assert house.connected.wait(10), "the house connects with TLS and its password"
         outbox.append("door-a", now, "eve", "A3", "in", "admitted", "ok")

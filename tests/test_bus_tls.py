@@ -112,13 +112,13 @@ def run_house_for(path, seconds):
 
 def test_bus_tls_house_connects_with_the_venue_ca(tmp_path, pki, tls_broker):
     """The positive control: the right CA on the TLS port connects, and nothing is complained about."""
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     p = house_toml(tmp_path, tls_broker.tls_port, f'tls = true\nca_file = "{pki["ca"]}"\n')
-    svc = HouseService(parse(p.read_text(), str(p)))
+    svc = build_house(parse(p.read_text(), str(p)))
     svc.start()
     try:
         wait_for(svc.connected.is_set, what="house connected over TLS")
-        assert svc.client.report.failures == 0
+        assert svc.bus.client.report.failures == 0
     finally:
         svc.close()
     r = run_gate_cli("doctor", "-c", str(p))
@@ -209,13 +209,13 @@ def test_bus_operator_mistakes_end_without_traceback(tmp_path, pki):
     signing = VenueKeys(tmp_path / "keys").signing_toml(publisher=True)
     cases = [
         (f'tls = true\nca_file = "{garbage}"\n', 2, [str(garbage), "PEM"]),
-        (f'username = "a"\npassword_file = "{tmp_path / "pwdir"}"\n', 2, ["directory"]),
+        (f'username = "boxoffice"\npassword_file = "{tmp_path / "pwdir"}"\n', 2, ["directory"]),
         (f'tls = true\nca_file = "{missing}"\n', 2, [str(missing), "does not exist"]),
         ("", 1, [f"nothing accepts connections on 127.0.0.1:{closed}", "systemctl status mosquitto"]),
     ]
     for extra, code, words in cases:
-        p = tmp_path / "g.toml"
-        p.write_text(f'[gate]\nid = "box"\nvenue = "hall"\n[mqtt]\nhost = "127.0.0.1"\nport = {closed}\n{extra}'
+        p = tmp_path / "boxoffice.toml"
+        p.write_text(f'[boxoffice]\nvenue = "hall"\n[mqtt]\nhost = "127.0.0.1"\nport = {closed}\n{extra}'
                      f'[storage]\ndir = "{tmp_path / "s"}"\n{signing}')
         r = run_gate_cli("tickets", "import", "-c", str(p), str(tickets), "--publish")
         assert r.returncode == code, (extra, r.stderr)

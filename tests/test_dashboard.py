@@ -11,7 +11,7 @@ import time
 import pytest
 
 from gate.bus.codec import pack_scan
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from tests.conftest import REPO, gate_config, wait_for
 from tests.test_mqtt import _publish_raw, house_config, scan_event
 
@@ -36,7 +36,7 @@ def text(page, sel):
 
 def test_dashboard_live_counts_offline_gate_and_house_restart(tmp_path, broker, browser):
     cfg = house_config(tmp_path, broker.port)
-    house = HouseService(cfg)
+    house = build_house(cfg)
     house.start()
     wait_for(house.connected.is_set)
     page = browser.new_page(viewport={"width": 390, "height": 844})   # a phone, portrait
@@ -72,7 +72,7 @@ def test_dashboard_live_counts_offline_gate_and_house_restart(tmp_path, broker, 
     assert before == 3  # P1, P2 and door-x's one admission
     house.close()
     wait_for(lambda: text(page, "#conn") != "live", 10, what="page notices the house is gone")
-    house = HouseService(cfg)
+    house = build_house(cfg)
     house.start()
     try:
         wait_for(lambda: text(page, "#conn") == "live", 15, what="page reconnected")
@@ -94,7 +94,7 @@ def test_dashboard_token_required_when_configured(tmp_path, broker):
     (tmp_path / "token").write_text("s3cret\n")
     cfg = house_config(tmp_path, broker.port)
     cfg.house.token_file = str(tmp_path / "token")
-    house = HouseService(cfg)
+    house = build_house(cfg)
     house.start()
     try:
         with pytest.raises(urllib.error.HTTPError) as e:

@@ -2,6 +2,7 @@
 
 import itertools
 import random
+import time
 
 from gate.core.events import ScanEvent
 from gate.house.counts import HouseCounts
@@ -106,3 +107,91 @@ def test_house_log_keys_events_by_gate_and_id(tmp_path):
     got = sorted((e.gate, e.id, e.ticket) for e in lg.events())
     assert got == [("door-a", "E0", "T0"), ("door-a", "E1", "T1"), ("door-b", "E1", "h:x")]
     lg.close()
+
+
+
+def _yield_between_opcodes(frame, event, arg):
+    """A trace function that hands the GIL over before every bytecode of the thread it traces:
+    under the GIL a thread is switched only at a few points, so a race that a free-threaded
+    interpreter (or a longer mark) would show stays hidden; this opens every gap."""
+    frame.f_trace_opcodes = True
+    if event == "opcode":
+        time.sleep(0)
+    return _yield_between_opcodes
+
+
+def test_house_no_change_mark_is_lost_while_the_publisher_swaps_the_dirty_set():
+    """The pretix link (and paho's thread, and the intake) mark performances changed while the
+    publisher takes the marks and publishes them: every mark must reach a publish. The link used
+    to add to the dirty set without the lock the publisher held while swapping it, so a mark made
+    between finding the set and adding to it landed in a set already published, and was lost."""
+    import sys
+    import threading
+
+    from gate.house.publisher import Publisher
+    from gate.house.state import HouseState
+
+    state = HouseState({})
+    published: set[str] = set()
+    connected = threading.Event()
+    connected.set()
+
+    def publish(topic, payload, retain=False):   # what the broker would be handed
+        if not topic.endswith("/inside"):
+            published.add(topic.rsplit("/", 1)[1])
+    publisher = Publisher("hall", state, publish, connected)
+    writers, marks = 3, 200
+    wanted = {f"w{w}-{k}" for w in range(writers) for k in range(marks)}
+
+    def hammer(w):
+        sys.settrace(_yield_between_opcodes)
+        for k in range(marks):
+            state.mark_dirty(f"w{w}-{k}")
+    threads = [threading.Thread(target=hammer, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    passes = 0
+    while any(t.is_alive() for t in threads):
+        publisher.publish_counts()
+        passes += 1
+    for t in threads:
+        t.join()
+    publisher.publish_counts()   # what was marked after the last pass
+    assert passes > 1, "the publisher never ran while the marks were being made"
+    assert sorted(wanted - published) == []
+    assert not state.has_dirty()
+
+
+def test_house_build_that_fails_part_way_closes_what_it_opened(tmp_path, venue_keys):
+    """The pretix link is built after the attendance log, the state and the MQTT client: a token
+    the link refuses (the config check lets it through) fails the build, which must close the log
+    and leave no thread behind."""
+    import os
+    import threading
+
+    import pytest
+
+    from gate.config import parse
+    from gate.core.errors import ConfigError
+    from gate.house.build import build_house
+
+    def open_logs():
+        fds = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                fds.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return [p for p in fds if "house.db" in p]
+    (tmp_path / "pretix.token").write_text("two words\n")   # whitespace inside: no token pretix takes
+    text = (venue_keys.signing_toml(publisher=True)
+            + f'[house]\nvenue = "hall"\nlisten = "127.0.0.1:1"\n[mqtt]\nhost = "127.0.0.1"\nport = 1\n'
+              f'[storage]\ndir = "{tmp_path}/house"\n[pretix]\nurl = "http://127.0.0.1:1"\norganizer = "org"\n'
+              f'event = "gala"\ncheckin_list = 1\ntoken_file = "{tmp_path}/pretix.token"\n')
+    cfg = parse(text, str(tmp_path / "house.toml"))
+    threads = set(threading.enumerate())
+    with pytest.raises(ConfigError, match="pretix.token_file"):
+        build_house(cfg)
+    assert (tmp_path / "house" / "house.db").exists()   # the log was opened before the link failed
+    assert open_logs() == []
+    assert set(threading.enumerate()) <= threads

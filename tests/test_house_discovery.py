@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 from gate.bus.codec import pack_scan
 from gate.core.events import ScanEvent
 from gate.house import discovery
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from tests.conftest import Collector, gate_config, wait_for
 from tests.test_mqtt import _publish_raw, api, house_config
 
@@ -78,7 +78,7 @@ def test_house_discovery_only_tonight_and_removes_the_rest(tmp_path, broker):
     c.disconnect()
     c.loop_stop()
     cfg = house_config(tmp_path, broker.port)
-    svc = HouseService(cfg)
+    svc = build_house(cfg)
     col = Collector(broker.port, "homeassistant/#", "gate/hall/house/status")
     svc.start()
     try:
@@ -132,7 +132,7 @@ def test_house_discovery_gate_will_does_not_predate_its_online(tmp_path, broker)
     house stamps every status with the time it heard it."""
     from gate.link import GateLink
     cfg = gate_config(tmp_path, port=broker.port, mqtt_on=True)
-    house = HouseService(house_config(tmp_path, broker.port))
+    house = build_house(house_config(tmp_path, broker.port))
     house.start()
     col = Collector(broker.port, "gate/hall/door-a/status")
     link = GateLink(cfg, tmp_path / "o.db", profile="turnstile")
@@ -141,8 +141,8 @@ def test_house_discovery_gate_will_does_not_predate_its_online(tmp_path, broker)
     try:
         wait_for(lambda: col.on("gate/hall/door-a/status"), what="online")
         online = json.loads(col.on("gate/hall/door-a/status")[-1])
-        wait_for(lambda: house.gates.get("door-a", {}).get("state") == "online", what="house saw online")
-        seen_online = house.gates["door-a"]["since"]
+        wait_for(lambda: house.state.gates.get("door-a", {}).get("state") == "online", what="house saw online")
+        seen_online = house.state.gates["door-a"]["since"]
         # The gate dies without a goodbye: its socket just goes.
         link.client.loop_stop()
         link.client.socket().shutdown(socket.SHUT_RDWR)
@@ -150,8 +150,8 @@ def test_house_discovery_gate_will_does_not_predate_its_online(tmp_path, broker)
                  what="the gate's last will")
         will = json.loads(col.on("gate/hall/door-a/status")[-1])
         assert will.get("ts", online["ts"] + 1) > online["ts"]
-        wait_for(lambda: house.gates["door-a"]["state"] == "offline", what="house saw the will")
-        assert house.gates["door-a"]["since"] >= seen_online
+        wait_for(lambda: house.state.gates["door-a"]["state"] == "offline", what="house saw the will")
+        assert house.state.gates["door-a"]["since"] >= seen_online
     finally:
         link.close(drain_s=0)
         house.close()

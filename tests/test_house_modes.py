@@ -6,7 +6,7 @@ import time
 from gate.bus.codec import pack_scan, unpack_scan
 from gate.config import parse
 from gate.core.events import ScanEvent
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from tests.conftest import wait_for
 from tests.test_mqtt import _publish_raw, api, eve, house, house_config  # noqa: F401 (house is a fixture)
 
@@ -44,18 +44,18 @@ def test_house_modes_rehearsal_and_lookups_never_counted(broker, house):
 
 def test_house_modes_survive_a_restart(tmp_path, broker):
     cfg = house_config(tmp_path, broker.port)
-    svc = HouseService(cfg)
+    svc = build_house(cfg)
     svc.start()
     wait_for(svc.connected.is_set, what="house connected")
     _publish_raw(broker.port, "gate/hall/door-a/scan",
                  [pack_scan(scan_event("A")), pack_scan(scan_event("B", mode="test"))])
     wait_for(lambda: api(cfg)["rehearsal"] and eve(api(cfg))["admitted"] == 1, what="both seen")
     svc.close()
-    again = HouseService(cfg)
+    again = build_house(cfg)
     try:
-        assert again.counts.snapshot("eve")["admitted"] == 1 and again.rehearsal.snapshot("eve")["admitted"] == 1
+        assert again.state.counts.snapshot("eve")["admitted"] == 1 and again.state.rehearsal.snapshot("eve")["admitted"] == 1
     finally:
-        again.db.close()
+        again.close()
 
 
 def test_house_mode_codec_rejects_unknown_modes():
@@ -82,7 +82,7 @@ def test_house_checkout_counts_everyone_still_inside_as_left(tmp_path, broker):
     early = [scan_event(t, ts=now - 2 * 3600_000) for t in ("C1", "C2", "C3")]
     left = scan_event("C3", ts=now - 100 * 60_000, result="exited", reason="exit")
     later = scan_event("C4", ts=now - 10 * 60_000)
-    svc = HouseService(cfg)
+    svc = build_house(cfg)
     svc.start()
     try:
         wait_for(svc.connected.is_set, what="house connected")
@@ -98,13 +98,13 @@ def test_house_checkout_counts_everyone_still_inside_as_left(tmp_path, broker):
         assert eve(api(cfg))["inside"] == 1
     finally:
         svc.close()
-    again = HouseService(cfg)   # a restart applies nothing twice
+    again = build_house(cfg)   # a restart applies nothing twice
     try:
-        again._apply_checkout()
-        snap = again.counts.snapshot("eve")
+        again.intake.apply_checkout()
+        snap = again.state.counts.snapshot("eve")
         assert (snap["admitted"], snap["exited"], snap["inside"]) == (5, 4, 1)
     finally:
-        again.db.close()
+        again.close()
 
 
 def staff_house(tmp_path, broker):
@@ -121,30 +121,31 @@ def test_house_venue_live_clears_the_rehearsal(tmp_path, broker):
     import paho.mqtt.client as mqtt
 
     from gate.boxoffice.keys import load_private_key
-    from gate.boxoffice.staff import CONTROL, sign
-    from tests.conftest import run_gate_cli
+    from gate.boxoffice.staff import sign_control
+    from tests.conftest import boxoffice_config, run_gate_cli
     cfg, kp = staff_house(tmp_path, broker)
-    svc = HouseService(cfg)
+    svc = build_house(cfg)
     svc.start()
     try:
         wait_for(svc.connected.is_set, what="house connected")
-        r = run_gate_cli("venue", "test", "-c", cfg.path, "--key", str(kp), "--by", "stage manager")
-        assert r.returncode == 0, r.stderr
+        box = str(boxoffice_config(tmp_path, broker.port))
+        r = run_gate_cli("venue", "test", "-c", box, "--key", str(kp), "--by", "stage manager")
+        assert r.returncode == 0 and "test: confirmed by all 1" in r.stdout, r.stdout + r.stderr
         wait_for(lambda: api(cfg)["mode"] == "test", what="venue in rehearsal")
         _publish_raw(broker.port, "gate/hall/door-a/scan",
                      [pack_scan(scan_event(t, mode="test")) for t in ("R1", "R2", "R3")])
         wait_for(lambda: api(cfg)["rehearsal"] and api(cfg)["rehearsal"][0]["admitted"] == 3, what="rehearsal seen")
         recorded = open_control(broker.port)
         time.sleep(1.1)   # control messages are stamped in seconds; the next one must be newer
-        r = run_gate_cli("venue", "live", "-c", cfg.path, "--key", str(kp))
+        r = run_gate_cli("venue", "live", "-c", box, "--key", str(kp))
         assert r.returncode == 0 and "cleared" in r.stdout, r.stderr
         wait_for(lambda: api(cfg)["mode"] == "live" and not api(cfg)["rehearsal"], what="rehearsal cleared")
-        assert svc.db.execute("SELECT count(*) FROM scans WHERE mode='test'").fetchone()[0] == 0
+        assert svc.log.db.execute("SELECT count(*) FROM scans WHERE mode='test'").fetchone()[0] == 0
         _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("R1"))])
         wait_for(lambda: eve(api(cfg))["admitted"] == 1, what="live scan counted")
         # hostile control messages: a replay of the recorded rehearsal switch, another key, junk
         intruder = load_private_key(tmp_path / "keys" / "intruder.key")
-        for junk in (recorded, sign(intruder, CONTROL, "x", "test", int(time.time()) + 5), b"\xff" * 40,
+        for junk in (recorded, sign_control(intruder, "hall", "x", "test", int(time.time()) + 5), b"\xff" * 40,
                      b"GC1:" + b"0" * 5000, b"GC1:%%%", b"", b"\x00"):
             c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
             c.connect("127.0.0.1", broker.port)

@@ -285,31 +285,31 @@ def test_lists_applying_a_big_list_never_blocks_the_scan_loop(tmp_path, venue_ke
 
 
 def test_lists_house_takes_names_only_from_signed_lists(tmp_path, broker, venue_keys):
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     from tests.test_mqtt import _publish_retained, api, house_config
-    house = HouseService(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
+    house = build_house(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
     house.start()
     try:
         wait_for(house.connected.is_set)
         _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS, seq=1))
-        wait_for(lambda: house.holders.get("T1", ("",))[0] == "Ada Lovelace", what="names")
+        wait_for(lambda: house.state.holders.get("T1", ("",))[0] == "Ada Lovelace", what="names")
         forged = venue_keys.pack([Ticket("T1", "eve", "x", holder="Mallory")], seq=2,
                                  key=Ed25519PrivateKey.generate())
         _publish_retained(broker.port, "gate/hall/tickets", forged)
         wait_for(lambda: api(house.cfg)["ticket_lists"]["rejected"].get("unknown_key") == 1, what="counted")
-        assert house.holders["T1"][0] == "Ada Lovelace"
+        assert house.state.holders["T1"][0] == "Ada Lovelace"
         _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS[:1], seq=2))
-        wait_for(lambda: "T2" not in house.holders, what="the newer list")
+        wait_for(lambda: "T2" not in house.state.holders, what="the newer list")
     finally:
         house.close()
     # Restarted, the house still knows seq 2: the older list replayed (retained, and queued for its
     # persistent session) is refused.
     _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS, seq=1))
-    house = HouseService(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
+    house = build_house(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
     house.start()
     try:
         wait_for(lambda: api(house.cfg)["ticket_lists"]["rejected"].get("replayed"), what="replay refused")
-        assert "T2" not in house.holders
+        assert "T2" not in house.state.holders
     finally:
         house.close()
 
@@ -461,9 +461,9 @@ def test_lists_box_office_publishes_signed_lists_from_the_command_line(tmp_path,
         r = run_gate_cli("keys", "new", "--out", str(keys), "--name", "venue" if extra else "boxoffice", *extra)
         assert r.returncode == 0, r.stderr
     assert oct((keys / "venue.secret").stat().st_mode & 0o777) == "0o600"
-    cfg = tmp_path / "house.toml"
-    cfg.write_text(f'[house]\nvenue = "hall"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
-                   f'[storage]\ndir = "{tmp_path / "house"}"\n[signing]\nlist_signing_key = "{keys / "boxoffice.key"}"\n'
+    cfg = tmp_path / "boxoffice.toml"
+    cfg.write_text(f'[boxoffice]\nvenue = "hall"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+                   f'[storage]\ndir = "{tmp_path / "boxoffice"}"\n[signing]\nlist_signing_key = "{keys / "boxoffice.key"}"\n'
                    f'venue_secret = "{keys / "venue.secret"}"\n')
     assert run_gate_cli("config", "check", str(cfg)).returncode == 0
     for seq in (1, 2):

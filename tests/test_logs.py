@@ -13,11 +13,11 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate.boxoffice.keys import load_private_key, new_keypair
-from gate.boxoffice.staff import CARD, CONTROL, sign
+from gate.boxoffice.staff import sign_card, sign_control
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.camera import MemorySource
 from gate.core.events import Ticket
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from gate.scanner import Scanner
 from gate.sim.render import compose
 from gate.state.tickets import TicketStore
@@ -34,7 +34,7 @@ def staff_key(tmp_path):
 
 
 def control(key, action, issued=None):
-    return sign(key, CONTROL, "Stage Manager", action, issued or int(time.time())).encode()
+    return sign_control(key, "hall", "Stage Manager", action, issued or int(time.time())).encode()
 
 
 def publish_control(port, payload):
@@ -54,7 +54,8 @@ def loud(caplog, prefix):
 FORGERIES = {
     "signed by a key this venue does not trust": lambda key: control(Ed25519PrivateKey.generate(), "test"),
     "malformed (not Base45)": lambda key: b"GC1:not base45 at all!",
-    "a staff card sent as a control message": lambda key: sign(key, CARD, "Jo", "test", int(time.time())).encode(),
+    "a staff card sent as a control message": lambda key: sign_card(key, "hall", "Jo", "test", int(time.time()),
+                                                                    int(time.time()) + 3600).encode(),
     "malformed (not ASCII)": lambda key: "GC1:\u00e9".encode(),
 }
 
@@ -63,7 +64,7 @@ def test_logs_house_restart_is_quiet_forged_control_messages_warn(tmp_path, brok
     key, pub = staff_key(tmp_path)
     cfg = house_config(tmp_path, broker.port, signing=f'[signing]\nstaff_keys = ["{pub}"]\n')
     caplog.set_level(logging.DEBUG)
-    house = HouseService(cfg)
+    house = build_house(cfg)
     house.start()
     try:
         wait_for(house.connected.is_set, what="house connected")
@@ -73,7 +74,7 @@ def test_logs_house_restart_is_quiet_forged_control_messages_warn(tmp_path, brok
         house.close()
     # A restart: its own retained control message comes back, and an older genuine one is replayed.
     caplog.clear()
-    house = HouseService(cfg)
+    house = build_house(cfg)
     house.start()
     try:
         wait_for(house.connected.is_set, what="house connected again")

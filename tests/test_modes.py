@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from gate.boxoffice.keys import load_private_key, new_keypair
-from gate.boxoffice.staff import CARD, sign
+from gate.boxoffice.staff import sign_card, sign_control
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.camera import MemorySource
 from gate.feedback import Feedback
@@ -21,11 +21,20 @@ RNG = np.random.default_rng(29)
 EMPTY = compose(None, "empty", rng=np.random.default_rng(2))
 
 
-def card(tmp_path, action, name="Jo Usher"):
+def card(tmp_path, action, name="Jo Usher", card_id=None):
     kp = tmp_path / "keys" / "staff.key"
     if not kp.exists():
         new_keypair(tmp_path / "keys", "staff")
-    return sign(load_private_key(kp), CARD, name, action, int(time.time()))
+    now = int(time.time())
+    return sign_card(load_private_key(kp), "hall", name, action, now, now + 3600, card_id)
+
+
+def venue_message(tmp_path, mode, issued=None):
+    """A genuine venue control message (as `gate venue live|test` signs it), as the bus delivers it."""
+    from gate.core.events import VenueControl
+    kp = tmp_path / "keys" / "staff.key"
+    text = sign_control(load_private_key(kp), "hall", "stage manager", mode, issued or int(time.time()))
+    return VenueControl(text.encode())
 
 
 def show(code, n=4):
@@ -75,16 +84,24 @@ def test_modes_lookup_shows_the_verdict_records_nothing_opens_nothing(tmp_path, 
 
 
 def test_modes_rehearsal_uses_stay_apart_from_live(tmp_path, mock_factory, tickets_csv):
-    test, entry = card(tmp_path, "test"), card(tmp_path, "entry")
-    frames = (show(test) + show("CODE-0001") + [EMPTY] * 10 + show("CODE-0001") + show(entry)
-              + show("CODE-0001") + [EMPTY] * 3)
-    s, verdicts, _ = gate(tmp_path, mock_factory, tickets_csv, frames)
+    """In a venue rehearsal a `test` card rehearses the door; going live puts the door back in entry mode
+    and the real first entry is not `already_used`."""
+    test = card(tmp_path, "test")
+    holder = {}
+
+    def frames():
+        yield from show(test) + show("CODE-0001") + [EMPTY] * 10 + show("CODE-0001")
+        holder["s"].parts.control.put(venue_message(tmp_path, "live", int(time.time()) + 1))
+        yield from show("CODE-0001") + [EMPTY] * 3
+    s, verdicts, shown = gate(tmp_path, mock_factory, tickets_csv, frames())
+    holder["s"] = s
+    s.parts.control.put(venue_message(tmp_path, "test"))
     assert s.run() == 0
     got = [(e.mode, v.reason) for v, e in verdicts]
     assert got == [("test", "ok"), ("test", "already_used"), ("live", "ok")]
+    assert ("staff", ("STAFF Jo Usher", "TEST MODE")) in shown and s.modes.mode == "entry"
     st = TicketStore(tmp_path / "state-door-a" / "tickets.db")
-    assert st.history("T1").inside and st.history("T1", "test").inside
-    assert st.clear_rehearsal() == 1 and st.history("T1", "test").first_ts is None and st.history("T1").inside
+    assert st.history("T1").inside and st.history("T1", "test").first_ts is None   # going live cleared it
     st.close()
 
 
@@ -102,7 +119,7 @@ def test_modes_exit_card_switches_a_running_gate(tmp_path, mock_factory, tickets
 def test_modes_forged_staff_card_changes_nothing(tmp_path, mock_factory, tickets_csv):
     new_keypair(tmp_path / "keys", "staff")
     kp, _ = new_keypair(tmp_path / "other", "staff")
-    forged = sign(load_private_key(kp), CARD, "Mallory", "exit", int(time.time()))
+    forged = sign_card(load_private_key(kp), "hall", "Mallory", "exit", int(time.time()), int(time.time()) + 60)
     frames = show(forged) + show("CODE-0001") + [EMPTY] * 3
     s, verdicts, _ = gate(tmp_path, mock_factory, tickets_csv, frames)
     assert s.run() == 0
@@ -219,15 +236,16 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
     """The venue rehearses (two test entries, one of them twice), goes live with one command, and the real
     first entries are neither `already_used` nor mixed into the house count."""
     from gate.config import parse
-    from gate.house.service import HouseService
-    from tests.conftest import run_gate_cli
+    from gate.house.build import build_house
+    from tests.conftest import boxoffice_config, run_gate_cli
     from tests.test_mqtt import api, eve, house_config
     card(tmp_path, "entry")
+    box = str(boxoffice_config(tmp_path, broker.port))
     hpath = house_config(tmp_path, broker.port).path
     text = open(hpath).read() + f'\n[signing]\nstaff_keys = ["{tmp_path / "keys" / "staff.pub"}"]\n'
     open(hpath, "w").write(text)
     hcfg = parse(text, hpath)
-    house = HouseService(hcfg)
+    house = build_house(hcfg)
     house.start()
     live, rehearse = threading.Event(), threading.Event()
 
@@ -241,8 +259,8 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
     s = None
     try:
         wait_for(house.connected.is_set, what="house connected")
-        r = run_gate_cli("venue", "test", "-c", hpath, "--key", str(tmp_path / "keys" / "staff.key"))
-        assert r.returncode == 0, r.stderr
+        r = run_gate_cli("venue", "test", "-c", box, "--key", str(tmp_path / "keys" / "staff.key"))
+        assert r.returncode == 0 and "test: confirmed by all 1" in r.stdout, r.stdout + r.stderr   # the house
         s, verdicts, _ = gate(tmp_path, mock_factory, tickets_csv, frames(), mqtt_on=True, port=broker.port,
                               zones='["stalls"]')
         th = threading.Thread(target=s.run)
@@ -254,8 +272,8 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
         wait_for(lambda: api(hcfg)["rehearsal"] and api(hcfg)["rehearsal"][0]["admitted"] == 2, what="house rehearsal")
         assert eve(api(hcfg))["admitted"] == 0
         time.sleep(1.1)   # a venue control message must be newer (whole seconds) than the last
-        r = run_gate_cli("venue", "live", "-c", hpath, "--key", str(tmp_path / "keys" / "staff.key"))
-        assert r.returncode == 0, r.stderr
+        r = run_gate_cli("venue", "live", "-c", box, "--key", str(tmp_path / "keys" / "staff.key"))
+        assert r.returncode == 0 and "live: confirmed by all 2" in r.stdout, r.stdout + r.stderr   # and door-a
         wait_for(lambda: s.modes.venue == "live", what="gate live")
         wait_for(lambda: api(hcfg)["mode"] == "live" and not api(hcfg)["rehearsal"], what="house rehearsal cleared")
         live.set()
@@ -278,11 +296,11 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
 def test_modes_staff_card_reported_on_status_and_dashboard(tmp_path, broker, mock_factory, tickets_csv):
     import json
 
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     from tests.conftest import Collector
     from tests.test_mqtt import api, house_config
     hcfg = house_config(tmp_path, broker.port)
-    house = HouseService(hcfg)
+    house = build_house(hcfg)
     house.start()
     col = Collector(broker.port, "gate/hall/door-a/status")
     go = threading.Event()

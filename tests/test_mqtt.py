@@ -20,7 +20,7 @@ from gate.camera import MemorySource
 from gate.config import parse
 from gate.core.events import ScanEvent
 from gate.house.attendance import export
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from gate.scanner import Scanner
 from gate.sim.render import compose
 from gate.state.tickets import TicketStore
@@ -52,7 +52,7 @@ def eve(h):
 @pytest.fixture
 def house(tmp_path, broker):
     cfg = house_config(tmp_path, broker.port)
-    svc = HouseService(cfg)
+    svc = build_house(cfg)
     svc.start()
     wait_for(svc.connected.is_set, what="house connected")
     yield svc
@@ -229,7 +229,7 @@ def scan_event(ticket, gate="door-a", ts=None, id=None, **kw):
 def test_mqtt_duplicate_deliveries_counted_once(broker, house):
     p = pack_scan(scan_event("D1", id="same-id"))
     _publish_raw(broker.port, "gate/hall/door-a/scan", [p] * 5)
-    wait_for(lambda: house.duplicates == 4, what="duplicates seen")
+    wait_for(lambda: house.state.duplicates == 4, what="duplicates seen")
     assert eve(api(house.cfg))["admitted"] == 1
 
 
@@ -272,7 +272,7 @@ def test_mqtt_acl_gate_cannot_publish_as_another(tmp_path, make_broker):
            "topic read gate/hall/#\n")
     b = make_broker(acl)
     cfg = house_config(tmp_path, b.port, "house-acl")
-    svc = HouseService(cfg)
+    svc = build_house(cfg)
     svc.start()
     wait_for(svc.connected.is_set)
     try:
@@ -287,7 +287,7 @@ def test_mqtt_acl_gate_cannot_publish_as_another(tmp_path, make_broker):
 
 
 def test_house_export_attendance_log(tmp_path, broker, venue_keys):
-    house = HouseService(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
+    house = build_house(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
     house.start()
     wait_for(house.connected.is_set, what="house connected")
     try:
@@ -303,7 +303,7 @@ def _export_attendance_log(broker, house, venue_keys):
     tickets = [Ticket("E1", "eve", "c1", holder="Ada Lovelace", patron="P1"),
                Ticket("E2", "eve", "c2", holder="Alan Turing")]
     _publish_raw(broker.port, "gate/hall/tickets", [venue_keys.pack(tickets, seq=1)], "box")
-    wait_for(lambda: "E1" in house.holders, what="holders")
+    wait_for(lambda: "E1" in house.state.holders, what="holders")
     _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("E1")), pack_scan(scan_event("E2"))])
     wait_for(lambda: eve(api(house.cfg))["admitted"] == 2)
     out = io.StringIO()
@@ -324,7 +324,7 @@ def test_mqtt_events_the_broker_lost_are_recovered_from_the_gate(tmp_path, broke
         outbox.append("door-r", int(time.time() * 1000), "eve", f"R{i}", "in", "admitted", "ok")
     wait_for(lambda: outbox.depth() == 0, what="acknowledged by the broker")   # and dropped: nobody listens
     hcfg = house_config(tmp_path, broker.port, "house-r")
-    house = HouseService(hcfg)
+    house = build_house(hcfg)
     house.start()
     try:
         wait_for(house.connected.is_set)

@@ -26,7 +26,7 @@ from gate.config import parse
 from gate.core.events import Code, History, ScanEvent
 from gate.decide import GateRules, decide
 from gate.house.attendance import export
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from gate.resolve import Resolver
 from gate.scanner import Scanner
 from gate.sim.render import compose
@@ -152,7 +152,7 @@ def pretix_house(pretix, broker, tmp_path, venue_keys):
     def make(made, every=60):
         SEQ.clear()
         path, cfg = house_toml(tmp_path, pretix, made, broker.port, venue_keys, every=every)
-        svc = HouseService(cfg)
+        svc = build_house(cfg)
         svc.start()
         wait_for(svc.connected.is_set, what="house connected")
         wait_for(lambda: svc.pretix.syncs >= 1, 30, what="first pretix sync")

@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 from gate.bus import messages
 from gate.bus.codec import pack_scan
 from gate.house import gaps
-from gate.house.service import HouseService
+from gate.house.build import build_house
 from gate.link import RESEND_BURST, RESEND_RATE
 from tests.conftest import Collector, wait_for
 from tests.test_mqtt import (
@@ -49,21 +49,21 @@ def test_receivers_overflowing_ts_among_a_thousand_good_events_costs_only_itself
                  what="all 1000 good events")
     assert h["malformed"]["bad_ts"] == 3 and h["malformed"]["bad_seq"] == 2
     time.sleep(0.3)
-    assert eve(api(house.cfg))["admitted"] == 1000 and house._thread.is_alive()
-    assert house.db.execute("SELECT count(*) FROM scans").fetchone()[0] == 1000
+    assert eve(api(house.cfg))["admitted"] == 1000 and house.intake.alive
+    assert house.log.db.execute("SELECT count(*) FROM scans").fetchone()[0] == 1000
 
 
 def test_receivers_event_id_with_topic_wildcards_is_dropped_and_publishing_lives_on(tmp_path, broker):
     cfg = house_config(tmp_path, broker.port, "house-w")
     # An attendance log written before event ids were checked: a show called "Hamlet #2".
-    svc = HouseService(cfg)
-    svc.db.execute("INSERT INTO scans (id, gate, seq, ts, event, ticket, dir, result, reason, attention, received) "
+    svc = build_house(cfg)
+    svc.log.db.execute("INSERT INTO scans (id, gate, seq, ts, event, ticket, dir, result, reason, attention, received) "
                    "VALUES ('old-1','door-a',1,?,'Hamlet #2','T9','in','admitted','ok','[]',0)",
                    (int(time.time() * 1000),))
-    svc.db.commit()
-    svc.db.close()
+    svc.log.db.commit()
+    svc.close()
     col = Collector(broker.port, "gate/hall/house/#")
-    svc = HouseService(cfg)
+    svc = build_house(cfg)
     svc.start()
     try:
         wait_for(svc.connected.is_set)
@@ -74,7 +74,7 @@ def test_receivers_event_id_with_topic_wildcards_is_dropped_and_publishing_lives
         wait_for(lambda: col.on("gate/hall/house/eve/inside") and col.on("gate/hall/house/eve/inside")[-1] == b"1",
                  what="counts still published")
         assert api(cfg)["malformed"]["bad_field"] == 5
-        assert svc._thread.is_alive()
+        assert svc.intake.alive
         assert not [t for t, _, _ in col.messages if "#" in t or "+" in t]
     finally:
         col.close()
@@ -97,8 +97,8 @@ def test_receivers_three_hundred_fake_gates_with_huge_seqs_stay_bounded(broker, 
     _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("REAL", id="real-after"))])
     wait_for(lambda: eve(api(house.cfg))["admitted"] == 301, 20, what="every event counted")
     h = api(house.cfg)
-    assert len(h["gates"]) <= gaps.MAX_GATES and house.gaps.missing_total <= gaps.MAX_MISSING
-    assert sum(len(g["missing"]) for g in house.gaps.gates.values()) == house.gaps.missing_total
+    assert len(h["gates"]) <= gaps.MAX_GATES and house.state.gaps.missing_total <= gaps.MAX_MISSING
+    assert sum(len(g["missing"]) for g in house.state.gaps.gates.values()) == house.state.gaps.missing_total
     assert h["limits"]["gaps_untracked"] > 0 and h["malformed"]["gates_over_cap"] > 0
     # At most ASK_BUDGET seqs are asked for a second, however many gates owe some.
     col = Collector(broker.port, "gate/hall/+/resend")
@@ -109,9 +109,9 @@ def test_receivers_three_hundred_fake_gates_with_huge_seqs_stay_bounded(broker, 
 
 
 def test_receivers_one_row_the_database_refuses_costs_only_itself(broker, house):
-    house.db.execute("CREATE TRIGGER poison BEFORE INSERT ON scans WHEN NEW.ticket = 'POISON' "
+    house.log.db.execute("CREATE TRIGGER poison BEFORE INSERT ON scans WHEN NEW.ticket = 'POISON' "
                      "BEGIN SELECT RAISE(ABORT, 'refused'); END")
-    house.db.commit()
+    house.log.db.commit()
     payloads = [pack_scan(scan_event(f"P{i}", id=f"p-{i}")) for i in range(50)]
     payloads.insert(25, pack_scan(scan_event("POISON", id="poison")))
     _publish_raw(broker.port, "gate/hall/door-a/scan", payloads)
@@ -196,12 +196,12 @@ def test_receivers_a_locked_attendance_log_holds_events_and_loses_none(broker, h
                                                             for i in range(30)])
         wait_for(lambda: api(house.cfg)["limits"]["held_for_database"], 15, what="events held for the database")
         time.sleep(6)   # longer than SQLite's busy timeout: the house tried again and was refused again
-        assert eve(api(house.cfg))["admitted"] == 0 and house._thread.is_alive()
+        assert eve(api(house.cfg))["admitted"] == 0 and house.intake.alive
     finally:
         blocker.rollback()
         blocker.close()
     wait_for(lambda: eve(api(house.cfg))["admitted"] == 30, 15, what="all 30 stored once the log is free")
-    assert house.db.execute("SELECT count(*) FROM scans").fetchone()[0] == 30
+    assert house.log.db.execute("SELECT count(*) FROM scans").fetchone()[0] == 30
     assert "db_refused" not in api(house.cfg)["malformed"]
 
 
@@ -221,7 +221,7 @@ def test_receivers_a_flood_of_made_up_performances_is_capped(broker, house, monk
                   for i in range(100)] + [pack_scan(scan_event("REAL", id="real-eve"))])
     wait_for(lambda: api(house.cfg)["malformed"].get("events_over_cap", 0) >= 80, what="made-up shows dropped")
     wait_for(lambda: eve(api(house.cfg))["admitted"] == 1, what="the configured performance still counts")
-    assert len(house.counts.events) <= 21
+    assert len(house.state.counts.events) <= 21
 
 
 def test_receivers_refuse_reserved_event_ids_and_spoofing_ticket_text():

@@ -19,11 +19,11 @@ def _aside(path):
 
 def test_recovery_corrupt_house_log_moved_aside_and_rebuilt_from_the_gates(tmp_path, broker, caplog):
     """`file is not a database` used to stop the house from starting, without naming the file."""
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     from gate.link import GateLink
     cfg = gate_config(tmp_path, port=broker.port, mqtt_on=True)
     hcfg = house_config(tmp_path, broker.port)
-    house = HouseService(hcfg)
+    house = build_house(hcfg)
     house.start()
     link = GateLink(cfg, tmp_path / "gate-outbox.db", profile="turnstile")
     outbox = Outbox(tmp_path / "gate-outbox.db")
@@ -38,7 +38,7 @@ def test_recovery_corrupt_house_log_moved_aside_and_rebuilt_from_the_gates(tmp_p
         for side in ("-wal", "-shm"):
             (tmp_path / "house" / ("house.db" + side)).unlink(missing_ok=True)
         caplog.set_level(logging.INFO)
-        house = HouseService(hcfg)
+        house = build_house(hcfg)
         house.start()
         said = [r.getMessage() for r in caplog.records if "moved aside" in r.getMessage()]
         assert len(said) == 1 and str(db) in said[0] and "attendance log" in said[0], said

@@ -13,7 +13,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from gate.boxoffice.keys import load_private_key, new_keypair
-from gate.boxoffice.staff import CONTROL, sign
+from gate.boxoffice.staff import sign_control
 from gate.boxoffice.ticketfile import read_ticket_file
 from gate.camera import MemorySource
 from gate.core.events import VenueControl
@@ -57,7 +57,7 @@ def door(tmp_path, mock_factory, tickets_csv):
 def venue(s, tmp_path, action):
     """A signed venue control message, as the link hands it to the loop."""
     key = load_private_key(tmp_path / "keys" / "staff.key")
-    s.parts.control.put(VenueControl(sign(key, CONTROL, "Stage Manager", action, int(time.time())).encode()))
+    s.parts.control.put(VenueControl(sign_control(key, "hall", "Stage Manager", action, int(time.time())).encode()))
     s._drain_control()
     s._update_faults()
 

@@ -2,14 +2,20 @@
 
 Our format, `GT1:` + Base45(payload + signature):
 
-    payload = 0x01                       format version
+    payload = 0x02                       format version (2: the signature names its purpose)
               key id      4 bytes        first bytes of SHA-256(raw public key)
               ticket id   1-byte length + UTF-8
               event       1-byte length + UTF-8
               zone        1-byte length + UTF-8
               valid_from  4 bytes BE     unix seconds, 0 = none
               valid_until 4 bytes BE     unix seconds, 0 = none
-    signature = Ed25519(payload), 64 bytes
+    signature = Ed25519(b"gate ticket v2" 0x00 + payload), 64 bytes (gate/boxoffice/purpose.py)
+
+Staff cards and venue control messages (gate/boxoffice/staff.py) share this framing
+(`open_signed`) under purposes of their own, so no signature of one kind opens as another.
+Format 1 (before purposes: the signature covered the bare payload) is refused as forged,
+with a log line that says to re-issue; a venue may keep accepting format-1 *tickets*
+until `[signing] legacy_tickets_until` (see `SignedTicketVerifier`).
 
 Base45 (RFC 9285) stays inside QR alphanumeric mode (5.5 bits a character),
 which beats base64 in byte mode (6 bits in 8); `bench/bench_signing.py`
@@ -19,17 +25,23 @@ rotation: a stolen gate cannot mint tickets.
 
 from __future__ import annotations
 
+import logging
 import struct
+import time
 from typing import Optional
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate.boxoffice.keys import key_id
+from gate.boxoffice.purpose import TICKET, sign, verifies
 from gate.core.events import Ticket
 
+log = logging.getLogger(__name__)
+
 PREFIX = "GT1:"
-VERSION = 1
+VERSION = 2          # the signature covers a purpose (gate/boxoffice/purpose.py)
+LEGACY_VERSION = 1   # the signature covered the bare payload
 B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 B45_INDEX = {c: i for i, c in enumerate(B45)}
 
@@ -78,52 +90,105 @@ def _lp(text: str) -> bytes:
     return bytes([len(b)]) + b
 
 
+def seal(priv: Ed25519PrivateKey, purpose: str, fields, t1: int, t2: int, venue: str = "") -> str:
+    """The Base45 body of a signed code: version, key id, length-prefixed `fields`, two 32-bit
+    times, and the signature for `purpose` (and `venue`). The caller puts the prefix in front."""
+    payload = (bytes([VERSION]) + key_id(priv.public_key()) + b"".join(_lp(f) for f in fields)
+               + struct.pack(">II", t1, t2))
+    return b45encode(payload + sign(priv, purpose, payload, venue))
+
+
 def sign_ticket(priv: Ed25519PrivateKey, ticket_id: str, event: str, zone: str = "",
                 valid_from: int = 0, valid_until: int = 0) -> str:
     """A signed ticket code (times in unix seconds, 0 = unbounded)."""
-    payload = (bytes([VERSION]) + key_id(priv.public_key()) + _lp(ticket_id) + _lp(event) + _lp(zone)
-               + struct.pack(">II", valid_from, valid_until))
-    return PREFIX + b45encode(payload + priv.sign(payload))
+    return PREFIX + seal(priv, TICKET, (ticket_id, event, zone), valid_from, valid_until)
 
 
-def open_signed(body: str, keys: dict, nfields: int):
-    """Verify and unpack a GT1-framed Base45 body (version, key id, `nfields` length-prefixed
-    strings, two 32-bit times, Ed25519 signature) under `keys` (key id -> public key).
-    Returns (fields, time1, time2, key id) or None for anything malformed, unsigned or unknown."""
+def _unpack(blob: bytes, nfields: int):
+    """(payload, signature, fields, time1, time2) of a framed blob, or None when malformed."""
+    if len(blob) < 1 + 4 + nfields + 8 + 64:
+        return None
+    payload, sig = blob[:-64], blob[-64:]
+    pos, fields = 5, []
+    for _ in range(nfields):
+        n = payload[pos]
+        fields.append(payload[pos + 1:pos + 1 + n].decode())
+        pos += 1 + n
+    if pos + 8 != len(payload):
+        return None
+    t1, t2 = struct.unpack(">II", payload[pos:pos + 8])
+    return payload, sig, fields, t1, t2
+
+
+def signed_format(body: str) -> Optional[int]:
+    """The format version a framed Base45 body claims (1: from before purposes), or None."""
     try:
         blob = b45decode(body)
-        if len(blob) < 1 + 4 + nfields + 8 + 64 or blob[0] != VERSION:
+    except ValueError:
+        return None
+    return blob[0] if blob else None
+
+
+def open_signed(body: str, keys: dict, nfields: int, purpose: str, venue: str = ""):
+    """Verify and unpack a GT1-framed Base45 body (version 2, key id, `nfields` length-prefixed
+    strings, two 32-bit times, Ed25519 signature for `purpose` at `venue`) under `keys`
+    (key id -> public key). Returns (fields, time1, time2, key id) or None for anything
+    malformed, unsigned, of another purpose or venue, or under an unknown key."""
+    return _open(body, keys, nfields, VERSION, lambda key, sig, payload: verifies(key, sig, purpose, payload, venue))
+
+
+def _open(body: str, keys: dict, nfields: int, version: int, check):
+    try:
+        blob = b45decode(body)
+        if not blob or blob[0] != version:
             return None
-        payload, sig = blob[:-64], blob[-64:]
+        unpacked = _unpack(blob, nfields)
+        if unpacked is None:
+            return None
+        payload, sig, fields, t1, t2 = unpacked
         key = keys.get(payload[1:5])
-        if key is None:
+        if key is None or not check(key, sig, payload):
             return None
-        key.verify(sig, payload)
-        pos, fields = 5, []
-        for _ in range(nfields):
-            n = payload[pos]
-            fields.append(payload[pos + 1:pos + 1 + n].decode())
-            pos += 1 + n
-        t1, t2 = struct.unpack(">II", payload[pos:pos + 8])
-        if pos + 8 != len(payload):
-            return None
-    except (ValueError, IndexError, struct.error, InvalidSignature, UnicodeDecodeError):
+    except (ValueError, IndexError, struct.error, UnicodeDecodeError):
         return None
     return fields, t1, t2, bytes(payload[1:5])
 
 
-class SignedTicketVerifier:
-    """Verifies GT1 codes against the public keys a gate holds."""
+def _bare(key, sig: bytes, payload: bytes) -> bool:
+    """Format 1's check: the signature over the bare payload (no purpose)."""
+    try:
+        key.verify(sig, payload)
+    except InvalidSignature:
+        return False
+    return True
 
-    def __init__(self, public_keys):
+
+LEGACY_LOG_EVERY = 100   # a queue of old tickets must not flood the log: the first, then every 100th
+
+
+class SignedTicketVerifier:
+    """Verifies GT1 codes against the public keys a gate holds.
+
+    legacy_until (unix seconds, 0 = never): until then, tickets signed in format 1 (before
+    signatures named their purpose) are still admitted, so a venue that has sold them can
+    upgrade before its last such show. Safe for tickets alone: no format-2 signature, list
+    or card can ever open as a format-1 ticket (each starts its signed bytes with "gate "),
+    and a format-1 card or control message never is one (their fields do not fit a ticket)."""
+
+    def __init__(self, public_keys, legacy_until: int = 0):
         self.keys = {key_id(k): k for k in public_keys}
+        self.legacy_until = legacy_until
+        self.legacy_refused = 0
 
     def claims(self, text: str) -> bool:
         return text.startswith(PREFIX)
 
-    def verify(self, text: str) -> tuple[Optional[Ticket], bool]:
+    def verify(self, text: str, now_s: Optional[int] = None) -> tuple[Optional[Ticket], bool]:
         """(ticket, forged): anything malformed, unsigned or under an unknown key is forged."""
-        opened = open_signed(text[len(PREFIX):], self.keys, 3)
+        body = text[len(PREFIX):]
+        opened = open_signed(body, self.keys, 3, TICKET)
+        if opened is None and signed_format(body) == LEGACY_VERSION:
+            opened = self._legacy(body, int(time.time()) if now_s is None else now_s)
         if opened is None:
             return None, True
         fields, vf, vu, _ = opened
@@ -131,4 +196,12 @@ class SignedTicketVerifier:
         return Ticket(ticket_id=tid, event=event, zone=zone, valid_from=vf * 1000 if vf else None,
                       valid_until=vu * 1000 if vu else None, signed=True), False
 
-
+    def _legacy(self, body: str, now_s: int):
+        if now_s <= self.legacy_until:
+            return _open(body, self.keys, 3, LEGACY_VERSION, _bare)
+        self.legacy_refused += 1
+        if self.legacy_refused % LEGACY_LOG_EVERY == 1:
+            log.warning("refused a GT1 ticket in the old format (signed before signatures named their purpose; "
+                        "%d so far): re-issue it with `gate tickets issue`, or set [signing] legacy_tickets_until "
+                        "while such tickets are still in circulation", self.legacy_refused)
+        return None

@@ -1,4 +1,5 @@
-"""`gate tickets issue`: mint signed ticket codes, a CSV and a QR PNG each."""
+"""`gate tickets issue`: mint signed ticket codes, a CSV and a QR PNG each (staff cards:
+gate/boxoffice/staffcards.py)."""
 
 from __future__ import annotations
 
@@ -53,22 +54,3 @@ def issue(args) -> int:
         print("QR symbol versions: " + ", ".join(f"v{v}: {n}" for v, n in sorted(versions.items())))
     return 0
 
-
-def issue_staff(args) -> int:
-    """`gate staff issue`: one staff card per action, each a QR PNG, and their codes printed."""
-    import re
-    import time
-
-    from gate.boxoffice.staff import ACTIONS, CARD, sign
-    key = load_private_key(args.key)
-    until = parse_time(args.valid_until) // 1000 if args.valid_until else 0
-    actions = list(ACTIONS) if args.action == ["all"] else args.action
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", args.name).strip("-") or "staff"
-    for action in actions:
-        code = sign(key, CARD, args.name, action, int(time.time()), until)
-        path = out / f"staff-{slug}-{action}.png"
-        qr_png(code, path)
-        print(f"{action}\t{path}\t{code}")
-    return 0

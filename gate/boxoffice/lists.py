@@ -24,15 +24,20 @@ Wire format (msgpack):
 
     envelope  {"v": 2, "key": bin(4), "sig": bin(64), "signed": bin}
     signed    {"venue", "series", "seq", "issued", "salt": bin(16),
-               "tickets": n, "revoked": m, "body": bin[, "pretix": bin]}
+               "tickets": n, "revoked": m, "body": bin[, "pretix": bin][, "staff": bin]}
     pretix    JSON {"event": slug, "keys": [pretix_sig1 public keys]}: public, so outside the body
+    staff     revoked staff cards, 12 bytes each: card id (8) + until (4 BE unix seconds: the
+              revocation can be forgotten then, the card has expired). Gates keep every one they
+              see until then, whichever publisher's list brought it. Receivers from before
+              ignore the key (they ignore unknown keys), so such lists still reach them.
     body      ChaCha20-Poly1305(derive(secret, "list body", salt), nonce salt[:12]) of
               zlib(n ticket rows, then m revoked ticket ids, as one msgpack stream)
     row       [ticket_id, code_hash bin(16), event, holder, seat, zone,
                valid_from ms|nil, valid_until ms|nil, status, "tag;tag", note, patron]
 
-The signature covers SIGNED_PREFIX + signed, so neither a GT1 ticket signature
-nor another venue's list can pass as this venue's list.
+The signature covers SIGNED_PREFIX + signed, the ticket list's purpose string
+(gate/boxoffice/purpose.py), so no ticket, card or control signature passes as a list;
+the venue inside `signed` keeps another venue's list out.
 """
 
 from __future__ import annotations
@@ -45,17 +50,19 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
 import msgpack
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from gate.boxoffice.keys import derive, key_id
+from gate.boxoffice.purpose import TICKET_LIST, context, verifies
+from gate.boxoffice.revokedcards import pack_staff, unpack_staff
 from gate.core.clock import now_ms
 from gate.core.errors import PayloadError
 from gate.core.events import Ticket
 from gate.core.ids import is_id
 
-SIGNED_PREFIX = b"gate ticket list v2\x00"
+SIGNED_PREFIX = context(TICKET_LIST)   # b"gate ticket list v2\x00", as lists have always been signed
 MAX_LIST_BYTES = 16 * 1024 * 1024      # the envelope as it arrives (about 150,000 tickets)
 MAX_BODY_BYTES = 64 * 1024 * 1024      # the body once expanded
 MAX_TICKETS = 250_000
@@ -79,6 +86,7 @@ class ListHeader:
     key: str           # hex key id of the key that signed it
     tickets: int
     revoked: int
+    staff_revoked: tuple = ()   # ((card id hex, until unix s), ...): revoked staff cards
 
 
 # -- hashing codes ----------------------------------------------------------------
@@ -108,7 +116,7 @@ def code_hasher(key: bytes):
 
 def pack_list(tickets: Iterable[Ticket], revoked: Iterable[str] = (), *, signing_key: Ed25519PrivateKey,
               secret: bytes, venue: str, series: str, seq: int, issued_ms: Optional[int] = None,
-              pretix: Optional[str] = None) -> bytes:
+              pretix: Optional[str] = None, staff_revoked: Iterable[tuple[str, int]] = ()) -> bytes:
     """A signed ticket list, ready to publish retained on gate/<venue>/tickets.
 
     tickets: every ticket (with its `code`), revoked: ids the box office cancelled,
@@ -116,16 +124,13 @@ def pack_list(tickets: Iterable[Ticket], revoked: Iterable[str] = (), *, signing
     series/seq: the publisher's id and its next sequence number (strictly increasing
     within the series; `gate.boxoffice.publish.ListPublisher` keeps both on disk),
     issued_ms: the publisher's clock (default now), pretix: the pretix event's slug and valid
-    keys as JSON (a house synced with pretix; gates verify pretix_sig1 with them). Raises ValueError on values a gate
-    would refuse, so a bad list fails at the box office and not on every gate.
+    keys as JSON (a house synced with pretix; gates verify pretix_sig1 with them), staff_revoked: revoked
+    staff cards (card id, until). Raises ValueError on values a gate would refuse, so a bad list fails at
+    the box office and not on every gate.
     """
-    if not is_id(venue) or not is_id(series):
-        raise ValueError("venue and series must be 1-64 of [A-Za-z0-9_-]")
-    if not 1 <= seq < MAX_SEQ:
-        raise ValueError(f"seq must be 1 .. 2^53-1, got {seq}")
-    issued = now_ms() if issued_ms is None else issued_ms
-    if not TIME_MIN <= issued < TIME_MAX:
-        raise ValueError(f"issued time out of range: {issued}")
+    if not is_id(venue):
+        raise ValueError("venue must be 1-64 of [A-Za-z0-9_-]")
+    issued = _check_order(series, seq, issued_ms)
     salt = os.urandom(SALT_BYTES)
     hashed = code_hasher(code_key(secret, salt))
     stream, packer = bytearray(), msgpack.Packer(use_bin_type=True)
@@ -162,6 +167,34 @@ def pack_list(tickets: Iterable[Ticket], revoked: Iterable[str] = (), *, signing
         if len(pretix.encode()) > MAX_PRETIX:
             raise ValueError("pretix keys and slug too long")
         header["pretix"] = pretix.encode()
+    return _seal(header, signing_key, staff_revoked)
+
+
+def resign(inner: dict, *, signing_key: Ed25519PrivateKey, series: str, seq: int,
+           staff_revoked: Iterable[tuple[str, int]], issued_ms: Optional[int] = None) -> bytes:
+    """A verified list's content (`verify_list`'s signed map) again, signed as the next list of this
+    publisher's series with these revoked staff cards: `gate staff revoke` reaches every gate in
+    seconds without the tickets themselves (the body, its salt and code hashes stay as they were)."""
+    header = {k: inner[k] for k in ("venue", "salt", "tickets", "revoked", "body", "pretix") if k in inner}
+    header.update(series=series, seq=seq, issued=_check_order(series, seq, issued_ms))
+    return _seal(header, signing_key, staff_revoked)
+
+
+def _check_order(series: str, seq: int, issued_ms: Optional[int]) -> int:
+    if not is_id(series):
+        raise ValueError("series must be 1-64 of [A-Za-z0-9_-]")
+    if not 1 <= seq < MAX_SEQ:
+        raise ValueError(f"seq must be 1 .. 2^53-1, got {seq}")
+    issued = now_ms() if issued_ms is None else issued_ms
+    if not TIME_MIN <= issued < TIME_MAX:
+        raise ValueError(f"issued time out of range: {issued}")
+    return issued
+
+
+def _seal(header: dict, signing_key: Ed25519PrivateKey, staff_revoked: Iterable[tuple[str, int]]) -> bytes:
+    staff = pack_staff(staff_revoked)
+    if staff:
+        header["staff"] = staff
     signed = msgpack.packb(header, use_bin_type=True)
     envelope = msgpack.packb({"v": 2, "key": key_id(signing_key.public_key()),
                               "sig": signing_key.sign(SIGNED_PREFIX + signed), "signed": signed},
@@ -200,10 +233,8 @@ def verify_list(data, keys: dict[bytes, Ed25519PublicKey]) -> tuple[ListHeader, 
     pub = keys.get(kid)
     if pub is None:
         raise PayloadError("unknown_key", f"signed by key {kid.hex()[:16]}, not one of list_keys")
-    try:
-        pub.verify(sig, SIGNED_PREFIX + signed)
-    except InvalidSignature:
-        raise PayloadError("bad_signature", f"key {kid.hex()}") from None
+    if not verifies(pub, sig, TICKET_LIST, signed):
+        raise PayloadError("bad_signature", f"key {kid.hex()}")
     inner = _unpack(signed, max_bin_len=MAX_LIST_BYTES, max_str_len=64, max_map_len=16, max_array_len=0)
     if type(inner) is not dict:
         raise PayloadError("bad_field", "signed part")
@@ -220,7 +251,7 @@ def verify_list(data, keys: dict[bytes, Ed25519PublicKey]) -> tuple[ListHeader, 
     pretix = inner.get("pretix")
     if pretix is not None and not (type(pretix) is bytes and len(pretix) <= MAX_PRETIX):
         raise PayloadError("bad_field", "pretix")
-    return ListHeader(venue, series, seq, issued, kid.hex(), n, m), inner
+    return ListHeader(venue, series, seq, issued, kid.hex(), n, m, unpack_staff(inner.get("staff"))), inner
 
 
 def read_body(inner: dict, secret: bytes, revoked_out: list) -> Iterator[tuple]:

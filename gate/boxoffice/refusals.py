@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-from gate.boxoffice.gt1 import b45decode
+from gate.boxoffice.gt1 import LEGACY_VERSION, b45decode
 from gate.boxoffice.staff import CARD, CLOCK_SKEW_S, CONTROL, MAX_CONTROL_BYTES, StaffVerifier
 
 # Ticket lists ignored for one of these reasons were genuinely signed, only not newer (gate/boxoffice/lists.py
@@ -21,6 +21,7 @@ from gate.boxoffice.staff import CARD, CLOCK_SKEW_S, CONTROL, MAX_CONTROL_BYTES,
 LIST_ROUTINE = ("current",)
 LIST_STALE = ("replayed", "superseded")
 LOG_EVERY_S = 60.0   # a hostile kind is logged when first seen, then at most this often, with its count
+OLD_FORMAT = "in the old format"   # counted here; the verifier itself says what to do about it (staff.py)
 
 
 def list_level(kind: str) -> int:
@@ -50,9 +51,11 @@ def _forgery(payload, verifier: StaffVerifier) -> str:
         return "malformed (not Base45)"
     if len(blob) < 5 + 64:
         return "malformed (too short to be signed)"
+    if blob[0] == LEGACY_VERSION:
+        return OLD_FORMAT
     if bytes(blob[1:5]) not in verifier.keys:
         return f"signed by a key this venue does not trust (key id {bytes(blob[1:5]).hex()}) or unsigned"
-    return "its signature does not verify (altered, or not a control message for this venue)"
+    return "its signature does not verify (altered, or signed for another venue or purpose)"
 
 
 class ControlRefusals:
@@ -84,7 +87,7 @@ class ControlRefusals:
         with self._lock:
             n = self.counts[why] = self.counts.get(why, 0) + 1
             now = time.monotonic()
-            due = n == 1 or now - self._logged.get(why, 0.0) >= LOG_EVERY_S
+            due = why != OLD_FORMAT and (n == 1 or now - self._logged.get(why, 0.0) >= LOG_EVERY_S)
             if due:
                 self._logged[why] = now
         if due:

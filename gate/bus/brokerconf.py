@@ -74,9 +74,10 @@ def acl_text(venue: str, gates: list[str], dashboards: list[str]) -> str:
             f"user {HOUSE}", f"topic read {root}/#", f"topic write {root}/house/#",
             f"topic write {root}/+/resend", f"topic write {topics.tickets(venue)}",
             f"topic write {topics.scan(venue, ids.PRETIX)}", "topic write homeassistant/#", "",
-            "# the box office: publishes the (signed) ticket list.",
+            "# the box office: publishes the (signed) ticket list and the venue control message (`gate venue",
+            "# live|test`, signed with the staff key), and reads every party's status to confirm they followed.",
             f"user {BOXOFFICE}", f"topic readwrite {topics.tickets(venue)}",
-            f"topic readwrite {topics.control(venue)}", ""]   # `gate venue live|test`, signed with the staff key
+            f"topic readwrite {topics.control(venue)}", f"topic read {topics.statuses(venue)}", ""]
     for d in dashboards:
         out += ["# a read-only dashboard: house counts and status, gate status, discovery; never the ticket list",
                 f"user {d}", f"topic read {root}/house/#", f"topic read {topics.statuses(venue)}",
@@ -204,17 +205,28 @@ def _passwords(out: Path, users: list[str]) -> dict[str, str]:
     return made
 
 
-def _roster(out: Path, venue: str) -> dict:
+def read_roster(path, venue: str) -> list[str]:
+    """The gates in a roster.json this command wrote (the box office waits for them); raises
+    OSError when it cannot be read, BrokerConfigError when it is not one, or for another venue."""
+    path = Path(path)
+    return list(_roster(path.parent, venue, path.name, missing_ok=False)["gates"])
+
+
+def _roster(out: Path, venue: str, name: str = "roster.json", missing_ok: bool = True) -> dict:
     """What an earlier run configured in `out` (nothing, for a new directory)."""
     try:
-        r = json.loads((out / "roster.json").read_text(encoding="utf-8"))
+        r = json.loads((out / name).read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if not missing_ok:
+            raise
         return {"venue": venue, "gates": [], "dashboards": []}
     except (OSError, ValueError) as exc:
-        raise BrokerConfigError(f"{out / 'roster.json'}: unreadable ({exc}); fix or remove it") from None
+        if isinstance(exc, PermissionError) and not missing_ok:
+            raise   # the box office's config check says "not readable by this user"
+        raise BrokerConfigError(f"{out / name}: unreadable ({exc}); fix or remove it") from None
     if not isinstance(r, dict) or not all(isinstance(r.get(k), list) and all(values.is_id(x) for x in r[k])
                                           for k in ("gates", "dashboards")):
-        raise BrokerConfigError(f"{out / 'roster.json'}: not a roster written by gate broker config")
+        raise BrokerConfigError(f"{out / name}: not a roster written by gate broker config")
     if r.get("venue") != venue:
         raise BrokerConfigError(f"{out} is configured for venue {r.get('venue')!r}, not {venue!r}")
     return r

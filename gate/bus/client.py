@@ -16,7 +16,6 @@ import os
 import socket
 import ssl
 import sys
-from typing import Optional
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -55,26 +54,29 @@ def read_secret(path: str, env: str) -> str:
 SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 
 
+def resume_session(expiry_s: int) -> dict:
+    """connect()/connect_async() arguments for an MQTT v5 client's persistent session: resumed on every
+    connect (clean_start=False; paho's default would start afresh on the first connect after a restart),
+    kept by the broker `expiry_s` seconds after the client is gone."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = expiry_s
+    return {"clean_start": False, "properties": props}
+
+
 def make_client(m, client_id: str, *, clean_session: bool = True, will=None,
-                manual_ack: bool = False, v5_session: Optional[int] = None) -> mqtt.Client:
+                manual_ack: bool = False, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> mqtt.Client:
     """A paho 2.x client set up from an [mqtt] section (credentials, TLS, will).
 
-    MQTT 3.1.1 unless `v5_session` is given: then MQTT v5 with a persistent session of that
-    expiry (seconds), resumed on every connect (clean_start=False; paho's default would start
-    afresh on the first connect after a restart). Connect with `connect_async(host, port,
-    keepalive, **c.connect_kwargs)`. The client carries a `report` (ConnectionReport) and already
-    reports failed connection attempts; its owner calls `report.on_connect(reason_code)` from its
-    own on_connect and `report.on_disconnect(reason_code)` from its on_disconnect."""
-    if v5_session is None:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
-                        protocol=mqtt.MQTTv311, manual_ack=manual_ack)
-        c.connect_kwargs = {}
-    else:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
-                        manual_ack=manual_ack)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = v5_session
-        c.connect_kwargs = {"clean_start": False, "properties": props}
+    `protocol=mqtt.MQTTv5` for a client that must read the broker's reason codes (a refused
+    publish); MQTT 5 has no clean_session flag (clean start is given to connect()): for a persistent
+    v5 session connect with `connect_async(host, port, keepalive, **resume_session(expiry))`.
+
+    The client carries a `report` (ConnectionReport) and already reports failed
+    connection attempts; its owner calls `report.on_connect(reason_code)` from its own
+    on_connect and `report.on_disconnect(reason_code)` from its on_disconnect."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                    clean_session=None if protocol == mqtt.MQTTv5 else clean_session,
+                    protocol=protocol, manual_ack=manual_ack)
     if m.username:
         c.username_pw_set(m.username, read_secret(m.password_file, "GATE_MQTT_PASSWORD") or None)
     if m.tls:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from gate.bus import values
 from gate.core.errors import PayloadError
@@ -60,7 +61,8 @@ def _text(v, limit: int = 64) -> str:
 
 
 GATE_MODES = ("entry", "exit", "info", "test")   # as gate/modes.py; the bus imports no firmware
-VENUE_MODES = ("live", "test")
+VENUE_MODES = ("live", "test")                   # as gate/boxoffice/staff.py: VENUE_ACTIONS
+LIST_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}/[1-9][0-9]{0,15}$")   # "series/seq" of a signed ticket list
 
 
 def unpack_status(data) -> dict:
@@ -70,15 +72,19 @@ def unpack_status(data) -> dict:
     if state not in STATES:
         raise PayloadError("bad_field", "state")
     ts = obj.get("ts")
-    mode, latch, venue_mode = obj.get("mode"), obj.get("out_of_order"), obj.get("venue_mode")
+    mode, latch = obj.get("mode"), obj.get("out_of_order")
+    vmode, vissued, tl = obj.get("venue_mode"), obj.get("venue_issued"), obj.get("ticket_list")
     instance, duplicate = obj.get("instance"), obj.get("duplicate")
     return {"state": state, "profile": _text(obj.get("profile")), "version": _text(obj.get("version")),
             "ts": ts if type(ts) is int and 0 <= ts <= values.MAX_SEQ else None,
             # a gate's mode (entry, exit, info, test) and why it is out of order, when it is
             "mode": mode if mode in GATE_MODES else "",
             "out_of_order": _text(latch) if type(latch) is str and latch else None,
-            # the venue's mode as this gate follows it (live, test): a rehearsing door says so itself
-            "venue_mode": venue_mode if venue_mode in VENUE_MODES else "",
+            # the venue control message it applied (gate or house): its mode and signed time (unix s),
+            # and the signed ticket list a gate runs ("series/seq"): what the box office waits to see
+            "venue_mode": vmode if vmode in VENUE_MODES else "",
+            "venue_issued": vissued if type(vissued) is int and 0 <= vissued < 2 ** 32 else None,
+            "ticket_list": tl if type(tl) is str and LIST_RE.match(tl) else "",
             # which device speaks for this gate id, and whether it saw another one using the id
             "instance": instance if type(instance) is str and values.INSTANCE_RE.fullmatch(instance) else "",
             "duplicate": _text(duplicate, 120) if type(duplicate) is str and duplicate else None}

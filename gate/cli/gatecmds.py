@@ -113,7 +113,8 @@ def config_check(args) -> int:
     """`gate config check FILE`: parse and check a config; warnings on stderr."""
     from gate.config import load, warnings
     cfg = load(args.file)
-    kind = "gate " + cfg.gate.id if cfg.gate else "house service for " + cfg.house.venue
+    kind = ("gate " + cfg.gate.id if cfg.gate else "house service for " + cfg.house.venue if cfg.house
+            else "box office for " + cfg.venue)
     for w in warnings(cfg):
         print(f"{args.file}: warning: {w}", file=sys.stderr)
     print(f"{args.file}: OK ({kind})")

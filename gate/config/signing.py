@@ -17,9 +17,12 @@ class SigningSection:
     ticket_keys: list[str] = field(default_factory=list)  # gates: public keys (files) that sign GT1 tickets
     list_keys: list[str] = field(default_factory=list)    # gates, house: public keys that sign ticket lists
     list_signing_key: str = ""       # publishers (house, box office): private key that signs ticket lists
+    staff_key: str = ""              # box office: private key that signs staff cards and venue control messages
     venue_secret: str = ""           # file: the venue secret (code hashes, list encryption); gates, house, box office
     staff_keys: list[str] = field(default_factory=list)   # gates, house: public keys that sign staff cards
                                                           # and venue control messages
+    legacy_tickets_until: str = ""   # gates: ISO time until which GT1 tickets signed in the old format
+                                     # (before signatures named their purpose) are still admitted; "" = never
 
 
 def check(cfg, fail: Fail) -> None:
@@ -45,6 +48,8 @@ def check(cfg, fail: Fail) -> None:
     for key, path, load, what in (
             ("signing.list_signing_key", s.list_signing_key, load_private_key,
              "no Ed25519 private key (make one with `gate keys new`)"),
+            ("signing.staff_key", s.staff_key, load_private_key,
+             "no Ed25519 private key (make one with `gate keys new`)"),
             ("signing.venue_secret", s.venue_secret, load_secret,
              "no venue secret (make one with `gate keys new --secret`)")):
         if not path:
@@ -59,3 +64,23 @@ def check(cfg, fail: Fail) -> None:
     if (s.list_keys or s.list_signing_key) and not s.venue_secret:
         fail("signing.venue_secret", "ticket lists carry code hashes and encrypted names under the venue secret: "
                                      "set it (make it with `gate keys new --secret --out DIR --name venue`)")
+    check_legacy_tickets(s.legacy_tickets_until, fail)
+
+
+LEGACY_MAX_DAYS = 366
+
+
+def check_legacy_tickets(until: str, fail: Fail) -> None:
+    """`signing.legacy_tickets_until`: an ISO time, at most a year ahead (a grace, not a way of life)."""
+    if not until:
+        return
+    import time
+
+    from gate.boxoffice.ticketfile import parse_time
+    try:
+        t = parse_time(until) // 1000
+    except ValueError:
+        fail("signing.legacy_tickets_until", f"{until!r} is not an ISO 8601 date or time (e.g. 2026-12-31T23:59)")
+    if t > time.time() + LEGACY_MAX_DAYS * 86400:
+        fail("signing.legacy_tickets_until", f"at most {LEGACY_MAX_DAYS} days ahead: re-issue old-format tickets "
+                                             "with `gate tickets issue` before then")

@@ -20,8 +20,10 @@ class Worker:
 
     join_timeout = 2.0
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, join_timeout: Optional[float] = None):
         self.name = name
+        if join_timeout is not None:   # a worker that may be inside a slow call (a network timeout) waits longer
+            self.join_timeout = join_timeout
         self.stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
 

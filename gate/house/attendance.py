@@ -31,10 +31,10 @@ def _pretix_positions(db) -> dict:
             for r in rows}
 
 
-def rows(db, counts, holders) -> list[dict]:
-    """Admissions, then no-shows: see the module's docstring."""
+def rows(db, flagged: set, holders: dict) -> list[dict]:
+    """Admissions, then no-shows (see the module's docstring); `flagged` are the ids of admissions
+    flagged as conflicts, `holders` maps ticket id -> (holder, patron, tags)."""
     out, visits, firsts = [], defaultdict(set), {}
-    flagged = {cid for c in counts.events.values() for cid in c.conflicts}
     annulled = {(g, ts) for g, ts in db.execute("SELECT gate, ts FROM scans WHERE result='annulled' AND mode='live'")}
     pretix = _pretix_positions(db)
     admitted = set()
@@ -75,9 +75,10 @@ def spreadsheet_safe(value):
     return value
 
 
-def export(service, fmt: str, out) -> int:
-    """Write the attendance log as CSV or JSON; returns the number of rows."""
-    data = service.attendance()
+def export(house, fmt: str, out) -> int:
+    """Write the attendance log of `house` (anything with `attendance()`: the built house,
+    gate/house/build.py) as CSV or JSON; returns the number of rows."""
+    data = house.attendance()
     if fmt == "json":
         json.dump(data, out, indent=1)
         out.write("\n")

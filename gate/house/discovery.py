@@ -1,7 +1,7 @@
 """Home Assistant MQTT discovery for the house's sensors and the gates' connectivity.
 
 Pure functions: each returns (config topic, config payload) pairs; the
-service decides when to publish them. By Home Assistant's rules for discovery:
+publisher (gate/house/publisher.py) decides when to publish them. By Home Assistant's rules for discovery:
 - every entity's `availability` is the house's own status topic (retained, with a
   last will `offline`), so a dead house shows "unavailable", not stale counts;
 - an `origin` block names the software that announced it;

@@ -16,11 +16,14 @@ import dataclasses
 import logging
 import sqlite3
 import time
+from typing import Callable
 
 from gate.bus import messages, topics, values
 from gate.bus.codec import unpack_scan
 from gate.core.clock import now_ms
 from gate.core.errors import PayloadError
+from gate.house.log import AttendanceLog
+from gate.house.state import HouseState
 
 log = logging.getLogger(__name__)
 
@@ -32,26 +35,32 @@ MAX_EVENTS = 500
 
 
 class Ingest:
-    """Sorts and stores; the service owns the counts, the gates and the MQTT client."""
+    """Sorts and stores (on the intake's thread). What is not a scan goes to the handlers:
+    `on_tickets(payload)` and `on_control(payload)` for the venue's ticket list and control
+    message, `on_report(gate, kind, obj)` for a gate's validated status or health."""
 
-    def __init__(self, svc):
-        self.svc = svc
+    def __init__(self, venue: str, state: HouseState, attendance: AttendanceLog, *, on_tickets: Callable,
+                 on_control: Callable, on_report: Callable):
+        self.venue = venue
+        self.state = state
+        self.attendance = attendance
+        self.on_tickets, self.on_control, self.on_report = on_tickets, on_control, on_report
+        self.configured = frozenset(state.capacity)
         self.unstored: list = []     # (event, acks) the database refused, with when to try again
-        self.events: set[str] = set(svc.counts.events) | set(svc.cfg.house.capacity)   # performances accepted
+        self.events: set[str] = state.known_events()   # performances accepted
         self._retry_at = 0.0
         self.clock_shift: dict[str, int] = {}   # gate -> ms added to the ts of its unsynced events
 
     # -- sorting ------------------------------------------------------------------
     def sort(self, batch) -> tuple[list, list]:
         """(new scan events with their acks, acks of everything else)."""
-        svc = self.svc
         new, acks = [], []
         for topic, payload, mid, qos in batch:
             ack = [(mid, qos)] if qos else []
             try:
                 e = self._one(topic, payload)
             except Exception as exc:   # a bug must cost one message, never the batch or the thread
-                svc.drops.add("internal_error", topic, repr(exc))
+                self.state.drops.add("internal_error", topic, repr(exc))
                 log.debug("message on %s failed", topic, exc_info=True)
                 e = None
             if e is None:
@@ -61,40 +70,38 @@ class Ingest:
         return new, acks
 
     def _one(self, topic: str, payload: bytes):
-        svc = self.svc
-        venue = svc.venue
+        venue, drops = self.venue, self.state.drops
         if topic.startswith(topics.house_prefix(venue)):
             return None  # our own retained counts, echoed back
         if topic == topics.tickets(venue):
-            svc.apply_tickets(payload)
+            self.on_tickets(payload)
             return None
         if topic == topics.control(venue):
-            svc.apply_control(payload)   # verified there: signed by a staff key, newer than the last
+            self.on_control(payload)   # verified there: signed by a staff key, newer than the last
             return None
         gate = topics.gate_of(topic)
         kind = topic.rsplit("/", 1)[-1]
         if not gate or not topic.startswith(f"{topics.ROOT}/{venue}/"):
-            return svc.drops.add("unknown_topic", topic)
+            return drops.add("unknown_topic", topic)
         if not values.is_id(gate):   # a gate id no gate can have: never tracked, announced or shown
-            return svc.drops.add("bad_topic", topic[:120])
+            return drops.add("bad_topic", topic[:120])
         if kind == "scan":
             try:
                 e = unpack_scan(payload)
             except PayloadError as exc:
-                return svc.drops.add(exc.kind, topic, exc)
+                return drops.add(exc.kind, topic, exc)
             if e.gate != gate:
-                return svc.drops.add("gate_mismatch", topic, e.gate)
+                return drops.add("gate_mismatch", topic, e.gate)
             if e.clock == "unsynced":
                 e = self._rebase(e)
-            if (e.gate, e.id) in svc.ids:   # idempotency per gate: another gate cannot claim an id
-                svc.duplicates += 1
+            if self.state.duplicate(e.gate, e.id):   # idempotency per gate: another gate cannot claim an id
                 return None
             if e.event and e.event not in self.events:
-                if len(self.events) >= MAX_EVENTS and e.event not in svc.cfg.house.capacity:
-                    return svc.drops.add("events_over_cap", topic, e.event)
+                if len(self.events) >= MAX_EVENTS and e.event not in self.configured:
+                    return drops.add("events_over_cap", topic, e.event)
                 self.events.add(e.event)
-            svc.ids.add((e.gate, e.id))
-            svc.doors.scan(e)   # which device made it (two under one gate id: gate/house/doors.py)
+            self.state.claim(e.gate, e.id)
+            self.state.doors.scan(e)   # which device made it (two under one gate id: gate/house/doors.py)
             return e
         if kind == "status" or kind == "health":
             if not payload:
@@ -102,11 +109,11 @@ class Ingest:
             try:
                 obj = messages.unpack_status(payload) if kind == "status" else messages.unpack_health(payload)
             except PayloadError as exc:
-                return svc.drops.add(exc.kind, topic, exc)
-            svc.gate_report(gate, kind, obj)
+                return drops.add(exc.kind, topic, exc)
+            self.on_report(gate, kind, obj)
             return None
         if kind != "resend":
-            svc.drops.add("unknown_topic", topic)
+            drops.add("unknown_topic", topic)
         return None
 
     def _rebase(self, e):
@@ -130,7 +137,7 @@ class Ingest:
         events the database could not take at all wait in `unstored`, unacknowledged."""
         if not new:
             return [], []
-        attendance = self.svc.log
+        attendance = self.attendance
         try:
             attendance.add([e for e, _ in new])
             return [e for e, _ in new], [a for _, ack in new for a in ack]
@@ -148,8 +155,8 @@ class Ingest:
                 last = exc
                 continue
             except Exception as exc:   # this row only (a value SQLite cannot hold): drop it, keep going
-                self.svc.ids.discard((e.gate, e.id))
-                self.svc.drops.add("db_refused", topics.scan(self.svc.venue, e.gate), repr(exc))
+                self.state.release(e.gate, e.id)
+                self.state.drops.add("db_refused", topics.scan(self.venue, e.gate), repr(exc))
                 acks += ack
                 continue
             stored.append(e)
@@ -163,13 +170,14 @@ class Ingest:
         if room < len(waiting):
             # Not acknowledged: the broker still has them and hands them over again on reconnect.
             for e, _ in waiting[room:]:
-                self.svc.ids.discard((e.gate, e.id))
-            self.svc.drops.add("db_unavailable", "attendance log", exc)
+                self.state.release(e.gate, e.id)
+            self.state.drops.add("db_unavailable", "attendance log", exc)
             waiting = waiting[:max(0, room)]
         if waiting:
             log.error("attendance log refused %d scan events (%s); holding them, unacknowledged, to try again",
                       len(waiting), exc)
         self.unstored += waiting
+        self.state.set_held(len(self.unstored))
         self._retry_at = time.monotonic() + RETRY_S
 
     def retry_due(self) -> list:
@@ -177,4 +185,5 @@ class Ingest:
         if not self.unstored or time.monotonic() < self._retry_at:
             return []
         out, self.unstored = self.unstored, []
+        self.state.set_held(0)   # whatever the database refuses again is held again
         return out

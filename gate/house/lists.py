@@ -16,8 +16,9 @@ from gate.boxoffice.keys import load_private_key, load_public_key, load_secret
 from gate.boxoffice.listguard import ListGuard
 from gate.boxoffice.lists import judge, read_body, row_ticket, verify_list
 from gate.boxoffice.refusals import list_level
+from gate.boxoffice.revokedcards import RevokedCards
 from gate.core.clock import clock_synchronised, now_ms
-from gate.core.errors import PayloadError
+from gate.core.errors import GateError, PayloadError
 from gate.core.events import Ticket
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class HouseLists:
 
     def __init__(self, cfg):
         self.guard = guard_from_config(cfg)
+        self.revoked_cards = RevokedCards(cfg.storage.dir)   # the house's own lists carry them on
         self.state_path = Path(cfg.storage.dir) / STATE_FILE
         self.current: dict = {}
         self.seen: dict[str, int] = {}
@@ -70,6 +72,7 @@ class HouseLists:
                 raise PayloadError("wrong_venue", h.venue)
             if g.secret is None:
                 raise PayloadError("no_venue_secret", "set [signing] venue_secret to read names from lists")
+            self._keep_revocations(h)
             now = now_ms()
             why = judge(h, self.seen.get(h.series), self.current, now, clock_synchronised())
             if why == "current":
@@ -87,6 +90,16 @@ class HouseLists:
         with g._lock:
             g.applied = {"series": h.series, "seq": h.seq, "issued": h.issued, "key": h.key, "tickets": h.tickets}
         return rows
+
+    def _keep_revocations(self, h) -> None:
+        """A card another publisher (the box office) revoked stays revoked in the lists the house publishes;
+        any genuine list for this venue counts, in order or not (a revocation only takes away)."""
+        if not h.staff_revoked:
+            return
+        try:
+            self.revoked_cards.add(h.staff_revoked)
+        except GateError as exc:
+            log.error("cannot keep the staff cards list %s/%d revokes: %s", h.series, h.seq, exc)
 
     def report(self) -> dict:
         return self.guard.report()

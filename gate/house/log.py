@@ -58,6 +58,7 @@ def _open(path) -> sqlite3.Connection:
 
 class AttendanceLog:
     def __init__(self, path):
+        self.path = path
         self.db, self.set_aside = recovery.open_or_set_aside(
             path, lambda: _open(path), "the house's attendance log",
             "the counts are rebuilt from what the broker kept for the house's session and from the gates, "

@@ -1,9 +1,11 @@
 """The house's link to pretix, running: sync down on start and every `sync_every_s`,
 upload the queue whenever there is something to send, and say how it is going.
 
-Runs on its own thread with its own SQLite connection; the house's ingest only queues
-(uploads.enqueue, inside its own transaction) and wakes it. pretix being slow or down
-never holds up counting.
+Runs on its own worker thread (gate/core/worker.py) with its own SQLite connection; the
+house's ingest only queues (uploads.enqueue, inside its own transaction) and wakes it. pretix
+being slow or down never holds up counting. It touches nothing of the house but what it is
+handed: `mark_dirty()` (the dashboard shows the queue), `publish` for the gates' ticket list
+and `inject` for check-ins made in pretix.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from gate.boxoffice.publish import ListPublisher
 from gate.bus import topics
 from gate.bus.client import read_secret
 from gate.bus.codec import pack_scan
+from gate.core.worker import Worker
 from gate.house.pretix_sync import PSEUDO_GATE, PretixError, PretixSync
 from gate.house.uploads import SCHEMA as UPLOADS_SCHEMA
 from gate.house.uploads import Uploader
@@ -43,35 +47,41 @@ def build_list(sync: PretixSync, publisher: ListPublisher, previous_digest: str 
     return publisher.pack(tickets, revoked, pretix=meta), digest, len(tickets)
 
 
-class PretixLink:
-    def __init__(self, service):
-        self.svc = service
-        cfg = service.cfg
+class PretixLink(Worker):
+    """`mark_dirty()`: something the dashboard shows changed; `publish(topic, payload, retain)`
+    queues a QoS 1 message; `inject(topic, payload)` hands the house a message as if from the bus."""
+
+    def __init__(self, cfg, *, mark_dirty: Callable[[], None], publish: Callable, inject: Callable):
+        # an upload in flight may take pretix's whole timeout before the thread sees the stop
+        super().__init__("pretix", join_timeout=cfg.pretix.timeout_s + 2)
         self.cfg = cfg
+        self.venue = cfg.venue
+        self.mark_dirty, self.publish, self.inject_message = mark_dirty, publish, inject
         self.db_path = db_path = Path(cfg.storage.dir) / "house.db"
-        service.db.executescript(UPLOADS_SCHEMA)
         self.sync = PretixSync(cfg, db_path, read_token(cfg))
-        self.publisher = ListPublisher.from_config(cfg, role="house")
-        self.uploader = Uploader(self.sync.db, self.sync.client, cfg.pretix.event, cfg.pretix.checkin_list)
+        try:
+            self.sync.db.executescript(UPLOADS_SCHEMA)
+            self.publisher = ListPublisher.from_config(cfg, role="house")
+            self.uploader = Uploader(self.sync.db, self.sync.client, cfg.pretix.event, cfg.pretix.checkin_list)
+        except BaseException:
+            self.sync.close()
+            raise
         self.wake_up = threading.Event()
-        self.stop = threading.Event()
         self.sync_now = threading.Event()
         self.digest = ""
         self.last_sync_error = ""
         self.syncs = 0
-        self._thread = threading.Thread(target=self._run, name="pretix", daemon=True)
 
     def start(self) -> None:
         self.sync_now.set()
-        self._thread.start()
+        super().start()
 
     def wake(self) -> None:
+        """Something to upload (or stopping): end the wait."""
         self.wake_up.set()
 
     def close(self) -> None:
-        self.stop.set()
-        self.wake_up.set()
-        self._thread.join(timeout=self.cfg.pretix.timeout_s + 2)
+        self.stop()
         self.sync.close()
 
     def status(self) -> dict:
@@ -94,19 +104,19 @@ class PretixLink:
                 "positions": positions, "last_sync": int(last_sync[0]) if last_sync else None,
                 "sync_error": self.last_sync_error, "syncs": self.syncs}
 
-    def _run(self) -> None:
+    def run(self) -> None:
         every = self.cfg.pretix.sync_every_s
         next_sync = 0.0
         seen_error = None
-        while not self.stop.is_set():
+        while not self.stopping.is_set():
             if self.sync_now.is_set() or time.monotonic() >= next_sync:
                 self.sync_now.clear()
                 self.do_sync()
                 next_sync = time.monotonic() + every
             try:
-                if self.uploader.drain(self.stop) or self.uploader.last_error_at != seen_error:
+                if self.uploader.drain(self.stopping) or self.uploader.last_error_at != seen_error:
                     seen_error = self.uploader.last_error_at
-                    self.svc.dirty.add("")     # the dashboard shows the queue: push a fresh view
+                    self.mark_dirty()     # the dashboard shows the queue: push a fresh view
             except Exception:   # never let one bad row end the link
                 log.exception("pretix upload pass failed")
             wait = max(0.05, min(next_sync - time.monotonic(), self.uploader.backoff_until - time.monotonic(), 5.0))
@@ -126,10 +136,10 @@ class PretixLink:
             return False
         self.last_sync_error = ""
         self.syncs += 1
-        self.svc.dirty.add("")
+        self.mark_dirty()
         payload, self.digest, n = build_list(self.sync, self.publisher, self.digest)
         if payload:
-            self.svc.client.publish(topics.tickets(self.svc.venue), payload, qos=1, retain=True)
+            self.publish(topics.tickets(self.venue), payload, retain=True)
             log.info("pretix sync (%s, %.1f s): %d tickets published to the gates", "full" if r.full else
                      f"{r.changed_orders} changed orders", r.seconds, n)
         self.inject(r.foreign_checkins)
@@ -139,9 +149,9 @@ class PretixLink:
         """Check-ins made in pretix: to the gates (ticket used) and into the house's own log."""
         for e in events:
             payload = pack_scan(e)
-            topic = topics.scan(self.svc.venue, PSEUDO_GATE)
-            self.svc.client.publish(topic, payload, qos=1)
-            self.svc.inbox.append((topic, payload, 0, 0))
+            topic = topics.scan(self.venue, PSEUDO_GATE)
+            self.publish(topic, payload)
+            self.inject_message(topic, payload)
 
 
 def sync_once(cfg, action: str = "sync") -> int:

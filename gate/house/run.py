@@ -9,7 +9,7 @@ import threading
 
 from gate.core.errors import ConfigError, GateError
 from gate.house import attendance
-from gate.house.service import HouseService
+from gate.house.build import build_house
 
 log = logging.getLogger(__name__)
 
@@ -24,25 +24,25 @@ def main(args) -> int:
         from gate.house.pretix_link import sync_once
         return sync_once(cfg, args.pretix_action)
     if args.action == "export":
-        svc = HouseService(cfg)
+        house = build_house(cfg, serve=False)   # the log and the counts only: beside a running house
         try:
             if args.out:
                 with open(args.out, "w", newline="", encoding="utf-8") as f:
-                    n = attendance.export(svc, args.format, f)
+                    n = attendance.export(house, args.format, f)
             else:
-                n = attendance.export(svc, args.format, sys.stdout)
+                n = attendance.export(house, args.format, sys.stdout)
         finally:
-            svc.log.close()
+            house.close()
         print(f"exported {n} rows (admissions, then no-shows)", file=sys.stderr)
         return 0
     from gate.config import warnings
     for w in warnings(cfg):
         log.warning("%s", w)
-    svc = HouseService(cfg)
+    house = build_house(cfg)
     try:
-        svc.start()
+        house.start()
     except OSError as exc:
-        svc.close()
+        house.close()
         raise GateError(f"house.listen: cannot listen on {cfg.house.listen} ({exc.strerror or exc}): "
                         "is another house service (or the demo) already running?") from exc
     log.info("dashboard on http://%s/", cfg.house.listen)
@@ -52,8 +52,9 @@ def main(args) -> int:
     signal.signal(signal.SIGTERM, lambda *a: done.set())
     signal.signal(signal.SIGINT, lambda *a: done.set())
     watchdog = systemd.Watchdog()
+    workers = [w for w in (house.intake, house.publisher) if w is not None]
     while not done.wait(1.0):
-        if svc._thread.is_alive():
+        if all(w.alive for w in workers):   # systemd restarts a house whose counting or publishing stopped
             watchdog.ping()
-    svc.close()
+    house.close()
     return 0

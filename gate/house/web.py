@@ -28,9 +28,11 @@ import resource
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gate.config import parse_listen
+from gate.core.worker import Worker
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -71,11 +73,17 @@ def _error(code: int, text: str) -> bytes:
     return response(code, json.dumps({"error": text}).encode())
 
 
-class Dashboard:
-    """The HTTP server; `notify()` (any thread) tells live dashboards the house changed."""
+class Dashboard(Worker):
+    """The HTTP server on its own worker thread. It reads the house only through `snapshot()`
+    (the `/api/house` object, gate/house/query.py); `notify()` (any thread) tells live
+    dashboards the house changed. `token` empty: no token asked for."""
 
-    def __init__(self, service, listen: str):
-        self.service = service
+    join_timeout = 5.0
+
+    def __init__(self, snapshot: Callable[[], dict], listen: str, token: str = ""):
+        super().__init__("http")
+        self.snapshot = snapshot
+        self.token = token
         self.host, self.port = parse_listen(listen)
         self.loop = asyncio.new_event_loop()
         self.waiting: "OrderedDict[int, asyncio.StreamWriter]" = OrderedDict()   # oldest first
@@ -84,21 +92,20 @@ class Dashboard:
         self.refused = {"busy": 0, "streams": 0, "slow": 0, "evicted": 0, "timeout": 0}
         self.max_connections = min(MAX_CONNECTIONS, _raise_fd_limit(MAX_CONNECTIONS + 256) - 128)
         self.static = {p.name: p.read_bytes() for p in STATIC.iterdir() if p.is_file()}
-        self._server = None
+        self._server: Optional[asyncio.AbstractServer] = None
         self._pending = False
-        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._ready = threading.Event()
-        self._error = None
+        self._error: Optional[OSError] = None
 
     # -- lifecycle (caller's thread) ------------------------------------------
-    def start(self) -> "Dashboard":
-        self._thread.start()
+    def start(self) -> None:
+        """Listen and serve; raises OSError when it cannot listen."""
+        super().start()
         self._ready.wait(10)
         if self._error is not None:
             raise self._error
-        return self
 
-    def _run(self) -> None:
+    def run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(self._loop_error)
         try:
@@ -111,12 +118,16 @@ class Dashboard:
         self._ready.set()
         self.loop.run_forever()
 
-    def shutdown(self) -> None:
-        if self._server is None or self.loop.is_closed():
-            return
+    def close(self) -> None:
+        """Drop every connection, stop the loop and its thread; safe to call twice, or unstarted."""
+        if self._server is not None and not self.loop.is_closed():
+            self._shutdown(self._server)
+        if not self.alive and not self.loop.is_closed():
+            self.loop.close()
 
+    def _shutdown(self, server: asyncio.AbstractServer) -> None:
         async def stop():
-            self._server.close()
+            server.close()
             for w in list(self.streams) + list(self.waiting.values()):
                 w.transport.abort()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -127,12 +138,14 @@ class Dashboard:
             asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
         except Exception:
             log.debug("dashboard server stop", exc_info=True)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+        self.stop()
 
-    def server_close(self) -> None:
-        if not self._thread.is_alive() and not self.loop.is_closed():
-            self.loop.close()
+    def wake(self) -> None:
+        """Stopping: end the loop (run_forever returns, and with it the thread)."""
+        try:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        except RuntimeError:
+            pass   # loop closed already
 
     def notify(self) -> None:
         """The house changed: one fresh state for every live dashboard (coalesced)."""
@@ -151,7 +164,7 @@ class Dashboard:
         log.warning("dashboard server: %s", context.get("message"), exc_info=exc)
 
     def _state(self) -> bytes:
-        return json.dumps(self.service.api()).encode()
+        return json.dumps(self.snapshot()).encode()
 
     def _broadcast(self) -> None:
         self._pending = False
@@ -241,7 +254,7 @@ class Dashboard:
         await self._finish(writer, data if method == "GET" else data[: len(data) - len(body)])
 
     def _authorised(self, query: str, header_lines) -> bool:
-        token = self.service.token
+        token = self.token
         if not token:
             return True
         given = parse_qs(query).get("token", [""])[0]
@@ -267,8 +280,3 @@ class Dashboard:
                 self._stream_write(writer, b": keepalive\n\n")
         finally:
             self.streams.discard(writer)
-
-
-def serve(service, listen: str) -> Dashboard:
-    """Start the dashboard server on its own thread; raises OSError when it cannot listen."""
-    return Dashboard(service, listen).start()

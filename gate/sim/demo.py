@@ -162,7 +162,7 @@ def main(args) -> int:
     from gate.camera import SimulatedSource
     from gate.config import parse
     from gate.core.storage import GateFiles
-    from gate.house.service import HouseService
+    from gate.house.build import build_house
     from gate.scanner import Scanner
     from gate.state.tickets import TicketStore
 
@@ -191,7 +191,7 @@ def main(args) -> int:
                       f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nkeepalive = 5\n'
                       f'[storage]\ndir = "{work}/house"\n'
                       f'[signing]\nlist_signing_key = "{list_key}"\nvenue_secret = "{secret}"\n')
-        house = HouseService(parse(house_text, "demo-house"))
+        house = build_house(parse(house_text, "demo-house"))
         try:
             house.start()
         except OSError as exc:

@@ -40,6 +40,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS tickets_code_hash ON tickets(code_hash);
 CREATE TABLE IF NOT EXISTS revoked (ticket_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS list_series (series TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS staff_revoked (card_id TEXT PRIMARY KEY, until INTEGER NOT NULL);
 """
 USED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS used.used (
@@ -291,6 +292,26 @@ class TicketStore:
 
     def is_revoked(self, ticket_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM revoked WHERE ticket_id=?", (ticket_id,)).fetchone() is not None
+
+    # -- revoked staff cards: kept from every list that named them, until the card has expired --
+    def revoke_staff_cards(self, entries: Iterable[tuple[str, int]], now_s: int) -> int:
+        """Add revoked staff cards [(card id, until)] (a later list without them does not lift them:
+        the house and the box office publish lists of their own); drops those past their end."""
+        db = self.db
+        db.execute("BEGIN")   # the first statement writes tickets.db only (see swap())
+        try:
+            db.execute("DELETE FROM staff_revoked WHERE until<?", (now_s,))
+            n = db.executemany("INSERT INTO staff_revoked VALUES (?, ?) ON CONFLICT(card_id) DO UPDATE "
+                               "SET until=max(until, excluded.until)",
+                               [(c, u) for c, u in entries if u >= now_s]).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return n
+
+    def staff_card_revoked(self, card_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM staff_revoked WHERE card_id=?", (card_id,)).fetchone() is not None
 
     # -- the record of use (the scan loop's) --------------------------------------------
     def history(self, ticket_id: str, mode: str = "live") -> History:

@@ -6,7 +6,9 @@ a list is verified (signature by one of `[signing] list_keys`, this venue), put
 in order against what the gate has (gate/boxoffice/lists.py: `judge`), then
 decoded row by row straight into one transaction: the scan loop keeps reading
 the old list until the commit, and never waits for it (its writes go to
-another file, see gate/state/tickets.py). Anything else is ignored, counted by kind,
+another file, see gate/state/tickets.py). The staff cards a list revokes are in force
+from the moment it is verified (ordered or not: a revocation only takes away), and stay so whichever list comes next
+(until the cards expire). Anything else is ignored, counted by kind,
 logged at WARNING and reported in the gate's health (`ticket_lists`).
 """
 
@@ -85,6 +87,10 @@ class TicketUpdater(LatestOnly):
         except PayloadError as exc:
             return self._refuse(guard, exc.kind, str(exc))
         now = now_ms() if now is None else now
+        if header.staff_revoked:
+            # Revocations only ever take away, so any genuine list for this venue adds its own, in order
+            # or not (a publisher whose clock is behind still revokes), before the tickets are swapped in.
+            store.revoke_staff_cards(header.staff_revoked, now // 1000)
         current = store.list_state()
         why = judge(header, store.seen_seq(header.series), current, now, clock_synchronised())
         if why in QUIET:
@@ -108,9 +114,11 @@ class TicketUpdater(LatestOnly):
         store.note_seen(header.series, header.seq)
         with guard._lock:
             guard.applied = {"series": header.series, "seq": header.seq, "issued": header.issued,
-                             "key": header.key, "tickets": header.tickets, "revoked": header.revoked}
-        log.info("ticket list %s/%d applied in %.2f s: %d tickets, %d revoked (data version %d)",
-                 header.series, header.seq, time.monotonic() - t0, header.tickets, header.revoked, version)
+                             "key": header.key, "tickets": header.tickets, "revoked": header.revoked,
+                             "staff_revoked": len(header.staff_revoked)}
+        log.info("ticket list %s/%d applied in %.2f s: %d tickets, %d revoked, %d staff cards revoked "
+                 "(data version %d)", header.series, header.seq, time.monotonic() - t0, header.tickets,
+                 header.revoked, len(header.staff_revoked), version)
         if self.on_applied:
             self.on_applied(version)
         return True

@@ -1,0 +1,225 @@
+"""The house's composition root: one place reads the house's config and builds every part.
+
+Each `init_*` builds one part from config and hands it only what it needs, as the gate's
+gate/build.py does: the pretix link gets `mark_dirty`, a publish function and the inbox, not
+the house; the dashboard gets a snapshot function and its token; the state is shared only
+through its own locked methods. A build that fails part-way closes what it already opened.
+`HouseParts.start()` starts the threads, `close()` stops them in order.
+
+    parts = build_house(cfg)
+    parts.start()
+    ...
+    parts.close()
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from gate.boxoffice.keys import load_public_key
+from gate.boxoffice.staff import StaffVerifier
+from gate.bus.client import read_secret
+from gate.core.errors import ConfigError, GateError
+from gate.core.storage import HouseFiles
+from gate.house import uploads
+from gate.house.checkout import CheckOut
+from gate.house.ingest import Ingest
+from gate.house.intake import Intake
+from gate.house.lists import HouseLists
+from gate.house.log import AttendanceLog
+from gate.house.mqtt import HouseMqtt
+from gate.house.publisher import Publisher
+from gate.house.query import HouseQuery
+from gate.house.state import HouseState
+from gate.house.venuemode import VenueMode
+from gate.house.web import Dashboard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HouseParts:
+    """Everything the house is made of, built; `start()` runs it, `close()` undoes the build."""
+    cfg: Any
+    log: Optional[AttendanceLog] = None
+    state: Optional[HouseState] = None
+    checkout: Optional[CheckOut] = None
+    query: Optional[HouseQuery] = None
+    venue_mode: Optional[VenueMode] = None
+    lists: Optional[HouseLists] = None
+    bus: Optional[HouseMqtt] = None
+    publisher: Optional[Publisher] = None
+    intake: Optional[Intake] = None
+    pretix: Any = None               # PretixLink, when [pretix] url is set
+    web: Optional[Dashboard] = None
+    _closed: bool = False
+
+    @property
+    def connected(self):
+        """Set while the house is connected to the broker (a threading.Event)."""
+        if self.bus is None:
+            raise RuntimeError("this house was built for reading only (build_house(cfg, serve=False))")
+        return self.bus.connected
+
+    def api(self) -> dict:
+        """The `/api/house` object."""
+        if self.query is None:
+            raise RuntimeError("the house was not built")
+        return self.query.api()
+
+    def attendance(self) -> list[dict]:
+        """The attendance log for the box office's CRM (gate/house/attendance.py)."""
+        if self.query is None:
+            raise RuntimeError("the house was not built")
+        return self.query.attendance()
+
+    def start(self) -> None:
+        """Connect, start the workers, listen; raises OSError when the dashboard cannot listen."""
+        bus, intake, publisher, web = self.bus, self.intake, self.publisher, self.web
+        if bus is None or intake is None or publisher is None or web is None:
+            raise RuntimeError("this house was built for reading only (build_house(cfg, serve=False))")
+        bus.start()
+        intake.start()
+        publisher.start()
+        if self.pretix is not None:
+            self.pretix.start()
+        web.start()
+
+    def close(self) -> None:
+        """The dashboard first, then the workers, a clean `offline`, the broker, the log; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        steps = [("web", lambda p: p.close()), ("intake", lambda p: p.stop()), ("publisher", lambda p: p.stop()),
+                 ("bus", lambda p: p.say_offline()), ("pretix", lambda p: p.close()), ("bus", lambda p: p.close()),
+                 ("log", lambda p: p.close())]
+        for name, close in steps:
+            part = getattr(self, name)
+            if part is None:
+                continue
+            try:
+                close(part)
+            except Exception:
+                log.exception("closing the house's %s", name)
+
+
+def init_log(cfg) -> AttendanceLog:
+    attendance = AttendanceLog(HouseFiles.of(cfg.storage.dir).log)
+    if cfg.pretix.url:
+        try:
+            # Queued for pretix in the transaction that logs the scan: never one without the other.
+            attendance.db.executescript(uploads.SCHEMA)
+            attendance.on_store = uploads.enqueue
+        except BaseException:
+            attendance.close()
+            raise
+    return attendance
+
+
+def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut, mode: str = "live") -> HouseState:
+    """The counts rebuilt from the attendance log; `mode` is the venue's as last applied."""
+    state = HouseState(cfg.house.capacity, mode)
+    stored = list(attendance.events())   # held only while starting: the counts keep most of them anyway
+    n = state.restore(stored, attendance.holders())
+    for e in stored:
+        checkout.note(e)   # an entry from before the last check-out, stored after it, is checked out at the next look
+    if n:
+        log.info("restored %d scan events from the attendance log", n)
+    return state
+
+
+def init_token(cfg) -> str:
+    """The dashboard's token ("" = none asked for)."""
+    if not cfg.house.token_file:
+        return ""
+    token = read_secret(cfg.house.token_file, "GATE_DASHBOARD_TOKEN")
+    if not token:
+        # An empty token would mean no token at all: refuse rather than open the dashboard.
+        raise GateError(f"house.token_file: {cfg.house.token_file} is empty; refusing to serve the "
+                        "dashboard without its token")
+    return token
+
+
+def init_bus(cfg, state: HouseState) -> HouseMqtt:
+    venue = cfg.house.venue
+    return HouseMqtt(cfg.mqtt, venue, cfg.house.client_id or f"house-{venue}", state.drops)
+
+
+def init_pretix(cfg, state: HouseState, bus: HouseMqtt):
+    """The link to pretix, when `[pretix] url` is set (gate/house/pretix_link.py)."""
+    if not cfg.pretix.url:
+        return None
+    from gate.house.pretix_link import PretixLink
+    try:
+        return PretixLink(cfg, mark_dirty=state.mark_dirty, publish=bus.publish, inject=bus.inject)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(cfg.path, "pretix.token_file", 0, str(exc)) from None
+
+
+def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqtt, checkout: CheckOut,
+                lists: HouseLists, venue_mode: VenueMode, publisher: Publisher, pretix) -> Intake:
+    """The intake and what it hands messages on to: ticket lists, the venue's mode, gate reports."""
+    def on_tickets(payload: bytes) -> None:
+        if not payload:
+            return
+        tickets = lists.read(payload)   # None: not a newer list signed by a key we trust (counted)
+        if tickets is None:
+            return
+        holders = attendance.replace_holders(tickets)
+        state.set_holders(holders)
+        log.info("holder directory updated: %d tickets", len(holders))
+
+    def on_control(payload: bytes) -> None:
+        """The venue's mode (gate/house/venuemode.py), verified there; going live clears the rehearsal counts."""
+        mode = venue_mode.apply(payload)
+        if mode is not None:
+            state.set_mode(mode)
+            if bus.connected.is_set():
+                bus.say_online()   # the house's status says the mode it applied: `gate venue` waits for it
+        state.mark_dirty()
+
+    def on_report(gate: str, kind: str, obj: dict) -> None:
+        if state.gate_report(gate, kind, obj):
+            publisher.announce_gate(gate)
+
+    ingest = Ingest(cfg.house.venue, state, attendance, on_tickets=on_tickets, on_control=on_control,
+                    on_report=on_report)
+    return Intake(state, ingest, attendance, bus, checkout, on_admitted=publisher.admitted,
+                  on_stored=pretix.wake if pretix is not None else None)
+
+
+def build_house(cfg, *, serve: bool = True) -> HouseParts:
+    """Build every part of the house that `cfg` describes. `serve=False`: only the attendance
+    log and the counts rebuilt from it (for an export beside a running house)."""
+    parts = HouseParts(cfg)
+    try:
+        parts.log = attendance = init_log(cfg)
+        parts.checkout = checkout = CheckOut(attendance.db, cfg.house.checkout)
+        if not serve:
+            parts.state = state = init_state(cfg, attendance, checkout)
+            parts.query = HouseQuery(cfg.house.venue, state, attendance)
+            return parts
+        token = init_token(cfg)
+        parts.venue_mode = venue_mode = VenueMode(
+            attendance.db, StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys], cfg.venue))
+        parts.state = state = init_state(cfg, attendance, checkout, venue_mode.mode)
+        parts.lists = lists = HouseLists(cfg)
+        parts.bus = bus = init_bus(cfg, state)
+        parts.pretix = pretix = init_pretix(cfg, state, bus)
+        parts.publisher = publisher = Publisher(cfg.house.venue, state, bus.publish, bus.connected)
+        parts.intake = init_intake(cfg, state, attendance, bus, checkout, lists, venue_mode, publisher,
+                                   pretix)
+        parts.query = query = HouseQuery(cfg.house.venue, state, attendance, ticket_lists=lists.report,
+                                         pretix=pretix.status if pretix is not None else None)
+        parts.web = web = Dashboard(query.api, cfg.house.listen, token)
+        # The callbacks that close the circle: paho's thread tells the publisher, the publisher the dashboards.
+        bus.on_online = publisher.online
+        bus.on_ha_config = publisher.config_seen
+        bus.status_extra = venue_mode.status
+        publisher.on_published = web.notify
+    except BaseException:
+        parts.close()
+        raise
+    return parts
