@@ -119,3 +119,25 @@ def readonly_uri(path) -> str | None:
         if path.with_name(path.name + "-wal").exists():
             raise   # immutable would read around the WAL's rows: better to say we cannot read it
     return uri + "&immutable=1"
+
+
+def connect_readonly(path, schema: str = "", **kw) -> sqlite3.Connection:
+    """The database at `path` for reading on read-only storage (`readonly_uri`); an empty one in memory,
+    made with `schema`, when there is no such file."""
+    uri = readonly_uri(path)
+    db = sqlite3.connect(uri or ":memory:", uri=True, **kw)
+    if uri is None and schema:
+        db.executescript(schema)
+    return db
+
+
+def attach_readonly(db: sqlite3.Connection, path, name: str, schema: str = "") -> None:
+    """Attach the database at `path` as `name`, for reading on read-only storage (an empty one in memory,
+    made with `schema`'s statements, when there is no such file). `db` must have been opened with uri=True."""
+    uri = readonly_uri(path)
+    db.execute(f"ATTACH DATABASE ? AS {name}", (uri or ":memory:",))
+    if uri is None:
+        for stmt in schema.split(";"):
+            if stmt.strip():
+                db.execute(stmt)
+

@@ -42,10 +42,7 @@ class Outbox:
         self.readonly = readonly
         if readonly:
             # Read-only storage: what is in it can still be sent; nothing new is written, nothing deleted.
-            uri = recovery.readonly_uri(self.path)
-            self.db = sqlite3.connect(uri or ":memory:", uri=True, isolation_level=None, check_same_thread=False)
-            if uri is None:
-                self.db.executescript(SCHEMA)
+            self.db = recovery.connect_readonly(self.path, SCHEMA, isolation_level=None, check_same_thread=False)
             self.set_aside = None
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -119,20 +119,8 @@ class TicketStore:
     def _open_readonly(self) -> None:
         """On read-only storage: the list and the record of use as they are, for reading (a file that is
         not there reads as empty). Writes fail with SQLite's `readonly` error; the callers count them."""
-        uri = recovery.readonly_uri(self.path)
-        self.db = sqlite3.connect(uri or ":memory:", uri=True, check_same_thread=False, isolation_level=None)
-        try:
-            if uri is None:
-                self.db.executescript(SCHEMA)
-            used = recovery.readonly_uri(self.used_path)
-            self.db.execute("ATTACH DATABASE ? AS used", (used or ":memory:",))
-            if used is None:
-                for stmt in USED_SCHEMA.split(";"):
-                    if stmt.strip():
-                        self.db.execute(stmt)
-        except BaseException:
-            self.db.close()
-            raise
+        self.db = recovery.connect_readonly(self.path, SCHEMA, check_same_thread=False, isolation_level=None)
+        recovery.attach_readonly(self.db, self.used_path, "used", USED_SCHEMA)
         key = self._meta("ref_key")
         self.ref_key = bytes.fromhex(key) if key else os.urandom(32)
         self._hasher, self._hasher_version = None, None
