@@ -59,7 +59,9 @@ RESEND_DEDUPE_S = 2.0      # a seq resent this recently is not resent again (the
 # could be used again there: the bursts allow a night offline; the sustained rates bound a flood.
 REMOTE_RATE, REMOTE_BURST = 500, 20_000
 REMOTE_GATE_RATE, REMOTE_GATE_BURST = 100, 10_000
-MAX_REMOTE_GATES = 256
+# Other gates tracked for those rates. A venue of several bridged entrances runs hundreds of lanes (issue 24:
+# 400), and a gate that stops tracking senders drops their scans: tickets used there stay usable here.
+MAX_REMOTE_GATES = 1024
 REMOTE_RESULTS = frozenset(("admitted", "exited", "annulled"))   # the only ones that change a ticket's use
 
 

@@ -393,3 +393,32 @@ def test_boxoffice_a_second_command_at_once_ends_the_first_in_words_without_a_tu
     finally:
         first.close()
         second.close()
+
+
+def test_boxoffice_doctor_never_takes_over_a_running_house_or_empties_its_backlog(tmp_path, venue):
+    """`gate doctor -c house.toml` on the house's own box: it reaches the broker (TLS, MQTT) without
+    logging in as `house`, so the running house stays connected and a backlog queued while it is down
+    survives a doctor run."""
+    path = tmp_path / "door-a-outbox.db"
+    gcfg = venue.gate("door-a")
+    outbox = Outbox(path)
+    link = GateLink(parse(gcfg.read_text(), str(gcfg)), path, profile="turnstile")
+    link.start()
+    house = _house(venue)
+    try:
+        assert link.connected.wait(10)
+        r = run_gate_cli("doctor", "-c", str(venue.house()))
+        assert "OK   broker   reached broker localhost" in r.stdout and "not tried" in r.stdout, r.stdout + r.stderr
+        assert house.connected.is_set() and "closing old connection" not in venue.log()
+        house.close()
+        _scans(outbox, "D", 7)
+        wait_for(lambda: outbox.depth() == 0, what="acknowledged by the broker")
+        r = run_gate_cli("doctor", "-c", str(venue.house()))
+        assert "OK   broker" in r.stdout, r.stdout
+        house = _house(venue)
+        wait_for(lambda: house.api()["events"] and house.api()["events"][0]["admitted"] == 7, 20,
+                 what="the backlog queued while the house was down, delivered after doctor ran")
+    finally:
+        house.close()
+        link.close(drain_s=0)
+        outbox.close()
