@@ -85,6 +85,9 @@ class GateLink(Worker):
         self.on_tickets = on_tickets
         self.on_control = on_control
         self.state: dict = {}              # what the status topic says besides online/offline (mode, latch)
+        # report() (the loop) and _on_connect (the network thread) take turns: a change reported while the
+        # connection is being made is either in the status _on_connect publishes or published by report().
+        self._status_lock = threading.Lock()
         self.health = health
         self.health_every = health_every
         self.connected = threading.Event()
@@ -122,9 +125,10 @@ class GateLink(Worker):
     def report(self, **state) -> None:
         """Say on the retained status topic what the gate is doing (its mode, an out-of-order latch).
         Called from the loop: paho only queues the publish."""
-        self.state = {**self.state, **state}   # replaced whole: the network thread may be reading it
-        if self.connected.is_set():
-            self.client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
+        with self._status_lock:   # only queues: held for as long as paho takes to queue a message
+            self.state = {**self.state, **state}   # replaced whole: the network thread may be reading it
+            if self.connected.is_set():
+                self.client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
 
     def start(self) -> None:
         m = self.cfg.mqtt
@@ -140,14 +144,15 @@ class GateLink(Worker):
         log.info("connected to %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
         client.reconnect_delay_set(1, 1)   # back to the LAN's quick retry (a takeover lengthened it)
         self.identity.connected()
-        # Our own status first, before we publish ours: the retained one says who spoke last under our id.
-        client.subscribe([(topics.status(self.venue, self.gate), 1), (topics.scans(self.venue), 1),
-                          (topics.tickets(self.venue), 1), (topics.resend(self.venue, self.gate), 1),
-                          (topics.control(self.venue), 1)])
-        client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
-        self._gen += 1
-        self.disconnected_since = None
-        self.connected.set()
+        with self._status_lock:
+            # Our own status first, before we publish ours: the retained one says who spoke last under our id.
+            client.subscribe([(topics.status(self.venue, self.gate), 1), (topics.scans(self.venue), 1),
+                              (topics.tickets(self.venue), 1), (topics.resend(self.venue, self.gate), 1),
+                              (topics.control(self.venue), 1)])
+            client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
+            self._gen += 1
+            self.disconnected_since = None
+            self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         client.report.on_disconnect(reason_code)

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -78,14 +77,13 @@ def test_disk_full_reserve_then_no_release_without_a_record(tmp_path, small_disk
         fill(small_disk, "runaway.log")
         v, e = verdict_for(s, "CODE-0001")            # the reserve makes room: recorded, released
         assert v.admitted and e.seq == 1
-        time.sleep(0.3)
-        assert pulses(relay) == 1
+        wait_for(lambda: pulses(relay) == 1 and not relay.state, what="one release, over")
         assert any("released the 4 MB outbox reserve" in r.getMessage() for r in caplog.records)
         fill(small_disk, "runaway2.log")               # and now nothing is left
+        released = s.turnstile.released_until
         v, e = verdict_for(s, "CODE-0002")
         assert v.admitted and e.seq == 0               # decided and shown, but not on disk ...
-        time.sleep(0.3)
-        assert pulses(relay) == 1                      # ... so the turnstile stays shut
+        assert s.turnstile.released_until == released and pulses(relay) == 1   # ... so no release was asked for
         said = [r.getMessage() for r in caplog.records if "DISK FULL" in r.getMessage()]
         assert len(said) == 1 and "do not release the turnstile" in said[0]
         s.capture.camera_ok = True                     # (frames are handed in directly, not captured)
@@ -96,9 +94,8 @@ def test_disk_full_reserve_then_no_release_without_a_record(tmp_path, small_disk
         assert v.result == "rejected" and e.seq == 0
         (small_disk / "runaway.log").unlink()          # someone frees space
         v, e = verdict_for(s, "CODE-0005")
-        assert v.admitted and e.seq == 2
-        time.sleep(0.3)
-        assert pulses(relay) == 2 and not s.admission.disk_full
+        assert v.admitted and e.seq == 2 and not s.admission.disk_full
+        wait_for(lambda: pulses(relay) == 2 and not relay.state, what="the release once there is room")
     finally:
         s.close()
     # Restart on a full disk: comes up (the reserve, made again at start, is given up) and says why.
@@ -170,13 +167,12 @@ def test_disk_read_only_storage_decides_shows_and_never_releases(tmp_path, small
         s.parts.updater.start()
         s.link.start()
         wait_for(lambda: col.on("gate/hall/door-a/scan"), what="the outbox's event sent from read-only storage")
-        pulses_before = pulses(relay)
+        pulses_before, released = pulses(relay), s.turnstile.released_until
         v, e = verdict_for(s, "CODE-0001")            # its record of use is read: used already
         assert (v.result, v.reason, e.seq) == ("rejected", "already_used", 0)
         v, e = verdict_for(s, "CODE-0005")            # admissible, decided and shown ...
         assert v.admitted and e.seq == 0               # ... but not on disk,
-        time.sleep(0.3)
-        assert pulses(relay) == pulses_before          # so the turnstile stays shut
+        assert s.turnstile.released_until == released and pulses(relay) == pulses_before   # so no release asked
         msgs = [r.getMessage() for r in caplog.records if "STORAGE READ-ONLY:" in r.getMessage() and "not recorded"
                 in r.getMessage()]
         assert len(msgs) == 1 and "do not release the turnstile" in msgs[0]

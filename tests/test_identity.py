@@ -30,7 +30,8 @@ from gate.house.doors import DoorWatch
 from gate.identity import TAKEOVER_FIRST_S
 from gate.link import GateLink
 from tests.conftest import GATE_TOML, TICKETS_CSV, run_gate_cli, wait_for
-from tests.test_broker_identity import V5, venue  # noqa: F401 (venue is a fixture)
+from tests.test_broker_identity import venue  # noqa: F401 (a fixture: the broker `gate broker config` writes)
+from tests.venue_broker import V5
 
 pytest.importorskip("serial", reason="the gates read codes from a serial scanner here (pip install 'gate[serial]')")
 

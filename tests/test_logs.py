@@ -22,8 +22,7 @@ from gate.scanner import Scanner
 from gate.sim.render import compose
 from gate.state.tickets import TicketStore
 from gate.state.updater import ListGuard, TicketUpdater
-from tests.conftest import gate_config, wait_for
-from tests.test_mqtt import _publish_raw, api, house_config
+from tests.conftest import api, gate_config, house_config, publish_raw, publish_retained, wait_for
 
 EMPTY = compose(None, "empty", rng=np.random.default_rng(2))
 
@@ -38,13 +37,7 @@ def control(key, action, issued=None):
 
 
 def publish_control(port, payload):
-    import paho.mqtt.client as mqtt
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="box-office")
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    c.publish("gate/hall/control", payload, qos=1, retain=True).wait_for_publish(5)
-    c.disconnect()
-    c.loop_stop()
+    publish_retained(port, "gate/hall/control", payload)
 
 
 def loud(caplog, prefix):
@@ -81,7 +74,7 @@ def test_logs_house_restart_is_quiet_forged_control_messages_warn(tmp_path, brok
         wait_for(lambda: [r for r in caplog.records if "venue control message again" in r.getMessage()],
                  what="the retained message heard again")
         assert api(cfg)["mode"] == "test"
-        _publish_raw(broker.port, "gate/hall/control", [control(key, "live", int(time.time()) - 3600)])
+        publish_raw(broker.port, "gate/hall/control", [control(key, "live", int(time.time()) - 3600)])
         wait_for(lambda: [r for r in caplog.records if "an older venue control message" in r.getMessage()],
                  what="the older one seen")
         assert [r.levelno for r in caplog.records if "older venue control" in r.getMessage()] == [logging.INFO]
@@ -89,9 +82,9 @@ def test_logs_house_restart_is_quiet_forged_control_messages_warn(tmp_path, brok
         assert not loud(caplog, "gate.boxoffice"), [r.getMessage() for r in loud(caplog, "gate.boxoffice")]
         # Forgeries: each a WARNING naming why, with the count.
         for why, make in FORGERIES.items():
-            _publish_raw(broker.port, "gate/hall/control", [make(key)])
+            publish_raw(broker.port, "gate/hall/control", [make(key)])
             wait_for(lambda why=why: [r for r in loud(caplog, "gate") if why in r.getMessage()], what=why)
-        _publish_raw(broker.port, "gate/hall/control", [FORGERIES["malformed (not Base45)"](key)])
+        publish_raw(broker.port, "gate/hall/control", [FORGERIES["malformed (not Base45)"](key)])
         wait_for(lambda: house.venue_mode.refused == 7, what="all refused (2 routine, 5 forged)")
         said = [r.getMessage() for r in loud(caplog, "gate")]
         assert len(said) == 4, said   # the second of a kind is counted, not logged again within a minute
@@ -133,7 +126,7 @@ def test_logs_gate_reconnect_is_quiet_forged_control_message_warns(tmp_path, bro
                  what="the retained message after the reconnect")
         assert not loud(caplog, "gate"), [r.getMessage() for r in loud(caplog, "gate")]
         assert [r.levelno for r in caplog.records if "disconnected from broker" in r.getMessage()] == [logging.INFO]
-        _publish_raw(broker.port, "gate/hall/control", [control(Ed25519PrivateKey.generate(), "live")])
+        publish_raw(broker.port, "gate/hall/control", [control(Ed25519PrivateKey.generate(), "live")])
         wait_for(lambda: loud(caplog, "gate"), what="the forgery warned")
         [w] = loud(caplog, "gate")
         assert "refused a venue control message: signed by a key this venue does not trust" in w.getMessage()

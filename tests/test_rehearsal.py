@@ -10,7 +10,6 @@ import json
 import time
 
 import numpy as np
-import paho.mqtt.client as mqtt
 
 from gate.boxoffice.keys import load_private_key, new_keypair
 from gate.boxoffice.staff import sign_control
@@ -22,8 +21,7 @@ from gate.feedback import IDLE, Feedback
 from gate.scanner import Scanner
 from gate.sim.render import compose
 from gate.state.tickets import TicketStore
-from tests.conftest import Collector, gate_config, wait_for
-from tests.test_mqtt import api, house  # noqa: F401 (house is a fixture)
+from tests.conftest import Collector, api, gate_config, publish_retained, wait_for
 
 R, G, B, BUZ = 17, 27, 22, 23
 
@@ -120,20 +118,16 @@ def test_rehearsal_shows_at_the_door_while_idle_after_each_verdict_and_on_the_di
 
 
 def status(port, gate, **body):
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"as-{gate}-{time.monotonic_ns()}")
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    c.publish(f"gate/hall/{gate}/status", json.dumps({"state": "online", "profile": "turnstile", "version": "t",
-                                                       **body}), qos=1, retain=True).wait_for_publish(5)
-    c.disconnect()
-    c.loop_stop()
+    """A gate's retained status, as that gate would publish it."""
+    publish_retained(port, f"gate/hall/{gate}/status", json.dumps(
+        {"state": "online", "profile": "turnstile", "version": "t", **body}), client_id=f"as-{gate}")
 
 
 def gate_entry(cfg, gate):
     return next((g for g in api(cfg)["gates"] if g["gate"] == gate), None)
 
 
-def test_rehearsal_each_door_mode_at_the_house_and_a_door_unlike_the_venue_is_flagged(broker, house):  # noqa: F811
+def test_rehearsal_each_door_mode_at_the_house_and_a_door_unlike_the_venue_is_flagged(broker, house):
     col = Collector(broker.port, "gate/hall/house/doors", "homeassistant/binary_sensor/+/config")
     try:
         wait_for(house.connected.is_set, what="house connected")
