@@ -101,10 +101,11 @@ def init_feedback(cfg, pin_factory) -> Feedback:
 
 
 def init_door(parts: GateParts, pin_factory) -> None:
-    cfg, control = parts.cfg, parts.control
+    cfg, control, feedback = parts.cfg, parts.control, parts.feedback
+    assert feedback is not None, "the feedback is built before the door"
     if cfg.gate.profile == "turnstile":
         from gate.door.turnstile import Turnstile
-        parts.turnstile = Turnstile(cfg.turnstile, parts.feedback.release, pin_factory=pin_factory,
+        parts.turnstile = Turnstile(cfg.turnstile, feedback.release, pin_factory=pin_factory,
                                     on_annul=lambda adm: control.put(NobodyPassed(adm)),
                                     on_exit_passage=lambda: control.put(ExitPassage(now_ms())),
                                     on_free_passage=lambda on: control.put(FreePassage(on)),
@@ -113,8 +114,12 @@ def init_door(parts: GateParts, pin_factory) -> None:
         from gate.door.turnstile import ScanRate, Trigger
         rate = parts.rate = ScanRate(parts.source, cfg.camera.fps, cfg.camera.idle_fps)
         # Full rate at once on a press (from the pin thread), not one idle frame later.
+
+        def pressed(on: bool) -> None:
+            if on:
+                rate.set(True)
         parts.trigger = Trigger(cfg.handheld.trigger_pin, cfg.handheld.linger_s, pin_factory=pin_factory,
-                                on_change=lambda on: on and rate.set(True), long_press_s=cfg.handheld.long_press_s,
+                                on_change=pressed, long_press_s=cfg.handheld.long_press_s,
                                 on_long_press=lambda: control.put(ModeButton()))
         if cfg.handheld.mode_pin is not None:
             from gpiozero import Button
@@ -133,11 +138,12 @@ def init_link(parts: GateParts) -> None:
     """The MQTT side and the ticket-list updater: both talk to the loop through `control`."""
     from gate.link import GateLink
     from gate.state.updater import ListGuard, TicketUpdater
-    cfg, control = parts.cfg, parts.control
+    cfg, control, files = parts.cfg, parts.control, parts.files
+    assert files is not None, "the storage is named before the link is built"
     # A list is applied only when signed by one of [signing] list_keys, for this venue.
-    parts.updater = TicketUpdater(parts.files.tickets, on_applied=lambda v: control.put(TicketDataApplied(v)),
+    parts.updater = TicketUpdater(files.tickets, on_applied=lambda v: control.put(TicketDataApplied(v)),
                                   guard=ListGuard.from_config(cfg))
-    parts.link = GateLink(cfg, parts.files.outbox, profile=cfg.gate.profile,
+    parts.link = GateLink(cfg, files.outbox, profile=cfg.gate.profile,
                           on_remote_scan=lambda e: control.put(RemoteScan(e)), on_tickets=parts.updater.offer,
                           on_control=lambda payload: control.put(VenueControl(payload)), instance=parts.instance,
                           on_clash=lambda why: control.put(IdentityClash(why)), readonly=parts.disk.readonly)

@@ -21,8 +21,9 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Optional
+from typing import Any, Callable, Optional
 
+from gate.admission import Admission
 from gate.build import GateParts, build_gate
 from gate.core import systemd
 from gate.core.clock import clock_synchronised, now_ms
@@ -40,9 +41,16 @@ from gate.core.events import (
     VenueControl,
     Verdict,
 )
+from gate.decode import Debouncer, Decoder
+from gate.feedback import Feedback
+from gate.modes import GateMode
+from gate.resolve import Resolver
 from gate.sources.capture import Capture
 from gate.sources.readers import CodeCapture, CodeSource
 from gate.state.health import cpu_temperature, percentile
+from gate.state.outbox import Outbox
+from gate.state.remote import RemoteScans
+from gate.state.tickets import TicketStore
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +65,23 @@ class ScanLoop:
         self.cfg = parts.cfg
         self.gate = parts.cfg.gate
         self.source = parts.source
-        self.store, self.outbox = parts.store, parts.outbox
-        self.feedback, self.admission = parts.feedback, parts.admission
+        # build_gate() builds every one of these or raises: a GateParts the loop gets is whole
+        store, outbox, feedback, admission = parts.store, parts.outbox, parts.feedback, parts.admission
+        modes, remote, decoder, debounce, resolver = parts.modes, parts.remote, parts.decoder, parts.debounce, parts.resolver
+        assert (store is not None and outbox is not None and feedback is not None and admission is not None
+                and modes is not None and remote is not None and decoder is not None and debounce is not None
+                and resolver is not None), "GateParts not built by build_gate()"
+        self.store: TicketStore = store
+        self.outbox: Outbox = outbox
+        self.feedback: Feedback = feedback
+        self.admission: Admission = admission
+        self.modes: GateMode = modes
+        self.remote: RemoteScans = remote
+        self.decoder: Decoder = decoder
+        self.debounce: Debouncer = debounce
+        self.resolver: Resolver = resolver
         self.turnstile, self.trigger, self.link = parts.turnstile, parts.trigger, parts.link
         self.stop = stop or threading.Event()
-        self.modes = parts.modes
         self.capture = (CodeCapture(parts.source) if isinstance(parts.source, CodeSource)
                         else Capture(parts.source, self.cfg.camera.stall_s))
         self.camera_lost_at: Optional[float] = None
@@ -77,11 +97,12 @@ class ScanLoop:
         self._reserve_check = 0.0
         self.has_data = self._has_data()
         self.data_version = self.store.version
-        self._handlers = {NobodyPassed: self.admission.nobody_passed, ExitPassage: self.admission.exit_passage,
-                          RemoteScan: parts.remote.offer, FreePassage: self._free_passage,
-                          TicketDataApplied: self._data_applied, DoorFault: self.admission.door_fault,
-                          VenueControl: self.admission.venue_control, ModeButton: self.admission.mode_button,
-                          IdentityClash: self.admission.identity_clash}
+        self._handlers: dict[type, Callable[[Any], object]] = {
+            NobodyPassed: self.admission.nobody_passed, ExitPassage: self.admission.exit_passage,
+            RemoteScan: self.remote.offer, FreePassage: self._free_passage,
+            TicketDataApplied: self._data_applied, DoorFault: self.admission.door_fault,
+            VenueControl: self.admission.venue_control, ModeButton: self.admission.mode_button,
+            IdentityClash: self.admission.identity_clash}
         if self.link is not None:
             self.link.health = self.health
 
@@ -170,17 +191,17 @@ class ScanLoop:
                 return []
         t0 = time.perf_counter()
         try:
-            codes = self.parts.decoder.frame(frame.y, frame.main)
+            codes = self.decoder.frame(frame.y, frame.main)
         finally:
             frame.release()
         self.decode_ms.append((time.perf_counter() - t0) * 1000)
-        if not codes and self.parts.decoder.wants_focus():
+        if not codes and self.decoder.wants_focus():
             getattr(self.parts.source, "refocus", lambda: False)()   # continuous AF can stick; the camera bounds the rate
         out = []
         for code in codes:
             if self.trigger is not None and not self.trigger.wants_verdict():
                 break  # this press has had its verdict; what else is in view is not presented
-            if not self.parts.debounce.is_new(code.raw):
+            if not self.debounce.is_new(code.raw):
                 continue
             v = self.admission.present(code, frame.ts_ms)
             if v is not None:
@@ -190,7 +211,7 @@ class ScanLoop:
     def process_code(self, code: Code) -> Optional[Verdict]:
         """One code from a scanner that decodes by itself: the same debounce, then the admission."""
         self.processed += 1
-        if not self.parts.debounce.is_new(code.raw):
+        if not self.debounce.is_new(code.raw):
             return None
         return self.admission.present(code, now_ms())
 
@@ -202,7 +223,7 @@ class ScanLoop:
             except queue.Empty:
                 break
             self._handlers[type(msg)](msg)
-        self.parts.remote.apply()   # bounded work per pass, whatever other gates sent
+        self.remote.apply()   # bounded work per pass, whatever other gates sent
 
     def _free_passage(self, msg: FreePassage) -> None:
         self.free_passage = msg.active
@@ -223,7 +244,7 @@ class ScanLoop:
 
     def _has_data(self) -> bool:
         """A ticket list, or a key to verify signed tickets with: without either nothing can be admitted."""
-        return self.store.count() > 0 or bool(self.parts.resolver.verifiers)
+        return self.store.count() > 0 or bool(self.resolver.verifiers)
 
     def _update_faults(self) -> None:
         disk = self.parts.disk
@@ -325,10 +346,10 @@ class ScanLoop:
             "clock_synced": bool(self.clock_ok),
             "disk_free_mb": self.parts.disk.free_mb() if self.parts.disk else None,
             "disk_full": self.admission.disk_full, "unrecorded": self.admission.unrecorded,
-            "rejected_codes": vars(self.parts.resolver.rejects).copy(),
-            "malformed_payloads": {**(self.link.drops.snapshot() if self.link else {}), **self.parts.remote.drops},
+            "rejected_codes": vars(self.resolver.rejects).copy(),
+            "malformed_payloads": {**(self.link.drops.snapshot() if self.link else {}), **self.remote.drops},
             # other gates' admissions and exits this gate did not believe, by gate (gate/state/remote.py)
-            "implausible": self.parts.remote.implausible if self.parts.remote else {},
+            "implausible": self.remote.implausible,
             # which signed list this gate runs, and the lists it ignored (unsigned, unknown key, replayed...)
             "ticket_lists": self.parts.updater.guard.report() if self.link else {},
         }

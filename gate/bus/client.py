@@ -91,8 +91,9 @@ def make_client(m, client_id: str, *, clean_session: bool = True, will=None,
     if will:
         c.will_set(*will)
     c.reconnect_delay_set(1, 1)  # a few gates on a LAN: retry every second, back quickly after an outage
-    c.report = ConnectionReport(m)
-    c.on_connect_fail = c.report.on_connect_fail
+    report = ConnectionReport(m)
+    c.report = report  # type: ignore[attr-defined]  # paho's Client has no slot for it; every owner reads c.report
+    c.on_connect_fail = report.on_connect_fail
     return c
 
 

@@ -127,7 +127,7 @@ def _ticket_lists(tl) -> dict:
     """Which signed list the gate runs ("series/seq") and how many lists it ignored."""
     if type(tl) is not dict:
         return {}
-    out = {}
+    out: dict = {}
     applied = tl.get("applied")
     if type(applied) is dict and values.is_id(applied.get("series")) \
             and type(applied.get("seq")) is int and 0 < applied["seq"] < 2 ** 53:

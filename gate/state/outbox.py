@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import uuid
 from pathlib import Path
+from typing import Optional
 
 from gate.bus.codec import pack_scan
 from gate.core import sqlitefile as recovery
@@ -36,7 +37,7 @@ class Outbox:
 
     def __init__(self, path, readonly: bool = False):
         self.path = Path(path)
-        self._sync = None
+        self._sync: Optional[bool] = None
         self._lock = threading.Lock()
         self.on_full = None   # called when the disk is full; True if it made room (gate/state/diskspace.py)
         self.readonly = readonly

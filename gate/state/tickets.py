@@ -107,7 +107,7 @@ class TicketStore:
         if key is None:
             key = os.urandom(32).hex()
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('ref_key', ?)", (key,))
-            key = self._meta("ref_key")
+            key = self._meta("ref_key") or key
         self.ref_key = bytes.fromhex(key)   # for references to unknown codes (gate/resolve.py)
         self._hasher, self._hasher_version = None, None
 
