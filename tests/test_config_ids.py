@@ -81,7 +81,7 @@ def test_config_ids_every_fixed_topic_level_is_reserved():
             fixed_event_levels.add(parts[3])
     assert {ids.HOUSE, ids.TICKETS, ids.CONTROL} <= fixed_gate_levels
     assert fixed_gate_levels <= set(ids.RESERVED_GATE_IDS)
-    assert {ids.STATUS, ids.ALERTS} == fixed_event_levels
+    assert {ids.STATUS, ids.ALERTS, ids.ACTIVE} == fixed_event_levels
     assert fixed_event_levels <= set(ids.RESERVED_EVENTS)
 
 

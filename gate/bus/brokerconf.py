@@ -13,7 +13,7 @@ rewritten from what is asked for):
     roster.json             the venue, gates and dashboards configured so far: a later run adds to them
                             (to retire a gate, remove it here and delete its users/NAME.password)
 
-Users: one per gate (its gate id), `house`, `boxoffice`, and read-only
+Users: one per gate (its gate id), `house` (and `house-standby`), `boxoffice`, and read-only
 dashboards. `use_username_as_clientid` makes a client's id its user name, so
 nobody can connect as `door-a` (and push the real door-a off) without
 door-a's password. The ACL lists each user's topics explicitly rather than
@@ -39,6 +39,10 @@ from gate.core import ids
 from gate.core.errors import GateError
 
 HOUSE, BOXOFFICE = ids.HOUSE, ids.BOXOFFICE   # broker users beside the gates
+# A second house (`[house] standby = true`) has a user of its own with the same rights: the broker cannot
+# grant publishing by turn, so the standby's software holds it back until the first is gone (gate/house/election.py).
+HOUSE_STANDBY = ids.HOUSE_STANDBY
+HOUSES = (HOUSE, HOUSE_STANDBY)
 PBKDF2_ITERATIONS = 101   # what mosquitto_passwd 2.0 writes (and so what the broker expects to check quickly)
 CERT_DAYS = 10 * 365
 
@@ -67,13 +71,14 @@ def acl_text(venue: str, gates: list[str], dashboards: list[str]) -> str:
                 f"topic write {topics.health(venue, g)}",
                 f"topic read {topics.scans(venue)}", f"topic read {topics.tickets(venue)}",
                 f"topic read {topics.resend(venue, g)}", f"topic read {topics.control(venue)}", ""]
-    out += ["# the house: reads the whole venue; writes its counts and status, discovery for Home Assistant,",
-            "# resend requests, ticket lists (from its pretix sync), and the scans of the pseudo-gate",
-            "# `pretix` (check-ins recorded in pretix by something other than a gate).",
-            f"user {HOUSE}", f"topic read {root}/#", f"topic write {root}/house/#",
-            f"topic write {root}/+/resend", f"topic write {topics.tickets(venue)}",
-            f"topic write {topics.scan(venue, ids.PRETIX)}", "topic write homeassistant/#", "",
-            "# the box office: publishes the (signed) ticket list.",
+    for house in HOUSES:
+        out += [f"# the house ({house}): reads the whole venue; writes its counts, status and claim, discovery",
+                "# for Home Assistant, resend requests, ticket lists (from its pretix sync), and the scans of the",
+                "# pseudo-gate `pretix` (check-ins recorded in pretix by something other than a gate).",
+                f"user {house}", f"topic read {root}/#", f"topic write {root}/house/#",
+                f"topic write {root}/+/resend", f"topic write {topics.tickets(venue)}",
+                f"topic write {topics.scan(venue, ids.PRETIX)}", "topic write homeassistant/#", ""]
+    out += ["# the box office: publishes the (signed) ticket list.",
             f"user {BOXOFFICE}", f"topic readwrite {topics.tickets(venue)}",
             f"topic readwrite {topics.control(venue)}", ""]   # `gate venue live|test`, signed with the staff key
     for d in dashboards:
@@ -229,7 +234,7 @@ def write_config(out, venue: str, gates: list[str], dashboards: list[str], hosts
     """Write (or update) everything in `out`; returns what was made."""
     if not values.is_id(venue):
         raise BrokerConfigError(f"venue {venue!r}: letters, digits, '_' and '-' only")
-    reserved = {HOUSE, BOXOFFICE}
+    reserved = {*HOUSES, BOXOFFICE}
     for kind, names in (("gate", gates), ("dashboard", dashboards)):
         for n in names:
             if not values.is_id(n):
@@ -254,13 +259,13 @@ def write_config(out, venue: str, gates: list[str], dashboards: list[str], hosts
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o750)
     _certificates(out, venue, hosts)
-    made = _passwords(out, gates + [HOUSE, BOXOFFICE] + dashboards)
+    made = _passwords(out, gates + [*HOUSES, BOXOFFICE] + dashboards)
     _write(out / "acl", acl_text(venue, gates, dashboards).encode(), 0o640)
     _write(out / "gate.conf", mosquitto_conf(out, port, bind).encode(), 0o644)
     _write(out / "roster.json", json.dumps({"venue": venue, "gates": gates, "dashboards": dashboards},
                                            indent=1).encode(), 0o640)
     return {"dir": str(out), "conf": str(out / "gate.conf"), "new_passwords": made,
-            "users": gates + [HOUSE, BOXOFFICE] + dashboards}
+            "users": gates + [*HOUSES, BOXOFFICE] + dashboards}
 
 
 def mqtt_section(out, user: str, host: str, port: int) -> str:
