@@ -122,7 +122,12 @@ class HouseMqtt:
         return self.raw_publish(topic, payload, qos, retain, properties)
 
     def flush_acks(self) -> None:
-        """Acknowledge to the broker what is committed (from whichever thread gets here first)."""
+        """Acknowledge to the broker what is committed (from whichever thread gets here first). Only on
+        an established connection: an ack queued while paho reconnects can go out before the CONNECT
+        (the broker then drops the connection); the broker redelivers unacknowledged messages under
+        the same ids, and they are acknowledged once the session is back."""
+        if not self.connected.is_set():
+            return
         while True:
             try:
                 mid, qos = self.ready_acks.popleft()
@@ -158,6 +163,7 @@ class HouseMqtt:
         """Connect again, with or without the last will on the house status (only the active house's
         connection may leave an `offline` behind). A clean disconnect: no will fires, and the persistent
         session keeps what arrives meanwhile; what was delivered and not yet acknowledged comes again."""
+        self.connected.clear()   # no acks on the way down (see flush_acks)
         self.client.disconnect()
         self.client.loop_stop()
         if will:
