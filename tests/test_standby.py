@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -22,6 +23,7 @@ from gate.bus.broker import PrivateBroker, free_port
 from gate.config import parse
 from gate.core.errors import ConfigError
 from gate.house import election as el
+from gate.house.build import build_house
 from gate.house.election import ACTIVATE, ACTIVE, CLAIM, CLAIMING, RECONNECT_WITH_WILL, SAY_ONLINE, STANDBY, YIELD
 from gate.house.standby import RetainedGuard
 from gate.link import GateLink
@@ -419,3 +421,44 @@ def test_standby_takes_over_within_10s_of_a_kill_and_every_event_counts_once(tmp
         rec.close()
         link.close()
         outbox.close()
+
+
+# -- the dashboards say which house is active ---------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _plain_house(tmp_path, port, name: str, standby: bool):
+    text = (f'[house]\nvenue = "hall"\nlisten = "127.0.0.1:{free_port()}"\ncapacity = {{ "eve" = 100 }}\n'
+            f'standby = {str(standby).lower()}\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nkeepalive = 5\n'
+            f'[storage]\ndir = "{tmp_path / name}"\n')
+    return parse(text, str(tmp_path / f"{name}.toml"))
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+def test_standby_dashboards_say_which_house_is_active(tmp_path, broker):
+    from playwright.sync_api import sync_playwright
+    first = build_house(_plain_house(tmp_path, broker.port, "first", standby=False))
+    second = build_house(_plain_house(tmp_path, broker.port, "second", standby=True))
+    try:
+        first.start()
+        wait_for(lambda: first.api()["houses"]["role"] == "active", what="the first house active")
+        second.start()
+        wait_for(lambda: second.api()["houses"]["role"] == "standby", what="the second house standing by")
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+            pages = {}
+            for name, house in (("first", first), ("second", second)):
+                pages[name] = b.new_page()
+                pages[name].goto(f"http://{house.cfg.house.listen}/")
+
+            def role(name):
+                return pages[name].locator("#house-role").inner_text(timeout=2000)
+            wait_for(lambda: role("first") == "active house (house-hall)", what=lambda: role("first"))
+            wait_for(lambda: role("second") == "standby house · active: house-hall", what=lambda: role("second"))
+            first.close()   # a clean stop says offline: the standby takes the job, and its page says so at once
+            wait_for(lambda: role("second") == "active house (house-hall-standby)", 10, what=lambda: role("second"))
+            b.close()
+    finally:
+        first.close()
+        second.close()
