@@ -150,8 +150,9 @@ def init_token(cfg) -> str:
 
 
 def init_bus(cfg, state: HouseState) -> HouseMqtt:
-    # A standby connects without the last will on the house status: it gets it when it takes over.
-    return HouseMqtt(cfg.mqtt, cfg.house.venue, house_config.client_id(cfg), state.drops, will=not cfg.house.standby)
+    # Connected without the last will on the house status: a house gets it when it wins the election
+    # (gate/house/standby.py), so an `offline` there always means the house that was publishing is gone.
+    return HouseMqtt(cfg.mqtt, cfg.house.venue, house_config.client_id(cfg), state.drops, will=False)
 
 
 def init_standby(cfg, state: HouseState, bus: HouseMqtt, publisher: Publisher, pretix) -> Standby:
@@ -159,6 +160,9 @@ def init_standby(cfg, state: HouseState, bus: HouseMqtt, publisher: Publisher, p
     def on_active() -> None:
         bus.say_online()
         publisher.online(settle_s=0)   # Home Assistant's entities now: a standby's announcements went nowhere
+        for g in state.view()["gates"]:   # and the doors heard from so far (their statuses came before)
+            if g["state"] != "unknown":
+                publisher.announce_gate(g["gate"])
         for ev in state.known_events():   # every count, as this house has it (a standby's were held back)
             state.mark_dirty(ev)
         if pretix is not None:
