@@ -139,6 +139,8 @@ def test_standby_election_the_active_house_answers_a_lower_claim_and_a_will_it_d
     assert e.tick(t + 1.6, True) == [CLAIM]
     e.heard_status("offline", True, t + 2)   # a dead standby's will that said offline over us
     assert e.tick(t + 2.1, True) == [SAY_ONLINE] and e.role == ACTIVE
+    e.claim_lost()                           # the retained claim cleared: said again
+    assert e.tick(t + 2.2, True) == [CLAIM]
     e.heard_claim(el.Claim(5, False, "house-standby", "xyz"), True, t + 3)      # higher: stop at once
     assert e.tick(t + 3, True) == [YIELD] and e.role == STANDBY
 
@@ -409,10 +411,14 @@ def test_standby_takes_over_within_10s_of_a_kill_and_every_event_counts_once(tmp
         # acknowledged), under its own user: the active house puts its own numbers back.
         obj = json.loads(_retained(out, b.port, "gate/hall/house/eve"))
         _publish_as(out, b.port, "house-standby", {"gate/hall/house/eve": json.dumps({**obj, "admitted": 3}),
-                                                   "gate/hall/house/eve/inside": "3"})
+                                                   "gate/hall/house/eve/inside": "3",
+                                                   "gate/hall/house/active": "not a claim"})
         wait_for(lambda: _retained(out, b.port, "gate/hall/house/eve/inside") == str(total).encode()
                  and json.loads(_retained(out, b.port, "gate/hall/house/eve"))["admitted"] == total, 10,
                  what="the active house's own numbers back")
+        wait_for(lambda: _retained(out, b.port, "gate/hall/house/active").startswith(b"{"), 10, what="the claim back")
+        assert json.loads(_retained(out, b.port, "gate/hall/house/active"))["house"] == "house"
+        assert _api(first)["malformed"].get("bad_claim") == 1
     finally:
         for p in procs.values():
             if p.poll() is None:

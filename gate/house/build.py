@@ -168,7 +168,7 @@ def init_standby(cfg, state: HouseState, bus: HouseMqtt, publisher: Publisher, p
         if pretix is not None:
             pretix.activated()
 
-    standby = Standby(cfg.house.venue, house_config.house_id(cfg), not cfg.house.standby, bus,
+    standby = Standby(cfg.house.venue, house_config.house_id(cfg), not cfg.house.standby, bus, state.drops,
                       on_active=on_active, on_change=state.mark_dirty)
     if pretix is not None:
         pretix.active = standby.active

@@ -116,7 +116,6 @@ class Election:
         self.since = int(time.time() * 1000)   # when the role last changed (wall time, for people)
         self.lower_seen = False                # a lower claim arrived while active: repeat ours
         self.offline_seen = False              # an `offline` arrived while active: say online
-        self.others: set[str] = set()          # houses whose claims were seen, by id (bounded: see heard_claim)
 
     # -- what the broker delivered -------------------------------------------------------
     def connected(self) -> None:
@@ -132,8 +131,6 @@ class Election:
 
     def heard_claim(self, claim: Claim, live: bool, now: float) -> None:
         """A claim on the active topic; `live`: published just now (not the retained copy on subscribing)."""
-        if len(self.others) < 16:
-            self.others.add(claim.house)
         if self.best is None or claim > self.best:
             self.best = claim
             self.heard_at = now
@@ -143,6 +140,11 @@ class Election:
         elif claim == self.best and live:
             self.heard_at = now   # the holder's heartbeat
         if self.role == ACTIVE and self.mine is not None and claim < self.mine:
+            self.lower_seen = True
+
+    def claim_lost(self) -> None:
+        """The retained claim was cleared or overwritten with something that is no claim."""
+        if self.role == ACTIVE:
             self.lower_seen = True
 
     def heard_status(self, state: str, live: bool, now: float) -> None:

@@ -28,6 +28,7 @@ from typing import Callable
 
 from gate.bus import topics
 from gate.bus.client import guarded
+from gate.bus.limits import Drops
 from gate.core.worker import Worker
 from gate.house import election as el
 from gate.house.mqtt import HouseMqtt
@@ -95,7 +96,7 @@ class Standby(Worker):
     `on_active()` is called (on this thread) when the house becomes the active one and may publish;
     `on_change()` whenever its role changes (the dashboard shows it)."""
 
-    def __init__(self, venue: str, house_id: str, first: bool, bus: HouseMqtt, *,
+    def __init__(self, venue: str, house_id: str, first: bool, bus: HouseMqtt, drops: Drops, *,
                  on_active: Callable[[], None], on_change: Callable[[], None]):
         super().__init__("house-election")
         self.venue, self.bus = venue, bus
@@ -105,7 +106,7 @@ class Standby(Worker):
         self.status_topic, self.active_topic = topics.house_status(venue), topics.house_active(venue)
         self.guard = RetainedGuard(topics.house_prefix(venue), {self.status_topic, self.active_topic})
         self._sub_mid = -1
-        self.malformed = 0
+        self.drops = drops   # a claim or status that is none: dropped and counted (`malformed` in /api/house)
         bus.publishing = self.publishing
         bus.on_retained = self.guard.sent
         bus.on_house_message = self.heard
@@ -148,7 +149,9 @@ class Standby(Worker):
             claim = el.parse_claim(payload)
             if claim is None:
                 if payload:
-                    self.malformed += 1
+                    self.drops.add("bad_claim", topic)
+                with self.lock:
+                    self.election.claim_lost()   # cleared or overwritten: the active house says it again
                 return
             with self.lock:
                 before = self.election.best
@@ -158,9 +161,12 @@ class Standby(Worker):
                 log.info("house %s claims the house's job (term %d)", claim.house, claim.term)
         elif topic == self.status_topic:
             state = el.parse_status(payload)
-            if state is not None:
-                with self.lock:
-                    self.election.heard_status(state, not retained, now)
+            if state is None:
+                if payload:
+                    self.drops.add("bad_house_status", topic)
+                return
+            with self.lock:
+                self.election.heard_status(state, not retained, now)
         elif self.election.role == el.ACTIVE:
             self.guard.heard(topic, payload)
 
