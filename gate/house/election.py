@@ -165,7 +165,7 @@ class Election:
         if self.role in (CLAIMING, ACTIVE) and self.best != self.mine:
             self._set_role(STANDBY)   # a higher claim: stop publishing at once
             return [YIELD]
-        if self.role == ACTIVE:
+        if self.role == ACTIVE and self.mine is not None:   # (an active house always holds a claim)
             out = []
             if self.lower_seen or now - self.beat_at >= self.heartbeat_s:
                 self.lower_seen = False

@@ -59,7 +59,7 @@ class HouseMqtt:
         self.on_retained: Optional[Callable[[str, object], None]] = None
         self.on_house_message: Optional[Callable[[str, bytes, bool], None]] = None   # claims and the status
         self.raw_publish = self.client.publish
-        self.client.publish = self._publish_if_publishing
+        self.client.publish = self._publish_if_publishing   # type: ignore[method-assign]
         self.published = self.held_back = 0   # through the gate, and stopped at it (for /api/house)
         self._house = topics.house_prefix(venue)
         self.client.on_connect = guarded(self._on_connect)

@@ -135,7 +135,8 @@ class Standby(Worker):
         """(Re)connected and subscribed to the venue: read the house topics again, at QoS 0."""
         with self.lock:
             self.election.connected()
-        _, self._sub_mid = self.bus.client.subscribe(topics.house_all(self.venue), 0)
+        _, mid = self.bus.client.subscribe(topics.house_all(self.venue), 0)
+        self._sub_mid = -1 if mid is None else mid
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         if mid == self._sub_mid:
