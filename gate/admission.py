@@ -203,7 +203,9 @@ class Admission:
         """Say the mode and any latch on the status topic (when the gate has a link)."""
         if self.report is not None:
             now = self.modes.snapshot()
-            self.report(mode=now.mode, venue_mode=now.venue, out_of_order=now.latched)
+            # venue_issued: which control message it applied, so `gate venue` can tell its own took effect
+            self.report(mode=now.mode, venue_mode=now.venue, venue_issued=self.modes.venue_issued,
+                        out_of_order=now.latched)
 
     def _record(self, v: Verdict, w: Welcome, event: str, ticket_ref: str, ts_ms: int, direction: str,
                 mode: str) -> ScanEvent:

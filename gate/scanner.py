@@ -118,6 +118,7 @@ class ScanLoop:
             self.link.start()
         self.capture.start()
         self.admission.report_state()   # the status topic says the mode (and any latch) from the start
+        self._report_list()
         log.info("gate %s (%s) scanning from %s", self.gate.id, self.gate.profile, self.source.name)
         watchdog = systemd.Watchdog()
         next_check, ready = 0.0, False
@@ -205,6 +206,16 @@ class ScanLoop:
     def _data_applied(self, msg: TicketDataApplied) -> None:
         self.data_version = msg.version
         self.has_data = self._has_data()
+        self._report_list()
+
+    def _report_list(self) -> None:
+        """Say on the retained status topic which signed list this gate runs ("series/seq"): the box
+        office's `--publish` waits to see its own list there (gate/boxoffice/confirm.py)."""
+        if self.link is None or self.store is None:
+            return
+        st = self.store.list_state()
+        if st:
+            self.link.report(ticket_list=f"{st['series']}/{st['seq']}")
 
     def _has_data(self) -> bool:
         """A ticket list, or a key to verify signed tickets with: without either nothing can be admitted."""

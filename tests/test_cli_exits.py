@@ -12,8 +12,10 @@ from PIL import Image
 
 from gate.bus.broker import free_port
 from gate.cli.main import build_parser
+from gate.config import load
+from gate.house.build import build_house
 from gate.sim.render import compose
-from tests.conftest import REPO, TICKETS_CSV, run_gate_cli
+from tests.conftest import REPO, TICKETS_CSV, boxoffice_config, run_gate_cli
 
 # Runs one command's handler as `gate` would and writes down what the handler itself returned.
 HANDLER = ("import json, sys\n"
@@ -57,16 +59,23 @@ def test_cli_exits_every_command_handler_returns_an_int(tmp_path, broker):
     Image.fromarray(compose("HELLO", "clean", rng=rng)).save(image)
     tickets = tmp_path / "tickets.csv"
     tickets.write_text(TICKETS_CSV)
-    key, _ = new_keypair(tmp_path / "keys", "staff")
+    key, pub = new_keypair(tmp_path / "keys", "staff")
     gate = _gate_toml(tmp_path)
-    on_broker = _gate_toml(tmp_path, "b", f'[mqtt]\nhost="127.0.0.1"\nport={broker.port}\n')
+    box = boxoffice_config(tmp_path, broker.port)
     house = _house_toml(tmp_path)
+    # `gate venue` succeeds only when the house confirms: a house on the broker that holds the staff key
+    running = tmp_path / "running-house.toml"
+    running.write_text(f'[house]\nvenue="hall"\nlisten="127.0.0.1:{free_port()}"\n[mqtt]\nhost="127.0.0.1"\n'
+                       f'port={broker.port}\n[storage]\ndir="{tmp_path}/running-house"\n'
+                       f'[signing]\nstaff_keys=["{pub}"]\n')
+    house_parts = build_house(load(running))
+    house_parts.start()
+    assert house_parts.bus.connected.wait(10)
     from gate.boxoffice.keys import new_secret
     list_key, _ = new_keypair(tmp_path / "keys", "boxoffice")
-    box = tmp_path / "box.toml"   # the box office publishes lists (and, with them, revoked staff cards)
-    box.write_text(f'[house]\nvenue="hall"\n[mqtt]\nhost="127.0.0.1"\nport={broker.port}\n'
-                   f'[storage]\ndir="{tmp_path}/box-state"\n[signing]\nlist_signing_key="{list_key}"\n'
-                   f'venue_secret="{new_secret(tmp_path / "keys", "venue")}"\n')
+    # the box office publishes lists (and, with them, revoked staff cards) and switches the venue
+    box = boxoffice_config(tmp_path, broker.port, signing=f'[signing]\nlist_signing_key="{list_key}"\n'
+                           f'venue_secret="{new_secret(tmp_path / "keys", "venue")}"\n')
     runs = {
         "scan": ["-c", gate, "--source", f"replay:{frames}@30", "--offline"],
         "decode": [image],
@@ -79,20 +88,23 @@ def test_cli_exits_every_command_handler_returns_an_int(tmp_path, broker):
         "staff issue": ["--key", key, "--name", "Ada", "--action", "entry", "--venue", "hall", "--out",
                         tmp_path / "cards"],
         "staff revoke": ["-c", box, "00000000000000aa", "--allow-empty"],
-        "venue": ["test", "-c", on_broker, "--key", key],
+        "venue": ["test", "-c", box, "--key", key],
         "keys new": ["--out", tmp_path / "more-keys"],
         "broker config": ["--out", tmp_path / "broker-conf", "--venue", "hall"],
     }
     # a command added without a representative run here fails this test
     assert leaf_commands(build_parser()) == set(runs)
     env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
-    for command, rest in runs.items():
-        out = tmp_path / "rc.json"
-        out.unlink(missing_ok=True)
-        p = subprocess.run([sys.executable, "-c", HANDLER, str(out), *command.split(), *map(str, rest)],
-                           capture_output=True, text=True, env=env, timeout=90)
-        assert p.returncode == 0 and out.exists(), f"{command}: {p.stderr[-2000:]}"
-        assert json.loads(out.read_text()) == ["int", 0], command
+    try:
+        for command, rest in runs.items():
+            out = tmp_path / "rc.json"
+            out.unlink(missing_ok=True)
+            p = subprocess.run([sys.executable, "-c", HANDLER, str(out), *command.split(), *map(str, rest)],
+                               capture_output=True, text=True, env=env, timeout=90)
+            assert p.returncode == 0 and out.exists(), f"{command}: {p.stderr[-2000:]}"
+            assert json.loads(out.read_text()) == ["int", 0], command
+    finally:
+        house_parts.close()
 
 
 def test_cli_exits_bad_input_is_2_runtime_failure_is_1_and_never_a_traceback(tmp_path):
@@ -124,15 +136,18 @@ def test_cli_exits_bad_input_is_2_runtime_failure_is_1_and_never_a_traceback(tmp
          "no.key"),
         (["staff", "issue", "--key", not_a_key, "--name", "Ada", "--venue", "hall", "--out", tmp_path / "c"], 2,
          "gate: staff issue:"),
-        (["staff", "revoke", "-c", house, "not-a-card-id"], 2, "gate: staff revoke: not a card id"),
-        (["staff", "revoke", "-c", house, "00000000000000aa"], 2, "signing.list_signing_key"),
+        (["staff", "revoke", "-c", house, "00000000000000aa"], 2, "gate: staff revoke: " + f"{house} is the house's"),
+        (["staff", "revoke", "-c", boxoffice_config(tmp_path, free_port(), name="nokeys"), "not-a-card-id"], 2,
+         "gate: staff revoke: not a card id"),
+        (["staff", "revoke", "-c", tmp_path / "nokeys.toml", "00000000000000aa"], 2, "signing.list_signing_key"),
         (["venue", "live", "-c", gate, "--key", not_a_key], 2, "gate: venue:"),
         (["keys", "new", "--out", tmp_path / "k", "--name", "../x"], 2, "letters, digits"),
         (["broker", "config", "--out", tmp_path / "b"], 2, "needs --venue or -c HOUSE_CONFIG"),
         (["keys", "new", "--out", tmp_path / "k"], 0, ""),
         (["keys", "new", "--out", tmp_path / "k"], 1, "refusing to overwrite a signing key"),
-        (["venue", "live", "-c", _gate_toml(tmp_path, "u", f'[mqtt]\nhost="127.0.0.1"\nport={free_port()}\n'),
-          "--key", tmp_path / "k" / "tickets.key"], 1, "gate: venue: cannot reach the broker"),
+        (["venue", "live", "-c", gate, "--key", tmp_path / "k" / "tickets.key"], 2, "is a gate's config"),
+        (["venue", "live", "-c", boxoffice_config(tmp_path, free_port(), name="nobroker"),
+          "--key", tmp_path / "k" / "tickets.key"], 1, "gate: venue: live not sent: nothing accepts connections"),
         (["house", "-c", busy], 1, "gate: house.listen: cannot listen on"),
     ]
     try:

@@ -8,7 +8,7 @@ from gate.core.errors import ConfigError
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["turnstile", "handheld", "house"])
+@pytest.mark.parametrize("name", ["turnstile", "handheld", "house", "boxoffice"])
 def test_config_examples_are_valid(name):
     cfg = load(REPO / "config" / f"{name}.toml")
     assert cfg.venue == "hall"

@@ -7,6 +7,7 @@ control message than the newest it applied, restart or not."""
 
 import json
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -72,9 +73,9 @@ def test_staff_live_revoked_clear_card_no_longer_clears_the_latch(tmp_path, brok
                                                                    venue_keys):
     """`gate staff revoke` re-signs the retained list with the card in it; the running gate has it within
     seconds, and the photographed `clear` card leaves the door out of order. Another clear card works."""
-    from tests.test_mqtt import house_config
-    box = house_config(tmp_path, broker.port, name="box", signing=venue_keys.signing_toml(publisher=True))
-    r = run_gate_cli("tickets", "import", "-c", box.path, str(tickets_csv), "--publish")
+    from tests.conftest import boxoffice_config
+    box = str(boxoffice_config(tmp_path, broker.port, signing=venue_keys.signing_toml(publisher=True)))
+    r = run_gate_cli("tickets", "import", "-c", box, str(tickets_csv), "--publish")
     assert r.returncode == 0, r.stderr
     lost = card(tmp_path, "clear", name="Lost", card_id="00000000000000c1")
     spare = card(tmp_path, "clear", name="Duty Manager", card_id="00000000000000c2")
@@ -98,7 +99,7 @@ def test_staff_live_revoked_clear_card_no_longer_clears_the_latch(tmp_path, brok
         mock_factory.pin(PASSAGE).drive_low()
         wait_for(lambda: s.modes.latched() == "passage with no release", what="latched")
         t0 = time.monotonic()
-        r = run_gate_cli("staff", "revoke", "-c", box.path, "00000000000000C1")
+        r = run_gate_cli("staff", "revoke", "-c", box, "00000000000000C1")
         assert r.returncode == 0, r.stdout + r.stderr
         assert "1 revoked staff card(s)" in r.stdout
         wait_for(lambda: db.execute("SELECT 1 FROM staff_revoked WHERE card_id='00000000000000c1'").fetchone(),
@@ -120,17 +121,17 @@ def test_staff_live_revoked_clear_card_no_longer_clears_the_latch(tmp_path, brok
     assert took < 10, f"revocation took {took:.1f} s to reach the gate"
     assert s.admission.staff_events == [("Duty Manager", "latch cleared")]
     assert [(v.reason, e.ticket) for v, e in verdicts][:1] == [("ok", "T1")]   # the re-signed list's tickets
-    bad = run_gate_cli("staff", "revoke", "-c", box.path, "not-a-card")
+    bad = run_gate_cli("staff", "revoke", "-c", box, "not-a-card")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
 def test_staff_live_revoke_without_a_retained_list_says_so(tmp_path, broker, venue_keys):
-    from tests.test_mqtt import house_config
-    box = house_config(tmp_path, broker.port, name="box", signing=venue_keys.signing_toml(publisher=True))
-    r = run_gate_cli("staff", "revoke", "-c", box.path, "00000000000000c1")
+    from tests.conftest import boxoffice_config
+    box = str(boxoffice_config(tmp_path, broker.port, signing=venue_keys.signing_toml(publisher=True)))
+    r = run_gate_cli("staff", "revoke", "-c", box, "00000000000000c1")
     assert r.returncode == 1 and "no ticket list is retained" in r.stderr and "Traceback" not in r.stderr
     assert "recorded" in r.stdout   # kept: the next list published carries it
-    r = run_gate_cli("staff", "revoke", "-c", box.path, "00000000000000c1", "--allow-empty")
+    r = run_gate_cli("staff", "revoke", "-c", box, "00000000000000c1", "--allow-empty")
     assert r.returncode == 0, r.stderr
 
 
@@ -140,7 +141,7 @@ def test_staff_live_card_turned_into_a_control_message_and_back(tmp_path, broker
     a recorded `test` control message shown as a card at the gate is forged."""
     from gate.config import parse
     from gate.house.build import build_house
-    from tests.test_mqtt import _publish_raw, api, house_config
+    from tests.conftest import api, house_config, publish_raw
     caplog.set_level(logging.WARNING)
     photographed = card(tmp_path, "test", name="Photographed")
     hpath = house_config(tmp_path, broker.port).path
@@ -163,7 +164,7 @@ def test_staff_live_card_turned_into_a_control_message_and_back(tmp_path, broker
         th = threading.Thread(target=s.run)
         th.start()
         wait_for(lambda: any(g.get("state") == "online" for g in api(hcfg)["gates"]), what="gate online")
-        _publish_raw(broker.port, "gate/hall/control", [(CONTROL + photographed[len(CARD):]).encode()])
+        publish_raw(broker.port, "gate/hall/control", [(CONTROL + photographed[len(CARD):]).encode()])
         wait_for(lambda: house.venue_mode.refused >= 1, what="the house refused it")
         wait_for(lambda: "ignored a venue control message" in caplog.text, what="the gate refused it")
         assert s.modes.venue == "live" and api(hcfg)["mode"] == "live"
@@ -183,7 +184,7 @@ def test_staff_live_stale_control_message_after_a_gate_restart_is_ignored(tmp_pa
     """The venue rehearses, then goes live; T1 is used live. The gate stops (a power cut); someone puts
     the recorded, genuinely signed rehearsal message back on the control topic. The gate is rebuilt on the
     same storage: it stays live, and T1 stays used."""
-    from tests.test_mqtt import _publish_retained
+    from tests.conftest import boxoffice_config, publish_retained
     caplog.set_level(logging.INFO)
     card(tmp_path, "entry")   # the staff key pair
     key = str(tmp_path / STAFF_KEY)
@@ -198,13 +199,16 @@ def test_staff_live_stale_control_message_after_a_gate_restart_is_ignored(tmp_pa
     th.start()
     col = Collector(broker.port, "gate/hall/control")
     try:
-        r = run_gate_cli("venue", "test", "-c", s.cfg.path, "--key", key)
-        assert r.returncode == 0, r.stderr
+        box = str(boxoffice_config(tmp_path, broker.port, wait_s=3))
+        r = run_gate_cli("venue", "test", "-c", box, "--key", key)
+        # no house runs in this test: the command names it as the one that did not confirm (exit 1)
+        assert r.returncode == 1 and "not confirmed by house (1 of 2" in r.stderr, r.stdout + r.stderr
+        assert re.search(r"door-a +test +confirmed", r.stdout), r.stdout
         wait_for(lambda: s.modes.venue == "test", what="rehearsal")
         stale = wait_for(lambda: col.on("gate/hall/control"), what="the rehearsal message, recorded")[-1]
         time.sleep(1.1)   # control messages are stamped in whole seconds
-        r = run_gate_cli("venue", "live", "-c", s.cfg.path, "--key", key)
-        assert r.returncode == 0, r.stderr
+        r = run_gate_cli("venue", "live", "-c", box, "--key", key)
+        assert r.returncode == 1 and re.search(r"door-a +live +confirmed", r.stdout), r.stdout + r.stderr
         wait_for(lambda: s.modes.venue == "live", what="live")
         first.set()
         th.join(30)
@@ -215,7 +219,7 @@ def test_staff_live_stale_control_message_after_a_gate_restart_is_ignored(tmp_pa
         col.close()
     assert [(e.mode, v.reason, e.ticket) for v, e in verdicts] == [("live", "ok", "T1")]
 
-    _publish_retained(broker.port, "gate/hall/control", stale)   # the replay, retained in place of the live one
+    publish_retained(broker.port, "gate/hall/control", stale)   # the replay, retained in place of the live one
     caplog.clear()
     again = threading.Event()
 

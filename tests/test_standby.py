@@ -19,7 +19,6 @@ import urllib.request
 import paho.mqtt.client as mqtt
 import pytest
 
-from gate.bus.broker import PrivateBroker, free_port
 from gate.config import parse
 from gate.core.errors import ConfigError
 from gate.house import election as el
@@ -28,7 +27,8 @@ from gate.house.election import ACTIVATE, ACTIVE, CLAIM, CLAIMING, RECONNECT_WIT
 from gate.house.standby import RetainedGuard
 from gate.link import GateLink
 from gate.state.outbox import Outbox
-from tests.conftest import run_gate_cli, wait_for
+from tests.conftest import free_port, run_gate_cli, wait_for
+from tests.venue_broker import VenueBroker, password
 
 # -- the election, by itself ------------------------------------------------------------------------
 
@@ -189,22 +189,6 @@ def test_standby_config_needs_its_own_identity(tmp_path):
 
 
 # -- two real houses, kill -9 -------------------------------------------------------------------------
-
-
-class VenueBroker(PrivateBroker):
-    """Mosquitto running the generated gate.conf as it is, plus only where to keep its data."""
-
-    def __init__(self, workdir, conf_dir):
-        super().__init__(workdir)
-        lines = ["persistence true", f"persistence_location {self.dir}/", "autosave_interval 1",
-                 f"log_dest file {self.dir}/mosquitto.log", f"include_dir {conf_dir}"]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        (self.dir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
-
-
-def password(out, user):
-    return (out / "users" / f"{user}.password").read_text().strip()
 
 
 def party_config(tmp_path, out, port, user, section):

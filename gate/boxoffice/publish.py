@@ -10,7 +10,7 @@ gate/boxoffice/lists.py: `judge`).
 
     pub = ListPublisher.from_config(cfg, role="boxoffice")
     payload = pub.pack(tickets, revoked)          # signed, encrypted, next seq
-    pub.publish(payload)                          # retained, QoS 1, waits for the PUBACK
+    pub.publish(payload)                          # retained, QoS 1, waits for the PUBACK (MQTT v5: refusals heard)
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import json
 import os
 import re
 import secrets
-import time
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -104,28 +103,13 @@ class ListPublisher:
         self.last = (series, seq)
         return resign(inner, signing_key=self.key, series=series, seq=seq, staff_revoked=staff_revoked)
 
-    def publish(self, payload: bytes, timeout: float = 30.0) -> None:
-        """Publish retained (QoS 1) with a client of its own; raises BusError/GateError, in words,
-        unless the broker acknowledged it."""
+    def publish(self, payload: bytes, timeout: float = 30.0, session=None) -> None:
+        """Publish retained (QoS 1) and wait for the broker's PUBACK; raises BusError/PublishRefused, in
+        words, unless the broker took it. Through `session` (an open gate.bus.publisher.BusSession), or
+        a short-lived MQTT v5 connection of its own: its own client id, nothing kept (see there)."""
         from gate.bus import topics
-        from gate.bus.client import connect, explain_refusal, make_client, where
-        m = self.cfg.mqtt
-        c = make_client(m, f"{self.role}-{self.venue}-{secrets.token_hex(3)}")
-        answer = {}
-        c.on_connect = lambda client, u, f, rc, p: answer.setdefault("rc", rc)
-        connect(c, m)   # raises BusError saying why
-        c.loop_start()
-        try:
-            info = c.publish(topics.tickets(self.venue), payload, qos=1, retain=True)
-            end = time.monotonic() + timeout
-            while not info.is_published() and time.monotonic() < end:
-                if "rc" in answer and answer["rc"].is_failure:
-                    break
-                time.sleep(0.05)
-        finally:
-            c.disconnect()
-            c.loop_stop()
-        if "rc" in answer and answer["rc"].is_failure:
-            raise GateError(f"{where(m)}: {explain_refusal(answer['rc'], m)}")
-        if not info.is_published():
-            raise GateError(f"{where(m)} did not acknowledge the ticket list within {timeout:g} s")
+        from gate.bus.publisher import BusSession, session_id
+        if session is not None:
+            return session.publish(topics.tickets(self.venue), payload, retain=True, timeout=timeout)
+        with BusSession(self.cfg.mqtt, session_id(self.role, self.venue)) as bus:
+            bus.publish(topics.tickets(self.venue), payload, retain=True, timeout=timeout)

@@ -84,8 +84,10 @@ def issue_staff(args, venue: str) -> int:
     return 0
 
 
-def revoke_staff(cfg, card_ids: list[str], allow_empty: bool = False) -> int:
-    """`gate staff revoke`: record the cards as revoked and publish them in the ticket list at once."""
+def revoke_staff(cfg, card_ids: list[str], allow_empty: bool = False, session=None) -> tuple[str, int]:
+    """`gate staff revoke`: record the cards as revoked and publish them in the ticket list at once;
+    returns the list's (series, seq). Through `session` (an open gate.bus.publisher.BusSession: the box
+    office's one connection, so the command can then wait for the gates to apply it)."""
     from gate.boxoffice.lists import verify_list
     from gate.boxoffice.publish import ListPublisher
     from gate.bus import topics
@@ -98,7 +100,11 @@ def revoke_staff(cfg, card_ids: list[str], allow_empty: bool = False) -> int:
     pub.revoked_cards.add([(c, end) for c in ids])
     staff = pub.revoked_cards.entries()
     print(f"recorded: {len(ids)} card(s) revoked ({len(staff)} in force) in {pub.revoked_cards.path}")
-    retained = fetch_retained(cfg.mqtt, topics.tickets(cfg.venue), RETAINED_WAIT_S)
+    if session is not None:
+        from gate.boxoffice.lists import MAX_LIST_BYTES
+        retained = session.read_retained(topics.tickets(cfg.venue), RETAINED_WAIT_S, MAX_LIST_BYTES)
+    else:
+        retained = fetch_retained(cfg.mqtt, topics.tickets(cfg.venue), RETAINED_WAIT_S)
     if retained:
         from gate.boxoffice.keys import load_public_key
         from gate.boxoffice.lists import keyring
@@ -120,11 +126,11 @@ def revoke_staff(cfg, card_ids: list[str], allow_empty: bool = False) -> int:
                         "revocation to the gates: publish one (`gate tickets import --publish`, or the house's "
                         "pretix sync: it carries the revocation too), or rerun with --allow-empty to publish a "
                         "list with no tickets but the revocation")
-    pub.publish(payload)
+    pub.publish(payload, session=session)
     series, seq = pub.last
     print(f"published list {series}/{seq} with {len(staff)} revoked staff card(s) to {topics.tickets(cfg.venue)}; "
-          "gates refuse the card(s) as soon as they apply it (seconds)")
-    return 0
+          "gates refuse the card(s) as soon as they apply it (seconds)", flush=True)
+    return series, seq
 
 
 def fetch_retained(m, topic: str, timeout: float):

@@ -48,14 +48,19 @@ def read_secret(path: str, env: str) -> str:
 
 
 def make_client(m, client_id: str, *, clean_session: bool = True, will=None,
-                manual_ack: bool = False) -> mqtt.Client:
+                manual_ack: bool = False,
+                protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> mqtt.Client:
     """A paho 2.x client set up from an [mqtt] section (credentials, TLS, will).
+
+    `protocol=mqtt.MQTTv5` for a client that must read the broker's reason codes (a refused
+    publish); MQTT 5 has no clean_session flag (clean start is given to connect()).
 
     The client carries a `report` (ConnectionReport) and already reports failed
     connection attempts; its owner calls `report.on_connect(reason_code)` from its own
     on_connect and `report.on_disconnect(reason_code)` from its on_disconnect."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
-                    protocol=mqtt.MQTTv311, manual_ack=manual_ack)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                    clean_session=None if protocol == mqtt.MQTTv5 else clean_session,
+                    protocol=protocol, manual_ack=manual_ack)
     if m.username:
         c.username_pw_set(m.username, read_secret(m.password_file, "GATE_MQTT_PASSWORD") or None)
     if m.tls:

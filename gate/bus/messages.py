@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from gate.bus import values
 from gate.core.errors import PayloadError
@@ -60,6 +61,8 @@ def _text(v, limit: int = 64) -> str:
 
 
 GATE_MODES = ("entry", "exit", "info", "test")   # as gate/modes.py; the bus imports no firmware
+VENUE_MODES = ("live", "test")                   # as gate/boxoffice/staff.py: VENUE_ACTIONS
+LIST_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}/[1-9][0-9]{0,15}$")   # "series/seq" of a signed ticket list
 
 
 def unpack_status(data) -> dict:
@@ -70,11 +73,17 @@ def unpack_status(data) -> dict:
         raise PayloadError("bad_field", "state")
     ts = obj.get("ts")
     mode, latch = obj.get("mode"), obj.get("out_of_order")
+    vmode, vissued, tl = obj.get("venue_mode"), obj.get("venue_issued"), obj.get("ticket_list")
     return {"state": state, "profile": _text(obj.get("profile")), "version": _text(obj.get("version")),
             "ts": ts if type(ts) is int and 0 <= ts <= values.MAX_SEQ else None,
             # a gate's mode (entry, exit, info, test) and why it is out of order, when it is
             "mode": mode if mode in GATE_MODES else "",
-            "out_of_order": _text(latch) if type(latch) is str and latch else None}
+            "out_of_order": _text(latch) if type(latch) is str and latch else None,
+            # the venue control message it applied (gate or house): its mode and signed time (unix s),
+            # and the signed ticket list a gate runs ("series/seq"): what the box office waits to see
+            "venue_mode": vmode if vmode in VENUE_MODES else "",
+            "venue_issued": vissued if type(vissued) is int and 0 <= vissued < 2 ** 32 else None,
+            "ticket_list": tl if type(tl) is str and LIST_RE.match(tl) else ""}
 
 
 def _number(v):

@@ -31,7 +31,7 @@ def scan(args) -> int:
 
     from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError
 
-    from gate.camera import open_source
+    from gate.camera import ReplaySource, open_source
     from gate.config import load
     from gate.scanner import Scanner
     from gate.sources.readers import is_reader, open_reader
@@ -46,7 +46,7 @@ def scan(args) -> int:
     except ValueError as exc:
         raise BadUsage(f"--source: {exc}") from exc
     if args.loop:
-        if source.name != "replay":
+        if not isinstance(source, ReplaySource):
             raise ConfigError(args.config, "camera.source", 0, "--loop is for a replay source only")
         source.loop = True   # a machine without a camera: the replay never ends the scan
 
@@ -111,7 +111,8 @@ def config_check(args) -> int:
     """`gate config check FILE`: parse and check a config; warnings on stderr."""
     from gate.config import load, warnings
     cfg = load(args.file)
-    kind = "gate " + cfg.gate.id if cfg.gate else "house service for " + cfg.house.venue
+    kind = ("gate " + cfg.gate.id if cfg.gate else "house service for " + cfg.house.venue if cfg.house
+            else "box office for " + cfg.venue)
     for w in warnings(cfg):
         print(f"{args.file}: warning: {w}", file=sys.stderr)
     print(f"{args.file}: OK ({kind})")

@@ -16,8 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from gate.config import camera, decode, feedback, handheld, hospitality, house, mqtt, pretix, reader, signing, storage, turnstile
+from gate.config import (
+    boxoffice,
+    camera,
+    decode,
+    feedback,
+    handheld,
+    hospitality,
+    house,
+    mqtt,
+    pretix,
+    reader,
+    signing,
+    storage,
+    turnstile,
+)
 from gate.config import gate as gate_
+from gate.config.boxoffice import BoxOfficeSection
 from gate.config.camera import CameraSection
 from gate.config.decode import DecodeSection
 from gate.config.feedback import FeedbackSection
@@ -51,20 +66,23 @@ class Config:
     signing: SigningSection = field(default_factory=SigningSection)
     pretix: PretixSection = field(default_factory=PretixSection)
     house: Optional[HouseSection] = None
+    boxoffice: Optional[BoxOfficeSection] = None   # the box office's own config (gate/config/boxoffice.py)
 
     @property
     def venue(self) -> str:
         if self.gate is not None:
             return self.gate.venue
-        assert self.house is not None, "parse() refuses a config with neither [gate] nor [house]"
-        return self.house.venue
+        if self.house is not None:
+            return self.house.venue
+        assert self.boxoffice is not None, "parse() refuses a config with none of [gate], [house], [boxoffice]"
+        return self.boxoffice.venue
 
 
 # Each section's module, in the order its checks run: who the gate is first (the bus identity), the
 # hardware next, then the files a key names, the network and pretix.
 MODULES = {"gate": gate_, "camera": camera, "decode": decode, "feedback": feedback, "turnstile": turnstile,
            "handheld": handheld, "reader": reader, "hospitality": hospitality, "signing": signing,
-           "house": house, "mqtt": mqtt, "pretix": pretix, "storage": storage}
+           "house": house, "boxoffice": boxoffice, "mqtt": mqtt, "pretix": pretix, "storage": storage}
 SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.name != "path"}
 assert set(MODULES) == set(SECTIONS), "every section of Config has its module"
 
@@ -171,8 +189,8 @@ def parse(text: str, path: str = "<config>") -> Config:
 def check(cfg: Config, fail) -> None:
     """Every section's checks, after parsing: choices everywhere, then each section's own rules
     (ranges on its fields, keys that depend on each other, files a key names)."""
-    if cfg.gate is None and cfg.house is None:
-        fail("gate", "a config needs a [gate] or a [house] section")
+    if cfg.gate is None and cfg.house is None and cfg.boxoffice is None:
+        fail("gate", "a config needs a [gate], a [house] or a [boxoffice] section")
     for name in SECTIONS:
         section = getattr(cfg, name)
         if section is not None:

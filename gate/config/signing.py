@@ -17,6 +17,7 @@ class SigningSection:
     ticket_keys: list[str] = field(default_factory=list)  # gates: public keys (files) that sign GT1 tickets
     list_keys: list[str] = field(default_factory=list)    # gates, house: public keys that sign ticket lists
     list_signing_key: str = ""       # publishers (house, box office): private key that signs ticket lists
+    staff_key: str = ""              # box office: private key that signs staff cards and venue control messages
     venue_secret: str = ""           # file: the venue secret (code hashes, list encryption); gates, house, box office
     staff_keys: list[str] = field(default_factory=list)   # gates, house: public keys that sign staff cards
                                                           # and venue control messages
@@ -46,6 +47,8 @@ def check(cfg, fail: Fail) -> None:
                 fail(key, f"{p} holds no Ed25519 public key (make one with `gate keys new`)")
     for key, path, load, what in (
             ("signing.list_signing_key", s.list_signing_key, load_private_key,
+             "no Ed25519 private key (make one with `gate keys new`)"),
+            ("signing.staff_key", s.staff_key, load_private_key,
              "no Ed25519 private key (make one with `gate keys new`)"),
             ("signing.venue_secret", s.venue_secret, load_secret,
              "no venue secret (make one with `gate keys new --secret`)")):

@@ -204,6 +204,8 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
         mode = venue_mode.apply(payload)
         if mode is not None:
             state.set_mode(mode)
+            if bus.connected.is_set():
+                bus.say_online()   # the house's status says the mode it applied: `gate venue` waits for it
         state.mark_dirty()
 
     def on_report(gate: str, kind: str, obj: dict) -> None:
@@ -248,6 +250,7 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
             publisher.online()
         bus.on_online = on_online
         bus.on_ha_config = publisher.config_seen
+        bus.status_extra = venue_mode.status
         publisher.on_published = web.notify
     except BaseException:
         parts.close()

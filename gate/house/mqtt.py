@@ -46,6 +46,7 @@ class HouseMqtt:
         self.connected = threading.Event()
         self.on_online: Optional[Callable[[], None]] = None                # (re)connected and subscribed
         self.on_ha_config: Optional[Callable[[str, bytes], None]] = None   # a retained sensor config seen
+        self.status_extra: Optional[Callable[[], dict]] = None   # what the status says besides online: the venue mode
         # The will carries no ts (the broker sends it when we die; a ts from now would be older
         # than our `online`): receivers use the time they received it.
         self.will = (topics.house_status(venue), json.dumps({"state": "offline", "version": __version__}), 1, True)
@@ -106,9 +107,12 @@ class HouseMqtt:
 
     # -- any thread ------------------------------------------------------------------
     def say_online(self) -> None:
-        """The retained house status: online (a standby's is held back by the gate)."""
+        """The retained house status: online, with the venue mode and the signed time of the control
+        message that set it (`status_extra`): the box office's `gate venue` waits to see them. A standby's
+        is held back by the gate (only the active house speaks for the house)."""
+        extra = self.status_extra() if self.status_extra is not None else {}
         self.client.publish(topics.house_status(self.venue), json.dumps(
-            {"state": "online", "version": __version__, "ts": now_ms()}), qos=1, retain=True)
+            {"state": "online", "version": __version__, "ts": now_ms(), **extra}), qos=1, retain=True)
 
     def _publish_if_publishing(self, topic, payload=None, qos=0, retain=False, properties=None):
         if not self.publishing():

@@ -31,6 +31,11 @@ class VenueMode:
         self.by = ""
         self.refused = 0
 
+    def status(self) -> dict:
+        """For the house's retained status: the venue mode and the signed time of the control message
+        that set it, so `gate venue` can tell that the house applied its message."""
+        return {"venue_mode": self.mode, "venue_issued": self.issued}
+
     def apply(self, payload: bytes) -> Optional[str]:
         """Apply a control message; returns the new mode, or None when it was refused."""
         if not payload:
