@@ -176,21 +176,27 @@ class Standby(Worker):
         while not self.stopping.wait(TICK_S):
             if not self.bus.connected.is_set():
                 continue   # nothing is decided on a connection not yet read back (see Election.connected)
-            with self.lock:
-                before = self.election.role
-                actions = self.election.tick(time.monotonic(), self.bus.has_will)
-                mine, role = self.election.mine, self.election.role
-            for action in actions:
-                try:
-                    self._do(action, mine)
-                except Exception:   # the next tick tries again; this thread must outlive any one step
-                    log.exception("house election: %s failed", action)
-            if role == el.ACTIVE:
-                for topic, payload in self.guard.repairs():
-                    log.warning("%s was overwritten by another house: publishing this house's again", topic)
-                    self.bus.raw_publish(topic, payload, qos=1, retain=True)
-            if role != before:
-                self.on_change()
+            try:
+                self._tick()
+            except Exception:   # this thread must outlive anything: without it the house never publishes again
+                log.exception("house election failed; trying again")
+
+    def _tick(self) -> None:
+        with self.lock:
+            before = self.election.role
+            actions = self.election.tick(time.monotonic(), self.bus.has_will)
+            mine, role = self.election.mine, self.election.role
+        for action in actions:
+            try:
+                self._do(action, mine)
+            except Exception:   # the next tick tries again (a claim is repeated, a reconnect asked for again)
+                log.exception("house election: %s failed", action)
+        if role == el.ACTIVE:
+            for topic, payload in self.guard.repairs():
+                log.warning("%s was overwritten by another house: publishing this house's again", topic)
+                self.bus.raw_publish(topic, payload, qos=1, retain=True)
+        if role != before:
+            self.on_change()
 
     def _do(self, action: str, mine) -> None:
         if action == el.CLAIM:
