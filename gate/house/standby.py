@@ -82,12 +82,19 @@ class RetainedGuard:
             if not any(p == payload and now - t < self.KEEP_S for p, t in kept) and payload != kept[-1][0]:
                 self.foreign.add(topic)
 
-    def repairs(self) -> list[tuple[str, bytes]]:
-        """(topic, this house's latest payload) for each topic someone else wrote since the last call."""
+    def repairs(self) -> list[tuple[str, tuple]]:
+        """(topic, this house's latest (payload, time)) for each topic someone else wrote since the last call."""
         with self.lock:
-            out = [(t, self.sent_by_topic[t][-1][0]) for t in self.foreign if self.sent_by_topic.get(t)]
+            out = [(t, self.sent_by_topic[t][-1]) for t in self.foreign if self.sent_by_topic.get(t)]
             self.foreign.clear()
         return out
+
+    def repaired(self, topic: str, entry: tuple) -> None:
+        """`entry` was published again; if the house published something newer meanwhile, that may have
+        gone out first, so the topic is repaired once more (with the newer one)."""
+        with self.lock:
+            if self.sent_by_topic[topic][-1] is not entry:
+                self.foreign.add(topic)
 
 
 class Standby(Worker):
@@ -192,9 +199,10 @@ class Standby(Worker):
             except Exception:   # the next tick tries again (a claim is repeated, a reconnect asked for again)
                 log.exception("house election: %s failed", action)
         if role == el.ACTIVE:
-            for topic, payload in self.guard.repairs():
+            for topic, entry in self.guard.repairs():
                 log.warning("%s was overwritten by another house: publishing this house's again", topic)
-                self.bus.raw_publish(topic, payload, qos=1, retain=True)
+                self.bus.raw_publish(topic, entry[0], qos=1, retain=True)
+                self.guard.repaired(topic, entry)
         if role != before:
             self.on_change()
 
