@@ -313,6 +313,7 @@ def _role(listen: str):
     return h and h.get("houses", {}).get("role")
 
 
+@pytest.mark.slow   # three house processes started, two takeovers
 def test_standby_takes_over_within_10s_of_a_kill_and_every_event_counts_once(tmp_path, venue):
     out, b = venue
     first_cfg, first = _house(tmp_path, out, b.port, "house", standby=False)
