@@ -112,3 +112,36 @@ def test_dashboard_token_required_when_configured(tmp_path, broker):
         assert "http://" not in page.replace("http://{", "") and "https://" not in page  # nothing from a CDN
     finally:
         house.close()
+
+
+def test_dashboard_shows_implausible_claims_set_aside_doors_and_the_capacity_alarm(tmp_path, broker, browser):
+    from tests.conftest import run_gate_cli
+    cfg = house_config(tmp_path, broker.port)   # eve's capacity is 100
+    house = build_house(cfg)
+    house.start()
+    try:
+        wait_for(house.connected.is_set)
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        page.goto(f"http://{cfg.house.listen}/")
+        wait_for(lambda: text(page, "#conn") == "live", what="page connected")
+        assert not page.locator("#alarms").is_visible()
+        now = int(time.time() * 1000)
+        # door-x claims 300 admissions stamped in the same second: more than a lane passes.
+        publish_raw(broker.port, "gate/hall/door-x/scan",
+                     [pack_scan(scan_event(f"X{i}", gate="door-x", ts=now)) for i in range(300)], "x")
+        wait_for(lambda: page.locator('tr[data-gate="door-x"] [data-k="implausible"]').count() == 1
+                 and "180 implausible" in text(page, 'tr[data-gate="door-x"]'), 10, what="door-x flagged on the page")
+        assert "180 beyond what a lane can pass" in text(page, '[data-event="eve"] [data-k="not-counted"]')
+        wait_for(lambda: "door-x claims more admissions" in text(page, "#alarms"), 5, what="the security alarm")
+        assert text(page, '[data-event="eve"] [data-k="over"]') == "OVER CAPACITY"   # 120 inside, capacity 100
+        assert "more than its capacity of 100" in text(page, "#alarms")
+        r = run_gate_cli("house", "-c", cfg.path, "set-aside", "door-x", "--since", "00:00")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: page.locator('tr[data-gate="door-x"] [data-k="set-aside"]').count() == 1, 10,
+                 what="door-x set aside on the page")
+        wait_for(lambda: text(page, '[data-event="eve"] [data-k="inside"]') == "0", 5, what="recounted without door-x")
+        assert page.locator('[data-event="eve"] [data-k="over"]').count() == 0
+        if os.environ.get("GATE_SCREENSHOT"):
+            page.screenshot(path=os.environ["GATE_SCREENSHOT"], full_page=True)
+    finally:
+        house.close()

@@ -130,8 +130,9 @@ def test_mqtt_broker_killed_and_restarted_mid_run(tmp_path, broker, house):
     subscribed = time.time()
     db = broker.dir / "mosquitto.db"
     wait_for(lambda: db.exists() and db.stat().st_mtime > subscribed, 5, what="the broker saving the house's session")
+    t0 = int(time.time() * 1000) - 300_000   # stamped one a second, as a lane passes them (gate/core/lane.py)
     for i in range(300):
-        outbox.append("door-b", int(time.time() * 1000), "eve", f"B{i}", "in", "admitted", "ok")
+        outbox.append("door-b", t0 + i * 1000, "eve", f"B{i}", "in", "admitted", "ok")
         if i == 150:
             broker.kill()
         if i % 10 == 0:
@@ -152,9 +153,10 @@ def test_mqtt_house_killed_and_restarted(tmp_path, broker):
                              stderr=subprocess.DEVNULL)
     wait_for(lambda: api_up(hcfg), what="house up")
     outbox, link = start_link(tmp_path, "door-h", broker.port)
+    t0 = int(time.time() * 1000) - 400_000   # stamped one a second, as a lane passes them (gate/core/lane.py)
     try:
         for i in range(400):
-            outbox.append("door-h", int(time.time() * 1000), "eve", f"H{i}", "in", "admitted", "ok")
+            outbox.append("door-h", t0 + i * 1000, "eve", f"H{i}", "in", "admitted", "ok")
             if i == 200:
                 house.kill()
                 house.wait()

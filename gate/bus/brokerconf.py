@@ -11,7 +11,8 @@ rewritten from what is asked for):
     users/NAME.password     each user's password, to copy to that party only ([mqtt] password_file)
     gate.conf               the Mosquitto configuration (for /etc/mosquitto/conf.d/)
     roster.json             the venue, gates, dashboards and entrances' bridges configured so far: a later
-                            run adds to them (to retire a gate, remove it here and delete its users/NAME.password)
+                            run adds to them (to retire a gate or lock out a stolen one: `gate broker revoke
+                            NAME`, gate/bus/revoke.py)
 
 An entrance's broker, bridged to this one (the core), is written by gate/bus/bridgeconf.py, which
 also gives the bridge its own user here.

@@ -1,6 +1,7 @@
 """The venue broker's command: `gate broker config` writes a Mosquitto configuration with TLS,
 a user per party and an ACL (gate/bus/brokerconf.py does the work); with `--bridge` an entrance's
-broker bridged to the core, or the core's side of such a bridge (gate/bus/bridgeconf.py)."""
+broker bridged to the core, or the core's side of such a bridge (gate/bus/bridgeconf.py);
+`gate broker revoke NAME` takes a party out again and reloads the broker (gate/bus/revoke.py)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,12 @@ def _print_core_side(made: dict, args, venue: str, entrance_done: bool = False) 
               "--host ENTRANCE_HOST")
 
 
+def broker_revoke(args) -> int:
+    """`gate broker revoke NAME --out DIR`: the credential removed, the broker reloaded, the refusal checked."""
+    from gate.bus.revoke import main
+    return main(args.out, args.name, args.pid, args.pid_file, args.host)
+
+
 def add_broker(sub) -> None:
     br = sub.add_parser("broker", help="the venue's MQTT broker").add_subparsers(dest="broker_cmd", required=True)
     s = br.add_parser("config", help="write a Mosquitto configuration: TLS, a user per party, ACL; "
@@ -107,6 +114,13 @@ def add_broker(sub) -> None:
     s.add_argument("--bridge-password-file", metavar="FILE", help="a copy of the core's users/NAME.password "
                    "(without --core-dir)")
     s.set_defaults(func=broker_config)
+    s = br.add_parser("revoke", help="remove a gate's (or dashboard's, or bridge's) credential and reload the broker")
+    s.add_argument("name", help="the gate, dashboard or entrance bridge user to remove")
+    s.add_argument("--out", required=True, help="the directory gate broker config wrote")
+    s.add_argument("--pid", type=int, help="the broker's pid (default: systemctl reload mosquitto)")
+    s.add_argument("--pid-file", help="a file holding the broker's pid")
+    s.add_argument("--host", help="where to check the refusal (default: the listener's address, or 127.0.0.1)")
+    s.set_defaults(func=broker_revoke)
 
 
 # name -> adds that command to `gate`'s subparsers (gate/cli/main.py puts them in order)

@@ -37,6 +37,7 @@ from gate.house.standby import Standby
 from gate.house.state import HouseState
 from gate.house.venuemode import VenueMode
 from gate.house.web import Dashboard
+from gate.house.word import GateWord
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def init_log(cfg) -> AttendanceLog:
 
 def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut, mode: str = "live") -> HouseState:
     """The counts rebuilt from the attendance log; `mode` is the venue's as last applied."""
-    state = HouseState(cfg.house.capacity, mode)
+    state = HouseState(cfg.house.capacity, mode, GateWord(attendance, cfg.house.capacity))
     stored = list(attendance.events())   # held only while starting: the counts keep most of them anyway
     n = state.restore(stored, attendance.holders())
     for e in stored:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from typing import Iterable
+from typing import Iterable, Optional
 
 from gate.bus.limits import Drops
 from gate.core.clock import now_ms
@@ -23,6 +23,7 @@ from gate.house import discovery
 from gate.house.checkout import GATE as CHECKOUT_GATE
 from gate.house.counts import HouseCounts
 from gate.house.gaps import MAX_GATES, GapTracker
+from gate.house.word import GateWord
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,11 @@ log = logging.getLogger(__name__)
 class HouseState:
     """The house's live state; `capacity` is `[house] capacity` (event -> seats), `mode` the venue's."""
 
-    def __init__(self, capacity: dict, mode: str = "live"):
+    def __init__(self, capacity: dict, mode: str = "live", word: Optional[GateWord] = None):
         self.lock = threading.Lock()
         self.capacity = dict(capacity)
+        # what does not count, and why (gate/house/word.py): flagged implausible, or its gate set aside
+        self.word = word if word is not None else GateWord(None, self.capacity)
         self.counts = HouseCounts()
         self.rehearsal = HouseCounts()                    # `test` scans: shown apart, never in the house count
         self.lookups: dict[str, int] = defaultdict(int)   # `info` scans per event: never counted
@@ -73,6 +76,7 @@ class HouseState:
         n = 0
         with self.lock:
             self.holders = holders
+            self.word.restore()
             for e in events:
                 self.ids.add((e.gate, e.id))
                 if e.gate != CHECKOUT_GATE:   # the check-out's exits are numbered 0, not in a sequence
@@ -98,6 +102,30 @@ class HouseState:
         """An id claimed but not stored: a later delivery of it is not a duplicate."""
         with self.lock:
             self.ids.discard((gate, event_id))
+            self.word.forget(gate, event_id)
+
+    # -- a gate's word covers its own door (gate/house/word.py) -------------------------
+    def judge(self, e: ScanEvent) -> ScanEvent:
+        """A new event, before it is stored: placed, judged against its lane, marked."""
+        with self.lock:
+            return self.word.take(e)
+
+    def word_pass(self) -> bool:
+        """Once a second: alarms that have gone quiet; True when a set-aside was made or taken back."""
+        with self.lock:
+            self.word.tick()
+            return self.word.poll()
+
+    def recount(self, events: Iterable[ScanEvent]) -> None:
+        """The counts again from the attendance log's events, without what does not count now."""
+        events = list(events)
+        with self.lock:
+            self.counts, self.rehearsal, self.lookups = HouseCounts(), HouseCounts(), defaultdict(int)
+            for e in events:
+                self._count(e)
+            for ev, cap in self.capacity.items():   # back within capacity without a new event: say so
+                self.word.check_capacity(ev, self.counts.events[ev].inside if ev in self.counts.events else 0, cap)
+            self._dirty |= set(self.counts.events) | {""}
 
     def count_stored(self, stored: list[ScanEvent], where) -> list[str]:
         """Count events now on disk; returns the performances they admitted to (for discovery).
@@ -130,7 +158,11 @@ class HouseState:
                 self._count(e)
 
     def _count(self, e: ScanEvent) -> None:
-        """Live scans count; rehearsal scans are kept apart; look-ups are only tallied (lock held)."""
+        """Live scans count; rehearsal scans are kept apart; look-ups are only tallied (lock held).
+        What was flagged implausible or set aside is stored but never counted."""
+        if not self.word.counted(e):
+            self._dirty.add("")
+            return
         holder = self.holders.get(e.ticket, ("",))[0]
         if e.mode == "info":
             self.lookups[e.event] += 1
@@ -139,7 +171,10 @@ class HouseState:
             self.rehearsal.add(e, holder)
             self._dirty.add("")
         else:
-            self._dirty.add(self.counts.add(e, holder))
+            ev = self.counts.add(e, holder)
+            self._dirty.add(ev)
+            if ev in self.capacity:   # the alarm as the inside count passes the capacity (and comes back)
+                self.word.check_capacity(ev, self.counts.events[ev].inside, self.capacity[ev])
 
     def set_holders(self, holders: dict) -> None:
         with self.lock:
@@ -219,10 +254,12 @@ class HouseState:
         with self.lock:
             caps = self.capacity
             names = sorted((set(self.counts.events) | set(caps)) - {""})
-            return {"events": [self.counts.detail(ev, caps.get(ev)) for ev in names],
+            word = self.word
+            return {"events": [word.event_report(self.counts.detail(ev, caps.get(ev))) for ev in names],
                     "gates": sorted(({**g, "missing": self.gaps.missing(g["gate"]),
-                                      "unrecovered": self.gaps.lost(g["gate"])}
+                                      "unrecovered": self.gaps.lost(g["gate"]), **word.gate_report(g["gate"], self.gates)}
                                      for g in self.gates.values()), key=lambda g: g["gate"]),
+                    "alarms": word.alerts.active(), "word": word.report(),
                     "arrivals": list(self.counts.arrivals)[::-1][:50],
                     "rehearsal": [self.rehearsal.detail(ev) for ev in sorted(set(self.rehearsal.events) - {""})],
                     "lookups": dict(self.lookups), "mode": self.mode,
