@@ -24,6 +24,7 @@ CONTROL = "control"    # gate/<venue>/control: the signed venue control message
 # ... the fixed levels under gate/<venue>/house/ that are not events ...
 STATUS = "status"      # gate/<venue>/house/status: the house's status and last will
 ALERTS = "alerts"      # gate/<venue>/house/alerts: the house's alerts
+DOORS = "doors"        # gate/<venue>/house/doors: each door's problems (gate/house/doors.py)
 ACTIVE = "active"      # gate/<venue>/house/active: which house publishes (gate/house/election.py)
 # ... and the names other parties have on the bus.
 BOXOFFICE = "boxoffice"   # the box office's broker user (`gate broker config`)
@@ -41,6 +42,7 @@ RESERVED_GATE_IDS = {
 RESERVED_EVENTS = {
     STATUS: "gate/<venue>/house/status is the house's own status topic",
     ALERTS: "gate/<venue>/house/alerts is the house's alerts topic",
+    DOORS: "gate/<venue>/house/doors is the house's topic of each door's problems",
     ACTIVE: "gate/<venue>/house/active says which house is active",
 }
 

@@ -166,6 +166,7 @@ def init_standby(cfg, state: HouseState, bus: HouseMqtt, publisher: Publisher, p
                 publisher.announce_gate(g["gate"])
         for ev in state.known_events():   # every count, as this house has it (a standby's were held back)
             state.mark_dirty(ev)
+        state.doors.unpublished()          # and each door's problems
         if pretix is not None:
             pretix.activated()
 

@@ -13,6 +13,7 @@ publisher (gate/house/publisher.py) decides when to publish them. By Home Assist
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Iterable, Optional
 
@@ -81,6 +82,22 @@ def gate_connectivity(venue: str, gate: str) -> tuple[str, dict]:
     cfg = {"name": f"{gate} online", "unique_id": oid, "object_id": oid, "device_class": "connectivity",
            "state_topic": topics.status(venue, gate), "value_template": "{{ value_json.state }}",
            "payload_on": "online", "payload_off": "offline", "device": device(venue),
+           "origin": origin(), "availability": availability(venue)}
+    return topics.ha_config("binary_sensor", oid), cfg
+
+
+def gate_problem(venue: str, gate: str) -> tuple[str, dict]:
+    """A `problem` binary sensor per gate from the house's doors topic (gate/house/doors.py): on for two
+    devices under one gate id, a door whose mode differs from the venue's, or a door out of order; the
+    flags themselves are its attributes."""
+    oid = object_id(f"gate_{venue}_{gate}_problem")
+    pick = "value_json.get(%s, {})" % json.dumps(gate)
+    cfg = {"name": f"{gate} problem", "unique_id": oid, "object_id": oid, "device_class": "problem",
+           "state_topic": topics.house_doors(venue),
+           "value_template": "{{ 'ON' if %s.get('problem') else 'OFF' }}" % pick,
+           "json_attributes_topic": topics.house_doors(venue),
+           "json_attributes_template": "{{ %s | tojson }}" % pick,
+           "payload_on": "ON", "payload_off": "OFF", "device": device(venue),
            "origin": origin(), "availability": availability(venue)}
     return topics.ha_config("binary_sensor", oid), cfg
 
