@@ -17,7 +17,7 @@ rewritten from what is asked for):
 An entrance's broker, bridged to this one (the core), is written by gate/bus/bridgeconf.py, which
 also gives the bridge its own user here.
 
-Users: one per gate (its gate id), `house`, `boxoffice`, read-only
+Users: one per gate (its gate id), `house` (and `house-standby`, a second house), `boxoffice`, read-only
 dashboards, and one per entrance's bridge. `use_username_as_clientid` makes a client's id its user name, so
 nobody can connect as `door-a` (and push the real door-a off) without
 door-a's password. The ACL lists each user's topics explicitly rather than
@@ -43,6 +43,10 @@ from gate.core import ids
 from gate.core.errors import GateError
 
 HOUSE, BOXOFFICE = ids.HOUSE, ids.BOXOFFICE   # broker users beside the gates
+# A second house (`[house] standby = true`) has a user of its own with the same rights: the broker cannot
+# grant publishing by turn, so the standby's software holds it back until the first is gone (gate/house/election.py).
+HOUSE_STANDBY = ids.HOUSE_STANDBY
+HOUSES = (HOUSE, HOUSE_STANDBY)
 PBKDF2_ITERATIONS = 101   # what mosquitto_passwd 2.0 writes (and so what the broker expects to check quickly)
 CERT_DAYS = 10 * 365
 
@@ -77,13 +81,14 @@ def acl_text(venue: str, gates: list[str], dashboards: list[str], bridges: dict 
            "# Users not listed here may do nothing at all.", ""]
     for g in gates:
         out += gate_acl(venue, g)
-    out += ["# the house: reads the whole venue; writes its counts and status, discovery for Home Assistant,",
-            "# resend requests, ticket lists (from its pretix sync), and the scans of the pseudo-gate",
-            "# `pretix` (check-ins recorded in pretix by something other than a gate).",
-            f"user {HOUSE}", f"topic read {root}/#", f"topic write {root}/house/#",
-            f"topic write {root}/+/resend", f"topic write {topics.tickets(venue)}",
-            f"topic write {topics.scan(venue, ids.PRETIX)}", "topic write homeassistant/#", "",
-            "# the box office: publishes the (signed) ticket list and the venue control message (`gate venue",
+    for house in HOUSES:
+        out += [f"# the house ({house}): reads the whole venue; writes its counts, status and claim, discovery",
+                "# for Home Assistant, resend requests, ticket lists (from its pretix sync), and the scans of the",
+                "# pseudo-gate `pretix` (check-ins recorded in pretix by something other than a gate).",
+                f"user {house}", f"topic read {root}/#", f"topic write {root}/house/#",
+                f"topic write {root}/+/resend", f"topic write {topics.tickets(venue)}",
+                f"topic write {topics.scan(venue, ids.PRETIX)}", "topic write homeassistant/#", ""]
+    out += ["# the box office: publishes the (signed) ticket list and the venue control message (`gate venue",
             "# live|test`, signed with the staff key), and reads every party's status to confirm they followed.",
             f"user {BOXOFFICE}", f"topic readwrite {topics.tickets(venue)}",
             f"topic readwrite {topics.control(venue)}", f"topic read {topics.statuses(venue)}", ""]
@@ -271,7 +276,7 @@ def check_names(kind: str, names: list[str]) -> None:
     for n in names:
         if not values.is_id(n):
             raise BrokerConfigError(f"{kind} id {n!r}: letters, digits, '_' and '-' only")
-        if n in (HOUSE, BOXOFFICE):
+        if n in (*HOUSES, BOXOFFICE):
             raise BrokerConfigError(f"{kind} id {n!r} is reserved for the {n} user")
         if kind == "gate" and ids.gate_id_problem(n):   # the same rule as `gate config check`
             raise BrokerConfigError(f"gate id {ids.gate_id_problem(n)}")
@@ -297,7 +302,7 @@ def write_parties(out: Path, roster: dict) -> tuple[list[str], dict]:
                                 "that entrance's broker, not this one")
     for clash in sorted(set(bridges) & (set(gates) | set(dashboards) | set(taken))):
         raise BrokerConfigError(f"{clash}: a name is a gate, a dashboard or an entrance's bridge, not two of them")
-    users = gates + [HOUSE, BOXOFFICE] + dashboards + sorted(bridges)
+    users = gates + [*HOUSES, BOXOFFICE] + dashboards + sorted(bridges)
     made = _passwords(out, users)
     _write(out / "acl", acl_text(roster["venue"], gates, dashboards, bridges).encode(), 0o640)
     _write(out / "roster.json", json.dumps({"venue": roster["venue"], "gates": gates, "dashboards": dashboards,

@@ -21,6 +21,7 @@ from typing import Any, Optional
 from gate.boxoffice.keys import load_public_key
 from gate.boxoffice.staff import StaffVerifier
 from gate.bus.client import read_secret
+from gate.config import house as house_config
 from gate.core.errors import ConfigError, GateError
 from gate.core.storage import HouseFiles
 from gate.house import uploads
@@ -32,6 +33,7 @@ from gate.house.log import AttendanceLog
 from gate.house.mqtt import HouseMqtt
 from gate.house.publisher import Publisher
 from gate.house.query import HouseQuery
+from gate.house.standby import Standby
 from gate.house.state import HouseState
 from gate.house.venuemode import VenueMode
 from gate.house.web import Dashboard
@@ -54,6 +56,7 @@ class HouseParts:
     publisher: Optional[Publisher] = None
     intake: Optional[Intake] = None
     pretix: Any = None               # PretixLink, when [pretix] url is set
+    standby: Optional[Standby] = None   # the election: which house publishes
     web: Optional[Dashboard] = None
     _closed: bool = False
 
@@ -82,6 +85,8 @@ class HouseParts:
         if bus is None or intake is None or publisher is None or web is None:
             raise RuntimeError("this house was built for reading only (build_house(cfg, serve=False))")
         bus.start()
+        if self.standby is not None:
+            self.standby.start()
         intake.start()
         publisher.start()
         if self.pretix is not None:
@@ -93,7 +98,9 @@ class HouseParts:
         if self._closed:
             return
         self._closed = True
-        steps = [("web", lambda p: p.close()), ("intake", lambda p: p.stop()), ("publisher", lambda p: p.stop()),
+        # The election first: a house that says `offline` must not hear it and say `online` again.
+        steps = [("standby", lambda p: p.stop()),
+                 ("web", lambda p: p.close()), ("intake", lambda p: p.stop()), ("publisher", lambda p: p.stop()),
                  ("bus", lambda p: p.say_offline()), ("pretix", lambda p: p.close()), ("bus", lambda p: p.close()),
                  ("log", lambda p: p.close())]
         for name, close in steps:
@@ -144,8 +151,30 @@ def init_token(cfg) -> str:
 
 
 def init_bus(cfg, state: HouseState) -> HouseMqtt:
-    venue = cfg.house.venue
-    return HouseMqtt(cfg.mqtt, venue, cfg.house.client_id or f"house-{venue}", state.drops)
+    # Connected without the last will on the house status: a house gets it when it wins the election
+    # (gate/house/standby.py), so an `offline` there always means the house that was publishing is gone.
+    return HouseMqtt(cfg.mqtt, cfg.house.venue, house_config.client_id(cfg), state.drops, will=False)
+
+
+def init_standby(cfg, state: HouseState, bus: HouseMqtt, publisher: Publisher, pretix) -> Standby:
+    """The election (gate/house/standby.py): this house publishes only while it is the active one."""
+    def on_active() -> None:
+        bus.say_online()
+        publisher.online(settle_s=0)   # Home Assistant's entities now: a standby's announcements went nowhere
+        for g in state.view()["gates"]:   # and the doors heard from so far (their statuses came before)
+            if g["state"] != "unknown":
+                publisher.announce_gate(g["gate"])
+        for ev in state.known_events():   # every count, as this house has it (a standby's were held back)
+            state.mark_dirty(ev)
+        state.doors.unpublished()          # and each door's problems
+        if pretix is not None:
+            pretix.activated()
+
+    standby = Standby(cfg.house.venue, house_config.house_id(cfg), not cfg.house.standby, bus, state.drops,
+                      on_active=on_active, on_change=state.mark_dirty)
+    if pretix is not None:
+        pretix.active = standby.active
+    return standby
 
 
 def init_pretix(cfg, state: HouseState, bus: HouseMqtt):
@@ -212,11 +241,16 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
         parts.publisher = publisher = Publisher(cfg.house.venue, state, bus.publish, bus.connected)
         parts.intake = init_intake(cfg, state, attendance, bus, checkout, lists, venue_mode, publisher,
                                    pretix)
+        parts.standby = standby = init_standby(cfg, state, bus, publisher, pretix)
         parts.query = query = HouseQuery(cfg.house.venue, state, attendance, ticket_lists=lists.report,
-                                         pretix=pretix.status if pretix is not None else None)
+                                         pretix=pretix.status if pretix is not None else None,
+                                         houses=standby.view)
         parts.web = web = Dashboard(query.api, cfg.house.listen, token)
         # The callbacks that close the circle: paho's thread tells the publisher, the publisher the dashboards.
-        bus.on_online = publisher.online
+        def on_online() -> None:
+            standby.connected()   # first: nothing is published before the claim is read again
+            publisher.online()
+        bus.on_online = on_online
         bus.on_ha_config = publisher.config_seen
         bus.status_extra = venue_mode.status
         publisher.on_published = web.notify

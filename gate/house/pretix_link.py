@@ -68,6 +68,9 @@ class PretixLink(Worker):
             raise
         self.wake_up = threading.Event()
         self.sync_now = threading.Event()
+        # A standby house leaves pretix to the active one: no sync, no upload until it takes over
+        # (gate/house/standby.py); then it runs as a house that has just started.
+        self.active: Callable[[], bool] = lambda: True
         self.digest = ""
         self.last_sync_error = ""
         self.syncs = 0
@@ -75,6 +78,13 @@ class PretixLink(Worker):
     def start(self) -> None:
         self.sync_now.set()
         super().start()
+
+    def activated(self) -> None:
+        """This house became the active one (gate/house/standby.py): sync now, and publish the list even if
+        unchanged (one published while it was not active went nowhere), then upload."""
+        self.digest = ""
+        self.sync_now.set()
+        self.wake()
 
     def wake(self) -> None:
         """Something to upload (or stopping): end the wait."""
@@ -109,6 +119,10 @@ class PretixLink(Worker):
         next_sync = 0.0
         seen_error = None
         while not self.stopping.is_set():
+            if not self.active():
+                self.wake_up.wait(0.5)
+                self.wake_up.clear()
+                continue
             if self.sync_now.is_set() or time.monotonic() >= next_sync:
                 self.sync_now.clear()
                 self.do_sync()
