@@ -17,11 +17,10 @@ def layout_map_modules(readme: str) -> set[str]:
         if head:
             room = head.group(1)
             continue
-        if room and line.startswith("  "):
-            for name in re.findall(r"(?<![\w/.])([a-z_]+\.py)\b", line.split("  ", 2)[1] if line.strip() else ""):
+        if room and line.startswith("  ") and line.strip():
+            names = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]   # the first column; the rest describes
+            for name in re.findall(r"([a-z0-9_]+(?:/[a-z0-9_]+)*\.py)", names):
                 found.add(room + name)
-            for sub, name in re.findall(r"\b([a-z_]+)/([a-z_]+\.py)\b", line):
-                found.add(f"{room}{sub}/{name}")
     return found
 
 
