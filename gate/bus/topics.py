@@ -1,4 +1,4 @@
-"""Every MQTT topic string gate uses, in one place (DESIGN.md, contract v1).
+"""Every MQTT topic string gate uses, in one place (docs/contract.md, contract v1).
 
 | topic                                  | payload            | QoS / retain |
 |----------------------------------------|--------------------|--------------|
@@ -81,7 +81,7 @@ def house_status(venue: str) -> str:
 
 
 def house_alerts(venue: str) -> str:
-    """The house's alerts (DESIGN.md, Additions): not retained."""
+    """The house's alerts (docs/contract.md, Additions): not retained."""
     return f"{ROOT}/{venue}/{HOUSE}/{ALERTS}"
 
 
