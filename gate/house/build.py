@@ -21,6 +21,7 @@ from typing import Any, Optional
 from gate.boxoffice.keys import load_public_key
 from gate.boxoffice.staff import StaffVerifier
 from gate.bus.client import read_secret
+from gate.config import house as house_config
 from gate.core.errors import ConfigError, GateError
 from gate.core.storage import HouseFiles
 from gate.core.supervisor import Workers
@@ -34,6 +35,7 @@ from gate.house.log import AttendanceLog
 from gate.house.mqtt import HouseMqtt
 from gate.house.publisher import Publisher
 from gate.house.query import HouseQuery
+from gate.house.standby import Standby
 from gate.house.state import HouseState
 from gate.house.venuemode import VenueMode
 from gate.house.web import Dashboard
@@ -56,6 +58,7 @@ class HouseParts:
     publisher: Optional[Publisher] = None
     intake: Optional[Intake] = None
     pretix: Any = None               # PretixLink, when [pretix] url is set
+    standby: Optional[Standby] = None   # the election: which house publishes
     web: Optional[Dashboard] = None
     alerts: Optional[Alerts] = None      # pretix-safe: the alerts topic (gate/house/alerts.py)
     workers: Optional[Workers] = None    # pretix-safe: the supervised workers, for /api/house
@@ -86,6 +89,8 @@ class HouseParts:
         if bus is None or intake is None or publisher is None or web is None:
             raise RuntimeError("this house was built for reading only (build_house(cfg, serve=False))")
         bus.start()
+        if self.standby is not None:
+            self.standby.start()
         intake.start()
         publisher.start()
         if self.pretix is not None:
@@ -97,7 +102,9 @@ class HouseParts:
         if self._closed:
             return
         self._closed = True
-        steps = [("web", lambda p: p.close()), ("intake", lambda p: p.stop()), ("publisher", lambda p: p.stop()),
+        # The election first: a house that says `offline` must not hear it and say `online` again.
+        steps = [("standby", lambda p: p.stop()),
+                 ("web", lambda p: p.close()), ("intake", lambda p: p.stop()), ("publisher", lambda p: p.stop()),
                  ("bus", lambda p: p.say_offline()), ("pretix", lambda p: p.close()), ("bus", lambda p: p.close()),
                  ("log", lambda p: p.close())]
         for name, close in steps:
@@ -150,8 +157,30 @@ def init_token(cfg) -> str:
 
 
 def init_bus(cfg, state: HouseState) -> HouseMqtt:
-    venue = cfg.house.venue
-    return HouseMqtt(cfg.mqtt, venue, cfg.house.client_id or f"house-{venue}", state.drops)
+    # Connected without the last will on the house status: a house gets it when it wins the election
+    # (gate/house/standby.py), so an `offline` there always means the house that was publishing is gone.
+    return HouseMqtt(cfg.mqtt, cfg.house.venue, house_config.client_id(cfg), state.drops, will=False)
+
+
+def init_standby(cfg, state: HouseState, bus: HouseMqtt, publisher: Publisher, pretix) -> Standby:
+    """The election (gate/house/standby.py): this house publishes only while it is the active one."""
+    def on_active() -> None:
+        bus.say_online()
+        publisher.online(settle_s=0)   # Home Assistant's entities now: a standby's announcements went nowhere
+        for g in state.view()["gates"]:   # and the doors heard from so far (their statuses came before)
+            if g["state"] != "unknown":
+                publisher.announce_gate(g["gate"])
+        for ev in state.known_events():   # every count, as this house has it (a standby's were held back)
+            state.mark_dirty(ev)
+        state.doors.unpublished()          # and each door's problems
+        if pretix is not None:
+            pretix.activated()
+
+    standby = Standby(cfg.house.venue, house_config.house_id(cfg), not cfg.house.standby, bus, state.drops,
+                      on_active=on_active, on_change=state.mark_dirty)
+    if pretix is not None:
+        pretix.active = standby.active
+    return standby
 
 
 def init_pretix(cfg, state: HouseState, bus: HouseMqtt, alerts: Optional[Alerts] = None):
@@ -211,26 +240,35 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
         token = init_token(cfg)
         parts.venue_mode = venue_mode = VenueMode(
             attendance.db, StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys], cfg.venue))
-        # pretix-safe: one alerts publisher for the house (gate/house/alerts.py); the bus is made after the
-        # state, so the publish function is handed in once it exists (alerts raised before wait in `active`)
+        # pretix-safe: one alerts publisher for the house (gate/house/alerts.py), its publish function handed
+        # in once the bus and the election exist (alerts raised before that stand in `active`). No
+        # alerts.on_change = state.mark_dirty: the word raises alarms under the state's lock.
         parts.alerts = alerts = Alerts(cfg.house.venue)
         parts.state = state = init_state(cfg, attendance, checkout, venue_mode.mode, alerts)
-        # (no alerts.on_change = state.mark_dirty: the word raises alarms under the state's lock)
         parts.lists = lists = HouseLists(cfg)
         parts.bus = bus = init_bus(cfg, state)
-        alerts.publish = bus.publish
         parts.pretix = pretix = init_pretix(cfg, state, bus, alerts)
         parts.publisher = publisher = Publisher(cfg.house.venue, state, bus.publish, bus.connected)
         parts.intake = init_intake(cfg, state, attendance, bus, checkout, lists, venue_mode, publisher,
                                    pretix)
+        parts.standby = standby = init_standby(cfg, state, bus, publisher, pretix)
+
+        def publish_alert(topic: str, payload, retain: bool = False) -> None:
+            """Only the active house publishes its alerts; a standby keeps them (its own dashboard)."""
+            if standby.active():
+                bus.publish(topic, payload, retain)
+        alerts.publish = publish_alert
         parts.workers = workers = Workers()   # pretix-safe: filled in below, once every worker is built
         parts.query = query = HouseQuery(cfg.house.venue, state, attendance, ticket_lists=lists.report,
                                          pretix=pretix.status if pretix is not None else None,
-                                         workers=workers.report)
+                                         houses=standby.view, workers=workers.report)
         parts.web = web = Dashboard(query.api, cfg.house.listen, token)
         workers.add(parts.intake, parts.publisher, web, *(pretix.workers if pretix is not None else ()))
         # The callbacks that close the circle: paho's thread tells the publisher, the publisher the dashboards.
-        bus.on_online = publisher.online
+        def on_online() -> None:
+            standby.connected()   # first: nothing is published before the claim is read again
+            publisher.online()
+        bus.on_online = on_online
         bus.on_ha_config = publisher.config_seen
         bus.status_extra = venue_mode.status
         publisher.on_published = web.notify

@@ -111,8 +111,9 @@ class Intake(Supervised):   # pretix-safe: restarted with backoff, shown in /api
 
     def ask_for_gaps(self) -> None:
         """Ask each gate, over its resend topic, for events the broker never handed us
-        (say it was killed between acknowledging a gate and delivering to us)."""
-        if not self.bus.connected.is_set():
+        (say it was killed between acknowledging a gate and delivering to us). Only the active house asks:
+        a standby keeps its gaps open, unasked, and asks for them once it takes over (gate/house/standby.py)."""
+        if not self.bus.connected.is_set() or not self.bus.publishing():
             return
         due, lost = self.state.gaps_due()
         now = time.monotonic()

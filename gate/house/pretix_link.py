@@ -97,6 +97,9 @@ class PretixLink:
         self.sync.cancel = self.stop      # a long full sync ends at its next page when the house stops
         self.sync_now = threading.Event()
         self.first_sync = threading.Event()   # uploads wait for it: a scan's ticket may come with it
+        # A standby house leaves pretix to the active one: no sync, no upload until it takes over
+        # (gate/house/standby.py); then it runs as a house that has just started.
+        self.active: Callable[[], bool] = lambda: True
         self.digest = ""
         self.last_sync_error = ""
         self.last_result: Optional[SyncResult] = None
@@ -112,6 +115,13 @@ class PretixLink:
         self.sync_now.set()
         self._sync.start()
         self._upload.start()
+
+    def activated(self) -> None:
+        """This house became the active one (gate/house/standby.py): sync now, and publish the list even if
+        unchanged (one published while it was not active went nowhere), then upload."""
+        self.digest = ""
+        self.sync_now.set()
+        self.wake()
 
     def wake(self) -> None:
         self.wake_up.set()
@@ -130,6 +140,9 @@ class PretixLink:
         every = self.cfg.pretix.sync_every_s
         next_sync = 0.0
         while not self.stop.is_set():
+            if not self.active():
+                self.stop.wait(0.5)
+                continue
             if self.sync_now.is_set() or time.monotonic() >= next_sync:
                 self.sync_now.clear()
                 try:
@@ -143,6 +156,9 @@ class PretixLink:
         seen_error = None
         self.first_sync.wait(2 * self.cfg.pretix.timeout_s + 5)
         while not self.stop.is_set():
+            if not self.active():
+                self.stop.wait(0.5)
+                continue
             if self.uploader.drain(self.stop) or self.uploader.last_error_at != seen_error:
                 seen_error = self.uploader.last_error_at
                 self.mark_dirty()     # the dashboard shows the queue: push a fresh view

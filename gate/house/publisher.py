@@ -89,11 +89,13 @@ class Publisher(Supervised):   # pretix-safe: restarted with backoff, shown in /
             self.on_published()
 
     # -- Home Assistant discovery ----------------------------------------------
-    def online(self) -> None:
-        """(Re)connected (paho's network thread): announce this session's sensors once the configs are in."""
+    def online(self, settle_s: float = SETTLE_S) -> None:
+        """(Re)connected (paho's network thread), or become the active house (`settle_s` 0: the configs
+        are in by then): announce this session's sensors once the retained configs have arrived."""
         with self._lock:
             self._events_announced.clear()
-            self._discovery_at = time.monotonic() + SETTLE_S
+            self._announced.clear()   # gates too: a standby that takes over announces them afresh
+            self._discovery_at = time.monotonic() + settle_s
 
     def admitted(self, events: Iterable[str]) -> None:
         """Admissions just counted (the intake's thread): a performance not yet announced is announced now."""

@@ -19,12 +19,14 @@ from gate.house.state import HouseState
 
 
 class HouseQuery:
-    """`ticket_lists()` is the lists' report; `pretix()` (when the house talks to pretix) the link's status."""
+    """`ticket_lists()` is the lists' report; `pretix()` (when the house talks to pretix) the link's status;
+    `houses()` which house is active."""
 
     def __init__(self, venue: str, state: HouseState, log: AttendanceLog, *,
                  ticket_lists: Callable[[], dict] = dict, pretix: Optional[Callable[[], dict]] = None,
-                 workers: Callable[[], list] = list):
+                 houses: Optional[Callable[[], dict]] = None, workers: Callable[[], list] = list):
         self.venue, self.state = venue, state
+        self.houses = houses   # which house is active, and this one's role (gate/house/standby.py)
         self.workers = workers   # pretix-safe: the supervised workers (alerts stand in `alarms`)
         self.log_path = Path(log.path)
         self.set_aside = [str(log.set_aside)] if log.set_aside else []
@@ -43,6 +45,8 @@ class HouseQuery:
                "workers": self.workers()}   # pretix-safe
         if self.pretix is not None:
             out["pretix"] = self.pretix()
+        if self.houses is not None:
+            out["houses"] = self.houses()
         return out
 
     def attendance(self) -> list[dict]:

@@ -58,9 +58,9 @@ def main(args) -> int:
     signal.signal(signal.SIGTERM, lambda *a: done.set())
     signal.signal(signal.SIGINT, lambda *a: done.set())
     watchdog = systemd.Watchdog()
-    workers = [w for w in (house.intake, house.publisher) if w is not None]
+    workers = [w for w in (house.intake, house.publisher, house.standby) if w is not None]
     while not done.wait(1.0):
-        if all(w.alive for w in workers):   # systemd restarts a house whose counting or publishing stopped
+        if all(w.alive for w in workers):   # systemd restarts a house whose counting, publishing or election stopped
             watchdog.ping()
     house.close()
     return 0
