@@ -263,9 +263,10 @@ class Dashboard(Supervised):   # pretix-safe: restarted with backoff, shown in /
             return await self._stream(writer)
         else:
             name = "dashboard.html" if path in ("/", "/index.html") else path.lstrip("/")
-            body = self.static.get(name) if "/" not in name else None
-            if body is None:
+            page = self.static.get(name) if "/" not in name else None
+            if page is None:
                 return await self._finish(writer, _error(404, "not found"))
+            body = page
             ctype = TYPES.get(Path(name).suffix, "application/octet-stream")
             data = response(200, body, ctype)
             return await self._finish(writer, data if method == "GET" else data[: len(data) - len(body)])
