@@ -85,7 +85,9 @@ def test_logs_house_restart_is_quiet_forged_control_messages_warn(tmp_path, brok
             publish_raw(broker.port, "gate/hall/control", [make(key)])
             wait_for(lambda why=why: [r for r in loud(caplog, "gate") if why in r.getMessage()], what=why)
         publish_raw(broker.port, "gate/hall/control", [FORGERIES["malformed (not Base45)"](key)])
-        wait_for(lambda: house.venue_mode.refused == 7, what="all refused (2 routine, 5 forged)")
+        # (the retained message may be heard again once per matching subscription: routine ones are not counted here)
+        wait_for(lambda: house.venue_mode.refusals.counts.get("malformed (not Base45)") == 2,
+                 what="the second malformed message refused")
         said = [r.getMessage() for r in loud(caplog, "gate")]
         assert len(said) == 4, said   # the second of a kind is counted, not logged again within a minute
         assert all("refused a venue control message" in m for m in said)
