@@ -12,6 +12,7 @@
 | gate/<venue>/house/<event>             | JSON counts        | 1 / yes      |
 | gate/<venue>/house/<event>/inside      | plain integer      | 1 / yes      |
 | gate/<venue>/house/alerts              | JSON alert         | 1 / no       |
+| gate/<venue>/house/alerts/active       | JSON, the standing | 1 / yes      |
 | homeassistant/...                      | discovery config   | 1 / yes      |
 
 The fixed levels (house, tickets, control; status, alerts under house/) come from gate/core/ids.py,
@@ -81,6 +82,11 @@ def house_status(venue: str) -> str:
 def house_alerts(venue: str) -> str:
     """The house's alerts (DESIGN.md, Additions): not retained."""
     return f"{ROOT}/{venue}/{HOUSE}/{ALERTS}"
+
+
+def house_alerts_active(venue: str) -> str:
+    """The alerts standing now and whether any needs a person (Home Assistant's problem sensor): retained."""
+    return f"{ROOT}/{venue}/{HOUSE}/{ALERTS}/active"
 
 
 def house_inside(venue: str, event: str) -> str:

@@ -24,7 +24,11 @@ from gate.bus.client import read_secret
 from gate.core.errors import ConfigError, GateError
 from gate.core.storage import HouseFiles
 from gate.house import uploads
+from gate.house.alerts import Alerts
 from gate.house.checkout import CheckOut
+from gate.house.curtain import Curtains
+from gate.house.doorwatch import Doors
+from gate.house.flow import DoorFlow
 from gate.house.ingest import Ingest
 from gate.house.intake import Intake
 from gate.house.lists import HouseLists
@@ -32,8 +36,10 @@ from gate.house.log import AttendanceLog
 from gate.house.mqtt import HouseMqtt
 from gate.house.publisher import Publisher
 from gate.house.query import HouseQuery
+from gate.house.roster import Roster
 from gate.house.state import HouseState
 from gate.house.venuemode import VenueMode
+from gate.house.watch import Watch
 from gate.house.web import Dashboard
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,9 @@ class HouseParts:
     intake: Optional[Intake] = None
     pretix: Any = None               # PretixLink, when [pretix] url is set
     web: Optional[Dashboard] = None
+    alerts: Optional[Alerts] = None  # the house's alerts (gate/house/alerts.py): hand it to whatever raises them
+    doors: Optional[Doors] = None
+    watch: Optional[Watch] = None
     _closed: bool = False
 
     @property
@@ -83,6 +92,8 @@ class HouseParts:
         bus.start()
         intake.start()
         publisher.start()
+        if self.watch is not None:
+            self.watch.start()
         if self.pretix is not None:
             self.pretix.start()
         web.start()
@@ -92,7 +103,8 @@ class HouseParts:
         if self._closed:
             return
         self._closed = True
-        steps = [("web", lambda p: p.close()), ("intake", lambda p: p.stop()), ("publisher", lambda p: p.stop()),
+        steps = [("web", lambda p: p.close()), ("intake", lambda p: p.stop()), ("watch", lambda p: p.stop()),
+                 ("publisher", lambda p: p.stop()),
                  ("bus", lambda p: p.say_offline()), ("pretix", lambda p: p.close()), ("bus", lambda p: p.close()),
                  ("log", lambda p: p.close())]
         for name, close in steps:
@@ -119,10 +131,14 @@ def init_log(cfg) -> AttendanceLog:
 
 
 def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut, mode: str = "live") -> HouseState:
-    """The counts rebuilt from the attendance log; `mode` is the venue's as last applied."""
-    state = HouseState(cfg.house.capacity, mode)
+    """The counts and the door flow rebuilt from the attendance log; `mode` is the venue's as last applied."""
+    flow = DoorFlow(Curtains(cfg.house.curtain), cfg.house.assist_tags)
+    flow.set_roster(Roster.read(attendance.db))
+    state = HouseState(cfg.house.capacity, mode, flow)
     stored = list(attendance.events())   # held only while starting: the counts keep most of them anyway
+    flow.quiet = True                    # history, not news: no arrival alerts for what the log holds
     n = state.restore(stored, attendance.holders())
+    flow.quiet = False
     for e in stored:
         checkout.note(e)   # an entry from before the last check-out, stored after it, is checked out at the next look
     if n:
@@ -159,7 +175,7 @@ def init_pretix(cfg, state: HouseState, bus: HouseMqtt):
 
 
 def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqtt, checkout: CheckOut,
-                lists: HouseLists, venue_mode: VenueMode, publisher: Publisher, pretix) -> Intake:
+                lists: HouseLists, venue_mode: VenueMode, publisher: Publisher, pretix, doors: Doors) -> Intake:
     """The intake and what it hands messages on to: ticket lists, the venue's mode, gate reports."""
     def on_tickets(payload: bytes) -> None:
         if not payload:
@@ -169,6 +185,7 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
             return
         holders = attendance.replace_holders(tickets)
         state.set_holders(holders)
+        state.flow.set_roster(Roster.write(attendance.db, tickets))   # who is expected (gate/house/roster.py)
         log.info("holder directory updated: %d tickets", len(holders))
 
     def on_control(payload: bytes) -> None:
@@ -181,6 +198,7 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
         state.mark_dirty()
 
     def on_report(gate: str, kind: str, obj: dict) -> None:
+        doors.heard(gate, kind, obj)   # the alerts' view of the door (gate/house/doorwatch.py)
         if state.gate_report(gate, kind, obj):
             publisher.announce_gate(gate)
 
@@ -188,6 +206,15 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
                     on_report=on_report)
     return Intake(state, ingest, attendance, bus, checkout, on_admitted=publisher.admitted,
                   on_stored=pretix.wake if pretix is not None else None)
+
+
+def init_watch(cfg, state: HouseState, alerts: Alerts, doors: Doors, bus: HouseMqtt, publisher: Publisher, pretix,
+               attendance: AttendanceLog) -> Watch:
+    """The worker that turns the house's figures into alerts (gate/house/watch.py)."""
+    h = cfg.house
+    return Watch(h.venue, state, state.flow, doors, alerts, publish=bus.publish, connected=bus.connected,
+                 publisher=publisher, pretix=pretix, db_path=attendance.path, roster=h.roster,
+                 forget_gate_after_h=h.forget_gate_after_h)
 
 
 def build_house(cfg, *, serve: bool = True) -> HouseParts:
@@ -209,10 +236,15 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
         parts.bus = bus = init_bus(cfg, state)
         parts.pretix = pretix = init_pretix(cfg, state, bus)
         parts.publisher = publisher = Publisher(cfg.house.venue, state, bus.publish, bus.connected)
+        parts.doors = doors = Doors()
         parts.intake = init_intake(cfg, state, attendance, bus, checkout, lists, venue_mode, publisher,
-                                   pretix)
+                                   pretix, doors)
+        parts.alerts = alerts = Alerts(cfg.house.venue, lambda t, p, q, r: bus.publish(t, p, retain=r))
+        alerts.on_change = state.mark_dirty   # the dashboard shows them: push a fresh view
+        parts.watch = init_watch(cfg, state, alerts, doors, bus, publisher, pretix, attendance)
         parts.query = query = HouseQuery(cfg.house.venue, state, attendance, ticket_lists=lists.report,
-                                         pretix=pretix.status if pretix is not None else None)
+                                         pretix=pretix.status if pretix is not None else None,
+                                         alerts=alerts.report)
         parts.web = web = Dashboard(query.api, cfg.house.listen, token)
         # The callbacks that close the circle: paho's thread tells the publisher, the publisher the dashboards.
         bus.on_online = publisher.online

@@ -24,6 +24,7 @@ from typing import Callable, Optional
 from gate.boxoffice.pretix import ticket_seed
 from gate.boxoffice.pretix_api import PretixClient, PretixError, parse_time
 from gate.core.events import ScanEvent, Ticket
+from gate.house import curtain
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,10 @@ class PretixSync:
         since = self.state("since")
         changed: list[str] = []
         full = since is None
+        # curtain times for the door flow (gate/house/curtain.py): on a first sync, or when none are kept yet
+        starts = curtain.pretix_starts(event, self.slug, list(self.client.pages(self.ev + "/subevents/"))
+                                       if event.get("has_subevents") is True else [], self.subevents) \
+            if full or self.state(curtain.STARTS_KEY) is None else None
         if not full:
             for o in self.client.pages(self.ev + "/orders/", {"modified_since": since, "ordering": "last_modified"}):
                 if isinstance(o.get("code"), str) and len(o["code"]) <= 32:
@@ -188,6 +193,8 @@ class PretixSync:
             self.db.executemany("INSERT OR REPLACE INTO pretix_blocked VALUES (?,?)",
                                 [(s, b) for s, b in blocked if isinstance(s, str) and len(s) <= 1024])
             self._set("keys", json.dumps(keys))
+            if starts is not None:
+                self._set(curtain.STARTS_KEY, json.dumps(starts))
             self._set("since", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started - 2)))
             self._set("last_sync", int(time.time() * 1000))
             foreign = self._foreign_checkins()

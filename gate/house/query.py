@@ -19,14 +19,16 @@ from gate.house.state import HouseState
 
 
 class HouseQuery:
-    """`ticket_lists()` is the lists' report; `pretix()` (when the house talks to pretix) the link's status."""
+    """`ticket_lists()` is the lists' report; `pretix()` (when the house talks to pretix) the link's status;
+    `alerts()` the alerts' report (gate/house/alerts.py)."""
 
     def __init__(self, venue: str, state: HouseState, log: AttendanceLog, *,
-                 ticket_lists: Callable[[], dict] = dict, pretix: Optional[Callable[[], dict]] = None):
+                 ticket_lists: Callable[[], dict] = dict, pretix: Optional[Callable[[], dict]] = None,
+                 alerts: Optional[Callable[[], dict]] = None):
         self.venue, self.state = venue, state
         self.log_path = Path(log.path)
         self.set_aside = [str(log.set_aside)] if log.set_aside else []
-        self.ticket_lists, self.pretix = ticket_lists, pretix
+        self.ticket_lists, self.pretix, self.alerts = ticket_lists, pretix, alerts
 
     def api(self) -> dict:
         """The `/api/house` object (DESIGN.md)."""
@@ -40,6 +42,9 @@ class HouseQuery:
                "set_aside": self.set_aside}
         if self.pretix is not None:
             out["pretix"] = self.pretix()
+        if self.alerts is not None:   # standing ones ranked by level; the latest told, newest first
+            report = self.alerts()
+            out.update(alerts=report["active"], alerts_recent=report["recent"], alerts_held_back=report["held_back"])
         return out
 
     def attendance(self) -> list[dict]:

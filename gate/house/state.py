@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from typing import Iterable
+from typing import Iterable, Optional
 
 from gate.bus.limits import Drops
 from gate.core.clock import now_ms
@@ -22,6 +22,7 @@ from gate.core.events import ScanEvent
 from gate.house import discovery
 from gate.house.checkout import GATE as CHECKOUT_GATE
 from gate.house.counts import HouseCounts
+from gate.house.flow import DoorFlow
 from gate.house.gaps import MAX_GATES, GapTracker
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,11 @@ log = logging.getLogger(__name__)
 class HouseState:
     """The house's live state; `capacity` is `[house] capacity` (event -> seats), `mode` the venue's."""
 
-    def __init__(self, capacity: dict, mode: str = "live"):
+    def __init__(self, capacity: dict, mode: str = "live", flow: Optional[DoorFlow] = None):
         self.lock = threading.Lock()
         self.capacity = dict(capacity)
         self.counts = HouseCounts()
+        self.flow = flow if flow is not None else DoorFlow()   # door flow, with a lock of its own (gate/house/flow.py)
         self.rehearsal = HouseCounts()                    # `test` scans: shown apart, never in the house count
         self.lookups: dict[str, int] = defaultdict(int)   # `info` scans per event: never counted
         self.ids: set[tuple[str, str]] = set()            # (gate, event id) stored
@@ -140,6 +142,7 @@ class HouseState:
             self._dirty.add("")
         else:
             self._dirty.add(self.counts.add(e, holder))
+        self.flow.count(e, self.counts, self.holders, self.mode)
 
     def set_holders(self, holders: dict) -> None:
         with self.lock:
@@ -151,6 +154,7 @@ class HouseState:
             self.mode = mode
             if mode == "live":
                 self.rehearsal = HouseCounts()
+            self.flow.venue_live_again()
             self._dirty.add("")
 
     def set_held(self, n: int) -> None:
@@ -193,7 +197,8 @@ class HouseState:
     def snapshots(self, events: Iterable[str]) -> list[dict]:
         """The retained house object of each performance named (DESIGN.md)."""
         with self.lock:
-            return [self.counts.snapshot(ev, self.capacity.get(ev)) for ev in events if ev]
+            return [{**self.counts.snapshot(ev, self.capacity.get(ev)), "flow": self.flow.summary(ev)}
+                    for ev in events if ev]
 
     def wanted_events(self, now: int) -> set[str]:
         """The performances that deserve Home Assistant entities now (gate/house/discovery.py)."""
@@ -219,7 +224,7 @@ class HouseState:
         with self.lock:
             caps = self.capacity
             names = sorted((set(self.counts.events) | set(caps)) - {""})
-            return {"events": [self.counts.detail(ev, caps.get(ev)) for ev in names],
+            return {"events": [{**self.counts.detail(ev, caps.get(ev)), "flow": self.flow.detail(ev)} for ev in names],
                     "gates": sorted(({**g, "missing": self.gaps.missing(g["gate"]),
                                       "unrecovered": self.gaps.lost(g["gate"])}
                                      for g in self.gates.values()), key=lambda g: g["gate"]),
