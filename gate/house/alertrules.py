@@ -48,8 +48,8 @@ def capacity(house: dict, standing: set) -> list[Condition]:
         return [Condition(f"capacity:full:{ev}", "capacity", "critical",
                           f"{ev} is full: {inside:,} inside, capacity {cap:,}. Hold the queue at the doors: the "
                           "gates still admit valid tickets.", ev, figure=inside)]
-    near = f"capacity:near:{ev}"
-    if inside >= NEAR_FULL * cap or (near in standing and inside >= NEAR_CLEAR * cap):
+    near, full = f"capacity:near:{ev}", f"capacity:full:{ev}"
+    if inside >= NEAR_FULL * cap or ((near in standing or full in standing) and inside >= NEAR_CLEAR * cap):
         return [Condition(near, "capacity", "warn",
                           f"{ev} is {100 * inside // cap} % full: {inside:,} of {cap:,} inside. Get ready to hold "
                           "the queue.", ev, figure=inside)]
@@ -60,7 +60,7 @@ def curtain(house: dict, now: int, standing: set) -> list[Condition]:
     """The curtain at risk: the forecast runs past it with more patrons outside than on a usual night."""
     ev, fl = house["event"], house.get("flow") or {}
     at, fc, method = fl.get("curtain"), fl.get("forecast"), fl.get("method")
-    if at is None or fc is None or method not in CURTAIN_WATCH_MIN:
+    if at is None or method not in CURTAIN_WATCH_MIN:
         return []
     before = (at - now) / MINUTE
     if not -1 <= before <= CURTAIN_WATCH_MIN[method]:
@@ -71,15 +71,16 @@ def curtain(house: dict, now: int, standing: set) -> list[Condition]:
     key = f"flow:curtain:{ev}"
     if key in standing:
         need *= 0.7
-    if not (fl.get("past_curtain") and (fl.get("past_curtain_min") or 0) >= CURTAIN_LATE_MIN and excess >= need):
+    late = fc is None or (fl.get("past_curtain_min") or 0) >= CURTAIN_LATE_MIN   # None: nobody coming in now
+    if not (fl.get("past_curtain") and late and excess >= need):
         return []
     doors = sum(1 for d in (fl.get("doors") or {}).values() if d.get("rate"))
     outside = fl.get("outside_at_curtain") or 0
+    pace = (f"{fl.get('rate', 0):g} a minute at {doors} door{'s' if doors != 1 else ''}; all in by about {hhmm(fc)}"
+            if fc is not None else "nobody came in for the last 5 minutes")
     return [Condition(key, "flow", "critical" if before <= CURTAIN_CRITICAL_MIN else "warn",
                       f"Curtain at risk for {ev}: about {outside:,} patrons will still be outside at {hhmm(at)} "
-                      f"({fl.get('rate', 0):g} a minute at {doors} door{'s' if doors != 1 else ''}; all in by about "
-                      f"{hhmm(fc)}, {method} forecast). Hold the curtain, or open another door.",
-                      ev, figure=outside)]
+                      f"({pace}, {method} forecast). Hold the curtain, or open another door.", ev, figure=outside)]
 
 
 def queues(lanes: dict, doors: dict, now: int, standing: set) -> list[Condition]:

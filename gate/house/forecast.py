@@ -90,9 +90,11 @@ def by_rate(now: int, still: Optional[int], rate: float, curtain: Optional[int],
         out.update(method=None, forecast=None, outside_at_curtain=None, why="no ticket list: nobody is known to be expected")
     elif still == 0:
         out.update(forecast=last_in or now, outside_at_curtain=0)
-    elif rate <= 0:
-        out.update(forecast=None, outside_at_curtain=still if curtain is not None and now >= curtain else None,
+    elif rate <= 0:   # never, at this rate: past any curtain, with everyone still expected outside
+        out.update(forecast=None, outside_at_curtain=still if curtain is not None else None,
                    why="nobody is coming in: no rate to forecast from")
+        out.update(past_curtain=True if curtain is not None else None, past_curtain_min=None)
+        return out
     else:
         out["forecast"] = int(now + still / rate * MINUTE)
         if curtain is not None:

@@ -126,12 +126,12 @@ class Watch(Worker):
         if p is None:
             return
         scanned = {g: lane["last"] for g, lane in self.flow.lanes_now().items()}
-        gates = p.gate_configs() | self.doors.known()
-        gone = self.doors.retired(gates, self.roster.read(), self.silent_ms, scanned)
+        roster = self.roster.read()
+        gates = p.gate_configs() | self.doors.known() | p.retired   # the retired too: which may come back?
+        gone = self.doors.retired(gates, roster, self.silent_ms, scanned)
         for gate in gone - p.retired:
-            log.info("door %s leaves Home Assistant (%s)", gate,
-                     "not on the broker's roster" if self.roster.read() is not None
-                     and gate not in self.roster.read()["gates"] else "silent")
+            on_roster = roster is None or (gate in roster["gates"] and gate not in roster["revoked"])
+            log.info("door %s leaves Home Assistant (%s)", gate, "silent" if on_roster else "not on the broker's roster")
             p.retire_gate(gate)
         for gate in set(p.retired) - gone:
             p.unretire_gate(gate)
