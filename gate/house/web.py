@@ -91,7 +91,8 @@ class Dashboard(Worker):
         self.open = 0
         self.refused = {"busy": 0, "streams": 0, "slow": 0, "evicted": 0, "timeout": 0}
         self.max_connections = min(MAX_CONNECTIONS, _raise_fd_limit(MAX_CONNECTIONS + 256) - 128)
-        self.static = {p.name: p.read_bytes() for p in STATIC.iterdir() if p.is_file()}
+        # the page and what it loads (static/vendor/: the charting library), by path under static/
+        self.static = {p.relative_to(STATIC).as_posix(): p.read_bytes() for p in STATIC.rglob("*") if p.is_file()}
         self._server: Optional[asyncio.AbstractServer] = None
         self._pending = False
         self._ready = threading.Event()
@@ -244,7 +245,7 @@ class Dashboard(Worker):
             return await self._stream(writer)
         else:
             name = "dashboard.html" if path in ("/", "/index.html") else path.lstrip("/")
-            body = self.static.get(name) if "/" not in name else None
+            body = self.static.get(name)   # only the files read at start: no path reaches the disk
             if body is None:
                 return await self._finish(writer, _error(404, "not found"))
             ctype = TYPES.get(Path(name).suffix, "application/octet-stream")
