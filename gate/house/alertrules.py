@@ -22,6 +22,7 @@ CURTAIN_WATCH_MIN = {"rate": 30, "profile": 90}   # minutes before the curtain a
 CURTAIN_LATE_MIN = 2                         # the forecast must run this far past the curtain ...
 CURTAIN_MIN_PEOPLE, CURTAIN_SHARE = 10, 0.03   # ... with at least this many more outside than usual
 CURTAIN_CRITICAL_MIN = 10                    # within this long of the curtain it is critical
+WARM_UP_MS = 3 * MINUTE                      # a rate from the doors' first minutes is noise: no forecast alert yet
 IMPLAUSIBLE_QUIET_MS = 10 * MINUTE
 
 
@@ -64,6 +65,8 @@ def curtain(house: dict, now: int, standing: set) -> list[Condition]:
         return []
     before = (at - now) / MINUTE
     if not -1 <= before <= CURTAIN_WATCH_MIN[method]:
+        return []
+    if method == "rate" and (fl.get("first") is None or now - fl["first"] < WARM_UP_MS):
         return []
     expected = fl.get("expected") or fl.get("sold") or 0
     excess = (fl.get("outside_at_curtain") or 0) - (fl.get("usual_late") or 0)

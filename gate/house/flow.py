@@ -255,7 +255,8 @@ class DoorFlow:
             fc = forecast.by_profile(now, sold, night.came, curtain, prof, no_show, rate, night.last)
         else:
             fc = forecast.by_rate(now, still, rate, curtain, night.last)
-        return {"rate": round(rate, 1), "window_min": WINDOW_MIN, "doors": doors, "sold": sold, "in": night.came,
+        return {"rate": round(rate, 1), "window_min": WINDOW_MIN, "first": night.first, "doors": doors, "sold": sold,
+                "in": night.came,
                 "still_expected": still, "curtain": curtain, "curtain_from": source, **fc,
                 "nights": nights, "no_show": None if no_show is None else round(no_show, 3)}
 

@@ -25,18 +25,31 @@ def _clock(ms: int) -> str:
     return time.strftime("%H:%M", time.localtime(ms / 1000))
 
 
+def _nice(step: float) -> int:
+    """1, 2 or 5 times a power of ten, at least `step`."""
+    p = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * p >= step:
+                return m * p
+        p *= 10
+
+
 def arrival_chart(fig: dict) -> str:
     """Cumulative admissions per door and in all, with the curtain marked; an SVG element."""
     c = fig["curve"]
     if not c["total"]:
         return '<p class="dim">No admissions.</p>'
-    start, step, n = c["start"], c["step"], len(c["total"])
+    # each line starts at nought a minute before the first admission (one minute alone is still a line)
+    step = c["step"]
+    start, n = c["start"] - step, len(c["total"]) + 1
     curtain = fig.get("curtain_ms")
     end = start + (n - 1) * step
     lo, hi = start, max(end, curtain or end, start + step)
     if curtain is not None:
         lo = min(lo, curtain)
-    top = max(c["total"][-1], 1)
+    unit = _nice(max(c["total"][-1], 1) / 4)
+    top = unit * -(-max(c["total"][-1], 1) // unit)   # the axis ends on a round number
 
     def x(ms: float) -> float:
         return LEFT + (W - LEFT - 8) * (ms - lo) / (hi - lo)
@@ -45,12 +58,12 @@ def arrival_chart(fig: dict) -> str:
         return TOP + (H - TOP - BOTTOM) * (1 - v / top)
 
     def line(series: list, colour: str, width: float) -> str:
-        pts = " ".join(f"{x(start + i * step):.1f},{y(v):.1f}" for i, v in enumerate(series))
+        pts = " ".join(f"{x(start + i * step):.1f},{y(v):.1f}" for i, v in enumerate([0] + series))
         return f'<polyline fill="none" stroke="{colour}" stroke-width="{width}" points="{pts}"/>'
     parts = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="arrivals per door" '
              f'xmlns="http://www.w3.org/2000/svg">']
-    for k in range(5):   # y grid
-        v = top * k / 4
+    for k in range(int(top // unit) + 1):   # y grid
+        v = k * unit
         parts.append(f'<line x1="{LEFT}" x2="{W - 8}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
                      f'<text x="{LEFT - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{round(v)}</text>')
     tick = 15 * 60_000 if hi - lo <= 4 * 3600_000 else 60 * 60_000
@@ -64,8 +77,8 @@ def arrival_chart(fig: dict) -> str:
         parts.append(line(series, COLOURS[i % len(COLOURS)], 1.6))
     if curtain is not None:
         parts.append(f'<line x1="{x(curtain):.1f}" x2="{x(curtain):.1f}" y1="{TOP}" y2="{H - BOTTOM}" '
-                     f'stroke="#b00" stroke-dasharray="5,4"/><text x="{x(curtain) + 4:.1f}" y="{TOP + 10}" '
-                     f'fill="#b00">curtain {_clock(curtain)}</text>')
+                     f'stroke="#b00" stroke-dasharray="5,4"/><text x="{x(curtain) - 4:.1f}" y="{TOP + 10}" '
+                     f'text-anchor="end" fill="#b00">curtain {_clock(curtain)}</text>')
     parts.append("</svg>")
     legend = "".join(f'<span><i style="background:{COLOURS[i % len(COLOURS)]}"></i>{_e(g)}</span>'
                      for i, g in enumerate(c["doors"])) + '<span><i style="background:#222"></i>all doors</span>'
