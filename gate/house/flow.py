@@ -112,32 +112,38 @@ class DoorFlow:
         self.patron_night: dict[str, str] = {}    # patron -> the first performance they came to
         self.returning: set[str] = set()          # patrons who came to more than one
         self._profiles: dict = {}                 # (night, admissions, curtain) -> its profile (past nights do not change)
+        self._history: tuple = (None, False)      # (performance, minute, nights) -> whether the log holds a past night
 
     # -- counting (the intake's thread, under the state's lock) ------------------------------
     def count(self, e: ScanEvent, counts, holders: dict, venue_mode: str = "live") -> None:
-        """One counted event; `counts` is the HouseCounts it was just counted in, `holders` the directory."""
+        """One counted event; `counts` is the HouseCounts it was just counted in, `holders` the directory.
+        On the intake's path for every event: the common case (a live admission) is kept short."""
+        result = e.result
         with self.lock:
-            if e.mode == "test":
-                if venue_mode == "live" and (e.gate in self.rehearsing or len(self.rehearsing) < MAX_LANES):
+            if e.mode != "live":
+                if e.mode == "test" and venue_mode == "live" and (e.gate in self.rehearsing
+                                                                  or len(self.rehearsing) < MAX_LANES):
                     self.rehearsing[e.gate] = e.ts
                 return
-            if e.mode == "info":
-                return
-            if e.result in ("admitted", "rejected"):
+            if result == "admitted" or result == "rejected":
                 self._lane(e.gate, e.ts)
-            if e.result == "rejected":
-                if e.reason == "forged" and (e.gate in self.forged or len(self.forged) < MAX_LANES):
-                    self.forged.setdefault(e.gate, deque(maxlen=FORGED_KEPT)).append(e.ts)
+                if result == "rejected":
+                    if e.reason == "forged" and (e.gate in self.forged or len(self.forged) < MAX_LANES):
+                        self.forged.setdefault(e.gate, deque(maxlen=FORGED_KEPT)).append(e.ts)
+                    return
+            elif result != "annulled":
                 return
-            if e.result not in ("admitted", "annulled") or not e.event:
+            if not e.event:
                 return
             night = self.nights.get(e.event)
             if night is None:
                 night = self.nights[e.event] = Night()
-            self._admission(night, e, 1 if e.result == "admitted" else -1)
+            self._admission(night, e, 1 if result == "admitted" else -1)
             if e.ticket:
                 t = counts.tickets.get((e.event, e.ticket))
-                self._ticket(night, e, bool(t is not None and t.admitted), holders)
+                now_in = t is not None and t.admitted
+                if now_in != (e.ticket in night.tickets):
+                    self._ticket(night, e, now_in, holders)
 
     def _lane(self, gate: str, ts: int) -> None:
         lane = self.lanes.get(gate)
@@ -146,69 +152,92 @@ class DoorFlow:
                 return
             lane = self.lanes[gate] = Lane(first=ts)
         gap = ts - lane.last
-        busy = gap if 0 < gap <= BUSY_GAP_MS else SERVICE_MS
-        _bump(lane.busy, ts // MINUTE, busy, MINUTE)
-        lane.last = max(lane.last, ts)
+        m = ts // MINUTE
+        busy = lane.busy
+        if m in busy:
+            busy[m] = min(MINUTE, busy[m] + (gap if 0 < gap <= BUSY_GAP_MS else SERVICE_MS))
+        else:
+            _bump(busy, m, gap if 0 < gap <= BUSY_GAP_MS else SERVICE_MS, MINUTE)
+        if ts > lane.last:
+            lane.last = ts
 
     def _admission(self, night: Night, e: ScanEvent, n: int) -> None:
         m = e.ts // MINUTE
-        if n < 0 and not night.minutes.get(m):
+        minutes = night.minutes
+        if n < 0 and not minutes.get(m):
             return   # an annulment of an admission never counted here
-        _bump(night.minutes, m, n)
+        if m in minutes:
+            minutes[m] += n
+        else:
+            _bump(minutes, m, n)
         night.admissions += n
         door = night.doors.get(e.gate)
         if door is None and len(night.doors) < MAX_DOORS:
             door = night.doors[e.gate] = Door()
         if door is not None and (n > 0 or door.minutes.get(m)):
-            _bump(door.minutes, m, n)
+            dm = door.minutes
+            if m in dm:
+                dm[m] += n
+            else:
+                _bump(dm, m, n)
             door.admitted += n
-            door.peak = max(door.peak, door.minutes[m])
-            if n > 0:
-                door.first = e.ts if door.first is None else min(door.first, e.ts)
-                if door.minutes[m] > LANE_MAX_PER_MIN:
-                    self._impossible(e, f"{door.minutes[m]} admissions in one minute")
+            v = dm[m]
+            if v > door.peak:
+                door.peak = v
+            if v > LANE_MAX_PER_MIN:
+                self._impossible(e, f"{v} admissions in one minute")
+            if n > 0 and (door.first is None or e.ts < door.first):
+                door.first = e.ts
         if n > 0:
-            night.first = e.ts if night.first is None else min(night.first, e.ts)
-            night.last = e.ts if night.last is None else max(night.last, e.ts)
-            if e.ts > self.clock() + AHEAD_MS:
-                self._impossible(e, "stamped ahead of the house's clock")
+            ts = e.ts
+            if night.first is None or ts < night.first:
+                night.first = ts
+            if night.last is None or ts > night.last:
+                night.last = ts
+                if ts > self.clock() + AHEAD_MS:
+                    self._impossible(e, "stamped ahead of the house's clock")
 
     def _impossible(self, e: ScanEvent, why: str) -> None:
         if e.gate in self.implausible or len(self.implausible) < MAX_LANES:
             self.implausible[e.gate] = (why, self.clock(), e.event)
 
     def _ticket(self, night: Night, e: ScanEvent, now_in: bool, holders: dict) -> None:
-        was_in = e.ticket in night.tickets
-        if now_in == was_in:
-            return
+        """A ticket came in (or its admission was annulled): who is in, and a notable arrival."""
         on_list = self.roster.tickets.get(e.ticket, ("",))[0] == e.event
-        if now_in:
-            night.tickets.add(e.ticket)
-            night.came += on_list
-        else:
+        if not now_in:
             night.tickets.discard(e.ticket)
             night.came -= on_list
             return
-        holder, patron = (holders.get(e.ticket) or ("", ""))[:2]
+        night.tickets.add(e.ticket)
+        night.came += on_list
+        holder = holders.get(e.ticket)
         first_visit = False
-        if patron:
+        if holder is not None and holder[1]:
+            patron = holder[1]
             seen = self.patron_night.setdefault(patron, e.event)
             if seen != e.event:
                 self.returning.add(patron)
-            first_visit = seen == e.event and patron not in self.returning and self._has_history(e.event)
+            elif patron not in self.returning:
+                first_visit = self._has_history(e.event)
+        if not (e.attention or first_visit) or self.quiet or e.ts < self.clock() - FRESH_MS:
+            return
         tags = list(e.attention)
         if first_visit and not FIRST_VISIT_TAGS & set(tags):
             tags.append("first_visit")
-        if tags and not self.quiet and e.ts >= self.clock() - FRESH_MS:
-            self.arrivals.append({"event": e.event, "gate": e.gate, "ticket": e.ticket, "ts": e.ts,
-                                  "holder": holder, "seat": self.roster.tickets.get(e.ticket, ("", ""))[1],
-                                  "tags": tags, "assist": bool(self.assist_tags & set(tags))})
+        self.arrivals.append({"event": e.event, "gate": e.gate, "ticket": e.ticket, "ts": e.ts,
+                              "holder": holder[0] if holder else "",
+                              "seat": self.roster.tickets.get(e.ticket, ("", ""))[1],
+                              "tags": tags, "assist": bool(self.assist_tags & set(tags))})
 
     def _has_history(self, ev: str) -> bool:
-        """The log holds a past night: "first visit" means something only then."""
-        limit = self.clock() - PAST_MS
-        return any(name != ev and n.last is not None and n.last < limit and n.admissions >= forecast.MIN_NIGHT
-                   for name, n in self.nights.items())
+        """The log holds a past night: "first visit" means something only then (looked at once a minute)."""
+        now = self.clock()
+        key = (ev, now // MINUTE, len(self.nights))
+        if self._history[0] != key:
+            limit = now - PAST_MS
+            self._history = (key, any(name != ev and n.last is not None and n.last < limit
+                                      and n.admissions >= forecast.MIN_NIGHT for name, n in self.nights.items()))
+        return self._history[1]
 
     # -- the ticket list and pretix (the intake's and the watch's threads) -----------------------
     def set_roster(self, roster: Roster) -> None:
