@@ -110,7 +110,8 @@ def house_attacks(tmp, broker):
     svc = build_house(house_cfg(tmp, broker.port))
     svc.start()
     svc.connected.wait(10)
-    good = [("gate/hall/door-a/scan", event("door-a", f"G{i}", i + 1)) for i in range(1000)]
+    start = now_ms() - 1000 * 1000   # stamped a second apart, as one lane passes them (gate/core/lane.py)
+    good = [("gate/hall/door-a/scan", event("door-a", f"G{i}", i + 1, ts=start + i * 1000)) for i in range(1000)]
     bomb = ("gate/hall/door-a/scan", event("door-a", "BOMB", 5000, ts=2**64 - 1))
     publish_all(broker.port, good[:300] + [bomb] + good[300:])
     wait(lambda: svc.state.counts.seen >= 1000)

@@ -308,9 +308,9 @@ def reduce(img: np.ndarray, k: int) -> np.ndarray:
 def load_grey(path) -> np.ndarray:
     """Read an image file as a grey uint8 array (luminance)."""
     from PIL import Image, ImageOps
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        return np.asarray(img.convert("L"))
+    with Image.open(path) as opened:
+        upright = ImageOps.exif_transpose(opened)
+        return np.asarray(upright.convert("L"))
 
 
 def open_source(spec: str, camera_cfg=None) -> Source:

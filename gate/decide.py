@@ -116,7 +116,7 @@ def decide(res: Resolution, history: History, rules: GateRules, now_ms: int) -> 
         return Verdict("rejected", "not_yet_valid", t, t.ticket_id, f"valid from {_when(t.valid_from)}")
     if t.valid_until is not None and now_ms > t.valid_until:
         return Verdict("rejected", "expired", t, t.ticket_id, f"expired {_when(t.valid_until)}")
-    if doors_closed(rules, now_ms):
+    if rules.doors_open is not None and doors_closed(rules, now_ms):
         return Verdict("rejected", "rules", t, t.ticket_id, f"doors open at {_hhmm(rules.doors_open)}")
     first = f"first used {_when(history.first_ts)} at {history.first_gate or '?'}"
     day_start = rules.day_start(now_ms)

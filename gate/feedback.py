@@ -61,7 +61,8 @@ PATTERNS = {
     "blocked":       _beeps(MAGENTA, 2000, [(150, 150)] * 4, "D5"),
     "wrong_event":   _beeps(YELLOW, 2000, [(400, 200), (400, 0)], "A4"),
     "wrong_gate":    _beeps(CYAN, 2000, [(150, 400), (150, 0)], "A4"),
-    "not_yet_valid": tuple(s for _ in range(3) for s in (Step(250, YELLOW, "E5" if _ == 0 else None), Step(250, OFF))) + (Step(0, OFF),),
+    "not_yet_valid": tuple(s for _ in range(3) for s in (Step(250, YELLOW, "E5" if _ == 0 else None), Step(250, OFF)))
+                     + (Step(0, OFF),),
     "expired":       _beeps(YELLOW, 1500, [(800, 0)], "E4"),
     # An entry rule said no (doors not open, too soon back, entries used up): yellow/cyan alternating.
     "rules":         tuple(s for _ in range(2) for s in (Step(300, YELLOW, "D5"), Step(300, CYAN))) + (Step(0, OFF),),
@@ -228,9 +229,13 @@ class Feedback(CompositeDevice):
                     steps = FAULTS[self.fault]
                 else:
                     continue
+            # Cleared before the newest is taken and `stopping` is looked at: a show() or stop() that comes
+            # from now on cuts what is played (cleared after, a stop() could be missed for a whole pattern).
+            self._cut.clear()
             while not self._queue.empty():  # only the newest verdict matters
                 steps = self._queue.get_nowait()
-            self._cut.clear()
+            if stopping.is_set():
+                break
             try:
                 for step in steps:
                     self._apply(step)

@@ -50,7 +50,9 @@ RESEND_DEDUPE_S = 2.0      # a seq resent this recently is not resent again (the
 # could be used again there: the bursts allow a night offline; the sustained rates bound a flood.
 REMOTE_RATE, REMOTE_BURST = 500, 20_000
 REMOTE_GATE_RATE, REMOTE_GATE_BURST = 100, 10_000
-MAX_REMOTE_GATES = 256
+# Other gates tracked for those rates. A venue of several bridged entrances runs hundreds of lanes (issue 24:
+# 400), and a gate that stops tracking senders drops their scans: tickets used there stay usable here.
+MAX_REMOTE_GATES = 1024
 REMOTE_RESULTS = frozenset(("admitted", "exited", "annulled"))   # the only ones that change a ticket's use
 
 
@@ -71,6 +73,9 @@ class GateLink(Worker):
         self.on_tickets = on_tickets
         self.on_control = on_control
         self.state: dict = {}              # what the status topic says besides online/offline (mode, latch)
+        # report() (the loop) and _on_connect (the network thread) take turns: a change reported while the
+        # connection is being made is either in the status _on_connect publishes or published by report().
+        self._status_lock = threading.Lock()
         self.health = health
         self.health_every = health_every
         self.connected = threading.Event()
@@ -105,9 +110,10 @@ class GateLink(Worker):
     def report(self, **state) -> None:
         """Say on the retained status topic what the gate is doing (its mode, an out-of-order latch).
         Called from the loop: paho only queues the publish."""
-        self.state = {**self.state, **state}   # replaced whole: the network thread may be reading it
-        if self.connected.is_set():
-            self.client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
+        with self._status_lock:   # only queues: held for as long as paho takes to queue a message
+            self.state = {**self.state, **state}   # replaced whole: the network thread may be reading it
+            if self.connected.is_set():
+                self.client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
 
     def start(self) -> None:
         m = self.cfg.mqtt
@@ -121,12 +127,13 @@ class GateLink(Worker):
         if reason_code.is_failure:
             return
         log.info("connected to %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
-        client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
-        client.subscribe([(topics.scans(self.venue), 1), (topics.tickets(self.venue), 1),
-                          (topics.resend(self.venue, self.gate), 1), (topics.control(self.venue), 1)])
-        self._gen += 1
-        self.disconnected_since = None
-        self.connected.set()
+        with self._status_lock:
+            client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
+            client.subscribe([(topics.scans(self.venue), 1), (topics.tickets(self.venue), 1),
+                              (topics.resend(self.venue, self.gate), 1), (topics.control(self.venue), 1)])
+            self._gen += 1
+            self.disconnected_since = None
+            self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         client.report.on_disconnect(reason_code)

@@ -125,7 +125,7 @@ class Resolver:
 
 def load_verifiers(cfg) -> list:
     """The verifiers a gate's config asks for (none when no keys are configured)."""
-    out = []
+    out: list[SignedTicketVerifier | StaffVerifier | PretixVerifier] = []
     if cfg.signing.ticket_keys:
         legacy = parse_time(cfg.signing.legacy_tickets_until) // 1000 if cfg.signing.legacy_tickets_until else 0
         out.append(SignedTicketVerifier([load_public_key(p) for p in cfg.signing.ticket_keys], legacy))

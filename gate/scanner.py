@@ -300,6 +300,8 @@ class ScanLoop:
             "disk_full": self.admission.disk_full, "unrecorded": self.admission.unrecorded,
             "rejected_codes": vars(self.parts.resolver.rejects).copy(),
             "malformed_payloads": {**(self.link.drops.snapshot() if self.link else {}), **self.parts.remote.drops},
+            # other gates' admissions and exits this gate did not believe, by gate (gate/state/remote.py)
+            "implausible": self.parts.remote.implausible if self.parts.remote else {},
             # which signed list this gate runs, and the lists it ignored (unsigned, unknown key, replayed...)
             "ticket_lists": self.parts.updater.guard.report() if self.link else {},
         }

@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from gate.bus.broker import free_port
+from tests.conftest import free_port
 
 PRETIX_VERSION = "2026.8.0"
 REPO = Path(__file__).resolve().parent.parent

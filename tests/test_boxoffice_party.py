@@ -20,7 +20,7 @@ from gate.house.build import build_house
 from gate.link import GateLink
 from gate.state.outbox import Outbox
 from tests.conftest import TICKETS_CSV, run_gate_cli, wait_for
-from tests.test_broker_identity import V5, VenueBroker
+from tests.venue_broker import V5, VenueBroker
 
 pytest.importorskip("serial", reason="the gates read codes from a serial scanner (pip install 'gate[serial]')")
 
@@ -224,7 +224,7 @@ def test_boxoffice_refused_publishes_exit_nonzero_naming_user_and_topic(tmp_path
     assert "Traceback" not in r.stderr
     # What the box office may read to confirm: every party's status, never the scans.
     from gate.bus.codec import pack_scan
-    from tests.test_mqtt import scan_event
+    from tests.conftest import scan_event
     box, door = V5(venue.out, venue.port, "boxoffice"), V5(venue.out, venue.port, "door-a")
     try:
         box.subscribe("gate/hall/+/status")
@@ -339,8 +339,7 @@ def test_boxoffice_commands_while_the_house_is_down_lose_none_of_its_backlog(tmp
 def test_boxoffice_each_kind_of_miss_is_named_with_what_to_check(tmp_path, broker, venue_keys):
     """Parties that are online but did not follow: each is named, with its own reason, and the command exits 1."""
     from gate.boxoffice.keys import new_keypair
-    from tests.conftest import boxoffice_config
-    from tests.test_mqtt import _publish_retained, house_config
+    from tests.conftest import boxoffice_config, house_config, publish_retained
     staff, staff_pub = new_keypair(tmp_path / "keys", "staff")
     hcfg = house_config(tmp_path, broker.port, signing=f'[signing]\nstaff_keys = ["{staff_pub}"]\n')
     svc = build_house(hcfg)
@@ -351,8 +350,8 @@ def test_boxoffice_each_kind_of_miss_is_named_with_what_to_check(tmp_path, broke
             ("door-card", {"mode": "test", "venue_mode": "live", "venue_issued": later}),
             ("door-newer", {"mode": "entry", "venue_mode": "test", "venue_issued": later}),
             ("door-ancient", {"profile": "turnstile", "version": "0.9"})):
-        _publish_retained(broker.port, f"gate/hall/{gate}/status", json.dumps({"state": "online", **status}).encode())
-    _publish_retained(broker.port, "gate/hall/door-junk/status", b"{not json")
+        publish_retained(broker.port, f"gate/hall/{gate}/status", json.dumps({"state": "online", **status}).encode())
+    publish_retained(broker.port, "gate/hall/door-junk/status", b"{not json")
     box = boxoffice_config(tmp_path, broker.port, signing=venue_keys.signing_toml(publisher=True))
     tickets = tmp_path / "tickets.csv"
     tickets.write_text(TICKETS_CSV)
@@ -393,3 +392,32 @@ def test_boxoffice_a_second_command_at_once_ends_the_first_in_words_without_a_tu
     finally:
         first.close()
         second.close()
+
+
+def test_boxoffice_doctor_never_takes_over_a_running_house_or_empties_its_backlog(tmp_path, venue):
+    """`gate doctor -c house.toml` on the house's own box: it reaches the broker (TLS, MQTT) without
+    logging in as `house`, so the running house stays connected and a backlog queued while it is down
+    survives a doctor run."""
+    path = tmp_path / "door-a-outbox.db"
+    gcfg = venue.gate("door-a")
+    outbox = Outbox(path)
+    link = GateLink(parse(gcfg.read_text(), str(gcfg)), path, profile="turnstile")
+    link.start()
+    house = _house(venue)
+    try:
+        assert link.connected.wait(10)
+        r = run_gate_cli("doctor", "-c", str(venue.house()))
+        assert "OK   broker   reached broker localhost" in r.stdout and "not tried" in r.stdout, r.stdout + r.stderr
+        assert house.connected.is_set() and "closing old connection" not in venue.log()
+        house.close()
+        _scans(outbox, "D", 7)
+        wait_for(lambda: outbox.depth() == 0, what="acknowledged by the broker")
+        r = run_gate_cli("doctor", "-c", str(venue.house()))
+        assert "OK   broker" in r.stdout, r.stdout
+        house = _house(venue)
+        wait_for(lambda: house.api()["events"] and house.api()["events"][0]["admitted"] == 7, 20,
+                 what="the backlog queued while the house was down, delivered after doctor ran")
+    finally:
+        house.close()
+        link.close(drain_s=0)
+        outbox.close()

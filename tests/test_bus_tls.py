@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from cryptography import x509
@@ -21,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gate.bus.broker import PrivateBroker, free_port
+from gate.bus.broker import PrivateBroker
 from gate.config import parse
-from tests.conftest import run_gate_cli, wait_for
+from tests.conftest import free_port, run_gate_cli, wait_for
 
 
 def _name(cn):
@@ -63,7 +62,7 @@ class TlsBroker(PrivateBroker):
     """The private broker with a second, TLS listener (the plain one stays for contrast)."""
 
     def __init__(self, workdir, ca_path, cert, key):
-        super().__init__(workdir)
+        super().__init__(workdir, port=free_port())
         self.tls_port = free_port()
         conf = self.dir / "mosquitto.conf"
         conf.write_text(conf.read_text() + f"listener {self.tls_port} 127.0.0.1\ncafile {ca_path}\n"
@@ -100,13 +99,22 @@ def house_toml(tmp_path, port, mqtt_extra, name="house"):
     return p
 
 
-def run_house_for(path, seconds):
+def run_house_until_tried(path, broker, port, tries=2):
+    """`gate house` until the broker has seen it try `tries` times to connect on `port` (paho retries
+    every second), then SIGTERM; its return code and stderr."""
+    log = broker.dir / "mosquitto.log"
+
+    def attempts():
+        return log.read_text(errors="replace").count(f" on port {port}.") if log.exists() else 0
+    before = attempts()
     env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
     p = subprocess.Popen([sys.executable, "-m", "gate.cli", "house", "-c", str(path)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(seconds)
-    p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=15)
+    try:
+        wait_for(lambda: attempts() >= before + tries or p.poll() is not None, 60, what=f"{tries} tries to connect")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=15)
     return p.returncode, err
 
 
@@ -138,7 +146,7 @@ def test_bus_tls_mistake_logged_once_by_the_house_and_said_by_doctor(tmp_path, p
         extra, port, words = f'tls = true\nca_file = "{pki["ca"]}"\n', b.tls_port, "not for '127.0.0.1'"
     try:
         p = house_toml(tmp_path, port, extra)
-        rc, err = run_house_for(p, 4.0)
+        rc, err = run_house_until_tried(p, b if case == "host_mismatch" else tls_broker, port)
         assert "Traceback" not in err, err
         lines = [l for l in err.splitlines() if words in l]
         assert len(lines) == 1, err      # once, though paho retried every second

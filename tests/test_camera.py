@@ -199,7 +199,7 @@ def test_camera_v4l2_read_honours_its_timeout():
     src._reader.start()
     t0 = time.monotonic()
     assert src.read(0.2) is None
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 2.0   # the hanging read holds out for 5 s; a busy machine may add a little
     cap.go.set()                      # the camera comes back
     frame = src.read(2.0)
     assert frame is not None and frame.y.shape == (480, 640)

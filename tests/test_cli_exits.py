@@ -76,6 +76,15 @@ def test_cli_exits_every_command_handler_returns_an_int(tmp_path, broker):
     # the box office publishes lists (and, with them, revoked staff cards) and switches the venue
     box = boxoffice_config(tmp_path, broker.port, signing=f'[signing]\nlist_signing_key="{list_key}"\n'
                            f'venue_secret="{new_secret(tmp_path / "keys", "venue")}"\n')
+    # `gate broker revoke` succeeds only when the broker then refuses the party: a real Mosquitto on the
+    # configuration `gate broker config` writes, from which door-z is revoked
+    from gate.bus.brokerconf import write_config
+    from tests.venue_broker import VenueBroker
+    revoke_conf, revoke_port = tmp_path / "revoke-conf", free_port()
+    write_config(revoke_conf, "hall", ["door-z"], [], ["localhost"], revoke_port, "127.0.0.1")
+    revoke_broker = VenueBroker(tmp_path / "revoke-broker", revoke_conf)
+    revoke_broker.port = revoke_port
+    revoke_broker.start()
     runs = {
         "scan": ["-c", gate, "--source", f"replay:{frames}@30", "--offline"],
         "decode": [image],
@@ -91,6 +100,7 @@ def test_cli_exits_every_command_handler_returns_an_int(tmp_path, broker):
         "venue": ["test", "-c", box, "--key", key],
         "keys new": ["--out", tmp_path / "more-keys"],
         "broker config": ["--out", tmp_path / "broker-conf", "--venue", "hall"],
+        "broker revoke": ["door-z", "--out", revoke_conf, "--pid", revoke_broker.proc.pid],
     }
     # a command added without a representative run here fails this test
     assert leaf_commands(build_parser()) == set(runs)
@@ -105,6 +115,7 @@ def test_cli_exits_every_command_handler_returns_an_int(tmp_path, broker):
             assert json.loads(out.read_text()) == ["int", 0], command
     finally:
         house_parts.close()
+        revoke_broker.stop()
 
 
 def test_cli_exits_bad_input_is_2_runtime_failure_is_1_and_never_a_traceback(tmp_path):

@@ -7,8 +7,7 @@ import time
 
 from gate.bus.codec import pack_scan, unpack_scan
 from gate.core.events import ScanEvent
-from tests.conftest import wait_for
-from tests.test_mqtt import _publish_raw, api, eve, house  # noqa: F401 (house is a fixture)
+from tests.conftest import api, eve, publish_raw, wait_for  # the house fixture comes from conftest
 
 YEARS_AGO = int(time.time() * 1000) - 3 * 365 * 86_400_000
 
@@ -24,10 +23,10 @@ def test_clock_flag_travels_and_the_house_orders_by_its_own_clock(broker, house)
     assert unpack_scan(pack_scan(ScanEvent("x", "door-a", 1, int(time.time() * 1000), "eve", "T", "in",
                                            "admitted", "ok"))).clock == "ok"
     # Admitted, then annulled (same gate ts), then another admission: all from a clock 3 years behind.
-    _publish_raw(broker.port, "gate/hall/door-z/scan",
-                 [pack_scan(ev("T1", 1, YEARS_AGO)),
-                  pack_scan(ev("T1", 2, YEARS_AGO, "annulled", "not_passed")),
-                  pack_scan(ev("T2", 3, YEARS_AGO + 1000))])
+    publish_raw(broker.port, "gate/hall/door-z/scan",
+                [pack_scan(ev("T1", 1, YEARS_AGO)),
+                 pack_scan(ev("T1", 2, YEARS_AGO, "annulled", "not_passed")),
+                 pack_scan(ev("T2", 3, YEARS_AGO + 1000))])
     h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 1 and eve(h)["annulled"] == 1 else None)(
         api(house.cfg)), what="the unsynchronised gate's events counted (T1 annulled, T2 admitted)")
     assert not h["malformed"].get("bad_ts")

@@ -5,9 +5,9 @@ check, and the gate then ran with every scan it published dropped by the house."
 
 import inspect
 import json
-import logging
+import os
+import tempfile
 import time
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 
 from gate.bus import topics, values
 from gate.bus.codec import pack_scan, unpack_scan
-from gate.bus.limits import Drops
 from gate.config import parse
 from gate.core import ids
 from gate.core.errors import ConfigError
 from gate.core.events import ScanEvent
 from gate.house.ingest import Ingest
+from gate.house.log import AttendanceLog
+from gate.house.state import HouseState
 from tests.conftest import run_gate_cli
 
 GATE = '[gate]\nid = {id}\nvenue = {venue}\nevents = [{events}]\n[mqtt]\nenabled = false\n'
@@ -114,12 +115,12 @@ events_near_bounds = st.one_of(
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _house_receiver(venue: str):
-    """The house's own receiving code (gate/house/ingest.py) behind a service holding only what it reads."""
+def _house_receiver(venue: str, attendance):
+    """The house's own receiving code (gate/house/ingest.py) with the house's real state, for this venue."""
     cfg = parse(HOUSE.format(venue=q(venue), capacity=""))
-    svc = SimpleNamespace(venue=venue, cfg=cfg, drops=Drops(logging.getLogger("test"), "message"), ids=set(),
-                          duplicates=0, counts=SimpleNamespace(events=()))
-    return Ingest(svc), svc
+    state = HouseState(cfg.house.capacity)
+    return Ingest(venue, state, attendance, on_tickets=lambda *a: None, on_control=lambda *a: None,
+                  on_report=lambda *a: None), state
 
 
 def _assert_bus_takes_a_scan(venue: str, gate: str, event: str) -> None:
@@ -129,9 +130,14 @@ def _assert_bus_takes_a_scan(venue: str, gate: str, event: str) -> None:
     e = ScanEvent(id="e1", gate=gate, seq=1, ts=int(time.time() * 1000), event=event, ticket="T1", dir="in",
                   result="admitted", reason="ok")
     assert unpack_scan(pack_scan(e)) == e
-    ingest, svc = _house_receiver(venue)
-    got = ingest._one(topic, pack_scan(e))
-    assert got == e and svc.drops.total() == 0, (topic, event, svc.drops.snapshot())
+    with tempfile.TemporaryDirectory() as d:
+        attendance = AttendanceLog(os.path.join(d, "house.db"))
+        try:
+            ingest, state = _house_receiver(venue, attendance)
+            got = ingest._one(topic, pack_scan(e))
+        finally:
+            attendance.db.close()
+    assert got == e and state.drops.total() == 0, (topic, event, state.drops.snapshot())
 
 
 @PROPERTY

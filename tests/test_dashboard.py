@@ -12,8 +12,7 @@ import pytest
 
 from gate.bus.codec import pack_scan
 from gate.house.build import build_house
-from tests.conftest import REPO, gate_config, wait_for
-from tests.test_mqtt import _publish_raw, house_config, scan_event
+from tests.conftest import REPO, gate_config, house_config, publish_raw, scan_event, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
@@ -42,15 +41,22 @@ def test_dashboard_live_counts_offline_gate_and_house_restart(tmp_path, broker, 
     page = browser.new_page(viewport={"width": 390, "height": 844})   # a phone, portrait
     page.goto(f"http://{cfg.house.listen}/")
     wait_for(lambda: text(page, "#conn") == "live", what="page connected")
-    assert "No scans yet" in page.content() or "eve" in page.content()
+    # Before any scan: tonight's performance (it has a capacity) has its card, every number zero.
+    # (Read from the rendered card: the page's own script holds every word it can show.)
+    card = '[data-event="eve"]'
+    wait_for(lambda: page.locator(card).count() == 1, 5, what="the eve card rendered")
+    assert text(page, f"{card} h2") == "eve"
+    assert [text(page, f'{card} [data-k="{k}"]') for k in ("inside", "admitted", "exited", "rejected")] == ["0"] * 4
+    assert page.locator(f"{card} .gauge svg text").all_text_contents()[-1] == "0% of 100"
+    assert page.locator("p.empty").count() == 0
 
     # A scan shows on the page within a second.
-    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("P1", attention=["member"]))])
+    publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("P1", attention=["member"]))])
     t0 = time.monotonic()
     wait_for(lambda: page.locator('[data-event="eve"] [data-k="admitted"]').count()
              and text(page, '[data-event="eve"] [data-k="admitted"]') == "1", 3, 0.02, what="admitted 1 on screen")
     assert time.monotonic() - t0 < 1.0
-    _publish_raw(broker.port, "gate/hall/door-b/scan", [pack_scan(scan_event("P2", gate="door-b"))], "b")
+    publish_raw(broker.port, "gate/hall/door-b/scan", [pack_scan(scan_event("P2", gate="door-b"))], "b")
     wait_for(lambda: text(page, '[data-event="eve"] [data-k="inside"]') == "2", 3, what="inside 2")
     assert "member" in text(page, "#arrivals")
 
@@ -77,7 +83,7 @@ def test_dashboard_live_counts_offline_gate_and_house_restart(tmp_path, broker, 
     try:
         wait_for(lambda: text(page, "#conn") == "live", 15, what="page reconnected")
         wait_for(lambda: text(page, '[data-event="eve"] [data-k="admitted"]') == str(before), 5, what="counts after restart")
-        _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("P3"))], "c")
+        publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("P3"))], "c")
         wait_for(lambda: text(page, '[data-event="eve"] [data-k="admitted"]') == str(before + 1), 3, what="live after restart")
         big = browser.new_page(viewport={"width": 1600, "height": 900})   # the box office screen
         big.goto(f"http://{cfg.house.listen}/")
@@ -104,5 +110,38 @@ def test_dashboard_token_required_when_configured(tmp_path, broker):
             assert r.status == 200
         page = urllib.request.urlopen(f"http://{cfg.house.listen}/?token=s3cret").read().decode()
         assert "http://" not in page.replace("http://{", "") and "https://" not in page  # nothing from a CDN
+    finally:
+        house.close()
+
+
+def test_dashboard_shows_implausible_claims_set_aside_doors_and_the_capacity_alarm(tmp_path, broker, browser):
+    from tests.conftest import run_gate_cli
+    cfg = house_config(tmp_path, broker.port)   # eve's capacity is 100
+    house = build_house(cfg)
+    house.start()
+    try:
+        wait_for(house.connected.is_set)
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        page.goto(f"http://{cfg.house.listen}/")
+        wait_for(lambda: text(page, "#conn") == "live", what="page connected")
+        assert not page.locator("#alarms").is_visible()
+        now = int(time.time() * 1000)
+        # door-x claims 300 admissions stamped in the same second: more than a lane passes.
+        publish_raw(broker.port, "gate/hall/door-x/scan",
+                     [pack_scan(scan_event(f"X{i}", gate="door-x", ts=now)) for i in range(300)], "x")
+        wait_for(lambda: page.locator('tr[data-gate="door-x"] [data-k="implausible"]').count() == 1
+                 and "180 implausible" in text(page, 'tr[data-gate="door-x"]'), 10, what="door-x flagged on the page")
+        assert "180 beyond what a lane can pass" in text(page, '[data-event="eve"] [data-k="not-counted"]')
+        wait_for(lambda: "door-x claims more admissions" in text(page, "#alarms"), 5, what="the security alarm")
+        assert text(page, '[data-event="eve"] [data-k="over"]') == "OVER CAPACITY"   # 120 inside, capacity 100
+        assert "more than its capacity of 100" in text(page, "#alarms")
+        r = run_gate_cli("house", "-c", cfg.path, "set-aside", "door-x", "--since", "00:00")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: page.locator('tr[data-gate="door-x"] [data-k="set-aside"]').count() == 1, 10,
+                 what="door-x set aside on the page")
+        wait_for(lambda: text(page, '[data-event="eve"] [data-k="inside"]') == "0", 5, what="recounted without door-x")
+        assert page.locator('[data-event="eve"] [data-k="over"]').count() == 0
+        if os.environ.get("GATE_SCREENSHOT"):
+            page.screenshot(path=os.environ["GATE_SCREENSHOT"], full_page=True)
     finally:
         house.close()

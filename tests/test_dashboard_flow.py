@@ -13,10 +13,10 @@ import pytest
 from gate.bus.codec import pack_scan
 from gate.core.events import Ticket
 from gate.house.build import build_house
-from tests.conftest import wait_for
+from tests.conftest import publish_raw as _publish_raw
+from tests.conftest import scan_event, wait_for
 from tests.test_dashboard import CHROMIUM, FLAGS
 from tests.test_house_alerts_live import house_cfg
-from tests.test_mqtt import _publish_raw, scan_event
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
 
@@ -95,8 +95,8 @@ def check_page(browser, url: str, size: dict, f: dict) -> None:
     rate = page.locator('.flow tr[data-door="door-a"] [data-k="rate"]').inner_text()
     assert rate == f"{f['doors']['door-a']['rate']}/min"
     # Alerts, the most serious first: eve is full (critical), then the wheelchair user (warn).
-    wait_for(lambda: page.locator("#alert-list li").count() >= 2, 5, what="alerts shown")
-    levels = page.evaluate("[...document.querySelectorAll('#alert-list li')].map(li => li.dataset.level)")
+    wait_for(lambda: page.locator("#alarm-list li").count() >= 2, 5, what="alerts shown")
+    levels = page.evaluate("[...document.querySelectorAll('#alarm-list li')].map(li => li.dataset.level)")
     assert levels == sorted(levels, key=["critical", "warn", "info"].index) and levels[0] == "critical"
-    assert "Assist Guest 29 (wheelchair) at door-a, seat B29." in page.locator("#alert-list").inner_text()
+    assert "Assist Guest 29 (wheelchair) at door-a, seat B29." in page.locator("#alarm-list").inner_text()
     page.close()

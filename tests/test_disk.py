@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -16,7 +15,7 @@ from gate.camera import MemorySource
 from gate.scanner import Scanner
 from gate.sim.render import compose
 from gate.state.tickets import TicketStore
-from tests.conftest import gate_config
+from tests.conftest import gate_config, wait_for
 
 RELAY = 24
 
@@ -77,14 +76,13 @@ def test_disk_full_reserve_then_no_release_without_a_record(tmp_path, small_disk
         fill(small_disk, "runaway.log")
         v, e = verdict_for(s, "CODE-0001")            # the reserve makes room: recorded, released
         assert v.admitted and e.seq == 1
-        time.sleep(0.3)
-        assert pulses(relay) == 1
+        wait_for(lambda: pulses(relay) == 1 and not relay.state, what="one release, over")
         assert any("released the 4 MB outbox reserve" in r.getMessage() for r in caplog.records)
         fill(small_disk, "runaway2.log")               # and now nothing is left
+        released = s.turnstile.released_until
         v, e = verdict_for(s, "CODE-0002")
         assert v.admitted and e.seq == 0               # decided and shown, but not on disk ...
-        time.sleep(0.3)
-        assert pulses(relay) == 1                      # ... so the turnstile stays shut
+        assert s.turnstile.released_until == released and pulses(relay) == 1   # ... so no release was asked for
         said = [r.getMessage() for r in caplog.records if "DISK FULL" in r.getMessage()]
         assert len(said) == 1 and "do not release the turnstile" in said[0]
         s.capture.camera_ok = True                     # (frames are handed in directly, not captured)
@@ -95,9 +93,8 @@ def test_disk_full_reserve_then_no_release_without_a_record(tmp_path, small_disk
         assert v.result == "rejected" and e.seq == 0
         (small_disk / "runaway.log").unlink()          # someone frees space
         v, e = verdict_for(s, "CODE-0005")
-        assert v.admitted and e.seq == 2
-        time.sleep(0.3)
-        assert pulses(relay) == 2 and not s.admission.disk_full
+        assert v.admitted and e.seq == 2 and not s.admission.disk_full
+        wait_for(lambda: pulses(relay) == 2 and not relay.state, what="the release once there is room")
     finally:
         s.close()
     # Restart on a full disk: comes up (the reserve, made again at start, is given up) and says why.

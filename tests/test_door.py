@@ -21,15 +21,27 @@ RNG = np.random.default_rng(21)
 EMPTY = compose(None, "empty", rng=np.random.default_rng(2))
 
 
+class Verdicts(list):
+    """(verdict, event) pairs as the loop gave them; `at` holds when each came (monotonic)."""
+
+    def __init__(self):
+        super().__init__()
+        self.at = []
+
+    def add(self, v, w, e):
+        self.at.append(time.monotonic())
+        self.append((v, e))
+
+
 def start(tmp_path, mock_factory, tickets_csv, frames, fps=30, display=None, **kw):
     cfg = gate_config(tmp_path, **kw)
     st = TicketStore(cfg.storage.dir + "/tickets.db")
     st.replace_all(read_ticket_file(tickets_csv))
     st.close()
-    verdicts = []
+    verdicts = Verdicts()
     fb = Feedback.from_config(cfg.feedback, pin_factory=mock_factory, display=display)
     s = Scanner(cfg, MemorySource(frames, fps), feedback=fb, pin_factory=mock_factory, connect=False,
-                on_verdict=lambda v, w, e: verdicts.append((v, e)))
+                on_verdict=verdicts.add)
     th = threading.Thread(target=s.run)
     th.start()
     return s, th, verdicts
@@ -44,7 +56,7 @@ def test_turnstile_pulse_is_200ms(tmp_path, mock_factory, tickets_csv):
     th.join(15)
     relay = mock_factory.pin(RELAY)
     assert [st.state for st in relay.states] == [False, True, False]
-    assert abs(relay.states[2].timestamp - 0.2) < 0.05
+    assert 0.19 < relay.states[2].timestamp < 0.5, relay.states   # never shorter; a loaded machine ends it late
 
 
 def test_turnstile_passage_confirms_and_timeout_annuls(tmp_path, mock_factory, tickets_csv):
@@ -53,7 +65,8 @@ def test_turnstile_passage_confirms_and_timeout_annuls(tmp_path, mock_factory, t
     s, th, v = start(tmp_path, mock_factory, tickets_csv, frames, passage=passage, passage_timeout=0.6)
     wait_for(lambda: len(v) == 1 and s.turnstile.pending, what="first admission, turnstile released")
     pin = mock_factory.pin(PASSAGE)
-    pin.drive_high(); pin.drive_low()           # Ada walks through
+    pin.drive_high()                            # Ada walks through
+    pin.drive_low()
     th.join(15)
     got = [(x.result, x.reason, e.ticket) for x, e in v]
     assert got == [("admitted", "ok", "T1"), ("admitted", "ok", "T2"), ("annulled", "not_passed", "T2")]
@@ -68,13 +81,12 @@ def test_turnstile_passage_confirms_and_timeout_annuls(tmp_path, mock_factory, t
 
 def test_turnstile_annul_timing(tmp_path, mock_factory, tickets_csv):
     frames = [EMPTY] * 3 + show("CODE-0001") + [EMPTY] * 5
-    t = {}
     s, th, v = start(tmp_path, mock_factory, tickets_csv, frames, passage="passage_pin = 5", passage_timeout=1.0)
-    wait_for(lambda: v, what="admission")
-    t["admit"] = time.monotonic()
-    wait_for(lambda: len(v) == 2, 5, 0.005, what="annulment")
-    assert 0.85 < time.monotonic() - t["admit"] < 1.3
+    wait_for(lambda: len(v) == 2, 5, what="admission and annulment")
     th.join(10)
+    assert [x.result for x, _ in v] == ["admitted", "annulled"]
+    # Timed from the verdicts themselves: never before the timeout; a loaded machine may be late.
+    assert 0.95 < v.at[1] - v.at[0] < 1.5, v.at
 
 
 def test_turnstile_hold_until_passage_or_timeout(tmp_path, mock_factory, tickets_csv):
@@ -83,14 +95,14 @@ def test_turnstile_hold_until_passage_or_timeout(tmp_path, mock_factory, tickets
                      passage_timeout=3.0, relay_mode="hold")
     relay = mock_factory.pin(RELAY)
     wait_for(lambda: relay.state == 1, what="relay held")
-    time.sleep(0.5)
+    time.sleep(0.5)                             # time itself: longer than the 0.2 s a pulse would last
     assert relay.state == 1                     # still held: nobody passed yet
     mock_factory.pin(PASSAGE).drive_high()
     assert relay.state == 0                     # released the moment someone passed
     mock_factory.pin(PASSAGE).drive_low()
     th.join(15)
     assert [x.result for x, _ in v] == ["admitted"]
-    assert abs(relay.states[-1].timestamp - 0.5) < 0.1
+    assert relay.states[-1].timestamp >= 0.5    # held from the admission until the passage
 
 
 def test_turnstile_free_passage_holds_open_and_is_reported(tmp_path, mock_factory, tickets_csv):
@@ -108,7 +120,7 @@ def test_turnstile_free_passage_holds_open_and_is_reported(tmp_path, mock_factor
 
 def test_turnstile_exit_sensor_counts_an_exit(tmp_path, mock_factory, tickets_csv):
     s, th, v = start(tmp_path, mock_factory, tickets_csv, [EMPTY] * 40, passage="exit_passage_pin = 6")
-    time.sleep(0.3)
+    wait_for(lambda: s.processed, what="the loop running")
     mock_factory.pin(EXIT).drive_high()
     mock_factory.pin(EXIT).drive_low()
     th.join(10)
@@ -168,7 +180,7 @@ def test_display_content_per_verdict(tmp_path, mock_factory, tickets_csv):
     frames = [EMPTY] * 3 + show("CODE-0004") + [EMPTY] * 3 + show("CODE-0002") + [EMPTY] * 5
     s, th, v = start(tmp_path, mock_factory, tickets_csv, frames, display=display)
     th.join(10)
-    time.sleep(0.1)
+    assert display.wait_idle(5)
     assert display.history[0] == ("STOP revoked", "Revoked Person", "Seat D2", "cancelled by the box office")
     assert display.history[1] == ("WELCOME ok", "Alan Turing", "Seat C3", "Wheelchair space C3",
                                   "ACCESSIBLE: longer release")   # the usher sees the longer release

@@ -7,14 +7,24 @@ from gpiozero.pins.mock import MockPWMPin
 
 from gate.core.events import REASONS
 from gate.feedback import PATTERNS, Feedback
-from tests.conftest import gate_config
+from tests.conftest import gate_config, wait_for
 
 R, G, B, BUZ, RELAY = 17, 27, 22, 23, 24
+LATE = 0.3   # how much later than its time a loaded machine may make a change (a wait never ends early)
 
 
 def build(tmp_path, mock_factory, **kw):
     cfg = gate_config(tmp_path, **kw)
     return Feedback.from_config(cfg.feedback, pin_factory=mock_factory)
+
+
+def assert_pattern(pin, expected):
+    """The pin went through exactly `expected`: (seconds since the previous change, state) pairs, each
+    change no earlier than its time and at most LATE after it."""
+    got = [(round(st.timestamp, 3), st.state) for st in pin.states]
+    assert [bool(s) for _, s in got] == [s for _, s in expected], got
+    for (t, _), (want, _) in zip(got, expected):
+        assert want - 0.01 <= t <= want + LATE, got
 
 
 def test_feedback_every_reason_has_a_distinct_pattern():
@@ -25,11 +35,12 @@ def test_feedback_every_reason_has_a_distinct_pattern():
 def test_feedback_ok_pin_history(tmp_path, mock_factory):
     fb = build(tmp_path, mock_factory)
     green, buzzer = mock_factory.pin(G), mock_factory.pin(BUZ)
-    green.clear_states(); buzzer.clear_states()
+    green.clear_states()
+    buzzer.clear_states()
     fb.show("ok")
-    time.sleep(1.2)
-    green.assert_states_and_times([(0.0, False), (0.0, True), (1.0, False)])
-    buzzer.assert_states_and_times([(0.0, False), (0.0, True), (0.08, False)])
+    wait_for(lambda: len(green.states) == 3 and len(buzzer.states) == 3, 1 + 2 * LATE, what="the ok pattern played")
+    assert_pattern(green, [(0.0, False), (0.0, True), (1.0, False)])
+    assert_pattern(buzzer, [(0.0, False), (0.0, True), (0.08, False)])
     mock_factory.pin(R).assert_states([False])  # red never lit
     fb.close()
 
@@ -37,11 +48,12 @@ def test_feedback_ok_pin_history(tmp_path, mock_factory):
 def test_feedback_already_used_pin_history(tmp_path, mock_factory):
     fb = build(tmp_path, mock_factory)
     red, buzzer = mock_factory.pin(R), mock_factory.pin(BUZ)
-    red.clear_states(); buzzer.clear_states()
+    red.clear_states()
+    buzzer.clear_states()
     fb.show("already_used")
-    time.sleep(2.2)
-    red.assert_states_and_times([(0.0, False), (0.0, True), (2.0, False)])
-    buzzer.assert_states_and_times([(0.0, False), (0.0, True), (0.6, False)])
+    wait_for(lambda: len(red.states) == 3 and len(buzzer.states) == 3, 2 + 2 * LATE, what="the pattern played")
+    assert_pattern(red, [(0.0, False), (0.0, True), (2.0, False)])
+    assert_pattern(buzzer, [(0.0, False), (0.0, True), (0.6, False)])
     fb.close()
 
 
@@ -49,11 +61,11 @@ def test_feedback_already_used_pin_history(tmp_path, mock_factory):
 def test_feedback_first_step_per_reason(tmp_path, mock_factory, reason):
     fb = build(tmp_path, mock_factory)
     first = PATTERNS[reason][0]
+    want = (tuple(bool(c) for c in first.colour), bool(first.tone))
     fb.show(reason)
-    time.sleep(0.03)
-    assert (mock_factory.pin(R).state, mock_factory.pin(G).state, mock_factory.pin(B).state) == \
-        tuple(bool(c) for c in first.colour)
-    assert mock_factory.pin(BUZ).state == bool(first.tone)
+    # Polled finely: the shortest first step lasts 80 ms.
+    wait_for(lambda: (tuple(bool(mock_factory.pin(p).state) for p in (R, G, B)), bool(mock_factory.pin(BUZ).state))
+             == want, 2, 0.002, what=f"the first step of {reason}: {want}")
     fb.close()
 
 
@@ -62,17 +74,18 @@ def test_feedback_show_never_blocks(tmp_path, mock_factory):
     t0 = time.perf_counter()
     for r in REASONS * 20:
         fb.show(r)
-    assert time.perf_counter() - t0 < 0.1
+    assert time.perf_counter() - t0 < 0.5   # waiting for even one pattern would take a second or more
     fb.close()
 
 
 def test_feedback_newer_verdict_cuts_the_pattern_short(tmp_path, mock_factory):
     fb = build(tmp_path, mock_factory)
     fb.show("already_used")
-    time.sleep(0.1)
+    wait_for(lambda: mock_factory.pin(R).state, 2, what="red for already used")
     fb.show("ok")
-    time.sleep(0.05)
-    assert mock_factory.pin(G).state and not mock_factory.pin(R).state
+    # Not cut, the red would last its 2 s and green come only then.
+    wait_for(lambda: mock_factory.pin(G).state and not mock_factory.pin(R).state, 1.0, 0.005,
+             what="green at once, the red cut short")
     fb.close()
 
 
@@ -101,21 +114,20 @@ def test_feedback_tonal_buzzer_plays_tones(tmp_path, mock_factory):
     pin = mock_factory.pin(BUZ)
     assert isinstance(pin, MockPWMPin)
     fb.show("ok")
-    time.sleep(0.03)
-    assert pin.frequency and abs(pin.frequency - 1046.5) < 1  # C6
-    time.sleep(0.1)
-    assert pin.frequency is None
+    wait_for(lambda: pin.frequency, 2, 0.002, what="a tone (it lasts 80 ms)")
+    assert abs(pin.frequency - 1046.5) < 1  # C6
+    wait_for(lambda: pin.frequency is None, 2, what="the tone ended")
     fb.close()
 
 
 def test_feedback_fault_blink_while_idle(tmp_path, mock_factory):
     fb = build(tmp_path, mock_factory)
+    red = mock_factory.pin(R)
     fb.set_fault("camera")
-    time.sleep(0.2)
-    assert mock_factory.pin(R).state == 1
+    wait_for(lambda: red.state == 1, 3, 0.005, what="the red fault blink")
     fb.set_fault(None)
-    time.sleep(0.1)
-    assert mock_factory.pin(R).state == 0
+    wait_for(lambda: red.state == 0, 2, what="the blink ended")
+    assert red.states[-1].timestamp < 0.5   # cut short: its red step lasts 0.5 s
     fb.close()
 
 
@@ -150,3 +162,17 @@ def test_feedback_relay_belongs_to_feedback_and_release_goes_inert(tmp_path, moc
     release.hold()                                        # a late turnstile timer cannot reopen it
     release.pulse(0.2)
     assert relay.state == 0
+
+
+def test_feedback_close_right_after_a_verdict_stops_the_pattern(tmp_path, mock_factory, caplog):
+    """close() just after show() (SIGTERM after a scan) used to miss the stop: the worker cleared the
+    stop's nudge as it took the new pattern and played it whole, the 1 s join gave up, and the
+    pins were closed under it (a traceback in the log)."""
+    import logging
+    caplog.set_level(logging.WARNING)
+    for _ in range(5):
+        fb = build(tmp_path, mock_factory)
+        fb.show("ok")
+        fb.close()
+    assert not [r.getMessage() for r in caplog.records], caplog.text
+    assert mock_factory.pin(G).state == 0 and mock_factory.pin(RELAY).state == 0

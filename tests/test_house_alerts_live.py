@@ -14,9 +14,9 @@ from gate.config import parse
 from gate.core.events import Ticket
 from gate.house import discovery
 from gate.house.build import build_house
-from tests.conftest import Collector, free_port, wait_for
+from tests.conftest import Collector, api, free_port, scan_event, wait_for
+from tests.conftest import publish_raw as _publish_raw
 from tests.test_house_discovery import check_ha_config
-from tests.test_mqtt import _publish_raw, api, scan_event
 from tests.test_pretix_server import house_toml, pretix, seed  # noqa: F401 (the session's pretix server)
 
 

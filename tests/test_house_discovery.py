@@ -17,8 +17,7 @@ from gate.bus.codec import pack_scan
 from gate.core.events import ScanEvent
 from gate.house import discovery
 from gate.house.build import build_house
-from tests.conftest import Collector, gate_config, wait_for
-from tests.test_mqtt import _publish_raw, api, house_config
+from tests.conftest import Collector, api, gate_config, house_config, publish_raw, wait_for
 
 
 def scan_event(ticket, event="eve", result="admitted", reason="ok", seq=1):
@@ -106,7 +105,7 @@ def test_house_discovery_only_tonight_and_removes_the_rest(tmp_path, broker):
         old = scan_event("Y1", event="old-show", result="rejected", reason="wrong_event", seq=1)
         unknown = scan_event("h:0123456789abcdef", event="", result="rejected", reason="unknown", seq=2)
         tonight = scan_event("T1", event="late-show", seq=3)
-        _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in (old, unknown, tonight)])
+        publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in (old, unknown, tonight)])
         wait_for(lambda: col.on(discovery.event_sensors("hall", "late-show")[1][0]), what="tonight's event announced")
         h = api(cfg)
         assert h["unattributed"] == {"rejected": 1, "rejected_by_reason": {"unknown": 1}}
@@ -150,8 +149,10 @@ def test_house_discovery_gate_will_does_not_predate_its_online(tmp_path, broker)
     house = build_house(house_config(tmp_path, broker.port))
     house.start()
     col = Collector(broker.port, "gate/hall/door-a/status")
+    made_ms = time.time_ns() // 1_000_000
     link = GateLink(cfg, tmp_path / "o.db", profile="turnstile")
-    time.sleep(0.05)
+    # The old will carried the time the client was made: make sure `online` is stamped later than that.
+    wait_for(lambda: time.time_ns() // 1_000_000 > made_ms + 1, what="the clock past the client's making")
     link.start()
     try:
         wait_for(lambda: col.on("gate/hall/door-a/status"), what="online")

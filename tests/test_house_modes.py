@@ -7,8 +7,7 @@ from gate.bus.codec import pack_scan, unpack_scan
 from gate.config import parse
 from gate.core.events import ScanEvent
 from gate.house.build import build_house
-from tests.conftest import wait_for
-from tests.test_mqtt import _publish_raw, api, eve, house, house_config  # noqa: F401 (house is a fixture)
+from tests.conftest import api, eve, house_config, publish_raw, wait_for
 
 _seq = itertools.count(1)
 
@@ -29,7 +28,7 @@ def test_house_modes_rehearsal_and_lookups_never_counted(broker, house):
     test = [scan_event("L1", mode="test"), scan_event("R2", mode="test"),
             scan_event("R3", mode="test", result="rejected", reason="unknown")]
     info = [scan_event("L2", mode="info", result="rejected", reason="already_used")]
-    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in live + test + info])
+    publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in live + test + info])
     h = wait_for(lambda: (lambda h: h if h["lookups"] and h["rehearsal"] else None)(api(house.cfg)),
                  what="all modes seen")
     wait_for(lambda: eve(api(house.cfg))["admitted"] == 2, what="live counted")
@@ -47,8 +46,8 @@ def test_house_modes_survive_a_restart(tmp_path, broker):
     svc = build_house(cfg)
     svc.start()
     wait_for(svc.connected.is_set, what="house connected")
-    _publish_raw(broker.port, "gate/hall/door-a/scan",
-                 [pack_scan(scan_event("A")), pack_scan(scan_event("B", mode="test"))])
+    publish_raw(broker.port, "gate/hall/door-a/scan",
+                [pack_scan(scan_event("A")), pack_scan(scan_event("B", mode="test"))])
     wait_for(lambda: api(cfg)["rehearsal"] and eve(api(cfg))["admitted"] == 1, what="both seen")
     svc.close()
     again = build_house(cfg)
@@ -86,14 +85,14 @@ def test_house_checkout_counts_everyone_still_inside_as_left(tmp_path, broker):
     svc.start()
     try:
         wait_for(svc.connected.is_set, what="house connected")
-        _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in early + [left, later]])
+        publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in early + [left, later]])
         h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 4 and eve(h)["inside"] == 1 else None)(api(cfg)),
                      what="check-out applied")
         # C1 and C2 were checked out; C3 had left by itself; C4 came after the check-out
         assert eve(h)["exited"] == 3 and eve(h)["by_gate"]["checkout"] == {"exited": 2}
         # an entry from before the check-out that arrives late is checked out too
-        _publish_raw(broker.port, "gate/hall/door-b/scan", [pack_scan(scan_event("C5", gate="door-b",
-                                                                                  ts=now - 3 * 3600_000))])
+        publish_raw(broker.port, "gate/hall/door-b/scan", [pack_scan(scan_event("C5", gate="door-b",
+                                                                                 ts=now - 3 * 3600_000))])
         wait_for(lambda: eve(api(cfg))["admitted"] == 5 and eve(api(cfg))["exited"] == 4, what="late entry checked out")
         assert eve(api(cfg))["inside"] == 1
     finally:
@@ -131,17 +130,18 @@ def test_house_venue_live_clears_the_rehearsal(tmp_path, broker):
         box = str(boxoffice_config(tmp_path, broker.port))
         r = run_gate_cli("venue", "test", "-c", box, "--key", str(kp), "--by", "stage manager")
         assert r.returncode == 0 and "test: confirmed by all 1" in r.stdout, r.stdout + r.stderr
+        rehearsal_issued = int(time.time())   # control messages are stamped in whole seconds
         wait_for(lambda: api(cfg)["mode"] == "test", what="venue in rehearsal")
-        _publish_raw(broker.port, "gate/hall/door-a/scan",
-                     [pack_scan(scan_event(t, mode="test")) for t in ("R1", "R2", "R3")])
+        publish_raw(broker.port, "gate/hall/door-a/scan",
+                    [pack_scan(scan_event(t, mode="test")) for t in ("R1", "R2", "R3")])
         wait_for(lambda: api(cfg)["rehearsal"] and api(cfg)["rehearsal"][0]["admitted"] == 3, what="rehearsal seen")
         recorded = open_control(broker.port)
-        time.sleep(1.1)   # control messages are stamped in seconds; the next one must be newer
+        wait_for(lambda: int(time.time()) > rehearsal_issued, 2, what="a second later (the next must be newer)")
         r = run_gate_cli("venue", "live", "-c", box, "--key", str(kp))
         assert r.returncode == 0 and "cleared" in r.stdout, r.stderr
         wait_for(lambda: api(cfg)["mode"] == "live" and not api(cfg)["rehearsal"], what="rehearsal cleared")
         assert svc.log.db.execute("SELECT count(*) FROM scans WHERE mode='test'").fetchone()[0] == 0
-        _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("R1"))])
+        publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan_event("R1"))])
         wait_for(lambda: eve(api(cfg))["admitted"] == 1, what="live scan counted")
         # hostile control messages: a replay of the recorded rehearsal switch, another key, junk
         intruder = load_private_key(tmp_path / "keys" / "intruder.key")

@@ -27,8 +27,9 @@ from gate.scanner import Scanner
 from gate.sim.render import compose
 from gate.state.remote import REMOTE_BACKLOG
 from gate.state.tickets import TicketStore
-from tests.conftest import REPO, gate_config, wait_for
-from tests.test_mqtt import scan_event
+from tests.conftest import REPO, gate_config, scan_event, wait_for
+
+pytestmark = pytest.mark.slow   # a flood from another process for as long as the scan runs
 
 RELAY = 24
 RNG = np.random.default_rng(21)

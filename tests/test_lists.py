@@ -150,13 +150,12 @@ def test_lists_gate_applies_only_signed_lists_over_mqtt(tmp_path, broker, venue_
     """A real gate and a real Mosquitto: forged and replayed lists are ignored, counted in health."""
     from gate.camera import MemorySource
     from gate.scanner import Scanner
-    from tests.conftest import gate_config
-    from tests.test_mqtt import _publish_retained
+    from tests.conftest import gate_config, publish_retained
     caplog.set_level(logging.WARNING, "gate.state.updater")
     cfg = gate_config(tmp_path, port=broker.port, mqtt_on=True, venue=venue_keys)
     col = Collector(broker.port, "gate/hall/door-a/health")
     good = venue_keys.pack(TICKETS, seq=2)
-    _publish_retained(broker.port, "gate/hall/tickets", good)
+    publish_retained(broker.port, "gate/hall/tickets", good)
     s = Scanner(cfg, MemorySource([compose(None, "empty")] * 10, fps=10), pin_factory=mock_factory)
     s.link.health_every = 0.3
     th = threading.Thread(target=s.run)
@@ -165,10 +164,10 @@ def test_lists_gate_applies_only_signed_lists_over_mqtt(tmp_path, broker, venue_
         wait_for(lambda: s.store.list_state().get("seq") == 2, what="the signed list applied")
         forged = msgpack.packb({"v": 1, "version": 2 ** 63 - 1, "zlib": zlib.compress(msgpack.packb(
             {"tickets": [["X", "999999", "eve", "", "", "", None, None, "valid", "", "", ""]], "revoked": []}))})
-        _publish_retained(broker.port, "gate/hall/tickets", forged)
+        publish_retained(broker.port, "gate/hall/tickets", forged)
         # The updater looks only at the newest list waiting (latest wins): let it see the forged one first.
         wait_for(lambda: sum(s.parts.updater.guard.rejected.values()) == 1, what="the forged list counted")
-        _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS[:1], seq=1))   # replay
+        publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS[:1], seq=1))   # replay
         wait_for(lambda: sum(s.parts.updater.guard.rejected.values()) == 2, what="both counted")
         report = wait_for(lambda: [json.loads(p)["ticket_lists"] for p in col.on("gate/hall/door-a/health")
                                    if json.loads(p)["ticket_lists"]["rejected"].get("replayed")], what="health")[-1]
@@ -184,12 +183,12 @@ def test_lists_gate_applies_only_signed_lists_over_mqtt(tmp_path, broker, venue_
 def test_lists_code_read_from_the_retained_list_cannot_be_admitted(tmp_path, broker, venue_keys):
     """An attacker with read access to the topic gets the retained list: it holds no code; whatever it
     holds, rendered as a QR code and scanned, is unknown."""
-    from tests.test_mqtt import _publish_retained
+    from tests.conftest import publish_retained
     store = TicketStore(tmp_path / "tickets.db")
     u, _ = updater_for(tmp_path, venue_keys)
     payload = venue_keys.pack(TICKETS, seq=1)
     assert u.apply(store, payload)
-    _publish_retained(broker.port, "gate/hall/tickets", payload)
+    publish_retained(broker.port, "gate/hall/tickets", payload)
     sniffer = Collector(broker.port, "gate/hall/tickets")
     got = wait_for(lambda: sniffer.on("gate/hall/tickets"), what="the retained list")[0]
     sniffer.close()
@@ -239,6 +238,7 @@ print(rss_mb() - start, time.perf_counter() - t0)
 """
 
 
+@pytest.mark.slow
 def test_lists_bomb_is_bounded_in_memory_and_time(tmp_path):
     r = subprocess.run([sys.executable, "-c", BOMB], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -271,7 +271,7 @@ def test_lists_applying_a_big_list_never_blocks_the_scan_loop(tmp_path, venue_ke
             time.sleep(0.002)
     th = threading.Thread(target=scan_loop)
     th.start()
-    time.sleep(0.05)
+    wait_for(lambda: n[0], what="the scan loop running")
     t0 = time.perf_counter()
     assert u.apply(writer, payload)
     took = time.perf_counter() - t0
@@ -279,32 +279,34 @@ def test_lists_applying_a_big_list_never_blocks_the_scan_loop(tmp_path, venue_ke
     th.join()
     assert loop.by_code("CODE-0099999").ticket_id == "N99999"
     assert took > 0.3 and n[0] > 50           # the apply took a while, and the loop ran all along
-    assert worst[0] < 0.1, f"a scan waited {worst[0] * 1000:.0f} ms while a list was applied in {took:.2f} s"
+    # Held up by the swap, a scan would wait for much of it; a busy machine alone delays a thread by far
+    # less than the apply takes (it slows both): a tenth of it, and never less than 100 ms, is allowed.
+    assert worst[0] < max(0.1, took / 10), f"a scan waited {worst[0] * 1000:.0f} ms while a list was applied in {took:.2f} s"
     writer.close()
     loop.close()
 
 
 def test_lists_house_takes_names_only_from_signed_lists(tmp_path, broker, venue_keys):
     from gate.house.build import build_house
-    from tests.test_mqtt import _publish_retained, api, house_config
+    from tests.conftest import api, house_config, publish_retained
     house = build_house(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
     house.start()
     try:
         wait_for(house.connected.is_set)
-        _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS, seq=1))
+        publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS, seq=1))
         wait_for(lambda: house.state.holders.get("T1", ("",))[0] == "Ada Lovelace", what="names")
         forged = venue_keys.pack([Ticket("T1", "eve", "x", holder="Mallory")], seq=2,
                                  key=Ed25519PrivateKey.generate())
-        _publish_retained(broker.port, "gate/hall/tickets", forged)
+        publish_retained(broker.port, "gate/hall/tickets", forged)
         wait_for(lambda: api(house.cfg)["ticket_lists"]["rejected"].get("unknown_key") == 1, what="counted")
         assert house.state.holders["T1"][0] == "Ada Lovelace"
-        _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS[:1], seq=2))
+        publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS[:1], seq=2))
         wait_for(lambda: "T2" not in house.state.holders, what="the newer list")
     finally:
         house.close()
     # Restarted, the house still knows seq 2: the older list replayed (retained, and queued for its
     # persistent session) is refused.
-    _publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS, seq=1))
+    publish_retained(broker.port, "gate/hall/tickets", venue_keys.pack(TICKETS, seq=1))
     house = build_house(house_config(tmp_path, broker.port, signing=venue_keys.signing_toml()))
     house.start()
     try:

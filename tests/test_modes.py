@@ -172,7 +172,7 @@ def test_modes_passage_with_no_release_latches_and_the_doctor_clears_it(tmp_path
     th = threading.Thread(target=s.run)
     th.start()
     try:
-        time.sleep(0.3)
+        wait_for(lambda: s.processed, what="the loop running")
         mock_factory.pin(PASSAGE).drive_high()           # someone climbed over
         mock_factory.pin(PASSAGE).drive_low()
         wait_for(lambda: s.modes.latched() == "passage with no release", what="latched")
@@ -191,7 +191,8 @@ def test_modes_accessible_release_is_longer_and_said(tmp_path, mock_factory, tic
     assert [(v.reason, e.ticket) for v, e in verdicts] == [("ok", "T1"), ("ok", "T2")]
     relay = mock_factory.pin(RELAY).states
     assert [st.state for st in relay] == [False, True, False, True, False]
-    assert abs(relay[2].timestamp - 0.2) < 0.05 and abs(relay[4].timestamp - 1.2) < 0.05
+    # Pulse lengths: never shorter than set, and a loaded machine may end them up to 0.3 s late.
+    assert 0.19 < relay[2].timestamp < 0.5 and 1.19 < relay[4].timestamp < 1.5, relay
     t2 = [lines for reason, lines in shown if "Alan Turing" in lines]
     assert t2 and t2[0][-1] == "ACCESSIBLE: longer release"
 
@@ -236,8 +237,8 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
     first entries are neither `already_used` nor mixed into the house count."""
     from gate.config import parse
     from gate.house.build import build_house
-    from tests.conftest import boxoffice_config, run_gate_cli
-    from tests.test_mqtt import api, eve, house_config
+    from tests.conftest import api, boxoffice_config, eve, house_config, run_gate_cli
+    from tests.waits import house_settled
     card(tmp_path, "entry")
     box = str(boxoffice_config(tmp_path, broker.port))
     hpath = house_config(tmp_path, broker.port).path
@@ -260,6 +261,7 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
         wait_for(house.connected.is_set, what="house connected")
         r = run_gate_cli("venue", "test", "-c", box, "--key", str(tmp_path / "keys" / "staff.key"))
         assert r.returncode == 0 and "test: confirmed by all 1" in r.stdout, r.stdout + r.stderr   # the house
+        rehearsal_issued = int(time.time())   # control messages are stamped in whole seconds
         s, verdicts, _ = gate(tmp_path, mock_factory, tickets_csv, frames(), mqtt_on=True, port=broker.port,
                               zones='["stalls"]')
         th = threading.Thread(target=s.run)
@@ -270,7 +272,7 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
         assert [(e.mode, v.reason) for v, e in verdicts] == [("test", "ok"), ("test", "already_used"), ("test", "ok")]
         wait_for(lambda: api(hcfg)["rehearsal"] and api(hcfg)["rehearsal"][0]["admitted"] == 2, what="house rehearsal")
         assert eve(api(hcfg))["admitted"] == 0
-        time.sleep(1.1)   # a venue control message must be newer (whole seconds) than the last
+        wait_for(lambda: int(time.time()) > rehearsal_issued, 2, what="a second later (the next must be newer)")
         r = run_gate_cli("venue", "live", "-c", box, "--key", str(tmp_path / "keys" / "staff.key"))
         assert r.returncode == 0 and "live: confirmed by all 2" in r.stdout, r.stdout + r.stderr   # and door-a
         wait_for(lambda: s.modes.venue == "live", what="gate live")
@@ -279,8 +281,8 @@ def test_modes_rehearsal_then_live_exact_house_counts(tmp_path, broker, mock_fac
         th.join(30)
         assert [(e.mode, v.reason, e.ticket) for v, e in verdicts[3:]] == [
             ("live", "ok", "T1"), ("live", "ok", "T2"), ("live", "wrong_gate", "T5")]
-        h = wait_for(lambda: (lambda h: h if eve(h)["admitted"] == 2 else None)(api(hcfg)), what="live counts")
-        time.sleep(0.5)
+        wait_for(lambda: eve(api(hcfg))["admitted"] == 2, what="live counts")
+        house_settled(broker.port, hcfg)   # and nothing more on its way
         h = api(hcfg)
         assert (eve(h)["admitted"], eve(h)["inside"], eve(h)["rejected"]) == (2, 2, 1)
         assert eve(h)["rejected_by_reason"] == {"wrong_gate": 1} and not h["rehearsal"]
@@ -296,8 +298,7 @@ def test_modes_staff_card_reported_on_status_and_dashboard(tmp_path, broker, moc
     import json
 
     from gate.house.build import build_house
-    from tests.conftest import Collector
-    from tests.test_mqtt import api, house_config
+    from tests.conftest import Collector, api, house_config
     hcfg = house_config(tmp_path, broker.port)
     house = build_house(hcfg)
     house.start()
@@ -314,12 +315,15 @@ def test_modes_staff_card_reported_on_status_and_dashboard(tmp_path, broker, moc
         s, _, _ = gate(tmp_path, mock_factory, tickets_csv, frames(), mqtt_on=True, port=broker.port)
         th = threading.Thread(target=s.run)
         th.start()
+        # The mode the gate reports as it connects (lost, until the link fix, when the loop reported it
+        # while the connection was being made: this wait then timed out on a loaded machine).
         wait_for(lambda: any(g.get("mode") == "entry" for g in api(hcfg)["gates"]), what="entry mode on the dashboard")
         go.set()
         wait_for(lambda: any(g.get("mode") == "exit" for g in api(hcfg)["gates"]), what="exit mode on the dashboard")
-        statuses = [json.loads(p) for p in col.on("gate/hall/door-a/status")]
-        assert statuses[-1]["mode"] == "exit" and statuses[-1]["state"] == "online"
-        assert statuses[-1]["out_of_order"] is None
+        # The collector has its own copy, which may come a moment after the house's.
+        last = wait_for(lambda: [s for s in map(json.loads, col.on("gate/hall/door-a/status")) if s.get("mode") == "exit"],
+                        what="exit mode on the status topic")[-1]
+        assert last["state"] == "online" and last["out_of_order"] is None
         th.join(20)
     finally:
         go.set()
@@ -342,12 +346,14 @@ def test_modes_serial_scanner_through_the_loop(tmp_path, mock_factory, tickets_c
         s.source = s.parts.source = src
         from gate.sources.readers import CodeCapture
         s.capture = CodeCapture(src)
+        ahead = [0.0]
+        s.parts.debounce.clock = lambda: time.monotonic() + ahead[0]   # the debouncer's clock, moved on below
         th = threading.Thread(target=s.run)
         th.start()
         wait_for(lambda: src.ser is not None, what="the port open")   # opening it flushes what came before
         os.write(master, b"CODE-0001\r\nCODE-0001\r\nCODE-0003\r\n" + card(tmp_path, "exit").encode() + b"\r\n")
         wait_for(lambda: len(verdicts) == 2 and s.modes.mode == "exit", what="two verdicts and a staff card")
-        time.sleep(0.4)   # past the debounce window: a new presentation of T1
+        ahead[0] = 1.0   # past the 0.3 s debounce window: a new presentation of T1
         os.write(master, b"CODE-0001\r\n")
         wait_for(lambda: len(verdicts) == 3, what="the exit")
         s.stop.set()

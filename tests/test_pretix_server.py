@@ -32,10 +32,10 @@ from gate.scanner import Scanner
 from gate.sim.render import compose
 from gate.state.tickets import TicketStore
 from gate.state.updater import ListGuard, TicketUpdater
-from tests.conftest import Collector, free_port, gate_config, run_gate_cli, wait_for
+from tests.conftest import Collector, free_port, gate_config, publish_raw, run_gate_cli, wait_for
 from tests.pretix_server import PretixServer
-from tests.test_mqtt import _publish_raw
 
+pytestmark = pytest.mark.slow   # a real pretix server: minutes, not seconds
 _orgs = itertools.count(1)
 SETUP = {}
 
@@ -59,7 +59,8 @@ def seed(pretix, **spec):
 
 def house_toml(tmp_path, pretix, made, broker_port, venue, name="house", every=60):
     (tmp_path / f"{name}.token").write_text(made["token"] + "\n")
-    text = (venue.signing_toml(publisher=True) +f'[house]\nvenue = "hall"\nlisten = "127.0.0.1:{free_port()}"\nclient_id = "house-{name}"\n'
+    text = (venue.signing_toml(publisher=True)
+            + f'[house]\nvenue = "hall"\nlisten = "127.0.0.1:{free_port()}"\nclient_id = "house-{name}"\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nkeepalive = 5\n'
             f'[storage]\ndir = "{tmp_path}/{name}"\n'
             f'[pretix]\nurl = "{pretix.url}"\norganizer = "{made["organizer"]}"\nevent = "{made["event"]}"\n'
@@ -200,7 +201,7 @@ def test_pretix_uploads_each_kind_and_house_agrees_with_pretix(pretix, broker, p
     events += [scan(tids[4], "annulled", ts=events[4].ts, gate=events[4].gate)]   # nobody passed
     events += [scan("h:0123456789abcdef", "rejected", reason="unknown", ts=now - 20_000),
                scan(tids[1], "rejected", reason="already_used", ts=now - 10_000)]
-    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
+    publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
     wait_for(lambda: svc.api().get("pretix", {}).get("uploaded") == len(events), 30, what="queue drained")
     st = client(pretix, made).list_status("gala", made["checkin_list"])
     house = next(e for e in svc.api()["events"] if e["event"] == "gala")
@@ -230,10 +231,11 @@ def test_pretix_rehearsal_and_lookup_scans_never_reach_pretix(pretix, broker, pr
     tids = [f"{p['order']}-{p['positionid']}" for p in made["positions"]]
     events = [scan(tids[0]), scan(tids[1]), scan(tids[2])]
     events[0].mode, events[1].mode = "test", "info"
-    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
-    wait_for(lambda: svc.api()["pretix"]["uploaded"] == 1, 30, what="the live scan uploaded")
-    time.sleep(1)
-    assert svc.api()["pretix"]["queue"] == 0 and svc.api()["pretix"]["uploaded"] == 1
+    publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
+    wait_for(lambda: svc.api()["rehearsal"] and sum(svc.api()["lookups"].values()) == 1, what="all three seen")
+    # Had the other two been queued, they would go with or before the live one: never 1 with none waiting.
+    wait_for(lambda: (svc.api()["pretix"]["uploaded"], svc.api()["pretix"]["queue"]) == (1, 0), 30,
+             what=lambda: f"the live scan alone uploaded ({svc.api()['pretix']})")
     ok = [x for x in checkins(pretix, made) if x["successful"]]
     assert [x["position"] for x in ok] == [made["positions"][2]["id"]]
 
@@ -306,7 +308,7 @@ def test_pretix_killed_and_restarted_mid_upload(pretix, broker, pretix_house):
     made = seed(pretix, positions=[{"name": f"P{i}"} for i in range(40)])
     svc = pretix_house(made)
     events = [scan(f"{p['order']}-{p['positionid']}") for p in made["positions"]]
-    _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
+    publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
     wait_for(lambda: svc.api()["pretix"]["uploaded"] >= 5, 30, what="uploads under way")
     pretix.kill()
     try:
@@ -331,7 +333,7 @@ def test_pretix_house_sigkilled_mid_upload(pretix, broker, tmp_path, venue_keys)
     try:
         _wait_uploaded(cfg, 0, 30)
         events = [scan(f"{p['order']}-{p['positionid']}") for p in made["positions"]]
-        _publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
+        publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(e) for e in events])
         _wait_uploaded(cfg, 3, 30)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)

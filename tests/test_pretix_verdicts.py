@@ -19,7 +19,7 @@ from gate.resolve import Resolver
 from gate.sim.render import compose
 from gate.state.tickets import TicketStore
 from tests.conftest import run_gate_cli
-from tests.test_signing import pretix_code
+from tests.pretix_codes import pretix_code
 
 RULES = GateRules("door-a", frozenset({"gala", "series-7"}))
 

@@ -14,6 +14,7 @@ from gate.decode import Debouncer
 from gate.resolve import Resolver
 from gate.sources.readers import Keystrokes, open_reader
 from gate.state.tickets import TicketStore
+from tests.conftest import wait_for
 
 evdev = pytest.importorskip("evdev", reason="python-evdev is not installed (pip install 'gate[hid]')")
 from evdev import ecodes as E
@@ -160,7 +161,7 @@ def test_readers_usb_scanner_through_uinput_to_a_verdict(tmp_path, tickets_csv):
     store = TicketStore(tmp_path / "t.db")
     store.replace_all(read_ticket_file(tickets_csv))
     try:
-        time.sleep(0.3)   # udev makes the event node
+        wait_for(lambda: os.access(ui.device.path, os.R_OK), 5, what="the event node (udev makes it)")
         src = open_reader("hid:" + ui.device.path)
         src.start()
         for code, value in (press(E.KEY_C, E.KEY_O, E.KEY_D, E.KEY_E, shift=True) + press(E.KEY_MINUS)

@@ -7,8 +7,7 @@ import logging
 import time
 
 from gate.state.outbox import Outbox
-from tests.conftest import gate_config, run_gate_cli, wait_for
-from tests.test_mqtt import api, eve, house_config
+from tests.conftest import api, eve, gate_config, house_config, run_gate_cli, wait_for
 
 GARBAGE = b"this file was overwritten by something else entirely\n" * 200
 

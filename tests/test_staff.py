@@ -216,7 +216,7 @@ def test_staff_publishers_carry_every_revocation_they_know(tmp_path, venue_keys)
     from gate.boxoffice.publish import ListPublisher
     from gate.core.events import Ticket
     from gate.house.lists import HouseLists
-    from tests.test_mqtt import house_config
+    from tests.conftest import house_config
     box = house_config(tmp_path, 1883, name="box", signing=venue_keys.signing_toml(publisher=True))
     pub = ListPublisher.from_config(box)
     until = int(time.time()) + 400 * 86400

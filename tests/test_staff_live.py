@@ -141,7 +141,7 @@ def test_staff_live_card_turned_into_a_control_message_and_back(tmp_path, broker
     a recorded `test` control message shown as a card at the gate is forged."""
     from gate.config import parse
     from gate.house.build import build_house
-    from tests.test_mqtt import _publish_raw, api, house_config
+    from tests.conftest import api, house_config, publish_raw
     caplog.set_level(logging.WARNING)
     photographed = card(tmp_path, "test", name="Photographed")
     hpath = house_config(tmp_path, broker.port).path
@@ -164,7 +164,7 @@ def test_staff_live_card_turned_into_a_control_message_and_back(tmp_path, broker
         th = threading.Thread(target=s.run)
         th.start()
         wait_for(lambda: any(g.get("state") == "online" for g in api(hcfg)["gates"]), what="gate online")
-        _publish_raw(broker.port, "gate/hall/control", [(CONTROL + photographed[len(CARD):]).encode()])
+        publish_raw(broker.port, "gate/hall/control", [(CONTROL + photographed[len(CARD):]).encode()])
         wait_for(lambda: house.venue_mode.refused >= 1, what="the house refused it")
         wait_for(lambda: "ignored a venue control message" in caplog.text, what="the gate refused it")
         assert s.modes.venue == "live" and api(hcfg)["mode"] == "live"
@@ -184,8 +184,7 @@ def test_staff_live_stale_control_message_after_a_gate_restart_is_ignored(tmp_pa
     """The venue rehearses, then goes live; T1 is used live. The gate stops (a power cut); someone puts
     the recorded, genuinely signed rehearsal message back on the control topic. The gate is rebuilt on the
     same storage: it stays live, and T1 stays used."""
-    from tests.conftest import boxoffice_config
-    from tests.test_mqtt import _publish_retained
+    from tests.conftest import boxoffice_config, publish_retained
     caplog.set_level(logging.INFO)
     card(tmp_path, "entry")   # the staff key pair
     key = str(tmp_path / STAFF_KEY)
@@ -220,7 +219,7 @@ def test_staff_live_stale_control_message_after_a_gate_restart_is_ignored(tmp_pa
         col.close()
     assert [(e.mode, v.reason, e.ticket) for v, e in verdicts] == [("live", "ok", "T1")]
 
-    _publish_retained(broker.port, "gate/hall/control", stale)   # the replay, retained in place of the live one
+    publish_retained(broker.port, "gate/hall/control", stale)   # the replay, retained in place of the live one
     caplog.clear()
     again = threading.Event()
 

@@ -267,9 +267,7 @@ def read_body(inner: dict, secret: bytes, revoked_out: list) -> Iterator[tuple]:
         raise PayloadError("wrong_venue_secret", "cannot decrypt: this venue secret is not the publisher's") from None
     objects = _stream(blob)
     for _ in range(inner["tickets"]):
-        row = next(objects, None)
-        check_row(row)
-        yield tuple(row)
+        yield tuple(check_row(next(objects, None)))
     for _ in range(inner["revoked"]):
         r = next(objects, None)
         check_text(r, MAX_ID, "revoked id")
@@ -319,8 +317,9 @@ def check_text(v, limit: int, what: str, empty: bool = False) -> None:
         raise PayloadError("bad_field", f"{what}: control characters")
 
 
-def check_row(row) -> None:
-    """One ticket row, checked by value (the store and the scan events take these as they are)."""
+def check_row(row: object) -> list:
+    """One ticket row, checked by value (the store and the scan events take these as they are);
+    returns it, now known to be a list."""
     if type(row) is not list or len(row) != 12:
         raise PayloadError("bad_field", "ticket row")
     tid, h, event, holder, seat, zone, vf, vu, status, tags, note, patron = row
@@ -337,6 +336,7 @@ def check_row(row) -> None:
             raise PayloadError("bad_field", name)
     if status not in STATUSES:
         raise PayloadError("bad_field", "status")
+    return row
 
 
 def row_ticket(row: tuple) -> Ticket:

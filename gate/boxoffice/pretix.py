@@ -77,10 +77,12 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 def parse_pretix_ticket(buf: bytes) -> dict:
     """Decode pretix's protobuf `Ticket` message (wire format, no schema compiler).
     Raises ValueError for anything that is not a well-formed Ticket."""
-    out, pos = {}, 0
+    out: dict[str, int | str] = {}
+    pos = 0
     while pos < len(buf):
         tag, pos = _varint(buf, pos)
         field, wire = tag >> 3, tag & 7
+        val: int | bytes
         if wire == 0:
             val, pos = _varint(buf, pos)
             if val >= 1 << 63:
@@ -103,13 +105,14 @@ def parse_pretix_ticket(buf: bytes) -> dict:
             name, want = FIELDS[field]
             if wire != want:
                 raise ValueError(f"field {name} has wire type {wire}")
-            if name == "seed":
+            if isinstance(val, bytes):   # the seed: FIELDS' only length-delimited field
                 if len(val) > MAX_SEED:
                     raise ValueError("seed too long")
-                val = val.decode("utf-8")
-            elif name in ("valid_from", "valid_until") and not 0 <= val < 1 << 40:
-                raise ValueError(f"{name} out of range")
-            out[name] = val
+                out[name] = val.decode("utf-8")
+            else:
+                if name in ("valid_from", "valid_until") and not 0 <= val < 1 << 40:
+                    raise ValueError(f"{name} out of range")
+                out[name] = val
     return out
 
 

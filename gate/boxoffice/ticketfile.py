@@ -171,7 +171,7 @@ def _read_json(text, path, progress):
         items = items["tickets"]
     if not isinstance(items, list):
         raise TicketFileError(path, 0, "", "expected a JSON list of ticket objects")
-    rows = []
+    rows: list[tuple[int, Optional[dict]]] = []
     for i, item in enumerate(items, 1):
         if not isinstance(item, dict):
             rows.append((i, None))

@@ -42,7 +42,7 @@ class PrivateBroker:
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
                  f"persistence_location {self.dir}/", "autosave_interval 1",
                  # The house acknowledges after its commit: let many messages be in flight.

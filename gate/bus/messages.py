@@ -23,7 +23,8 @@ HEALTH_NUMBERS = ("fps", "decode_ms_p50", "decode_ms_p95", "outbox_depth", "tick
                   "frames", "verdicts", "disk_free_mb", "unrecorded")
 HEALTH_FLAGS = ("camera_ok", "free_passage", "clock_synced", "disk_full")
 HEALTH_TEXT = ("fault",)
-HEALTH_COUNTERS = ("dropped", "malformed_payloads", "rejected_codes", "bus_drops")
+# implausible: per other gate, the admissions and exits this gate did not believe (gate/core/lane.py)
+HEALTH_COUNTERS = ("dropped", "malformed_payloads", "rejected_codes", "bus_drops", "implausible")
 STATES = ("online", "offline")
 
 

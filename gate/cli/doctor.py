@@ -63,10 +63,20 @@ def check_gpio(cfg):
 
 
 def check_broker(cfg):
-    """Connects as the gate or house would, and says why not in the words their logs use."""
+    """Reaches the broker as the gate or house would (TCP, TLS with the venue CA, MQTT), and says why
+    not in the words their logs use, WITHOUT logging in under the party's own user: a broker that gives
+    each party one connection (`use_username_as_clientid`) would hand doctor the running gate's or
+    house's session, taking it off the broker and (with a clean start) emptying its queued messages.
+    So where [mqtt] names a user, doctor knocks anonymously with a client id of its own: a refusal of
+    that knock still proves the broker is there and speaks MQTT; the party's own credentials are
+    tried by the party itself (its log and status topic say whether it is connected)."""
     if not cfg.mqtt.enabled:
         return True, "MQTT disabled in config"
+    import dataclasses
+    import secrets
+
     from gate.bus.client import BusError, connect, explain_refusal, make_client, where
+    knock = dataclasses.replace(cfg.mqtt, username="", password_file="") if cfg.mqtt.username else cfg.mqtt
     result = {}
     done = threading.Event()
 
@@ -78,9 +88,9 @@ def check_broker(cfg):
         result.setdefault("closed", rc)
         done.set()
     try:
-        c = make_client(cfg.mqtt, f"doctor-{int(time.time())}")
+        c = make_client(knock, f"doctor-{secrets.token_hex(4)}")
         c.on_connect, c.on_disconnect = on_connect, on_disconnect
-        connect(c, cfg.mqtt, keepalive=10)
+        connect(c, knock, keepalive=10)
     except BusError as exc:
         return False, f"{where(cfg.mqtt)}: {exc}"
     c.loop_start()
@@ -89,6 +99,15 @@ def check_broker(cfg):
             hint = "is it a TLS port? then set tls = true and ca_file" if not cfg.mqtt.tls else "check the broker's log"
             return False, f"{cfg.mqtt.host}:{cfg.mqtt.port} accepted TCP but never answered MQTT: {hint}"
         rc = result["rc"]
+        if cfg.mqtt.username:
+            if not rc.is_failure:
+                return False, (f"{where(cfg.mqtt)} let doctor in without a user name: anyone on the network can "
+                               "read and write the venue's topics; use the config `gate broker config` writes")
+            if "authori" not in str(rc).lower() and "user name or password" not in str(rc).lower():
+                return False, f"{where(cfg.mqtt)}: {explain_refusal(rc, cfg.mqtt)}"
+            return True, (f"reached {where(cfg.mqtt)}; it asks for a login, as it should. {cfg.mqtt.username}'s "
+                          "own login is not tried here (it would take over the running party's session): "
+                          "its log and status topic say whether it is connected")
         if rc.is_failure:
             return False, f"{where(cfg.mqtt)}: {explain_refusal(rc, cfg.mqtt)}"
         return True, f"connected to {where(cfg.mqtt)}"

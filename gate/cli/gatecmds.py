@@ -31,7 +31,7 @@ def scan(args) -> int:
 
     from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError
 
-    from gate.camera import open_source
+    from gate.camera import ReplaySource, open_source
     from gate.config import load
     from gate.scanner import Scanner
     from gate.sources.readers import is_reader, open_reader
@@ -46,7 +46,7 @@ def scan(args) -> int:
     except ValueError as exc:
         raise BadUsage(f"--source: {exc}") from exc
     if args.loop:
-        if source.name != "replay":
+        if not isinstance(source, ReplaySource):
             raise ConfigError(args.config, "camera.source", 0, "--loop is for a replay source only")
         source.loop = True   # a machine without a camera: the replay never ends the scan
 

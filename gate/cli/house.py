@@ -1,4 +1,5 @@
-"""The house's command: `gate house -c FILE [run | export | report | pretix sync|status]`.
+"""The house's command: `gate house -c FILE [run | export | report | pretix sync|status | set-aside GATE --since
+TIME]`.
 
 The process itself (the service under systemd, the export, the pretix link) is gate/house/run.py;
 the night's report is gate/house/report.py (figures) and reportpage.py (the page). This module
@@ -67,9 +68,14 @@ def write_atomically(path: str, text: str) -> None:
 def add_house(sub) -> None:
     s = sub.add_parser("house", help="run the house-count service (or export its log, or report a night)")
     s.add_argument("-c", "--config", required=True)
-    s.add_argument("action", nargs="?", choices=("run", "export", "report", "pretix"), default="run")
-    s.add_argument("pretix_action", nargs="?", choices=("sync", "status"), default="sync",
-                   help="with `pretix`: sync now (with progress), or show the upload queue")
+    s.add_argument("action", nargs="?", choices=("run", "export", "report", "pretix", "set-aside"), default="run")
+    s.add_argument("pretix_action", nargs="?", default="sync", metavar="sync|status|GATE",
+                   help="with `pretix`: sync now (with progress), or show the upload queue; "
+                        "with `set-aside`: the gate whose reports are set aside")
+    # `gate house -c FILE set-aside GATE --since TIME [--undo]` (gate/house/setaside.py)
+    s.add_argument("--since", help="with set-aside: HH:MM (today) or an ISO 8601 time; the gate's reports the "
+                                   "house received since then are kept but not counted or uploaded")
+    s.add_argument("--undo", action="store_true", help="with set-aside: take the gate's reports back")
     s.add_argument("--format", choices=("csv", "json"), default="csv")
     s.add_argument("--out", help="export or report to this file (default: standard output)")
     s.add_argument("--event", help="with `report`: the performance (event id) to report on")

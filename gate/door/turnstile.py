@@ -56,7 +56,7 @@ class Turnstile(Worker):
         self._held_reported = False
         self.passages = 0
         self._cv = threading.Condition()
-        self.devices = []
+        self.devices: list[DigitalInputDevice] = []
         try:
             self.passage = self._input(ts_cfg.passage_pin, pin_factory)
             self.exit_passage = self._input(ts_cfg.exit_passage_pin, pin_factory)
@@ -242,7 +242,7 @@ class Trigger:
             self.button.when_released = self._released
             if long_press_s and on_long_press:
                 # A long press is a mode switch, not a scan: this press gives no verdict.
-                self.button.when_held = lambda *_: (self.answered_press(), on_long_press())
+                self.button.when_held = lambda *_: self._long_press(on_long_press)
 
     def _pressed(self, *_):
         self.presses += 1
@@ -267,6 +267,10 @@ class Trigger:
 
     def answered_press(self) -> None:
         self.answered = self.presses
+
+    def _long_press(self, on_long_press: Callable[[], object]) -> None:
+        self.answered_press()
+        on_long_press()
 
     def close(self):
         if self.button is not None:

@@ -45,6 +45,8 @@ def capacity(house: dict, standing: set) -> list[Condition]:
     ev, inside, cap = house["event"], house["inside"], house.get("capacity")
     if not cap:
         return []
+    if inside > cap and f"capacity:{ev}" in standing:
+        return []   # past capacity: the house's own alarm says so (gate/house/word.py, critical)
     if inside >= cap:
         return [Condition(f"capacity:full:{ev}", "capacity", "critical",
                           f"{ev} is full: {inside:,} inside, capacity {cap:,}. Hold the queue at the doors: the "
@@ -117,7 +119,7 @@ def security(forged: dict, implausible: dict, now: int) -> list[Condition]:
            for g, n in sorted(forged.items())]
     for g, (why, noticed, ev) in sorted(implausible.items()):
         if now - noticed < IMPLAUSIBLE_QUIET_MS:
-            out.append(Condition(f"implausible:{g}", "security", "critical",
+            out.append(Condition(f"security:claims:{g}", "security", "critical",
                                  f"{g} reports what no lane can do ({why}): its reports are suspect. If its Pi is "
                                  f"missing: gate broker revoke {g}, then gate house set-aside {g}.", ev, g))
     return out

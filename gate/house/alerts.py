@@ -62,6 +62,7 @@ class Alerts:
         self._held: Counter = Counter()        # kind -> held back since the last summary
         self.held_back: Counter = Counter()    # kind -> held back in all
         self._summary_at: dict[str, int] = {}
+        self.changes = 0   # moves on every alert raised, told or cleared: readers poll it (no callback under a lock)
 
     def raise_(self, key: str, kind: str, level: str, text: str, *, event: str = "", gate: str = "",
                tags: tuple = ()) -> bool:
@@ -84,12 +85,19 @@ class Alerts:
         self._send(alert)
         return True
 
-    def clear(self, key: str, text: str = "") -> bool:
-        """The condition behind `key` is over: one `info` alert says so. False when it was not active."""
+    def clear(self, key: str, text: str = "", *, quiet: bool = False) -> bool:
+        """The condition behind `key` is over: one `info` alert says so (none when `quiet`: another alert
+        took its place). False when it was not active."""
         with self._lock:
             old = self._active.pop(key, None)
         if old is None:
             return False
+        if quiet:
+            with self._lock:
+                self.changes += 1
+            if self.on_change is not None:
+                self.on_change()
+            return True
         said = text or f"resolved: {old['text']}"
         log.info("alert cleared (%s): %s", old["kind"], said)
         self._send({"kind": old["kind"], "level": "info", "event": old["event"], "gate": old["gate"],
@@ -175,6 +183,7 @@ class Alerts:
     def _send(self, alert: dict) -> None:
         sent = self._take(alert["level"], alert["ts"])
         with self._lock:
+            self.changes += 1
             self._recent.append({**alert, "sent": sent})
             if not sent:
                 self._held[alert["kind"]] += 1
@@ -194,3 +203,23 @@ class Alerts:
                 self.publish(alerts_topic(self.venue), json.dumps(alert, separators=(",", ":")), 1, False)
             except Exception as exc:   # an alert that cannot go out must not take its raiser down
                 log.warning("alert not published: %s", exc)
+
+
+class Echo:
+    """An alarm keeper (gate/house/word.py's LoggedAlarms: what `/api/house` calls `alarms`) whose
+    raises and clears go out as the house's alerts too: one source, shown and sent alike."""
+
+    def __init__(self, own, alerts: Alerts):
+        self.own, self.alerts = own, alerts
+
+    def raise_(self, key: str, kind: str, level: str, text: str, *, event: str = "", gate: str = "",
+               tags: tuple = ()) -> bool:
+        self.alerts.raise_(key, kind, level, text, event=event, gate=gate, tags=tags)
+        return self.own.raise_(key, kind, level, text, event=event, gate=gate, tags=tags)
+
+    def clear(self, key: str, text: str = "") -> bool:
+        self.alerts.clear(key, text)
+        return self.own.clear(key, text)
+
+    def active(self) -> list[dict]:
+        return self.own.active()

@@ -15,6 +15,8 @@ import sqlite3
 import time
 from collections import defaultdict
 
+from gate.house.log import COUNTED
+
 COLUMNS = ["ticket", "holder", "patron", "event", "gate", "time", "conflict", "visits", "kind", "first_time",
            "tags", "order", "position"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -39,7 +41,8 @@ def rows(db, flagged: set, holders: dict) -> list[dict]:
     pretix = _pretix_positions(db)
     admitted = set()
     for eid, gate, ts, ev, ticket, attention in db.execute(
-            "SELECT id, gate, ts, event, ticket, attention FROM scans WHERE result='admitted' AND mode='live' ORDER BY ts"):
+            "SELECT id, gate, ts, event, ticket, attention FROM scans WHERE result='admitted' AND mode='live' "
+            f"AND {COUNTED} ORDER BY ts"):   # gates-word: not what was flagged or set aside
         if (gate, ts) in annulled:
             continue
         admitted.add(ticket)

@@ -24,7 +24,7 @@ from gate.bus.client import read_secret
 from gate.core.errors import ConfigError, GateError
 from gate.core.storage import HouseFiles
 from gate.house import uploads
-from gate.house.alerts import Alerts
+from gate.house.alerts import Alerts, Echo
 from gate.house.checkout import CheckOut
 from gate.house.curtain import Curtains
 from gate.house.doorwatch import Doors
@@ -41,6 +41,7 @@ from gate.house.state import HouseState
 from gate.house.venuemode import VenueMode
 from gate.house.watch import Watch
 from gate.house.web import Dashboard
+from gate.house.word import GateWord, LoggedAlarms
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +131,14 @@ def init_log(cfg) -> AttendanceLog:
     return attendance
 
 
-def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut, mode: str = "live") -> HouseState:
-    """The counts and the door flow rebuilt from the attendance log; `mode` is the venue's as last applied."""
+def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut, mode: str = "live",
+               alerts: Optional[Alerts] = None) -> HouseState:
+    """The counts and the door flow rebuilt from the attendance log; `mode` is the venue's as last applied.
+    `alerts`: the house's (gate/house/alerts.py), which the house's alarms (gate/house/word.py) go to as well."""
     flow = DoorFlow(Curtains(cfg.house.curtain), cfg.house.assist_tags)
     flow.set_roster(Roster.read(attendance.db))
-    state = HouseState(cfg.house.capacity, mode, flow)
+    alarms = LoggedAlarms() if alerts is None else Echo(LoggedAlarms(), alerts)
+    state = HouseState(cfg.house.capacity, mode, GateWord(attendance, cfg.house.capacity, alarms), flow)
     stored = list(attendance.events())   # held only while starting: the counts keep most of them anyway
     flow.quiet = True                    # history, not news: no arrival alerts for what the log holds
     n = state.restore(stored, attendance.holders())
@@ -231,7 +235,10 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
         token = init_token(cfg)
         parts.venue_mode = venue_mode = VenueMode(
             attendance.db, StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys], cfg.venue))
-        parts.state = state = init_state(cfg, attendance, checkout, venue_mode.mode)
+        # The alerts first: the counting raises some (capacity, implausible claims) while it reads the log;
+        # they go on the bus once the house has a connection (below).
+        parts.alerts = alerts = Alerts(cfg.house.venue)
+        parts.state = state = init_state(cfg, attendance, checkout, venue_mode.mode, alerts)
         parts.lists = lists = HouseLists(cfg)
         parts.bus = bus = init_bus(cfg, state)
         parts.pretix = pretix = init_pretix(cfg, state, bus)
@@ -239,8 +246,9 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
         parts.doors = doors = Doors()
         parts.intake = init_intake(cfg, state, attendance, bus, checkout, lists, venue_mode, publisher,
                                    pretix, doors)
-        parts.alerts = alerts = Alerts(cfg.house.venue, lambda t, p, q, r: bus.publish(t, p, retain=r))
-        alerts.on_change = state.mark_dirty   # the dashboard shows them: push a fresh view
+        alerts.publish = lambda t, p, q, r: bus.publish(t, p, retain=r)
+        # No on_change hook: alerts are raised inside the state's lock (the capacity alarm); the watch tells
+        # the dashboards instead when `alerts.changes` moves.
         parts.watch = init_watch(cfg, state, alerts, doors, bus, publisher, pretix, attendance)
         parts.query = query = HouseQuery(cfg.house.venue, state, attendance, ticket_lists=lists.report,
                                          pretix=pretix.status if pretix is not None else None,

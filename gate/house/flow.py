@@ -239,6 +239,18 @@ class DoorFlow:
                                       and n.admissions >= forecast.MIN_NIGHT for name, n in self.nights.items()))
         return self._history[1]
 
+    def clear(self) -> None:
+        """Forget what was counted (the counts are counted again from the log: a set-aside changed);
+        quiet until the caller sets `quiet` back to False."""
+        with self.lock:
+            self.nights.clear()
+            self.lanes.clear()
+            self.forged.clear()
+            self.patron_night.clear()
+            self.returning.clear()
+            self._profiles.clear()
+            self.quiet = True
+
     # -- the ticket list and pretix (the intake's and the watch's threads) -----------------------
     def set_roster(self, roster: Roster) -> None:
         """A newly applied list: how many of those in are on it is counted again, once."""

@@ -8,11 +8,12 @@ the good messages beside it. Scan events are then written to SQLite in one
 transaction; if that fails, row by row, so one row the database refuses is
 dropped and counted alone. A database that refuses everything (disk full,
 I/O error) keeps the events, unacknowledged, and they are tried again.
+Each new scan event is placed, judged and marked by gate/house/word.py (through
+the state) before it is stored: a gate's word covers its own door.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sqlite3
 import time
@@ -20,7 +21,6 @@ from typing import Callable
 
 from gate.bus import messages, topics, values
 from gate.bus.codec import unpack_scan
-from gate.core.clock import now_ms
 from gate.core.errors import PayloadError
 from gate.house.log import AttendanceLog
 from gate.house.state import HouseState
@@ -49,7 +49,6 @@ class Ingest:
         self.unstored: list = []     # (event, acks) the database refused, with when to try again
         self.events: set[str] = state.known_events()   # performances accepted
         self._retry_at = 0.0
-        self.clock_shift: dict[str, int] = {}   # gate -> ms added to the ts of its unsynced events
 
     # -- sorting ------------------------------------------------------------------
     def sort(self, batch) -> tuple[list, list]:
@@ -92,8 +91,6 @@ class Ingest:
                 return drops.add(exc.kind, topic, exc)
             if e.gate != gate:
                 return drops.add("gate_mismatch", topic, e.gate)
-            if e.clock == "unsynced":
-                e = self._rebase(e)
             if self.state.duplicate(e.gate, e.id):   # idempotency per gate: another gate cannot claim an id
                 return None
             if e.event and e.event not in self.events:
@@ -101,7 +98,7 @@ class Ingest:
                     return drops.add("events_over_cap", topic, e.event)
                 self.events.add(e.event)
             self.state.claim(e.gate, e.id)
-            return e
+            return self.state.judge(e)   # placed (an unsynchronised clock), judged against its lane, marked
         if kind == "status" or kind == "health":
             if not payload:
                 return None  # a cleared retained message
@@ -115,21 +112,6 @@ class Ingest:
             drops.add("unknown_topic", topic)
         return None
 
-    def _rebase(self, e):
-        """An event from a gate whose clock is not synchronised: its ts moved onto the house's clock.
-
-        The shift is taken once per gate (from the first such event this run) and applied to all its
-        flagged events, so their order among themselves and an annulment's match to its admission (same
-        gate, same ts) hold, while they sort sensibly against everyone else's."""
-        shift = self.clock_shift.get(e.gate)
-        if shift is None:
-            if len(self.clock_shift) >= 1024:
-                return e
-            shift = self.clock_shift[e.gate] = now_ms() - e.ts
-            log.warning("gate %s reports an unsynchronised clock (%+.0f s off the house's): its scan times are "
-                        "moved onto the house's clock", e.gate, shift / 1000)
-        return dataclasses.replace(e, ts=e.ts + shift)
-
     # -- storing ------------------------------------------------------------------
     def store(self, new: list) -> tuple[list, list]:
         """Write new events; returns (stored events, acks now due). Refused rows are dropped and counted;
@@ -137,8 +119,10 @@ class Ingest:
         if not new:
             return [], []
         attendance = self.attendance
+        marks = self.state.word.pending   # this thread's alone (gate/house/word.py)
         try:
-            attendance.add([e for e, _ in new])
+            attendance.add([e for e, _ in new], marks)
+            self.state.word.stored(e for e, _ in new)
             return [e for e, _ in new], [a for _, ack in new for a in ack]
         except sqlite3.OperationalError as exc:   # the database (locked, full, I/O), not a row: all wait
             self._hold(new, exc)
@@ -148,7 +132,7 @@ class Ingest:
         stored, acks, waiting = [], [], []
         for e, ack in new:
             try:
-                attendance.add([e])
+                attendance.add([e], marks)
             except sqlite3.OperationalError as exc:   # the database, not this row: keep it for later
                 waiting.append((e, ack))
                 last = exc
@@ -158,6 +142,7 @@ class Ingest:
                 self.state.drops.add("db_refused", topics.scan(self.venue, e.gate), repr(exc))
                 acks += ack
                 continue
+            self.state.word.stored([e])
             stored.append(e)
             acks += ack
         if waiting:

@@ -64,6 +64,7 @@ class Intake(Worker):
                 last_pass = now
                 self._guard(self.ask_for_gaps)
                 self._guard(self.apply_checkout)
+                self._guard(self.word_pass)
 
     def _guard(self, fn, *args) -> None:
         try:
@@ -101,6 +102,12 @@ class Intake(Worker):
         self.checkout.done(boundary)
         if leaving:
             log.info("check-out: %d still inside counted as left", len(leaving))
+
+    def word_pass(self) -> None:
+        """A set-aside made or taken back (gate/house/setaside.py): the counts again from the log."""
+        if self.state.word_pass():
+            self.state.recount(self.attendance.events())
+            log.info("counts rebuilt from the attendance log: the set-aside changed")
 
     def ask_for_gaps(self) -> None:
         """Ask each gate, over its resend topic, for events the broker never handed us

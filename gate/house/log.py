@@ -22,7 +22,17 @@ CREATE TABLE IF NOT EXISTS scans (
     id TEXT NOT NULL, gate TEXT NOT NULL, seq INTEGER, ts INTEGER, event TEXT, ticket TEXT, dir TEXT,
     result TEXT, reason TEXT, attention TEXT, received INTEGER, PRIMARY KEY (gate, id));
 CREATE TABLE IF NOT EXISTS holders (ticket_id TEXT PRIMARY KEY, holder TEXT, patron TEXT, tags TEXT);
+CREATE TABLE IF NOT EXISTS set_aside (gate TEXT PRIMARY KEY, since INTEGER NOT NULL, at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS set_aside_log (at INTEGER NOT NULL, gate TEXT NOT NULL, since INTEGER, action TEXT NOT NULL,
+    events INTEGER NOT NULL);
 """
+# Columns added since the first logs: mode (live | test | info: rehearsal scans and look-ups are kept, and
+# kept apart); flag ("implausible": more than the gate's lane can pass, gate/core/lane.py: kept, not counted,
+# not uploaded); sent_ts (the ts an unsynchronised gate sent, where the house placed the event at another).
+COLUMNS = (("mode", "TEXT NOT NULL DEFAULT 'live'"), ("flag", "TEXT NOT NULL DEFAULT ''"), ("sent_ts", "INTEGER"))
+# Not counted, not uploaded: flagged, or from a gate whose reports since a time are set aside (gate/house/setaside.py).
+COUNTED = ("scans.flag = '' AND NOT EXISTS (SELECT 1 FROM set_aside s WHERE s.gate = scans.gate "
+           "AND scans.received >= s.since)")
 
 
 def _rekey(db) -> None:
@@ -47,9 +57,11 @@ def _open(path) -> sqlite3.Connection:
         _rekey(db)
         db.executescript(SCHEMA)
         recovery.check(db)
-        if "mode" not in {r[1] for r in db.execute("PRAGMA table_info(scans)")}:
-            # live | test | info: rehearsal scans and look-ups are kept, and kept apart
-            db.execute("ALTER TABLE scans ADD COLUMN mode TEXT NOT NULL DEFAULT 'live'")
+        have = {r[1] for r in db.execute("PRAGMA table_info(scans)")}
+        for col, kind in COLUMNS:
+            if col not in have:
+                db.execute(f"ALTER TABLE scans ADD COLUMN {col} {kind}")
+        db.execute("CREATE INDEX IF NOT EXISTS scans_sent ON scans(gate, sent_ts) WHERE sent_ts IS NOT NULL")
     except BaseException:
         db.close()
         raise
@@ -75,18 +87,40 @@ class AttendanceLog:
         """ticket id -> (holder, patron, tags)."""
         return {tid: (holder, patron, tags) for tid, holder, patron, tags in self.db.execute("SELECT * FROM holders")}
 
-    def add(self, events: Iterable[ScanEvent]) -> None:
-        """Store new events in one transaction (an id already stored is ignored). `on_store(db, events)`,
-        when set, runs inside that transaction (the pretix upload queue is filled there)."""
+    def add(self, events: Iterable[ScanEvent], marks: Optional[dict] = None) -> None:
+        """Store new events in one transaction (an id already stored is ignored). `marks`: (gate, id) ->
+        (flag, sent ts) from gate/house/word.py. `on_store(db, events)`, when set, runs inside that
+        transaction (the pretix upload queue is filled there) with the events that count: not flagged,
+        not from a gate set aside (read in this transaction, so a set-aside made meanwhile is never missed)."""
         now = now_ms()
         events = list(events)
+        marks = marks or {}
         with self.db:
+            rows = []
+            for e in events:
+                flag, sent = marks.get((e.gate, e.id), ("", None))
+                rows.append((e.id, e.gate, e.seq, e.ts, e.event, e.ticket, e.dir, e.result, e.reason,
+                             json.dumps(e.attention) if e.attention else "[]", now, e.mode, flag, sent))
             self.db.executemany("INSERT OR IGNORE INTO scans (id, gate, seq, ts, event, ticket, dir, result, reason, "
-                                "attention, received, mode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                                [(e.id, e.gate, e.seq, e.ts, e.event, e.ticket, e.dir, e.result, e.reason,
-                                  json.dumps(e.attention) if e.attention else "[]", now, e.mode) for e in events])
+                                "attention, received, mode, flag, sent_ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             if self.on_store is not None:
-                self.on_store(self.db, events)
+                aside = dict(self.db.execute("SELECT gate, since FROM set_aside"))
+                self.on_store(self.db, [e for e, r in zip(events, rows)
+                                        if not r[12] and not (e.gate in aside and now >= aside[e.gate])])
+
+    def excluded(self) -> Iterator[tuple[str, str, str, str]]:
+        """(gate, id, event, why) of every stored event that does not count: `implausible` or `set_aside`."""
+        yield from self.db.execute("SELECT gate, id, event, flag FROM scans WHERE flag != ''")
+        for gate, since in self.db.execute("SELECT gate, since FROM set_aside").fetchall():
+            for eid, ev in self.db.execute("SELECT id, event FROM scans WHERE gate=? AND received>=? AND flag=''",
+                                           (gate, since)):
+                yield gate, eid, ev, "set_aside"
+
+    def placed_ts(self, gate: str, ticket: str, sent_ts: int) -> Optional[int]:
+        """Where the house placed an unsynchronised gate's admission sent with `sent_ts` (gate/house/unsynced.py)."""
+        row = self.db.execute("SELECT ts FROM scans WHERE gate=? AND sent_ts=? AND ticket=? AND result='admitted' "
+                              "LIMIT 1", (gate, sent_ts, ticket)).fetchone()
+        return row[0] if row else None
 
     def replace_holders(self, tickets: Iterable[Ticket]) -> dict[str, tuple]:
         """Swap in the holder directory of a new ticket list; returns it."""

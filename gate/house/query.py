@@ -35,7 +35,7 @@ class HouseQuery:
         v = self.state.view()
         out = {"venue": self.venue, "ts": now_ms(), **{k: v[k] for k in (
                    "events", "gates", "arrivals", "rehearsal", "lookups", "mode", "malformed", "duplicates",
-                   "limits")},
+                   "limits", "alarms", "word")},
                "ticket_lists": self.ticket_lists(),
                "unattributed": v["unattributed"],
                # a damaged attendance log moved aside at start: the operator should know

@@ -20,7 +20,13 @@ def main(args) -> int:
     cfg = load(args.config)
     if cfg.house is None:
         raise ConfigError(args.config, "house", 0, "gate house needs a [house] section")
+    if args.action == "set-aside":   # gates-word (gate/house/setaside.py)
+        from gate.house.setaside import main as set_aside
+        return set_aside(cfg, args.pretix_action, args.since, args.undo)
     if args.action == "pretix":
+        if args.pretix_action not in ("sync", "status"):
+            print(f"gate: house pretix {args.pretix_action}: sync or status", file=sys.stderr)
+            return 2
         from gate.house.pretix_link import sync_once
         return sync_once(cfg, args.pretix_action)
     if args.action == "export":

@@ -24,6 +24,7 @@ from gate.house.checkout import GATE as CHECKOUT_GATE
 from gate.house.counts import HouseCounts
 from gate.house.flow import DoorFlow
 from gate.house.gaps import MAX_GATES, GapTracker
+from gate.house.word import GateWord
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,12 @@ log = logging.getLogger(__name__)
 class HouseState:
     """The house's live state; `capacity` is `[house] capacity` (event -> seats), `mode` the venue's."""
 
-    def __init__(self, capacity: dict, mode: str = "live", flow: Optional[DoorFlow] = None):
+    def __init__(self, capacity: dict, mode: str = "live", word: Optional[GateWord] = None,
+                 flow: Optional[DoorFlow] = None):
         self.lock = threading.Lock()
         self.capacity = dict(capacity)
+        # what does not count, and why (gate/house/word.py): flagged implausible, or its gate set aside
+        self.word = word if word is not None else GateWord(None, self.capacity)
         self.counts = HouseCounts()
         self.flow = flow if flow is not None else DoorFlow()   # door flow, with a lock of its own (gate/house/flow.py)
         self.rehearsal = HouseCounts()                    # `test` scans: shown apart, never in the house count
@@ -75,6 +79,7 @@ class HouseState:
         n = 0
         with self.lock:
             self.holders = holders
+            self.word.restore()
             for e in events:
                 self.ids.add((e.gate, e.id))
                 if e.gate != CHECKOUT_GATE:   # the check-out's exits are numbered 0, not in a sequence
@@ -100,6 +105,32 @@ class HouseState:
         """An id claimed but not stored: a later delivery of it is not a duplicate."""
         with self.lock:
             self.ids.discard((gate, event_id))
+            self.word.forget(gate, event_id)
+
+    # -- a gate's word covers its own door (gate/house/word.py) -------------------------
+    def judge(self, e: ScanEvent) -> ScanEvent:
+        """A new event, before it is stored: placed, judged against its lane, marked."""
+        with self.lock:
+            return self.word.take(e)
+
+    def word_pass(self) -> bool:
+        """Once a second: alarms that have gone quiet; True when a set-aside was made or taken back."""
+        with self.lock:
+            self.word.tick()
+            return self.word.poll()
+
+    def recount(self, events: Iterable[ScanEvent]) -> None:
+        """The counts again from the attendance log's events, without what does not count now."""
+        events = list(events)
+        with self.lock:
+            self.counts, self.rehearsal, self.lookups = HouseCounts(), HouseCounts(), defaultdict(int)
+            self.flow.clear()   # the door flow is counted again with them, quietly (history, not news)
+            for e in events:
+                self._count(e)
+            self.flow.quiet = False
+            for ev, cap in self.capacity.items():   # back within capacity without a new event: say so
+                self.word.check_capacity(ev, self.counts.events[ev].inside if ev in self.counts.events else 0, cap)
+            self._dirty |= set(self.counts.events) | {""}
 
     def count_stored(self, stored: list[ScanEvent], where) -> list[str]:
         """Count events now on disk; returns the performances they admitted to (for discovery).
@@ -132,7 +163,11 @@ class HouseState:
                 self._count(e)
 
     def _count(self, e: ScanEvent) -> None:
-        """Live scans count; rehearsal scans are kept apart; look-ups are only tallied (lock held)."""
+        """Live scans count; rehearsal scans are kept apart; look-ups are only tallied (lock held).
+        What was flagged implausible or set aside is stored but never counted."""
+        if not self.word.counted(e):
+            self._dirty.add("")
+            return
         holder = self.holders.get(e.ticket, ("",))[0]
         if e.mode == "info":
             self.lookups[e.event] += 1
@@ -141,7 +176,10 @@ class HouseState:
             self.rehearsal.add(e, holder)
             self._dirty.add("")
         else:
-            self._dirty.add(self.counts.add(e, holder))
+            ev = self.counts.add(e, holder)
+            self._dirty.add(ev)
+            if ev in self.capacity:   # the alarm as the inside count passes the capacity (and comes back)
+                self.word.check_capacity(ev, self.counts.events[ev].inside, self.capacity[ev])
         self.flow.count(e, self.counts, self.holders, self.mode)
 
     def set_holders(self, holders: dict) -> None:
@@ -224,10 +262,13 @@ class HouseState:
         with self.lock:
             caps = self.capacity
             names = sorted((set(self.counts.events) | set(caps)) - {""})
-            return {"events": [{**self.counts.detail(ev, caps.get(ev)), "flow": self.flow.detail(ev)} for ev in names],
+            word = self.word
+            return {"events": [{**word.event_report(self.counts.detail(ev, caps.get(ev))), "flow": self.flow.detail(ev)}
+                               for ev in names],
                     "gates": sorted(({**g, "missing": self.gaps.missing(g["gate"]),
-                                      "unrecovered": self.gaps.lost(g["gate"])}
+                                      "unrecovered": self.gaps.lost(g["gate"]), **word.gate_report(g["gate"], self.gates)}
                                      for g in self.gates.values()), key=lambda g: g["gate"]),
+                    "alarms": word.alerts.active(), "word": word.report(),
                     "arrivals": list(self.counts.arrivals)[::-1][:50],
                     "rehearsal": [self.rehearsal.detail(ev) for ev in sorted(set(self.rehearsal.events) - {""})],
                     "lookups": dict(self.lookups), "mode": self.mode,

@@ -53,6 +53,7 @@ class Watch(Worker):
         self._rules_at = self._minute_at = -1e18
         self._active_sent: Optional[str] = None
         self._was_connected = False
+        self._changes = -1
 
     def run(self) -> None:
         while not self.stopping.wait(TICK_S):
@@ -72,6 +73,9 @@ class Watch(Worker):
             self._guard(self.settle_heap)
         self._guard(self.alerts.tick)
         self._guard(self.publish_active)
+        if self.alerts.changes != self._changes:   # live dashboards show the alerts: a fresh view
+            self._changes = self.alerts.changes
+            self.state.mark_dirty()
 
     def _guard(self, fn) -> None:
         try:
@@ -90,7 +94,7 @@ class Watch(Worker):
 
     def run_rules(self) -> None:
         now = self.clock()
-        standing = set(self._standing)
+        standing = set(self._standing) | {a["key"] for a in self.alerts.active()}   # the house's alarms too
         conditions: list = []
         for house in self.state.snapshots(sorted(self.state.wanted_events(now))):
             conditions += rules.capacity(house, standing)
@@ -114,9 +118,15 @@ class Watch(Worker):
                 continue
             self.alerts.raise_(c.key, c.kind, c.level, c.text, event=c.event, gate=c.gate)
             self._standing[c.key] = c.figure
+        active = self.alerts.active()
         for key in set(self._standing) - set(wanted):
             del self._standing[key]
-            self.alerts.clear(key)
+            old = next((a for a in active if a["key"] == key), None)
+            # replaced by as serious an alert of its kind about the same performance and door: no "resolved" line
+            quiet = old is not None and any(
+                a["key"] != key and (a["kind"], a["event"], a["gate"]) == (old["kind"], old["event"], old["gate"])
+                and LEVELS.index(a["level"]) >= LEVELS.index(old["level"]) for a in active)
+            self.alerts.clear(key, quiet=quiet)
 
     def read_curtains(self) -> None:
         if self.pretix is not None and self.db_path is not None:

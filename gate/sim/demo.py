@@ -171,7 +171,8 @@ def main(args) -> int:
     signal.signal(signal.SIGINT, lambda *a: stop.set())
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     broker = house = None
-    scanners, threads = [], []
+    scanners: list[Scanner] = []
+    threads: list[threading.Thread] = []
     rng = random.Random(2026)
     event = time.strftime("%Y-%m-%d") + "-eve"
     try:
@@ -341,17 +342,18 @@ def _summary(crowd, house, event, scanners, work) -> int:
             break
         time.sleep(0.2)
     time.sleep(1.0)
-    ev = next((e for e in house.api()["events"] if e["event"] == event), {})
+    ev: dict = next((e for e in house.api()["events"] if e["event"] == event), {})
     admitted = {r["ticket"] for r in house.attendance()}
     expected = crowd.expected()
+    missing, unexpected = sorted(expected - admitted), sorted(admitted - expected)
     summary = {"patrons": len(crowd.patrons), "expected_admitted": len(expected),
                "house_admitted": ev.get("admitted"), "house_inside": ev.get("inside"),
                "annulled": ev.get("annulled"), "rejected": ev.get("rejected_by_reason"),
                "conflicts": len(ev.get("conflicts", [])),
-               "missing": sorted(expected - admitted), "unexpected": sorted(admitted - expected)}
+               "missing": missing, "unexpected": unexpected}
     print(json.dumps(summary), flush=True)
-    if summary["missing"] or summary["unexpected"]:
+    if missing or unexpected:
         for profile, p in crowd.presented:
-            if p.ticket_id in set(summary["missing"]) | set(summary["unexpected"]):
+            if p.ticket_id in set(missing) | set(unexpected):
                 print(f"  presented at a {profile}: {p.ticket_id} {p.kind} walks={p.walks}", flush=True)
     return 0 if ev.get("admitted") == len(expected) and admitted == expected else 1

@@ -64,7 +64,7 @@ def compose(code: Optional[Union[str, bytes]], kind: str = "clean", size=(640, 4
         if kind == "tilted":
             # A hand tilts a ticket freely; a 1-D code must still cross the scan line.
             angle = rng.uniform(15, 35) if symbology in ("qr", "datamatrix", "aztec") else rng.uniform(4, 8)
-            paper = paper.rotate(float(angle), resample=Image.BILINEAR, expand=True, fillcolor=0)
+            paper = paper.rotate(float(angle), resample=Image.Resampling.BILINEAR, expand=True, fillcolor=0)
             mask = np.asarray(paper.rotate(0)) > 0
         if kind == "blurred":
             paper = paper.filter(ImageFilter.GaussianBlur(radius=1.3))

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Optional
+from contextlib import AbstractContextManager
+from typing import Any, Optional
 
 from gate.camera import Source
 from gate.core.clock import now_ms
@@ -51,7 +52,7 @@ class Picamera2Source(Source):
         self._factory = factory
         self._mapped_array = mapped_array
         self._clock = clock
-        self.cam = None
+        self.cam: Optional[Any] = None   # a Picamera2 (no type information), or the factory's stand-in
         self._seq = 0
         self._af_lock = threading.Lock()   # refocus() runs on the loop's thread, read() on capture's
         self._af_last: Optional[float] = None
@@ -74,7 +75,7 @@ class Picamera2Source(Source):
     def controls(self, available) -> dict:
         """The controls to apply, given the sensor's advertised camera_controls."""
         frame_us = int(1_000_000 / self.fps)
-        ctl = {"FrameDurationLimits": (frame_us, frame_us)}
+        ctl: dict[str, object] = {"FrameDurationLimits": (frame_us, frame_us)}
         if self.max_exposure_us and "ExposureTime" in available:
             # A fixed short shutter keeps a moving ticket sharp; the AGC still
             # adjusts analogue gain for brightness.
@@ -97,18 +98,18 @@ class Picamera2Source(Source):
             raise CameraError("no camera found: check the ribbon cable seating and "
                               "that `rpicam-hello --list-cameras` lists one")
         try:
-            self.cam = self._factory()
+            self.cam = cam = self._factory()
         except (IndexError, RuntimeError) as exc:
             raise CameraError(f"camera did not start ({exc}): check the cable, and that no "
                               "other process (rpicam-*, another gate) holds the camera") from None
-        cfg = self.cam.create_video_configuration(
+        cfg = cam.create_video_configuration(
             main={"size": self.main_size, "format": "YUV420"},
             lores={"size": self.size, "format": "YUV420"},
             buffer_count=6,
         )
-        self.cam.configure(cfg)
-        self.cam.set_controls(self.controls(self.cam.camera_controls))
-        self.cam.start()
+        cam.configure(cfg)
+        cam.set_controls(self.controls(cam.camera_controls))
+        cam.start()
 
     def set_rate(self, fps: float) -> None:
         if self.cam is not None:
@@ -124,7 +125,8 @@ class Picamera2Source(Source):
         True when it did. picamera2's autofocus_cycle(wait=False) would hand
         its job the request stream until the scan ends, stalling our
         capture_request behind it, so the scan is started with controls."""
-        if not self.can_refocus():
+        cam = self.cam
+        if cam is None or not self.can_refocus():
             return False
         with self._af_lock:
             now = self._clock()
@@ -132,27 +134,27 @@ class Picamera2Source(Source):
                 return False
             self._af_last, self._af_resume_at = now, now + AF_SCAN_S
             self.refocuses += 1
-        self.cam.set_controls({"AfMode": AF_MODE_AUTO, "AfTrigger": AF_TRIGGER_START})
+        cam.set_controls({"AfMode": AF_MODE_AUTO, "AfTrigger": AF_TRIGGER_START})
         return True
 
-    def _resume_continuous(self) -> None:
+    def _resume_continuous(self, cam: Any) -> None:
         with self._af_lock:
             if self._af_resume_at is None or self._clock() < self._af_resume_at:
                 return
             self._af_resume_at = None
-        self.cam.set_controls({"AfMode": AF_MODE_CONTINUOUS})
+        cam.set_controls({"AfMode": AF_MODE_CONTINUOUS})
 
     def read(self, timeout: float) -> Optional[Frame]:
         if self.cam is None:
             raise CameraError("camera is not started")
         if self._af_resume_at is not None:
-            self._resume_continuous()
+            self._resume_continuous(self.cam)
         try:
             request = self.cam.capture_request(wait=timeout)
         except TimeoutError:
             return None
         t = time.monotonic()
-        maps = []
+        maps: list[AbstractContextManager] = []   # picamera2 MappedArrays, entered
         try:
             y = self._plane(request, "lores", self.size, maps)
             main = self._plane(request, "main", self.main_size, maps) if self.main_scale > 1 else None

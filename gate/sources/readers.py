@@ -24,12 +24,15 @@ import logging
 import queue
 import select
 import threading
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from gate.core.errors import CameraError
 from gate.core.events import Code
 from gate.core.readerspec import parse_reader_spec
 from gate.core.worker import Worker
+
+if TYPE_CHECKING:   # evdev is imported on start: only a gate with a HID reader needs it
+    from evdev import InputDevice
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +150,7 @@ class HidSource(CodeSource):
     def __init__(self, path: str, layout: str = "us", terminator: str = "enter", max_code: int = 1024):
         self.path, self.name = path, f"hid:{path}"
         self.layout, self.terminator, self.max_code = layout, terminator, max_code
-        self.dev = None
+        self.dev: Optional[InputDevice[str]] = None
         self.pending: list[Code] = []
 
     def start(self) -> None:

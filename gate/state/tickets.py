@@ -9,9 +9,10 @@ Two files, one writer each, so that applying a list never delays an admission:
   list is swapped in (the updater thread, or `gate tickets import`), in one
   transaction. Readers on other connections see the old list or the new one,
   never a mix (WAL), and are never blocked by the writer.
-- `<name>-used.db`: which tickets are inside, first use, exits, and recent
-  passages (for the entry rules); written only by the scan loop (own scans and
-  other gates' synced ones). Rehearsal (`test` mode) uses are kept in tables of
+- `<name>-used.db`: the record of use, kept per gate (gate/state/uses.py): first
+  use, newest entry and exit, exits, and recent passages (for the entry rules);
+  written only by the scan loop (own scans and other gates' synced ones, each
+  into its own gate's rows). Rehearsal (`test` mode) uses are kept in tables of
   their own there: a live decision never reads them, and going live drops
   them whole (`clear_rehearsal`). A long list write
   holds tickets.db's write lock only, so the loop's write after an admission
@@ -30,6 +31,8 @@ from gate.boxoffice.lists import code_hasher
 from gate.core import sqlitefile as recovery
 from gate.core.clock import now_ms
 from gate.core.events import History, Ticket, ticket_from_row, ticket_row
+from gate.state import uses
+from gate.state.uses import TABLES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
@@ -42,20 +45,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS list_series (series TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS staff_revoked (card_id TEXT PRIMARY KEY, until INTEGER NOT NULL);
 """
-USED_SCHEMA = """
+# The record of use from before it was kept per gate (gate/state/uses.py migrates it): an old store's
+# `main.used` is moved here first, as it always was.
+OLD_USED = """
 CREATE TABLE IF NOT EXISTS used.used (
     ticket_id TEXT PRIMARY KEY, inside INTEGER NOT NULL, first_ts INTEGER,
-    first_gate TEXT, exits INTEGER NOT NULL DEFAULT 0, last_ts INTEGER, last_gate TEXT);
-CREATE TABLE IF NOT EXISTS used.passages (ticket_id TEXT NOT NULL, ts INTEGER NOT NULL, dir TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS used.passages_ticket ON passages(ticket_id, ts);
-CREATE TABLE IF NOT EXISTS used.rehearsal_used (
-    ticket_id TEXT PRIMARY KEY, inside INTEGER NOT NULL, first_ts INTEGER,
-    first_gate TEXT, exits INTEGER NOT NULL DEFAULT 0, last_ts INTEGER, last_gate TEXT);
-CREATE TABLE IF NOT EXISTS used.rehearsal_passages (ticket_id TEXT NOT NULL, ts INTEGER NOT NULL, dir TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS used.rehearsal_passages_ticket ON rehearsal_passages(ticket_id, ts);
-"""
-TABLES = {"live": ("used.used", "used.passages"), "test": ("used.rehearsal_used", "used.rehearsal_passages")}
-PASSAGES_KEPT = 64                  # per ticket, for the entry rules (entries per day, anti-passback)
+    first_gate TEXT, exits INTEGER NOT NULL DEFAULT 0, last_ts INTEGER, last_gate TEXT)"""
 PASSAGES_MAX_AGE_MS = 3 * 86400_000  # older passages can no longer matter to a rule
 LIST_META = ("list_series", "list_seq", "list_issued", "list_effective", "list_key")
 
@@ -120,13 +115,10 @@ class TicketStore:
         self.db.close()
 
     def _create(self) -> None:
-        for stmt in (SCHEMA + USED_SCHEMA).split(";"):
+        for stmt in SCHEMA.split(";"):
             if stmt.strip():
                 self.db.execute(stmt)
-        cols = [r[1] for r in self.db.execute("PRAGMA used.table_info(used)")]
-        for col, kind in (("last_ts", "INTEGER"), ("last_gate", "TEXT")):   # records from before annulments were tied to a gate
-            if col not in cols:
-                self.db.execute(f"ALTER TABLE used.used ADD COLUMN {col} {kind}")
+        uses.create(self.db)
 
     def _migrate(self) -> None:
         """Stores from before code hashes: hash the codes in place, move the record of use out."""
@@ -139,7 +131,7 @@ class TicketStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             if old_used:
-                db.execute(USED_SCHEMA.strip().split(";")[0])   # the used table; the rest comes with _create()
+                db.execute(OLD_USED)   # moved per gate by _create()
                 db.execute("INSERT OR IGNORE INTO used.used (ticket_id, inside, first_ts, first_gate, exits) "
                            "SELECT ticket_id, inside, first_ts, first_gate, exits FROM main.used")
                 db.execute("DROP TABLE main.used")
@@ -290,47 +282,17 @@ class TicketStore:
 
     # -- the record of use (the scan loop's) --------------------------------------------
     def history(self, ticket_id: str, mode: str = "live") -> History:
-        used, passages = TABLES[mode]
-        row = self.db.execute(f"SELECT inside, first_ts, first_gate, exits FROM {used} WHERE ticket_id=?",
-                              (ticket_id,)).fetchone()
-        if not row:
-            return History()
-        recent = self.db.execute(f"SELECT ts, dir FROM {passages} WHERE ticket_id=? ORDER BY ts DESC LIMIT ?",
-                                 (ticket_id, PASSAGES_KEPT)).fetchall()
-        entries = tuple(ts for ts, d in recent if d == "in")
-        exits = [ts for ts, d in recent if d == "out"]
-        return History(bool(row[0]), row[1], row[2] or "", row[3], entries[0] if entries else None,
-                       exits[0] if exits else None, entries)
+        """What this gate knows of a ticket's use, its own scans and other gates' (gate/state/uses.py)."""
+        return uses.history(self.db, mode, ticket_id)
 
-    def record(self, ticket_id: str, result: str, ts: int, gate: str, mode: str = "live") -> None:
-        """Apply a scan result (own or another gate's) to the ticket's history.
+    def record(self, ticket_id: str, result: str, ts: int, gate: str, mode: str = "live",
+               sent_ts: Optional[int] = None) -> None:
+        """Apply one of `gate`'s scan results (this gate's or another's) to `gate`'s record of use only.
 
-        `info` scans are never recorded; `test` ones go to the rehearsal tables."""
-        if mode not in TABLES:
-            return
-        used, passages = TABLES[mode]
-        if result == "admitted":
-            self.db.execute(
-                f"INSERT INTO {used} (ticket_id, inside, first_ts, first_gate, exits, last_ts, last_gate) "
-                "VALUES (?,1,?,?,0,?,?) ON CONFLICT(ticket_id) DO UPDATE SET inside=1, "
-                "first_ts=CASE WHEN first_ts IS NULL OR first_ts>excluded.first_ts THEN excluded.first_ts ELSE first_ts END, "
-                "first_gate=CASE WHEN first_ts IS NULL OR first_ts>excluded.first_ts THEN excluded.first_gate ELSE first_gate END, "
-                "last_gate=CASE WHEN last_ts IS NULL OR last_ts<=excluded.last_ts THEN excluded.last_gate ELSE last_gate END, "
-                "last_ts=CASE WHEN last_ts IS NULL OR last_ts<=excluded.last_ts THEN excluded.last_ts ELSE last_ts END",
-                (ticket_id, ts, gate, ts, gate))
-            self.db.execute(f"INSERT INTO {passages} VALUES (?,?,'in')", (ticket_id, ts))
-        elif result == "exited":
-            self.db.execute(f"UPDATE {used} SET inside=0, exits=exits+1 WHERE ticket_id=?", (ticket_id,))
-            self.db.execute(f"INSERT INTO {passages} VALUES (?,?,'out')", (ticket_id, ts))
-        elif result == "annulled":
-            # Nobody walked through: the ticket is as usable as before the scan. Only the gate that
-            # made an admission can annul it (same gate, same time): another gate's word is not enough.
-            self.db.execute(f"DELETE FROM {used} WHERE ticket_id=? AND first_ts=? AND first_gate=? AND exits=0",
-                            (ticket_id, ts, gate))
-            self.db.execute(f"UPDATE {used} SET inside=0 WHERE ticket_id=? AND "
-                            "((last_ts=? AND last_gate=?) OR (last_ts IS NULL AND first_ts=? AND first_gate=?))",
-                            (ticket_id, ts, gate, ts, gate))
-            self.db.execute(f"DELETE FROM {passages} WHERE ticket_id=? AND ts=? AND dir='in'", (ticket_id, ts))
+        `info` scans are never recorded; `test` ones go to the rehearsal tables. `sent_ts`: the time the
+        reporting gate stamped, when the scan is recorded at another (its clock was not synchronised)."""
+        if mode in TABLES:
+            uses.record(self.db, mode, ticket_id, result, ts, gate, sent_ts)
 
     def prune_passages(self, now: int) -> int:
         """Forget passages too old for any entry rule (bounded disk); returns how many."""
@@ -344,7 +306,8 @@ class TicketStore:
         db = self.db
         db.execute("BEGIN")   # the first statement writes the record of use only (see swap())
         try:
-            n = db.execute("DELETE FROM used.rehearsal_used").rowcount
+            n = db.execute("SELECT count(DISTINCT ticket_id) FROM used.rehearsal_uses").fetchone()[0]
+            db.execute("DELETE FROM used.rehearsal_uses")
             db.execute("DELETE FROM used.rehearsal_passages")
             db.execute("COMMIT")
         except BaseException:
@@ -353,8 +316,8 @@ class TicketStore:
         return n
 
     def record_remote(self, scans, max_rows: int) -> int:
-        """Apply other gates' scans [(ticket_id, result, ts, gate[, mode])] in one transaction; returns how many
-        were kept. Once the history holds max_rows rows, scans of tickets it has never seen are skipped:
+        """Apply other gates' scans [(ticket_id, result, ts, gate[, mode[, sent_ts]])] in one transaction; returns
+        how many were kept. Once the history holds max_rows rows, scans of tickets it has never seen are skipped:
         a flood of forged ticket ids cannot grow the file without bound."""
         kept = 0
         db = self.db
@@ -362,17 +325,18 @@ class TicketStore:
         # transaction would also wait for a ticket list being swapped into tickets.db.
         db.execute("BEGIN")
         try:
-            full = (db.execute("SELECT coalesce(max(rowid), 0) FROM used.used").fetchone()[0] >= max_rows)
-            for ticket_id, result, ts, gate, *mode in scans:
-                if full and db.execute("SELECT 1 FROM used.used WHERE ticket_id=?", (ticket_id,)).fetchone() is None:
+            full = (db.execute("SELECT coalesce(max(rowid), 0) FROM used.uses").fetchone()[0] >= max_rows)
+            for ticket_id, result, ts, gate, *rest in scans:
+                if full and db.execute("SELECT 1 FROM used.uses WHERE ticket_id=?", (ticket_id,)).fetchone() is None:
                     continue
-                self.record(ticket_id, result, ts, gate, *mode)
+                self.record(ticket_id, result, ts, gate, *rest)
                 kept += 1
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return kept
+
 
 def _ticket(row) -> Ticket:
     return ticket_from_row((row[0], "", *row[2:]))   # the store has the code's hash, never the code

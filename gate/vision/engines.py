@@ -102,7 +102,8 @@ class ZxingEngine:
         self.fast = dict(try_rotate=False, try_downscale=False, try_invert=False, return_errors=True)
 
     def _read(self, img, formats, sx, sy, transposed=False):
-        good, failed = [], []
+        good: list[Code] = []
+        failed: list[Seen] = []
         if not formats:
             return good, failed
         for r in self.zx.read_barcodes(img, formats=formats, **self.fast):
@@ -166,8 +167,10 @@ class ZxingEngine:
             if step == "bend across":
                 bend = (1 - bend[0], bend[1])
         flat = dewarp.unwarp(img, quad, *bend)
-        return self._codes(self.zx.read_barcodes(flat, formats=self.matrix, try_rotate=True,
-                                                 try_downscale=False, try_invert=False))
+        # ignored: zxing-cpp's stub wants BarcodeFormats, but a tuple of BarcodeFormat converts to it.
+        res = self.zx.read_barcodes(flat, formats=self.matrix,  # type: ignore[arg-type]
+                                    try_rotate=True, try_downscale=False, try_invert=False)
+        return self._codes(res)
 
     def _codes(self, results) -> list[Code]:
         return [_zx_code(r) for r in results if r.valid and r.format.name in self.allowed]
@@ -187,7 +190,9 @@ class ZxingEngine:
         if upscale and img.shape[0] * img.shape[1] <= 1_000_000:
             # Very small modules: a 2x upscale gives the binarizer room to work.
             big = np.repeat(np.repeat(img, 2, axis=0), 2, axis=1)
-            res = self.zx.read_barcodes(big, formats=self.formats, try_rotate=True, try_invert=True)
+            # ignored: zxing-cpp's stub wants BarcodeFormats, but a tuple of BarcodeFormat converts to it.
+            res = self.zx.read_barcodes(big, formats=self.formats,  # type: ignore[arg-type]
+                                        try_rotate=True, try_invert=True)
             return self._codes(res)
         return []
 
@@ -209,7 +214,8 @@ class ZbarEngine:
         from pyzbar import pyzbar
         from pyzbar.pyzbar import ZBarSymbol
         self.pyzbar = pyzbar
-        self.symbols = [getattr(ZBarSymbol, SYMBOLOGIES[s][1]) for s in symbologies if SYMBOLOGIES[s][1]]
+        zbar_names = [SYMBOLOGIES[s][1] for s in symbologies]
+        self.symbols = [getattr(ZBarSymbol, n) for n in zbar_names if n]
 
     def live(self, y: np.ndarray):
         return self.scan(y), []

@@ -73,7 +73,7 @@ def find_bars(y: np.ndarray, max_regions: int = 3, contrast: float = 0.0) -> lis
             c0, c1, score = int(seg[0]), int(seg[-1]), int(across[r, seg].sum())
             for g in groups:
                 if g[1] >= r - 2 and g[2] <= c1 + 1 and c0 <= g[3] + 1:
-                    g[1], g[2], g[3], g[4] = r, min(g[2], c0), max(g[3], c1), g[4] + score
+                    g[1], g[2], g[3], g[4] = int(r), min(g[2], c0), max(g[3], c1), g[4] + score
                     break
             else:
                 groups.append([int(r), int(r), c0, c1, score])
