@@ -20,6 +20,7 @@ from gate.core.events import (
     DoorFault,
     ExitPassage,
     FreePassage,
+    IdentityClash,
     ModeButton,
     NobodyPassed,
     RemoteScan,
@@ -32,7 +33,8 @@ from gate.decode import Debouncer, Decoder
 from gate.feedback import Feedback
 from gate.modes import GateMode
 from gate.resolve import Resolver
-from gate.state.diskspace import DiskFull, DiskSpace, is_full
+from gate.state.diskspace import DiskFull, DiskSpace, is_full, is_readonly
+from gate.state.instance import instance_id
 from gate.state.outbox import Outbox
 from gate.state.remote import RemoteScans
 from gate.state.tickets import TicketStore
@@ -64,6 +66,7 @@ class GateParts:
     admission: Optional[Admission] = None   # the owner of every presented code
     remote: Optional[RemoteScans] = None     # other gates' scans, on their way into the history
     disk: Any = None                 # DiskSpace: the storage's free space and outbox reserve
+    instance: str = ""               # this device, beside the gate id (gate/state/instance.py)
     _closed: bool = False
 
     def close(self) -> None:
@@ -98,10 +101,11 @@ def init_feedback(cfg, pin_factory) -> Feedback:
 
 
 def init_door(parts: GateParts, pin_factory) -> None:
-    cfg, control = parts.cfg, parts.control
+    cfg, control, feedback = parts.cfg, parts.control, parts.feedback
+    assert feedback is not None, "the feedback is built before the door"
     if cfg.gate.profile == "turnstile":
         from gate.door.turnstile import Turnstile
-        parts.turnstile = Turnstile(cfg.turnstile, parts.feedback.release, pin_factory=pin_factory,
+        parts.turnstile = Turnstile(cfg.turnstile, feedback.release, pin_factory=pin_factory,
                                     on_annul=lambda adm: control.put(NobodyPassed(adm)),
                                     on_exit_passage=lambda: control.put(ExitPassage(now_ms())),
                                     on_free_passage=lambda on: control.put(FreePassage(on)),
@@ -110,8 +114,12 @@ def init_door(parts: GateParts, pin_factory) -> None:
         from gate.door.turnstile import ScanRate, Trigger
         rate = parts.rate = ScanRate(parts.source, cfg.camera.fps, cfg.camera.idle_fps)
         # Full rate at once on a press (from the pin thread), not one idle frame later.
+
+        def pressed(on: bool) -> None:
+            if on:
+                rate.set(True)
         parts.trigger = Trigger(cfg.handheld.trigger_pin, cfg.handheld.linger_s, pin_factory=pin_factory,
-                                on_change=lambda on: on and rate.set(True), long_press_s=cfg.handheld.long_press_s,
+                                on_change=pressed, long_press_s=cfg.handheld.long_press_s,
                                 on_long_press=lambda: control.put(ModeButton()))
         if cfg.handheld.mode_pin is not None:
             from gpiozero import Button
@@ -130,13 +138,25 @@ def init_link(parts: GateParts) -> None:
     """The MQTT side and the ticket-list updater: both talk to the loop through `control`."""
     from gate.link import GateLink
     from gate.state.updater import ListGuard, TicketUpdater
-    cfg, control = parts.cfg, parts.control
+    cfg, control, files = parts.cfg, parts.control, parts.files
+    assert files is not None, "the storage is named before the link is built"
     # A list is applied only when signed by one of [signing] list_keys, for this venue.
-    parts.updater = TicketUpdater(parts.files.tickets, on_applied=lambda v: control.put(TicketDataApplied(v)),
+    parts.updater = TicketUpdater(files.tickets, on_applied=lambda v: control.put(TicketDataApplied(v)),
                                   guard=ListGuard.from_config(cfg))
-    parts.link = GateLink(cfg, parts.files.outbox, profile=cfg.gate.profile,
+    parts.link = GateLink(cfg, files.outbox, profile=cfg.gate.profile,
                           on_remote_scan=lambda e: control.put(RemoteScan(e)), on_tickets=parts.updater.offer,
-                          on_control=lambda payload: control.put(VenueControl(payload)))
+                          on_control=lambda payload: control.put(VenueControl(payload)), instance=parts.instance,
+                          on_clash=lambda why: control.put(IdentityClash(why)), readonly=parts.disk.readonly)
+
+
+def open_files(storage_dir) -> GateFiles:
+    """The gate's state directory, made if missing (on read-only storage it may not be: then it reads empty)."""
+    try:
+        return GateFiles.of(storage_dir)
+    except OSError as exc:
+        if not is_readonly(exc):
+            raise
+        return GateFiles.of(storage_dir, create=False)
 
 
 def open_on_full_disk(opener, disk: DiskSpace):
@@ -160,7 +180,7 @@ def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedbac
     `on_verdict(verdict, welcome, event)` is called after each verdict is on disk."""
     parts = GateParts(cfg)
     try:
-        parts.files = GateFiles.of(cfg.storage.dir)
+        parts.files = open_files(cfg.storage.dir)
         if source is None:
             from gate.sources.readers import is_reader, open_reader
             if is_reader(cfg.camera.source):   # a USB or serial scanner: codes, not frames
@@ -171,8 +191,14 @@ def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedbac
         parts.source = source
         parts.feedback = feedback or init_feedback(cfg, pin_factory)
         parts.disk = DiskSpace(parts.files.dir)
-        parts.store = open_on_full_disk(lambda: TicketStore(parts.files.tickets), parts.disk)
-        parts.outbox = open_on_full_disk(lambda: Outbox(parts.files.outbox), parts.disk)
+        ro = parts.disk.readonly
+        if ro:
+            log.error("STORAGE READ-ONLY: %s is on a read-only file system (an SD card the kernel remounted "
+                      "read-only after I/O errors?): this gate decides and shows from the tickets it has, records "
+                      "nothing and releases no turnstile; check dmesg, then fsck or replace the card", parts.files.dir)
+        parts.instance = instance_id(parts.files.dir)
+        parts.store = open_on_full_disk(lambda: TicketStore(parts.files.tickets, readonly=ro), parts.disk)
+        parts.outbox = open_on_full_disk(lambda: Outbox(parts.files.outbox, readonly=ro), parts.disk)
         parts.outbox.on_full = parts.disk.release
         parts.resolver = init_resolver(cfg, parts.store, verifiers)
         parts.decoder = Decoder(cfg.decode.symbologies, cfg.decode.engine, cfg.decode.full_every)
@@ -187,7 +213,8 @@ def build_gate(cfg, source=None, *, pin_factory=None, feedback: Optional[Feedbac
                                     outbox=parts.outbox, feedback=parts.feedback, hospitality=cfg.hospitality.tags,
                                     turnstile=parts.turnstile, trigger=parts.trigger, on_verdict=on_verdict,
                                     modes=parts.modes, assist_tags=cfg.turnstile.assist_tags,
-                                    report=parts.link.report if parts.link is not None else None)
+                                    report=parts.link.report if parts.link is not None else None,
+                                    instance=parts.instance)
         if parts.turnstile is not None and parts.modes.latched():
             parts.turnstile.latch(True)   # still out of order from before the restart
     except BaseException:

@@ -9,6 +9,11 @@ Feedback owns the relay: it builds it (off), and `close()` (idempotent, also on
 SIGTERM and on crash via the context manager) turns it off before anything
 else is released. The turnstile only gets `release`, a narrow handle that can
 pulse, hold or shut the relay and goes inert once Feedback has closed.
+
+While nothing else plays, the LED says what state the gate is in: a fault's
+slow blink (FAULTS) or, with none, a rehearsal's (IDLE). A verdict given in
+rehearsal ends with the rehearsal mark (cyan, low ticks), so nobody takes a
+rehearsal admission for a live one; the display carries a banner meanwhile.
 """
 
 from __future__ import annotations
@@ -88,8 +93,16 @@ FAULTS = {
     "clock":   (Step(500, MAGENTA), Step(1500, OFF)),
     "broker":  (Step(150, BLUE), Step(1850, OFF)),
     "latch":   (Step(250, RED), Step(250, YELLOW), Step(250, RED), Step(1250, OFF)),   # out of order
-    "disk":    (Step(250, WHITE), Step(250, RED), Step(1500, OFF)),
+    "disk":    (Step(250, WHITE), Step(250, RED), Step(1500, OFF)),   # disk full or read-only
+    # another device is using this gate's identity: look-ups only, nobody admitted
+    "identity": (Step(250, MAGENTA), Step(250, BLUE), Step(250, MAGENTA), Step(250, BLUE), Step(1000, OFF)),
 }
+# Not faults: the state a gate is in, shown while idle when there is no fault.
+IDLE = {
+    "rehearsal": (Step(120, CYAN), Step(180, OFF), Step(120, CYAN), Step(2580, OFF)),   # double cyan, every 3 s
+}
+# Played after every verdict given in rehearsal (the gate's or the venue's): a live one never has it.
+REHEARSAL_MARK = (Step(120, CYAN, "C5"), Step(120, OFF), Step(120, CYAN, "C5"), Step(120, OFF), Step(0, OFF))
 # A verdict that could not be written (disk full): cuts its own pattern short; the relay stays shut.
 UNRECORDED = tuple(s for _ in range(4) for s in (Step(150, WHITE, "C4"), Step(150, RED, "C4"))) + (Step(0, OFF),)
 
@@ -150,6 +163,8 @@ class Feedback(CompositeDevice):
         self._cut = threading.Event()
         self.display = display
         self.fault: Optional[str] = None
+        self.idle: Optional[str] = None     # an IDLE pattern (rehearsal), shown when there is no fault
+        self.banner: Optional[str] = None   # the display's standing line (rehearsal, identity fault)
         self._closed = False
         self.fitted = frozenset(parts)   # which of led, buzzer, relay this unit has
         self.release: Optional[Release] = Release(relay) if relay is not None else None
@@ -187,24 +202,42 @@ class Feedback(CompositeDevice):
         return cls(**built, display=display, pin_factory=pin_factory)
 
     # -- the scan loop's side: never blocks ---------------------------------
-    def show(self, reason: str, level: str = "", lines: tuple = ()) -> None:
-        """Play the pattern for a verdict reason (and attention level); returns at once."""
+    def show(self, reason: str, level: str = "", lines: tuple = (), rehearsal: bool = False) -> None:
+        """Play the pattern for a verdict reason (and attention level), with the rehearsal mark for a
+        verdict given in rehearsal; returns at once."""
         steps = (PATTERNS.get(reason) or SIGNALS[reason]) + (ATTENTION.get(level, ()) if level else ())
+        if rehearsal:
+            steps = steps + REHEARSAL_MARK
         self._queue.put(steps)
         self._cut.set()
         if self.display is not None and lines:
             self.display.show(reason, lines)
 
-    def show_unrecorded(self) -> None:
-        """The verdict just shown could not be recorded (disk full): say so at once."""
+    def show_unrecorded(self, lines: tuple = ()) -> None:
+        """The verdict just shown could not be recorded (disk full or read-only): say so at once."""
         self._queue.put(UNRECORDED)
         self._cut.set()
+        if self.display is not None and lines:
+            self.display.show("unrecorded", lines)
 
     def set_fault(self, fault: Optional[str]) -> None:
         """Show a fault blink while idle (None clears it)."""
         if fault != self.fault:
             self.fault = fault
             self._cut.set()
+
+    def set_idle(self, idle: Optional[str]) -> None:
+        """The state shown while idle when there is no fault (an IDLE name, or None)."""
+        if idle != self.idle:
+            self.idle = idle
+            self._cut.set()
+
+    def set_banner(self, banner: Optional[str]) -> None:
+        """A standing line on the display above every verdict (None removes it)."""
+        if banner != self.banner:
+            self.banner = banner
+            if self.display is not None:
+                self.display.set_banner(banner)
 
     # -- the worker ----------------------------------------------------------
     def _apply(self, step: Step) -> None:
@@ -225,8 +258,12 @@ class Feedback(CompositeDevice):
             try:
                 steps = self._queue.get(timeout=0.05)
             except queue.Empty:
-                if self.fault and not stopping.is_set():
+                if stopping.is_set():
+                    continue
+                if self.fault:
                     steps = FAULTS[self.fault]
+                elif self.idle:
+                    steps = IDLE[self.idle]
                 else:
                     continue
             # Cleared before the newest is taken and `stopping` is looked at: a show() or stop() that comes

@@ -14,6 +14,14 @@ requests are validated, queued at most RESEND_QUEUE deep, deduplicated (a seq
 resent in the last RESEND_DEDUPE_S is not sent again) and served at most
 RESEND_RATE events a second. Every drop is counted in `dropped` (the gate's
 health shows it) and logged at a bounded rate.
+
+MQTT v5 with a persistent session (clean_start=False and a session that never
+expires, as 3.1.1's clean_session=False), so that the broker can say why it
+closed us: a session taken over by another connection under this gate's id is
+not a network blip, and gate/identity.py decides what it means and how long to
+wait before taking the session back. The gate also reads its own retained status
+(who spoke last under its id) and tells its own scans from another device's by
+the instance id each carries (gate/state/instance.py).
 """
 
 from __future__ import annotations
@@ -29,13 +37,14 @@ import paho.mqtt.client as mqtt
 
 from gate import __version__
 from gate.bus import topics
-from gate.bus.client import guarded, make_client
+from gate.bus.client import SESSION_NEVER_EXPIRES, guarded, make_client, resume_session
 from gate.bus.codec import unpack_scan
 from gate.bus.limits import Drops, TokenBucket
-from gate.bus.messages import unpack_resend
+from gate.bus.messages import unpack_resend, unpack_status
 from gate.core.clock import now_ms
 from gate.core.errors import PayloadError
 from gate.core.worker import Worker
+from gate.identity import SESSION_TAKEN_OVER, IdentityWatch
 from gate.state.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -63,12 +72,15 @@ class GateLink(Worker):
 
     def __init__(self, cfg, outbox_path, *, profile: str, on_remote_scan: Callable = None,
                  on_tickets: Callable = None, health: Callable[[], dict] = None, health_every: float = 10.0,
-                 on_control: Callable[[bytes], None] = None):
+                 on_control: Callable[[bytes], None] = None, instance: str = "",
+                 on_clash: Optional[Callable[[str], None]] = None, readonly: bool = False):
         super().__init__("publisher")
         self.cfg = cfg
         self.venue, self.gate = cfg.gate.venue, cfg.gate.id
         self.profile = profile
-        self.outbox = Outbox(outbox_path)  # the publisher's own connection
+        self.instance = instance
+        self.identity = IdentityWatch(self.gate, instance, on_clash)
+        self.outbox = Outbox(outbox_path, readonly=readonly)  # the publisher's own connection
         self.on_remote_scan = on_remote_scan
         self.on_tickets = on_tickets
         self.on_control = on_control
@@ -94,8 +106,9 @@ class GateLink(Worker):
         # The will carries no ts: it is written now but sent by the broker when we die, and a ts
         # from now would be older than the `online` we publish later. Receivers use receipt time.
         will = (topics.status(self.venue, self.gate), self._status("offline", stamped=False), 1, True)
-        self.client = make_client(cfg.mqtt, self.gate, clean_session=False, will=will)
+        self.client = make_client(cfg.mqtt, self.gate, will=will, protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(self.INFLIGHT)
+        self._refused: set[int] = set()     # mids whose PUBACK said no (v5 reason code): not sent
         self.client.on_connect = guarded(self._on_connect)
         self.client.on_disconnect = guarded(self._on_disconnect)
         self.client.on_publish = guarded(self._on_publish)
@@ -103,6 +116,8 @@ class GateLink(Worker):
 
     def _status(self, state: str, stamped: bool = True) -> str:
         body = {"state": state, "profile": self.profile, "version": __version__, **self.state}
+        if self.instance:
+            body["instance"] = self.instance
         if stamped:
             body["ts"] = now_ms()
         return json.dumps(body)
@@ -117,7 +132,7 @@ class GateLink(Worker):
 
     def start(self) -> None:
         m = self.cfg.mqtt
-        self.client.connect_async(m.host, m.port, keepalive=m.keepalive)
+        self.client.connect_async(m.host, m.port, keepalive=m.keepalive, **resume_session(SESSION_NEVER_EXPIRES))
         self.client.loop_start()
         super().start()
 
@@ -127,22 +142,39 @@ class GateLink(Worker):
         if reason_code.is_failure:
             return
         log.info("connected to %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
+        client.reconnect_delay_set(1, 1)   # back to the LAN's quick retry (a takeover lengthened it)
+        self.identity.connected()
         with self._status_lock:
+            # Our own status first, before we publish ours: the retained one says who spoke last under our id.
+            client.subscribe([(topics.status(self.venue, self.gate), 1), (topics.scans(self.venue), 1),
+                              (topics.tickets(self.venue), 1), (topics.resend(self.venue, self.gate), 1),
+                              (topics.control(self.venue), 1)])
             client.publish(topics.status(self.venue, self.gate), self._status("online"), qos=1, retain=True)
-            client.subscribe([(topics.scans(self.venue), 1), (topics.tickets(self.venue), 1),
-                              (topics.resend(self.venue, self.gate), 1), (topics.control(self.venue), 1)])
             self._gen += 1
             self.disconnected_since = None
             self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         client.report.on_disconnect(reason_code)
-        if self.connected.is_set():
-            log.warning("disconnected from broker: %s", reason_code)
+        told = getattr(reason_code, "value", None) == SESSION_TAKEN_OVER
+        if told or self.identity.clash:
+            # Not a blip, and not to be fought (logged there). Mosquitto 2.0.11 does not say 0x8E: then the
+            # retained status we find on reconnecting tells (gate/identity.py), and from then on every loss.
+            wait = self.identity.taken_over(told)
+            client.reconnect_delay_set(wait, wait)
+        elif self.connected.is_set():
+            # Routine on a LAN (a broker restart, a Wi-Fi roam); a cause that lasts is logged as an error by
+            # the connection report, once.
+            log.info("disconnected from broker (%s); reconnecting", reason_code)
         self.connected.clear()
         self.disconnected_since = self.disconnected_since or time.monotonic()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
+        if reason_code is not None and reason_code.is_failure:
+            # MQTT v5 says why (e.g. Not authorized: the ACL); the row stays in the outbox and is sent again
+            # on the next connection, never deleted as if delivered.
+            self._refused.add(mid)
+            self.drops.add("publish_refused", f"message {mid}", str(reason_code))
         self.acks.put(mid)
 
     def _on_message(self, client, userdata, msg):
@@ -170,9 +202,14 @@ class GateLink(Worker):
             if self.on_control and payload:
                 self.on_control(bytes(payload[:1024]))   # verified by the loop; oversize fails there
             return
+        if topic == topics.status(self.venue, self.gate):
+            if payload:
+                try:
+                    self.identity.status(unpack_status(payload))
+                except PayloadError as exc:
+                    self.drops.add(exc.kind, topic, exc)
+            return
         sender = topics.gate_of(topic)
-        if sender == self.gate:
-            return  # our own scans, echoed back
         if not topic.endswith("/scan"):
             return  # status and health of other gates: not ours to act on
         try:
@@ -181,6 +218,8 @@ class GateLink(Worker):
             return self.drops.add(exc.kind, topic, exc)
         if event.gate != sender:
             return self.drops.add("gate_mismatch", topic, event.gate)
+        if sender == self.gate and not self.identity.scan(event.instance):
+            return  # our own scans, echoed back (another device's under our id go on: used-ticket sync)
         if event.result not in REMOTE_RESULTS or not event.ticket or event.mode == "info":
             return  # changes no ticket's use here
         if not self._remote_allowed(sender):
@@ -209,6 +248,9 @@ class GateLink(Worker):
             pass
         for mid in mids:
             seq = self.inflight.pop(mid, None)
+            if mid in self._refused:
+                self._refused.discard(mid)
+                continue   # refused by the broker: kept in the outbox, sent again after a reconnect
             if seq is None:
                 # The PUBACK beat us to recording the mid, or it was a status or
                 # health publish. Kept briefly: mids wrap at 65535.

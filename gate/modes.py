@@ -16,6 +16,10 @@ out-of-order latch.
   Only a staff card or `gate doctor --clear-latch` clears it. The latch is a
   file in the gate's storage, so it survives a restart and the doctor (another
   process) can clear it.
+- The identity fault: another device is using this gate's id (gate/identity.py).
+  The gate keeps deciding and showing, but as look-ups: it admits nobody until a
+  staff card or `gate doctor --clear-latch` clears it (a file too, for the same
+  reasons).
 
 What one presented code sees is a `ModeSnapshot`, read once (`GateMode.snapshot()`)
 and passed down, so a code is never half decided in one mode and recorded in another.
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 
 GATE_MODES = ("entry", "exit", "info", "test")
 LATCH_FILE = "out-of-order"
+DUPLICATE_FILE = "identity-fault"
 MAX_LATCH_BYTES = 256
 
 
@@ -44,6 +49,7 @@ class ModeSnapshot:
     mode: str = "entry"              # one of GATE_MODES
     venue: str = "live"              # live | test
     latched: Optional[str] = None    # why the gate is out of order, or None
+    duplicate: Optional[str] = None  # another device uses this gate's identity: look-ups only
 
     @property
     def direction(self) -> str:
@@ -72,9 +78,9 @@ class GateMode:
         self.storage_dir = storage_dir
         # The venue's mode and the newest control message applied (its signed time), kept on disk.
         self.venue, self.venue_issued, _ = venuestate.load(storage_dir)
-        # Without a storage directory (tests of parts) the latch lives in memory only.
-        self.latch_path = Path(storage_dir) / LATCH_FILE if storage_dir is not None else None
-        self._memory_latch: Optional[str] = None
+        # Without a storage directory (tests of parts) the latches live in memory only.
+        self._latch = FileLatch(storage_dir, LATCH_FILE, "out-of-order latch")
+        self._duplicate = FileLatch(storage_dir, DUPLICATE_FILE, "identity fault")
         self.switched_by = ""
 
     # -- modes -----------------------------------------------------------------
@@ -89,63 +95,106 @@ class GateMode:
         return changed
 
     def snapshot(self) -> ModeSnapshot:
-        """Mode, venue mode and latch as they are now (the latch is read from its file once)."""
-        return ModeSnapshot(self.mode, self.venue, self.latched())
+        """Mode, venue mode and latches as they are now (each latch read from its file once)."""
+        return ModeSnapshot(self.mode, self.venue, self.latched(), self.duplicate())
 
     @property
     def event_mode(self) -> str:
         """The scan event's `mode` now (the latch is not read)."""
         return ModeSnapshot(self.mode, self.venue).event_mode
 
-    # -- the latch ---------------------------------------------------------------
+    # -- the latches -------------------------------------------------------------
     def latch(self, why: str) -> bool:
         """Latch out of order (kept on disk); returns True when newly latched."""
-        if self.latched():
+        if not self._latch.set(why):
             return False
-        why = why[:MAX_LATCH_BYTES]
-        if self.latch_path is None:
-            self._memory_latch = why
-        else:
-            try:
-                tmp = self.latch_path.with_suffix(".tmp")
-                tmp.write_text(why + "\n", encoding="utf-8")
-                os.replace(tmp, self.latch_path)
-            except OSError as exc:   # a full or read-only disk must not stop the latch in memory
-                log.error("cannot record the out-of-order latch: %s", exc)
-                self._memory_latch = why
         log.error("OUT OF ORDER: %s (a staff card or `gate doctor --clear-latch` clears it)", why)
         return True
 
     def latched(self) -> Optional[str]:
         """Why the gate is out of order, or None."""
-        if self._memory_latch:
-            return self._memory_latch
-        if self.latch_path is None:
+        return self._latch.get()
+
+    def flag_duplicate(self, why: str) -> bool:
+        """Another device uses this gate's identity (kept on disk); True when newly flagged."""
+        return self._duplicate.set(why)
+
+    def duplicate(self) -> Optional[str]:
+        """Why this gate admits nobody for now (another device with its id), or None."""
+        return self._duplicate.get()
+
+    def clear_latch(self, by: str = "") -> bool:
+        """Clear the out-of-order latch and the identity fault; returns whether there was one."""
+        latch, duplicate = self._latch.clear(), self._duplicate.clear()
+        if latch:
+            log.warning("out-of-order latch cleared%s", f" by {by}" if by else "")
+        if duplicate:
+            log.warning("identity fault cleared%s: this gate admits again", f" by {by}" if by else "")
+        return latch or duplicate
+
+
+class FileLatch:
+    """A fault that holds until cleared: a small file in the storage directory (memory without one, or
+    when the disk refuses), so it survives a restart and `gate doctor` (another process) sees and clears it."""
+
+    def __init__(self, storage_dir, name: str, what: str):
+        self.path = Path(storage_dir) / name if storage_dir is not None else None
+        self.what = what
+        self._memory: Optional[str] = None
+
+    def set(self, why: str) -> bool:
+        """Set it; False when it was already set."""
+        if self.get():
+            return False
+        why = why[:MAX_LATCH_BYTES]
+        if self.path is None:
+            self._memory = why
+            return True
+        try:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(why + "\n", encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:   # a full or read-only disk must not stop the latch in memory
+            log.error("cannot record the %s: %s", self.what, exc)
+            self._memory = why
+        return True
+
+    def get(self) -> Optional[str]:
+        if self._memory:
+            return self._memory
+        if self.path is None:
             return None
         try:
-            with open(self.latch_path, "rb") as f:
+            with open(self.path, "rb") as f:
                 why = f.read(MAX_LATCH_BYTES).decode("utf-8", "replace").strip()
-            return why or "out of order"
+            return why or self.what
         except FileNotFoundError:
             return None
         except OSError:
-            return "out of order (latch unreadable)"
+            return f"{self.what} (unreadable)"
 
-    def clear_latch(self, by: str = "") -> bool:
-        """Clear the latch; returns whether there was one."""
-        was = self.latched() is not None
-        self._memory_latch = None
-        if self.latch_path is not None:
-            clear_latch_file(self.latch_path.parent)
-        if was:
-            log.warning("out-of-order latch cleared%s", f" by {by}" if by else "")
+    def clear(self) -> bool:
+        """Clear it; returns whether it was set."""
+        was = self.get() is not None
+        self._memory = None
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.error("cannot clear the %s file %s: %s", self.what, self.path, exc.strerror)
         return was
 
 
 def clear_latch_file(storage_dir) -> bool:
-    """For `gate doctor --clear-latch`: remove the latch a (running or stopped) gate left."""
-    try:
-        os.unlink(Path(storage_dir) / LATCH_FILE)
-        return True
-    except FileNotFoundError:
-        return False
+    """For `gate doctor --clear-latch`: remove the latches (out of order, identity fault) a running or
+    stopped gate left; True when there was one."""
+    cleared = False
+    for name in (LATCH_FILE, DUPLICATE_FILE):
+        try:
+            os.unlink(Path(storage_dir) / name)
+            cleared = True
+        except FileNotFoundError:
+            pass
+    return cleared

@@ -21,8 +21,9 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Optional
+from typing import Any, Callable, Optional
 
+from gate.admission import Admission
 from gate.build import GateParts, build_gate
 from gate.core import systemd
 from gate.core.clock import clock_synchronised, now_ms
@@ -32,6 +33,7 @@ from gate.core.events import (
     DoorFault,
     ExitPassage,
     FreePassage,
+    IdentityClash,
     ModeButton,
     NobodyPassed,
     RemoteScan,
@@ -39,9 +41,16 @@ from gate.core.events import (
     VenueControl,
     Verdict,
 )
+from gate.decode import Debouncer, Decoder
+from gate.feedback import Feedback
+from gate.modes import GateMode
+from gate.resolve import Resolver
 from gate.sources.capture import Capture
 from gate.sources.readers import CodeCapture, CodeSource
 from gate.state.health import cpu_temperature, percentile
+from gate.state.outbox import Outbox
+from gate.state.remote import RemoteScans
+from gate.state.tickets import TicketStore
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +65,23 @@ class ScanLoop:
         self.cfg = parts.cfg
         self.gate = parts.cfg.gate
         self.source = parts.source
-        self.store, self.outbox = parts.store, parts.outbox
-        self.feedback, self.admission = parts.feedback, parts.admission
+        # build_gate() builds every one of these or raises: a GateParts the loop gets is whole
+        store, outbox, feedback, admission = parts.store, parts.outbox, parts.feedback, parts.admission
+        modes, remote, decoder, debounce, resolver = parts.modes, parts.remote, parts.decoder, parts.debounce, parts.resolver
+        assert (store is not None and outbox is not None and feedback is not None and admission is not None
+                and modes is not None and remote is not None and decoder is not None and debounce is not None
+                and resolver is not None), "GateParts not built by build_gate()"
+        self.store: TicketStore = store
+        self.outbox: Outbox = outbox
+        self.feedback: Feedback = feedback
+        self.admission: Admission = admission
+        self.modes: GateMode = modes
+        self.remote: RemoteScans = remote
+        self.decoder: Decoder = decoder
+        self.debounce: Debouncer = debounce
+        self.resolver: Resolver = resolver
         self.turnstile, self.trigger, self.link = parts.turnstile, parts.trigger, parts.link
         self.stop = stop or threading.Event()
-        self.modes = parts.modes
         self.capture = (CodeCapture(parts.source) if isinstance(parts.source, CodeSource)
                         else Capture(parts.source, self.cfg.camera.stall_s))
         self.camera_lost_at: Optional[float] = None
@@ -71,13 +92,17 @@ class ScanLoop:
         self.fault: Optional[str] = None
         self.clock_ok: Optional[bool] = None   # logged when it changes, not only blinked
         self.disk_low: Optional[bool] = None
+        self.disk_readonly = parts.disk.readonly if parts.disk is not None else False
+        self.duplicate: Optional[str] = None   # the identity fault as last shown (cleared from outside: reported)
         self._reserve_check = 0.0
         self.has_data = self._has_data()
         self.data_version = self.store.version
-        self._handlers = {NobodyPassed: self.admission.nobody_passed, ExitPassage: self.admission.exit_passage,
-                          RemoteScan: parts.remote.offer, FreePassage: self._free_passage,
-                          TicketDataApplied: self._data_applied, DoorFault: self.admission.door_fault,
-                          VenueControl: self.admission.venue_control, ModeButton: self.admission.mode_button}
+        self._handlers: dict[type, Callable[[Any], object]] = {
+            NobodyPassed: self.admission.nobody_passed, ExitPassage: self.admission.exit_passage,
+            RemoteScan: self.remote.offer, FreePassage: self._free_passage,
+            TicketDataApplied: self._data_applied, DoorFault: self.admission.door_fault,
+            VenueControl: self.admission.venue_control, ModeButton: self.admission.mode_button,
+            IdentityClash: self.admission.identity_clash}
         if self.link is not None:
             self.link.health = self.health
 
@@ -166,17 +191,17 @@ class ScanLoop:
                 return []
         t0 = time.perf_counter()
         try:
-            codes = self.parts.decoder.frame(frame.y, frame.main)
+            codes = self.decoder.frame(frame.y, frame.main)
         finally:
             frame.release()
         self.decode_ms.append((time.perf_counter() - t0) * 1000)
-        if not codes and self.parts.decoder.wants_focus():
+        if not codes and self.decoder.wants_focus():
             getattr(self.parts.source, "refocus", lambda: False)()   # continuous AF can stick; the camera bounds the rate
         out = []
         for code in codes:
             if self.trigger is not None and not self.trigger.wants_verdict():
                 break  # this press has had its verdict; what else is in view is not presented
-            if not self.parts.debounce.is_new(code.raw):
+            if not self.debounce.is_new(code.raw):
                 continue
             v = self.admission.present(code, frame.ts_ms)
             if v is not None:
@@ -186,7 +211,7 @@ class ScanLoop:
     def process_code(self, code: Code) -> Optional[Verdict]:
         """One code from a scanner that decodes by itself: the same debounce, then the admission."""
         self.processed += 1
-        if not self.parts.debounce.is_new(code.raw):
+        if not self.debounce.is_new(code.raw):
             return None
         return self.admission.present(code, now_ms())
 
@@ -198,7 +223,7 @@ class ScanLoop:
             except queue.Empty:
                 break
             self._handlers[type(msg)](msg)
-        self.parts.remote.apply()   # bounded work per pass, whatever other gates sent
+        self.remote.apply()   # bounded work per pass, whatever other gates sent
 
     def _free_passage(self, msg: FreePassage) -> None:
         self.free_passage = msg.active
@@ -219,7 +244,7 @@ class ScanLoop:
 
     def _has_data(self) -> bool:
         """A ticket list, or a key to verify signed tickets with: without either nothing can be admitted."""
-        return self.store.count() > 0 or bool(self.parts.resolver.verifiers)
+        return self.store.count() > 0 or bool(self.resolver.verifiers)
 
     def _update_faults(self) -> None:
         disk = self.parts.disk
@@ -231,6 +256,14 @@ class ScanLoop:
             elif self.clock_ok is not None:
                 log.info("clock synchronised again")
             self.clock_ok = synced
+        if disk is not None and disk.check_readonly() != self.disk_readonly:
+            self.disk_readonly = disk.readonly
+            if disk.readonly:
+                log.error("STORAGE READ-ONLY: %s became read-only (the kernel remounts an SD card read-only after "
+                          "I/O errors): verdicts are decided and shown, nothing is recorded, no turnstile "
+                          "releases; check dmesg, then fsck or replace the card", disk.dir)
+            else:
+                log.warning("storage %s is writable again", disk.dir)
         low = disk.low() if disk is not None else False
         if low != self.disk_low:
             if low:
@@ -241,12 +274,24 @@ class ScanLoop:
         if disk is not None and not disk_full and time.monotonic() > self._reserve_check:
             self._reserve_check = time.monotonic() + 60
             disk.keep_reserve()   # back once there is room again
+        now = self.modes.snapshot()
+        if now.duplicate != self.duplicate:
+            if self.duplicate and not now.duplicate:
+                self.admission.report_state()   # cleared (a staff card, or `gate doctor --clear-latch` from outside)
+            if self.link is not None:
+                self.link.identity.follow(now.duplicate)
+            self.duplicate = now.duplicate
+        rehearsal = now.event_mode == "test"
+        self.feedback.set_idle("rehearsal" if rehearsal else None)
+        self.feedback.set_banner("ID IN USE ELSEWHERE" if now.duplicate else "** REHEARSAL **" if rehearsal else None)
         fault = None
         if self._watch_latch():
             fault = "latch"
+        elif now.duplicate:
+            fault = "identity"
         elif not self.capture.camera_ok:
             fault = "camera"
-        elif disk_full:
+        elif disk_full or self.disk_readonly:
             fault = "disk"
         elif not self.has_data:
             fault = "tickets"
@@ -295,13 +340,16 @@ class ScanLoop:
             "ticket_data_version": self.data_version, "cpu_temp": cpu_temperature(),
             "fault": self.fault, "free_passage": self.free_passage,
             "mode": mode.mode, "venue_mode": mode.venue, "out_of_order": mode.latched,
+            "instance": self.parts.instance, "duplicate": mode.duplicate,
+            "takeovers": self.link.identity.takeovers if self.link else 0,
+            "disk_readonly": self.disk_readonly,
             "clock_synced": bool(self.clock_ok),
             "disk_free_mb": self.parts.disk.free_mb() if self.parts.disk else None,
             "disk_full": self.admission.disk_full, "unrecorded": self.admission.unrecorded,
-            "rejected_codes": vars(self.parts.resolver.rejects).copy(),
-            "malformed_payloads": {**(self.link.drops.snapshot() if self.link else {}), **self.parts.remote.drops},
+            "rejected_codes": vars(self.resolver.rejects).copy(),
+            "malformed_payloads": {**(self.link.drops.snapshot() if self.link else {}), **self.remote.drops},
             # other gates' admissions and exits this gate did not believe, by gate (gate/state/remote.py)
-            "implausible": self.parts.remote.implausible if self.parts.remote else {},
+            "implausible": self.remote.implausible,
             # which signed list this gate runs, and the lists it ignored (unsigned, unknown key, replayed...)
             "ticket_lists": self.parts.updater.guard.report() if self.link else {},
         }

@@ -26,11 +26,13 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from gate.boxoffice.staff import StaffCode, StaffVerifier, open_control, read_control
+from gate.boxoffice.refusals import ControlRefusals
+from gate.boxoffice.staff import StaffCode, StaffVerifier, read_control
 from gate.core.events import History
 from gate.state import venuestate
 
 log = logging.getLogger(__name__)
+REFUSALS = ControlRefusals(log)   # one gate per process: the venue control messages it did not apply
 
 
 def card_refusal(card: StaffCode, modes) -> Optional[str]:
@@ -65,15 +67,9 @@ def venue_control(payload: bytes, verifier: StaffVerifier, modes, now_s: int) ->
     gate applied (recorded on disk first); returns it, or None when it changes nothing (logged)."""
     code = read_control(payload, verifier, modes.venue_issued, now_s)
     if code is None:
-        seen = open_control(payload, verifier)
-        if seen is not None and seen.issued == modes.venue_issued:
-            log.debug("venue control message again (the retained one): already applied")
-        elif seen is not None:
-            log.warning("ignored a venue control message (%s by %s, signed at %d): %s", seen.action, seen.name,
-                        seen.issued, "older than the one applied at %d" % modes.venue_issued
-                        if seen.issued < modes.venue_issued else "stamped in the future")
-        else:
-            log.warning("ignored a venue control message (unsigned, wrong key or venue, old format or malformed)")
+        # The retained one again (every reconnect) is routine, an older genuine one stale: DEBUG, INFO.
+        # A forgery is not: WARNING with its reason and count (gate/boxoffice/refusals.py).
+        REFUSALS.refused(payload, verifier, modes.venue_issued, now_s)
         return None
     venuestate.save(modes.storage_dir, code.action, code.issued, code.name)
     modes.venue, modes.venue_issued = code.action, code.issued

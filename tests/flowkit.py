@@ -8,7 +8,7 @@ import json
 from gate.core.events import ScanEvent
 from gate.house.alerts import Alerts, Echo
 from gate.house.curtain import Curtains
-from gate.house.doorwatch import Doors
+from gate.house.dooralerts import DoorAlerts
 from gate.house.flow import DoorFlow
 from gate.house.roster import Roster
 from gate.house.state import HouseState
@@ -30,7 +30,7 @@ class Clock:
 
 
 class House:
-    """HouseState + DoorFlow + Doors + Alerts + Watch on one injected clock; `published` collects what
+    """HouseState + DoorFlow + DoorAlerts + Alerts + Watch on one injected clock; `published` collects what
     the alerts and the watch publish, as (topic, JSON, retain)."""
 
     def __init__(self, capacity=None, curtain=None, clock=None):
@@ -40,7 +40,7 @@ class House:
         self.alerts = Alerts("hall", lambda t, p, q, r: self.published.append((t, json.loads(p), r)), clock=self.clock)
         word = GateWord(None, capacity or {}, Echo(LoggedAlarms(), self.alerts), clock=lambda: self.clock() / 1000)
         self.state = HouseState(capacity or {}, word=word, flow=self.flow)
-        self.doors = Doors(self.clock)
+        self.doors = DoorAlerts(self.clock)
         self.watch = Watch("hall", self.state, self.flow, self.doors, self.alerts,
                            publish=lambda t, p, retain=False: self.published.append((t, json.loads(p), retain)),
                            clock=self.clock)

@@ -40,7 +40,8 @@ def door(tmp_path, mock_factory, tickets_csv):
     fb = Feedback.from_config(cfg.feedback, pin_factory=mock_factory)
     shown, verdicts = [], []
     real_show = fb.show
-    fb.show = lambda reason, level="", lines=(): (shown.append((reason, tuple(lines))), real_show(reason, level, lines))
+    fb.show = lambda reason, level="", lines=(), **kw: (shown.append((reason, tuple(lines))),
+                                                         real_show(reason, level, lines, **kw))
     parts = build_gate(cfg, MemorySource([], 0), pin_factory=mock_factory, feedback=fb, connect=False,
                        on_verdict=lambda v, w, e: verdicts.append((v, w, e)))
     staff = load_private_key(staff_key)

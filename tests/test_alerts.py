@@ -1,4 +1,4 @@
-"""The house's alerts (gate/house/alerts.py, watch.py, alertrules.py, doorwatch.py): each kind raised
+"""The house's alerts (gate/house/alerts.py, watch.py, alertrules.py, dooralerts.py): each kind raised
 from scan events and gate statuses at known times on an injected clock, with a sentence a person can
 act on; rate-bound per level and de-duplicated."""
 
@@ -252,3 +252,18 @@ def test_alerts_security_forged_burst_and_impossible_claims():
     h.clock.t += 2 * MINUTE   # a minute without forgeries: the burst alert is over
     h.watch.step()
     assert not h.alerts.is_active("security:forged:door-a")
+
+
+def test_alerts_watch_settles_the_heap_only_when_the_process_is_the_house():
+    import gc
+    h = House()
+    frozen = gc.get_freeze_count()
+    h.watch.step()                        # the tests build many houses: nothing frozen for them
+    assert gc.get_freeze_count() == frozen
+    h.watch.settle = True                 # as `gate house` starts it (HouseParts.start(settle_heap=True))
+    h.clock.t += 60_000
+    try:
+        h.watch.step()
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()

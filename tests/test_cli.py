@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 from PIL import Image
@@ -76,7 +77,9 @@ def test_cli_scan_json_prints_scan_events(tmp_path, tickets_csv):
     events = [json.loads(l) for l in r.stdout.splitlines()]
     assert [(e["result"], e["reason"], e["ticket"], e["seq"]) for e in events][0] == ("admitted", "ok", "T1", 1)
     assert events[1]["reason"] == "unknown" and events[1]["ticket"].startswith("h:")
-    assert set(events[0]) == {"v", "id", "gate", "seq", "ts", "event", "ticket", "dir", "result", "reason", "attention", "mode"}
+    assert set(events[0]) == {"v", "id", "gate", "seq", "ts", "event", "ticket", "dir", "result", "reason", "attention",
+                              "mode", "instance"}   # instance: which device of this gate id (gate/state/instance.py)
+    assert re.fullmatch(r"[0-9a-f]{12}", events[0]["instance"]) and events[1]["instance"] == events[0]["instance"]
 
 
 def test_cli_tickets_import_header_only_is_refused_unless_asked(tmp_path):

@@ -4,6 +4,7 @@ record) while verdicts go on, and a restart on a full disk still comes up."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -127,3 +128,103 @@ def test_disk_low_space_warned_in_log_health_and_doctor(tmp_path, small_disk, mo
     toml = tmp_path / "door-a.toml"
     r = run_gate_cli("doctor", "-c", str(toml))
     assert "FAIL storage" in r.stdout and "MB free" in r.stdout, r.stdout
+
+
+def remount_ro(d):
+    r = subprocess.run(["mount", "-o", "remount,ro", str(d)], capture_output=True)
+    if r.returncode:
+        pytest.skip(f"cannot remount a tmpfs read-only here: {r.stderr.decode().strip()}")
+
+
+def test_disk_read_only_storage_decides_shows_and_never_releases(tmp_path, small_disk, mock_factory, tickets_csv,
+                                                                 broker, caplog):
+    """An SD card the kernel remounted read-only: the gate used to die at start in the reserve code.
+    Now it comes up, decides from the tickets and the record of use it has, shows every verdict, records
+    nothing, releases nothing, says why (log, health, fault blink, doctor), and still sends what its
+    outbox held."""
+    from tests.conftest import Collector, run_gate_cli
+    cfg = gate_config(tmp_path, storage=str(small_disk), debounce=0.0, port=broker.port, mqtt_on=True)
+    st = TicketStore(small_disk / "tickets.db")
+    st.replace_all(read_ticket_file(tickets_csv))
+    st.close()
+    s = Scanner(cfg, MemorySource([], 0), pin_factory=mock_factory, connect=False)   # offline: events wait
+    try:
+        v, e = verdict_for(s, "CODE-0001")
+        assert v.admitted and e.seq == 1
+        instance = s.parts.instance
+    finally:
+        s.close()
+    (small_disk / "outbox-reserve").unlink()   # released earlier: the start-up used to trip over it
+    remount_ro(small_disk)
+    col = Collector(broker.port, "gate/hall/door-a/scan", "gate/hall/door-a/status")
+    caplog.set_level(logging.INFO)
+    s = Scanner(cfg, MemorySource([], 0), pin_factory=mock_factory)
+    relay = mock_factory.pin(RELAY)
+    try:
+        said = [r.getMessage() for r in caplog.records if "STORAGE READ-ONLY" in r.getMessage()]
+        assert said and "read-only file system" in said[0] and "releases no turnstile" in said[0]
+        assert s.parts.instance == instance, "the same device after a restart, read-only or not"
+        s.parts.updater.start()
+        s.link.start()
+        wait_for(lambda: col.on("gate/hall/door-a/scan"), what="the outbox's event sent from read-only storage")
+        pulses_before, released = pulses(relay), s.turnstile.released_until
+        v, e = verdict_for(s, "CODE-0001")            # its record of use is read: used already
+        assert (v.result, v.reason, e.seq) == ("rejected", "already_used", 0)
+        v, e = verdict_for(s, "CODE-0005")            # admissible, decided and shown ...
+        assert v.admitted and e.seq == 0               # ... but not on disk,
+        assert s.turnstile.released_until == released and pulses(relay) == pulses_before   # so no release asked
+        msgs = [r.getMessage() for r in caplog.records if "STORAGE READ-ONLY:" in r.getMessage() and "not recorded"
+                in r.getMessage()]
+        assert len(msgs) == 1 and "do not release the turnstile" in msgs[0]
+        s.capture.camera_ok = True
+        s._update_faults()
+        h = s.health()
+        assert s.fault == "disk" and h["disk_readonly"] is True and h["unrecorded"] == 2
+        statuses = [json.loads(p) for p in col.on("gate/hall/door-a/status")]
+        assert statuses and statuses[-1]["state"] == "online" and statuses[-1]["instance"] == instance
+    finally:
+        s.close()
+        col.close()
+    assert "Traceback" not in caplog.text
+    r = run_gate_cli("doctor", "-c", str(tmp_path / "door-a.toml"))
+    assert "FAIL storage" in r.stdout and "read-only file system" in r.stdout, r.stdout
+    # The real command on the read-only card: starts, prints its verdicts, exits 0, no traceback.
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    from PIL import Image
+    for i, code in enumerate(("CODE-0005", None, "CODE-0001")):
+        Image.fromarray(compose(code, "clean") if code else compose(None, "empty")).save(frames / f"{i:03d}.png")
+    r = run_gate_cli("scan", "-c", str(tmp_path / "door-a.toml"), "--offline", "--json",
+                     "--source", f"replay:{frames}@10")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    got = [(x["result"], x["reason"], x["seq"]) for x in map(json.loads, r.stdout.splitlines())]
+    assert got == [("admitted", "ok", 0), ("rejected", "already_used", 0)], got
+    assert "STORAGE READ-ONLY" in r.stderr
+
+
+def test_disk_read_only_databases_open_after_a_clean_close_and_after_a_crash(tmp_path, small_disk):
+    """A cleanly closed WAL database has no -shm, which read-only storage cannot make (opened immutable);
+    one left by a crash has its -wal and -shm, and its newest rows are in the WAL (opened read-only)."""
+    import sqlite3
+    import sys
+
+    from gate.core.sqlitefile import readonly_uri
+    clean = sqlite3.connect(small_disk / "clean.db", isolation_level=None)
+    clean.execute("PRAGMA journal_mode=WAL")
+    clean.execute("CREATE TABLE t (x)")
+    clean.execute("INSERT INTO t VALUES (1)")
+    clean.close()
+    subprocess.run([sys.executable, "-c", "import os, sqlite3\n"
+                    f"d = sqlite3.connect({str(small_disk / 'crashed.db')!r}, isolation_level=None)\n"
+                    "d.execute('PRAGMA journal_mode=WAL'); d.execute('CREATE TABLE t (x)')\n"
+                    "d.execute('INSERT INTO t VALUES (2)'); os._exit(0)"], check=True)
+    assert (small_disk / "crashed.db-wal").exists()
+    remount_ro(small_disk)
+    for name, want in (("clean.db", 1), ("crashed.db", 2)):
+        uri = readonly_uri(small_disk / name)
+        db = sqlite3.connect(uri, uri=True)
+        assert db.execute("SELECT x FROM t").fetchall() == [(want,)], name
+        with pytest.raises(sqlite3.OperationalError):
+            db.execute("INSERT INTO t VALUES (3)")
+        db.close()
+    assert readonly_uri(small_disk / "missing.db") is None

@@ -61,7 +61,8 @@ def gate(tmp_path, mock_factory, tickets_csv, frames, fps=0, **kw):
     fb = Feedback.from_config(cfg.feedback, pin_factory=mock_factory)
     shown = []
     real_show = fb.show
-    fb.show = lambda reason, level="", lines=(): (shown.append((reason, tuple(lines))), real_show(reason, level, lines))
+    fb.show = lambda reason, level="", lines=(), **kw: (shown.append((reason, tuple(lines))),
+                                                         real_show(reason, level, lines, **kw))
     s = Scanner(cfg, MemorySource(paced(frames) if fps == 0 else frames, fps), feedback=fb, pin_factory=mock_factory,
                 connect=kw.get("mqtt_on", False), on_verdict=lambda v, w, e: verdicts.append((v, e)))
     return s, verdicts, shown

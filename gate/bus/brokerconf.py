@@ -61,9 +61,10 @@ def password_hash(password: str, salt: bytes | None = None) -> str:
 def gate_acl(venue: str, gate: str) -> list[str]:
     """One gate's ACL section: its own scans, status and health; what it reads."""
     return [f"# gate {gate}: its own scans, status and health; other gates' scans (used-ticket sync),",
-            "# the ticket list, and the house's resend requests to it.",
+            "# the ticket list, and the house's resend requests to it. It reads its own status too: a",
+            "# status there from another device means two devices share this gate's identity.",
             f"user {gate}",
-            f"topic write {topics.scan(venue, gate)}", f"topic write {topics.status(venue, gate)}",
+            f"topic write {topics.scan(venue, gate)}", f"topic readwrite {topics.status(venue, gate)}",
             f"topic write {topics.health(venue, gate)}",
             f"topic read {topics.scans(venue)}", f"topic read {topics.tickets(venue)}",
             f"topic read {topics.resend(venue, gate)}", f"topic read {topics.control(venue)}", ""]

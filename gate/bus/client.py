@@ -18,6 +18,8 @@ import ssl
 import sys
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gate.core.errors import GateError
 
@@ -47,13 +49,27 @@ def read_secret(path: str, env: str) -> str:
     return ""
 
 
+# MQTT v5's Session Expiry Interval for a session that never expires: what 3.1.1's clean_session=False
+# means (Mosquitto keeps such a session, and what is queued for it, across the client's absence and restarts).
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+
+
+def resume_session(expiry_s: int) -> dict:
+    """connect()/connect_async() arguments for an MQTT v5 client's persistent session: resumed on every
+    connect (clean_start=False; paho's default would start afresh on the first connect after a restart),
+    kept by the broker `expiry_s` seconds after the client is gone."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = expiry_s
+    return {"clean_start": False, "properties": props}
+
+
 def make_client(m, client_id: str, *, clean_session: bool = True, will=None,
-                manual_ack: bool = False,
-                protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> mqtt.Client:
+                manual_ack: bool = False, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> mqtt.Client:
     """A paho 2.x client set up from an [mqtt] section (credentials, TLS, will).
 
     `protocol=mqtt.MQTTv5` for a client that must read the broker's reason codes (a refused
-    publish); MQTT 5 has no clean_session flag (clean start is given to connect()).
+    publish); MQTT 5 has no clean_session flag (clean start is given to connect()): for a persistent
+    v5 session connect with `connect_async(host, port, keepalive, **resume_session(expiry))`.
 
     The client carries a `report` (ConnectionReport) and already reports failed
     connection attempts; its owner calls `report.on_connect(reason_code)` from its own
@@ -75,8 +91,9 @@ def make_client(m, client_id: str, *, clean_session: bool = True, will=None,
     if will:
         c.will_set(*will)
     c.reconnect_delay_set(1, 1)  # a few gates on a LAN: retry every second, back quickly after an outage
-    c.report = ConnectionReport(m)
-    c.on_connect_fail = c.report.on_connect_fail
+    report = ConnectionReport(m)
+    c.report = report  # type: ignore[attr-defined]  # paho's Client has no slot for it; every owner reads c.report
+    c.on_connect_fail = report.on_connect_fail
     return c
 
 

@@ -24,6 +24,8 @@ def pack_scan(e: ScanEvent) -> bytes:
         d["mode"] = e.mode
     if e.clock != "ok":    # absent means a synchronised clock
         d["clock"] = e.clock
+    if e.instance:         # which device of this gate id made it (absent: not said, as before)
+        d["instance"] = e.instance
     return msgpack.packb(d, use_bin_type=True)
 
 
@@ -73,6 +75,9 @@ def unpack_scan(data: bytes, now_ms: int | None = None) -> ScanEvent:
     clock = obj.get("clock", "ok")
     if clock not in ("ok", "unsynced"):
         raise PayloadError("bad_field", "clock")
+    instance = obj.get("instance", "")
+    if instance != "" and not (type(instance) is str and values.INSTANCE_RE.fullmatch(instance)):
+        raise PayloadError("bad_field", "instance")
     if not (type(id_) is str and type(gate) is str and type(event) is str and type(ticket) is str
             and type(dir_) is str and type(result) is str and type(reason) is str and type(mode) is str):
         raise PayloadError("bad_field", "text fields")
@@ -92,4 +97,5 @@ def unpack_scan(data: bytes, now_ms: int | None = None) -> ScanEvent:
         raise PayloadError("bad_field", "result/reason/dir/mode")
     if not _TICKET(ticket) or not _EVENT(event) or event in values.RESERVED_EVENTS:
         raise PayloadError("bad_field", "ticket/event")
-    return ScanEvent(id_, gate, seq, ts, event, ticket, dir_, result, reason, attention, mode, clock)
+    return ScanEvent(id_, gate, seq, ts, event, ticket, dir_, result, reason, attention, mode, clock,
+                     instance=instance)

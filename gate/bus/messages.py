@@ -20,8 +20,8 @@ MAX_STATUS_BYTES = 2048
 MAX_HEALTH_BYTES = 8192
 # The health figures the house keeps and shows, each with its type; anything else is ignored.
 HEALTH_NUMBERS = ("fps", "decode_ms_p50", "decode_ms_p95", "outbox_depth", "ticket_data_version", "cpu_temp",
-                  "frames", "verdicts", "disk_free_mb", "unrecorded")
-HEALTH_FLAGS = ("camera_ok", "free_passage", "clock_synced", "disk_full")
+                  "frames", "verdicts", "disk_free_mb", "unrecorded", "takeovers")
+HEALTH_FLAGS = ("camera_ok", "free_passage", "clock_synced", "disk_full", "disk_readonly")
 HEALTH_TEXT = ("fault",)
 # implausible: per other gate, the admissions and exits this gate did not believe (gate/core/lane.py)
 HEALTH_COUNTERS = ("dropped", "malformed_payloads", "rejected_codes", "bus_drops", "implausible")
@@ -75,6 +75,7 @@ def unpack_status(data) -> dict:
     ts = obj.get("ts")
     mode, latch = obj.get("mode"), obj.get("out_of_order")
     vmode, vissued, tl = obj.get("venue_mode"), obj.get("venue_issued"), obj.get("ticket_list")
+    instance, duplicate = obj.get("instance"), obj.get("duplicate")
     return {"state": state, "profile": _text(obj.get("profile")), "version": _text(obj.get("version")),
             "ts": ts if type(ts) is int and 0 <= ts <= values.MAX_SEQ else None,
             # a gate's mode (entry, exit, info, test) and why it is out of order, when it is
@@ -84,7 +85,10 @@ def unpack_status(data) -> dict:
             # and the signed ticket list a gate runs ("series/seq"): what the box office waits to see
             "venue_mode": vmode if vmode in VENUE_MODES else "",
             "venue_issued": vissued if type(vissued) is int and 0 <= vissued < 2 ** 32 else None,
-            "ticket_list": tl if type(tl) is str and LIST_RE.match(tl) else ""}
+            "ticket_list": tl if type(tl) is str and LIST_RE.match(tl) else "",
+            # which device speaks for this gate id, and whether it saw another one using the id
+            "instance": instance if type(instance) is str and values.INSTANCE_RE.fullmatch(instance) else "",
+            "duplicate": _text(duplicate, 120) if type(duplicate) is str and duplicate else None}
 
 
 def _number(v):
@@ -123,7 +127,7 @@ def _ticket_lists(tl) -> dict:
     """Which signed list the gate runs ("series/seq") and how many lists it ignored."""
     if type(tl) is not dict:
         return {}
-    out = {}
+    out: dict = {}
     applied = tl.get("applied")
     if type(applied) is dict and values.is_id(applied.get("series")) \
             and type(applied.get("seq")) is int and 0 < applied["seq"] < 2 ** 53:

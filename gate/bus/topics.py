@@ -11,6 +11,7 @@
 | gate/<venue>/control                   | signed GC1: text   | 1 / yes      |
 | gate/<venue>/house/<event>             | JSON counts        | 1 / yes      |
 | gate/<venue>/house/<event>/inside      | plain integer      | 1 / yes      |
+| gate/<venue>/house/doors               | JSON per door      | 1 / yes      |
 | gate/<venue>/house/alerts              | JSON alert         | 1 / no       |
 | gate/<venue>/house/alerts/active       | JSON, the standing | 1 / yes      |
 | homeassistant/...                      | discovery config   | 1 / yes      |
@@ -19,7 +20,7 @@ The fixed levels (house, tickets, control; status, alerts under house/) come fro
 which reserves them: no gate and no event can be named like one (`gate config check` refuses it).
 """
 
-from gate.core.ids import ALERTS, CONTROL, HOUSE, STATUS, TICKETS
+from gate.core.ids import ALERTS, CONTROL, DOORS, HOUSE, STATUS, TICKETS
 
 ROOT = "gate"
 
@@ -87,6 +88,11 @@ def house_alerts(venue: str) -> str:
 def house_alerts_active(venue: str) -> str:
     """The alerts standing now and whether any needs a person (Home Assistant's problem sensor): retained."""
     return f"{ROOT}/{venue}/{HOUSE}/{ALERTS}/active"
+
+
+def house_doors(venue: str) -> str:
+    """House -> dashboards, Home Assistant: each door's problems (gate/house/doors.py)."""
+    return f"{ROOT}/{venue}/{HOUSE}/{DOORS}"
 
 
 def house_inside(venue: str, event: str) -> str:

@@ -27,6 +27,8 @@ EVENT_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 # overrides, line separators) that could spoof the dashboard, an export or a terminal.
 TICKET_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]{0,256}")
 TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+# A gate device's instance id (gate/state/instance.py): a few hex digits, made per device.
+INSTANCE_RE = re.compile(r"[0-9a-f]{8,32}")
 
 MAX_SEQ = 2**53          # exact in JSON doubles (the dashboard), far inside SQLite's int64
 MAX_ATTENTION = 16

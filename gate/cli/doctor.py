@@ -151,6 +151,7 @@ def check_tickets(cfg):
 
 
 def check_disk(cfg):
+    from gate.state.diskspace import is_readonly, storage_readonly
     d = Path(cfg.storage.dir)
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -158,6 +159,10 @@ def check_disk(cfg):
         probe.write_text("x")
         probe.unlink()
     except OSError as exc:
+        if is_readonly(exc) or storage_readonly(d):
+            return False, (f"{d} is on a read-only file system (the kernel remounts an SD card read-only after "
+                           "I/O errors): the gate decides and shows, but records nothing and releases no "
+                           "turnstile; check `dmesg`, then fsck or replace the card")
         return False, f"cannot write {d} ({exc.strerror}): check ownership (chown gate:gate) or StateDirectory"
     free = shutil.disk_usage(d).free // (1024 * 1024)
     if free < MIN_FREE_MB:
@@ -176,6 +181,19 @@ def check_latch(cfg):
     return True, "in service (no out-of-order latch)"
 
 
+def check_identity(cfg):
+    from gate.modes import GateMode
+    from gate.state.instance import instance_id
+    why = GateMode(cfg.storage.dir).duplicate()
+    if why:
+        return False, (f"{why}: this gate admits nobody (it shows what a ticket would get). Find the other device "
+                       "with this gate id and password (a copy of this SD card?), switch it off or give it its own "
+                       "gate id (gate broker config --gates), then clear with a staff card or `gate doctor "
+                       "--clear-latch`")
+    inst = instance_id(cfg.storage.dir, create=False)
+    return True, f"this device is instance {inst}" if inst else "no instance id yet (made at the gate's first start)"
+
+
 def main(args) -> int:
     """Run the checks for the gate or house that `args.config` describes (or clear the latch)."""
     from gate.config import load
@@ -185,12 +203,12 @@ def main(args) -> int:
         if cfg.gate is None:
             raise BadUsage("doctor --clear-latch needs a gate's config")
         cleared = clear_latch_file(cfg.storage.dir)
-        print("out-of-order latch cleared" if cleared else "no out-of-order latch was set")
+        print("out-of-order latch / identity fault cleared" if cleared else "no out-of-order latch was set")
         return OK
     checks = [("clock", check_clock), ("storage", check_disk)]
     if cfg.gate is not None:
         checks = [("camera", check_camera), ("gpio", check_gpio), ("broker", check_broker),
-                  ("tickets", check_tickets), ("latch", check_latch)] + checks
+                  ("tickets", check_tickets), ("latch", check_latch), ("identity", check_identity)] + checks
     else:
         checks = [("broker", check_broker)] + checks
     failed = 0

@@ -55,6 +55,8 @@ def scan(args) -> int:
             fields = vars(e).copy()
             if fields.get("clock") == "ok":
                 del fields["clock"]   # as on the wire: present only when the clock was not synchronised
+            if not fields.get("instance"):
+                fields.pop("instance", None)   # as on the wire: present when the gate knows its device
             print(json.dumps(fields, separators=(",", ":")), flush=True)
         else:
             print(verdict_line(v, w, e), flush=True)

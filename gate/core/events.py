@@ -131,6 +131,7 @@ class ScanEvent:
     mode: str = "live"                 # live | test (rehearsal) | info (a look-up): DESIGN.md
     clock: str = "ok"                  # ok | unsynced: the gate's clock was not synchronised (ts unreliable)
     v: int = 1
+    instance: str = ""                 # the device that made it (gate/state/instance.py); "" = not said
 
 
 # -- control messages to the scan loop (from the door, the link and the updater threads) --
@@ -182,6 +183,13 @@ class VenueControl:
 @dataclass(frozen=True)
 class DoorFault:
     """The door contradicts the relay (a passage with no release, a door held open)."""
+    why: str
+
+
+@dataclass(frozen=True)
+class IdentityClash:
+    """Another device is using this gate's identity (seen by the link: a session taken over, a status or
+    scan under our gate id from another instance)."""
     why: str
 
 

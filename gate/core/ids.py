@@ -24,6 +24,7 @@ CONTROL = "control"    # gate/<venue>/control: the signed venue control message
 # ... the fixed levels under gate/<venue>/house/ that are not events ...
 STATUS = "status"      # gate/<venue>/house/status: the house's status and last will
 ALERTS = "alerts"      # gate/<venue>/house/alerts: the house's alerts
+DOORS = "doors"        # gate/<venue>/house/doors: each door's problems (gate/house/doors.py)
 # ... and the names other parties have on the bus.
 BOXOFFICE = "boxoffice"   # the box office's broker user (`gate broker config`)
 PRETIX = "pretix"         # the pseudo-gate under which the house publishes check-ins made in pretix
@@ -38,6 +39,7 @@ RESERVED_GATE_IDS = {
 RESERVED_EVENTS = {
     STATUS: "gate/<venue>/house/status is the house's own status topic",
     ALERTS: "gate/<venue>/house/alerts is the house's alerts topic",
+    DOORS: "gate/<venue>/house/doors is the house's topic of each door's problems",
 }
 
 

@@ -96,3 +96,48 @@ def set_aside_damaged(paths, what: str, next_step: str) -> list[Path]:
         if why:
             out.append(set_aside(p, why, what, next_step))
     return out
+
+
+def readonly_uri(path) -> str | None:
+    """A URI that opens the SQLite file at `path` for reading on read-only storage; None when it does not exist.
+
+    `mode=ro` reads a WAL database whose -wal and -shm files are there (a gate stopped uncleanly:
+    the WAL may hold the newest rows). A cleanly closed one has neither, and SQLite cannot make its
+    -shm on read-only storage: then `immutable=1`, which is exact because nothing can change the file."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    uri = path.resolve().as_uri() + "?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return uri
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        if path.with_name(path.name + "-wal").exists():
+            raise   # immutable would read around the WAL's rows: better to say we cannot read it
+    return uri + "&immutable=1"
+
+
+def connect_readonly(path, schema: str = "", **kw) -> sqlite3.Connection:
+    """The database at `path` for reading on read-only storage (`readonly_uri`); an empty one in memory,
+    made with `schema`, when there is no such file."""
+    uri = readonly_uri(path)
+    db = sqlite3.connect(uri or ":memory:", uri=True, **kw)
+    if uri is None and schema:
+        db.executescript(schema)
+    return db
+
+
+def attach_readonly(db: sqlite3.Connection, path, name: str, schema: str = "") -> None:
+    """Attach the database at `path` as `name`, for reading on read-only storage (an empty one in memory,
+    made with `schema`'s statements, when there is no such file). `db` must have been opened with uri=True."""
+    uri = readonly_uri(path)
+    db.execute(f"ATTACH DATABASE ? AS {name}", (uri or ":memory:",))
+    if uri is None:
+        for stmt in schema.split(";"):
+            if stmt.strip():
+                db.execute(stmt)
+

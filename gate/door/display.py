@@ -1,7 +1,9 @@
 """The usher's small display: verdict, holder, seat and greeting.
 
 Drawing runs on its own thread with a latest-only slot, so a slow I2C bus
-never holds up the scan loop. The console display writes to stderr; the
+never holds up the scan loop. A banner (a gate in rehearsal, or one whose
+identity another device uses) stands above whatever is shown, and alone while
+nothing is. The console display writes to stderr; the
 OLED one uses luma.oled (optional extra `oled`).
 """
 
@@ -23,10 +25,22 @@ class Display(LatestOnly):
         super().__init__("display")
         self.content: Optional[tuple] = None
         self.history: list[tuple] = []
+        self.banner: Optional[str] = None
+        self._lines: tuple = ()          # the last lines shown, without the banner
         self.start()
 
     def show(self, reason: str, lines: tuple) -> None:
-        self.offer(tuple(lines))
+        self._lines = tuple(lines)
+        self.offer(self._with_banner())
+
+    def set_banner(self, banner: Optional[str]) -> None:
+        """A standing first line (None removes it); redrawn at once over what is shown."""
+        if banner != self.banner:
+            self.banner = banner
+            self.offer(self._with_banner())
+
+    def _with_banner(self) -> tuple:
+        return ((self.banner,) if self.banner else ()) + self._lines
 
     def handle(self, lines: tuple) -> None:
         try:

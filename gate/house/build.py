@@ -27,7 +27,7 @@ from gate.house import uploads
 from gate.house.alerts import Alerts, Echo
 from gate.house.checkout import CheckOut
 from gate.house.curtain import Curtains
-from gate.house.doorwatch import Doors
+from gate.house.dooralerts import DoorAlerts
 from gate.house.flow import DoorFlow
 from gate.house.ingest import Ingest
 from gate.house.intake import Intake
@@ -62,7 +62,7 @@ class HouseParts:
     pretix: Any = None               # PretixLink, when [pretix] url is set
     web: Optional[Dashboard] = None
     alerts: Optional[Alerts] = None  # the house's alerts (gate/house/alerts.py): hand it to whatever raises them
-    doors: Optional[Doors] = None
+    doors: Optional[DoorAlerts] = None
     watch: Optional[Watch] = None
     _closed: bool = False
 
@@ -85,8 +85,9 @@ class HouseParts:
             raise RuntimeError("the house was not built")
         return self.query.attendance()
 
-    def start(self) -> None:
-        """Connect, start the workers, listen; raises OSError when the dashboard cannot listen."""
+    def start(self, *, settle_heap: bool = False) -> None:
+        """Connect, start the workers, listen; raises OSError when the dashboard cannot listen.
+        `settle_heap`: this process is this house (gate/house/watch.py `settle_heap`)."""
         bus, intake, publisher, web = self.bus, self.intake, self.publisher, self.web
         if bus is None or intake is None or publisher is None or web is None:
             raise RuntimeError("this house was built for reading only (build_house(cfg, serve=False))")
@@ -94,6 +95,7 @@ class HouseParts:
         intake.start()
         publisher.start()
         if self.watch is not None:
+            self.watch.settle = settle_heap
             self.watch.start()
         if self.pretix is not None:
             self.pretix.start()
@@ -179,7 +181,7 @@ def init_pretix(cfg, state: HouseState, bus: HouseMqtt):
 
 
 def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqtt, checkout: CheckOut,
-                lists: HouseLists, venue_mode: VenueMode, publisher: Publisher, pretix, doors: Doors) -> Intake:
+                lists: HouseLists, venue_mode: VenueMode, publisher: Publisher, pretix, doors: DoorAlerts) -> Intake:
     """The intake and what it hands messages on to: ticket lists, the venue's mode, gate reports."""
     def on_tickets(payload: bytes) -> None:
         if not payload:
@@ -202,7 +204,7 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
         state.mark_dirty()
 
     def on_report(gate: str, kind: str, obj: dict) -> None:
-        doors.heard(gate, kind, obj)   # the alerts' view of the door (gate/house/doorwatch.py)
+        doors.heard(gate, kind, obj)   # the alerts' view of the door (gate/house/dooralerts.py)
         if state.gate_report(gate, kind, obj):
             publisher.announce_gate(gate)
 
@@ -212,7 +214,7 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
                   on_stored=pretix.wake if pretix is not None else None)
 
 
-def init_watch(cfg, state: HouseState, alerts: Alerts, doors: Doors, bus: HouseMqtt, publisher: Publisher, pretix,
+def init_watch(cfg, state: HouseState, alerts: Alerts, doors: DoorAlerts, bus: HouseMqtt, publisher: Publisher, pretix,
                attendance: AttendanceLog) -> Watch:
     """The worker that turns the house's figures into alerts (gate/house/watch.py)."""
     h = cfg.house
@@ -243,7 +245,7 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
         parts.bus = bus = init_bus(cfg, state)
         parts.pretix = pretix = init_pretix(cfg, state, bus)
         parts.publisher = publisher = Publisher(cfg.house.venue, state, bus.publish, bus.connected)
-        parts.doors = doors = Doors()
+        parts.doors = doors = DoorAlerts()
         parts.intake = init_intake(cfg, state, attendance, bus, checkout, lists, venue_mode, publisher,
                                    pretix, doors)
         alerts.publish = lambda t, p, q, r: bus.publish(t, p, retain=r)

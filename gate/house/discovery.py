@@ -20,6 +20,7 @@ publisher (gate/house/publisher.py) decides when to publish them. By Home Assist
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Iterable, Optional
 
@@ -131,6 +132,22 @@ def house_alerts(venue: str) -> list[tuple[str, dict]]:
                "payload_off": "OFF", "json_attributes_topic": topics.house_alerts_active(venue),
                "device": device(venue), "origin": origin(), "availability": availability(venue)}
     return [(topics.ha_config("event", eid), event), (topics.ha_config("binary_sensor", pid), problem)]
+
+
+def gate_problem(venue: str, gate: str) -> tuple[str, dict]:
+    """A `problem` binary sensor per gate from the house's doors topic (gate/house/doors.py): on for two
+    devices under one gate id, a door whose mode differs from the venue's, or a door out of order; the
+    flags themselves are its attributes."""
+    oid = object_id(f"gate_{venue}_{gate}_problem")
+    pick = "value_json.get(%s, {})" % json.dumps(gate)
+    cfg = {"name": f"{gate} problem", **entity_ids("binary_sensor", oid), "device_class": "problem",
+           "state_topic": topics.house_doors(venue),
+           "value_template": "{{ 'ON' if %s.get('problem') else 'OFF' }}" % pick,
+           "json_attributes_topic": topics.house_doors(venue),
+           "json_attributes_template": "{{ %s | tojson }}" % pick,
+           "payload_on": "ON", "payload_off": "OFF", "device": device(venue),
+           "origin": origin(), "availability": availability(venue)}
+    return topics.ha_config("binary_sensor", oid), cfg
 
 
 def wanted_events(configured: Iterable[str], last_admission: dict, now_ms: int) -> set[str]:

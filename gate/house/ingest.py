@@ -98,6 +98,7 @@ class Ingest:
                     return drops.add("events_over_cap", topic, e.event)
                 self.events.add(e.event)
             self.state.claim(e.gate, e.id)
+            self.state.doors.scan(e)   # which device made it (two under one gate id: gate/house/doors.py)
             return self.state.judge(e)   # placed (an unsynchronised clock), judged against its lane, marked
         if kind == "status" or kind == "health":
             if not payload:

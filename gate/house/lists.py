@@ -15,6 +15,7 @@ from typing import Optional
 from gate.boxoffice.keys import load_private_key, load_public_key, load_secret
 from gate.boxoffice.listguard import ListGuard
 from gate.boxoffice.lists import judge, read_body, row_ticket, verify_list
+from gate.boxoffice.refusals import list_level
 from gate.boxoffice.revokedcards import RevokedCards
 from gate.core.clock import clock_synchronised, now_ms
 from gate.core.errors import GateError, PayloadError
@@ -81,7 +82,7 @@ class HouseLists:
             rows = [row_ticket(r) for r in read_body(inner, g.secret, [])]
         except PayloadError as exc:
             g.reject(exc.kind, str(exc))
-            log.warning("ignoring a ticket list (%s): %s", exc.kind, exc)
+            log.log(list_level(exc.kind), "ignoring a ticket list (%s): %s", exc.kind, exc)   # stale: INFO
             return None
         self.seen[h.series] = h.seq
         self.current = {"series": h.series, "seq": h.seq, "issued": h.issued, "effective": min(h.issued, now)}

@@ -81,6 +81,12 @@ class Publisher(Worker):
                 self.publish(topics.house_inside(self.venue, s["event"]), str(s["inside"]), retain=True)
         else:
             self.state.put_back_dirty(dirty)   # publish once the broker is back
+        doors = self.state.doors.changed(self.state.mode)   # each door's problems (gate/house/doors.py)
+        if doors is not None:
+            if self.connected.is_set():
+                self.publish(topics.house_doors(self.venue), doors, retain=True)
+            else:
+                self.state.doors.unpublished()
         if self.on_published is not None:
             self.on_published()
 
@@ -148,14 +154,14 @@ class Publisher(Worker):
                 self.publish(topic, "", retain=True)
 
     def announce_gate(self, gate: str) -> None:
-        """A gate's connectivity sensor, once (the intake's thread, on the gate's first status)."""
+        """A gate's connectivity and problem sensors, once (the intake's thread, on the gate's first status)."""
         key = "gate:" + gate
         with self._lock:
             if key in self._announced or gate in self.retired or not self.connected.is_set():
                 return
             self._announced.add(key)
-        topic, cfg = discovery.gate_connectivity(self.venue, gate)
-        self.publish(topic, json.dumps(cfg), retain=True)
+        for topic, cfg in (discovery.gate_connectivity(self.venue, gate), discovery.gate_problem(self.venue, gate)):
+            self.publish(topic, json.dumps(cfg), retain=True)
 
     # -- doors that leave (gate/house/watch.py decides which) ---------------------------------
     def gate_configs(self) -> set[str]:
@@ -164,13 +170,13 @@ class Publisher(Worker):
             return set(self._gate_configs)
 
     def retire_gate(self, gate: str) -> None:
-        """Remove a gate's connectivity entity (empty retained config); it is not announced again
-        until `unretire_gate`."""
+        """Remove a gate's entities, connectivity and problem (empty retained configs); it is not announced
+        again until `unretire_gate`."""
         with self._lock:
             self.retired.add(gate)
             self._announced.discard("gate:" + gate)
-        topic, _ = discovery.gate_connectivity(self.venue, gate)
-        self.publish(topic, "", retain=True)
+        for topic, _ in (discovery.gate_connectivity(self.venue, gate), discovery.gate_problem(self.venue, gate)):
+            self.publish(topic, "", retain=True)
 
     def unretire_gate(self, gate: str) -> None:
         """A retired gate is back (heard again, or on the roster again): announce it again."""

@@ -22,6 +22,7 @@ from gate.core.events import ScanEvent
 from gate.house import discovery
 from gate.house.checkout import GATE as CHECKOUT_GATE
 from gate.house.counts import HouseCounts
+from gate.house.doors import DoorWatch
 from gate.house.flow import DoorFlow
 from gate.house.gaps import MAX_GATES, GapTracker
 from gate.house.word import GateWord
@@ -45,6 +46,7 @@ class HouseState:
         self.ids: set[tuple[str, str]] = set()            # (gate, event id) stored
         self.holders: dict[str, tuple] = {}               # replaced whole, never changed in place
         self.gates: dict[str, dict] = {}
+        self.doors = DoorWatch()   # instance ids, two devices under one gate id, mode vs the venue's (own lock)
         self.gaps = GapTracker()
         self.drops = Drops(log, "message")   # dropped by kind (thread-safe itself): `malformed` in /api/house
         self.duplicates = 0
@@ -224,6 +226,7 @@ class HouseState:
             # `since` is when we heard it: a last will carries no ts of its own (see link.py).
             g.update(state=obj["state"], profile=obj["profile"], version=obj["version"], since=now_ms(),
                      mode=obj["mode"], out_of_order=obj["out_of_order"])
+            self.doors.status(gate, obj)
             return True
 
     def gaps_due(self) -> tuple[dict[str, list[int]], int]:
@@ -265,7 +268,7 @@ class HouseState:
             word = self.word
             return {"events": [{**word.event_report(self.counts.detail(ev, caps.get(ev))), "flow": self.flow.detail(ev)}
                                for ev in names],
-                    "gates": sorted(({**g, "missing": self.gaps.missing(g["gate"]),
+                    "gates": sorted(({**g, **self.doors.view(g["gate"], self.mode), "missing": self.gaps.missing(g["gate"]),
                                       "unrecovered": self.gaps.lost(g["gate"]), **word.gate_report(g["gate"], self.gates)}
                                      for g in self.gates.values()), key=lambda g: g["gate"]),
                     "alarms": word.alerts.active(), "word": word.report(),

@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Optional
 
+from gate.boxoffice.refusals import ControlRefusals
 from gate.boxoffice.staff import StaffVerifier, read_control
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class VenueMode:
         self.issued = int(issued)
         self.by = ""
         self.refused = 0
+        self.refusals = ControlRefusals(log)
 
     def status(self) -> dict:
         """For the house's retained status: the venue mode and the signed time of the control message
@@ -40,11 +42,12 @@ class VenueMode:
         """Apply a control message; returns the new mode, or None when it was refused."""
         if not payload:
             return None  # a cleared retained message
-        code = read_control(payload, self.verifier, self.issued, int(time.time()))
+        now_s = int(time.time())
+        code = read_control(payload, self.verifier, self.issued, now_s)
         if code is None:
+            # Our own retained message after a restart is routine; a forgery is not (gate/boxoffice/refusals.py).
             self.refused += 1
-            if self.refused == 1:
-                log.warning("refused a venue control message (unsigned, wrong key, stale or malformed)")
+            self.refusals.refused(payload, self.verifier, self.issued, now_s)
             return None
         with self.db:
             if code.action == "live":

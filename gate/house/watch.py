@@ -1,12 +1,12 @@
 """The house's watch: the worker that turns figures into alerts (gate/house/alerts.py).
 
 Four times a second it tells the notable arrivals the counting noted (gate/house/flow.py);
-once a second it runs the rules (gate/house/alertrules.py, gate/house/doorwatch.py) over
+once a second it runs the rules (gate/house/alertrules.py, gate/house/dooralerts.py) over
 tonight's performances, the lanes, the doors, the security signals and the pretix link,
 raises what stands and clears what no longer does, and keeps `gate/<venue>/house/alerts/active`
 (retained: Home Assistant's problem sensor) in line with what stands; once a minute it reads
 the curtain times the pretix sync stored and tells the publisher which doors Home Assistant
-should forget (gate/house/doorwatch.py `retired`). It never touches the attendance log, so it
+should forget (gate/house/dooralerts.py `retired`). It never touches the attendance log, so it
 never holds up counting. `step()` is one pass, for tests with an injected clock.
 """
 
@@ -24,7 +24,7 @@ from gate.core.worker import Worker
 from gate.house import alertrules as rules
 from gate.house.alerts import LEVELS, Alerts
 from gate.house.curtain import read_pretix_starts
-from gate.house.doorwatch import Doors, RosterFile
+from gate.house.dooralerts import DoorAlerts, RosterFile
 from gate.house.flow import DoorFlow
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Watch(Worker):
     """`publish(topic, payload, retain)` is the house's; `publisher` (gate/house/publisher.py) removes
     and re-announces doors' entities; `pretix` is the link, when there is one."""
 
-    def __init__(self, venue: str, state, flow: DoorFlow, doors: Doors, alerts: Alerts, *,
+    def __init__(self, venue: str, state, flow: DoorFlow, doors: DoorAlerts, alerts: Alerts, *,
                  publish: Optional[Callable] = None, connected: Optional[threading.Event] = None,
                  publisher=None, pretix=None, db_path=None, roster: str = "", forget_gate_after_h: float = 0,
                  clock: Callable[[], int] = now_ms):
@@ -54,6 +54,7 @@ class Watch(Worker):
         self._active_sent: Optional[str] = None
         self._was_connected = False
         self._changes = -1
+        self.settle = False   # settle_heap once a minute: the `gate house` process asks for it (HouseParts.start)
 
     def run(self) -> None:
         while not self.stopping.wait(TICK_S):
@@ -70,7 +71,8 @@ class Watch(Worker):
             self._minute_at = now
             self._guard(self.read_curtains)
             self._guard(self.retire_doors)
-            self._guard(self.settle_heap)
+            if self.settle:
+                self._guard(self.settle_heap)
         self._guard(self.alerts.tick)
         self._guard(self.publish_active)
         if self.alerts.changes != self._changes:   # live dashboards show the alerts: a fresh view
@@ -101,8 +103,9 @@ class Watch(Worker):
             conditions += rules.curtain(house, now, standing)
         conditions += rules.queues(self.flow.lanes_now(now), self.doors.states(), now, standing)
         rehearsing, implausible = self.flow.signals()
+        flags = self.state.doors.problems(self.state.mode)   # two devices, mode mismatches (gate/house/doors.py)
         conditions += [rules.Condition(key, kind, level, text, gate=gate)
-                       for key, kind, level, text, gate in self.doors.conditions(self.state.mode, rehearsing)]
+                       for key, kind, level, text, gate in self.doors.conditions(self.state.mode, rehearsing, flags)]
         conditions += rules.security(self.flow.forged_bursts(now), implausible, now)
         conditions += rules.sync(self.pretix)
         self.reconcile(conditions)
@@ -151,7 +154,9 @@ class Watch(Worker):
     def settle_heap(self) -> None:
         """What the house counted stays until it stops: once a minute (and at start, after the log was
         read) it is moved out of the cyclic collector's way, garbage collected first. Otherwise every
-        full collection walks all of it, and ingest slows as the night's events pile up."""
+        full collection walks all of it, and ingest slows as the night's events pile up. Only for a
+        process that is one house (`gate house`, the demo): frozen objects are never collected, so a
+        process that builds and drops many houses (the tests) would keep them all."""
         gc.collect()
         gc.freeze()
 

@@ -197,7 +197,7 @@ def main(args) -> int:
                       f'[signing]\nlist_signing_key = "{list_key}"\nvenue_secret = "{secret}"\n')
         house = build_house(parse(house_text, "demo-house"))
         try:
-            house.start()
+            house.start(settle_heap=True)
         except OSError as exc:
             print(f"gate demo: cannot listen on {args.listen} ({exc.strerror}); try --listen 127.0.0.1:8090",
                   file=sys.stderr)

@@ -14,12 +14,13 @@ import sqlite3
 import threading
 import uuid
 from pathlib import Path
+from typing import Optional
 
 from gate.bus.codec import pack_scan
 from gate.core import sqlitefile as recovery
 from gate.core.clock import now_ms
 from gate.core.events import ScanEvent
-from gate.state.diskspace import DiskFull, is_full
+from gate.state.diskspace import DiskFull, StorageReadOnly, is_full, is_readonly, storage_readonly
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,18 @@ KEEP_SENT_MS = 24 * 3600 * 1000   # acknowledged events kept a day, for the hous
 class Outbox:
     """Append on the scan thread; `pending`/`ack` from the publisher's own instance."""
 
-    def __init__(self, path):
+    def __init__(self, path, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._sync = None
+        self._sync: Optional[bool] = None
         self._lock = threading.Lock()
         self.on_full = None   # called when the disk is full; True if it made room (gate/state/diskspace.py)
+        self.readonly = readonly
+        if readonly:
+            # Read-only storage: what is in it can still be sent; nothing new is written, nothing deleted.
+            self.db = recovery.connect_readonly(self.path, SCHEMA, isolation_level=None, check_same_thread=False)
+            self.set_aside = None
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db, self.set_aside = recovery.open_or_set_aside(
             self.path, self._open, "the gate's outbox",
             "its readable rows are copied into the new one and sent; the moved file is kept for recovery")
@@ -90,28 +97,37 @@ class Outbox:
             self._sync = full
 
     def append(self, gate: str, ts: int, event: str, ticket: str, direction: str, result: str,
-               reason: str, attention=(), mode: str = "live", clock: str = "ok") -> ScanEvent:
+               reason: str, attention=(), mode: str = "live", clock: str = "ok", instance: str = "") -> ScanEvent:
         """Number, store and return a scan event; durable when this returns.
 
         On a full disk the reserve is released (`on_full`) and the write tried once more;
         if there is still no room, DiskFull: the caller must not act as if it was recorded."""
-        args = (gate, ts, event, ticket, direction, result, reason, attention, mode, clock)
+        if self.readonly:
+            raise StorageReadOnly(f"outbox {self.path}: the storage is read-only")
+        args = (gate, ts, event, ticket, direction, result, reason, attention, mode, clock, instance)
         try:
             return self._append(*args)
         except sqlite3.OperationalError as exc:
-            if not is_full(exc):
-                raise
+            self._unwritable(exc)
             why = exc
         if self.on_full is not None and self.on_full():
             try:
                 return self._append(*args)
             except sqlite3.OperationalError as exc:
-                if not is_full(exc):
-                    raise
+                self._unwritable(exc)
                 why = exc
         raise DiskFull(f"outbox {self.path}: {why}")
 
-    def _append(self, gate, ts, event, ticket, direction, result, reason, attention, mode, clock) -> ScanEvent:
+    def _unwritable(self, exc: sqlite3.OperationalError) -> None:
+        """Raise StorageReadOnly for a write the read-only storage refused (remounted while running: SQLite
+        may call it an I/O error); re-raise anything but a full disk."""
+        if is_readonly(exc) or (is_full(exc) and storage_readonly(self.path.parent)):
+            raise StorageReadOnly(f"outbox {self.path}: {exc} (the storage is read-only)") from None
+        if not is_full(exc):
+            raise exc
+
+    def _append(self, gate, ts, event, ticket, direction, result, reason, attention, mode, clock,
+                instance) -> ScanEvent:
         with self._lock:
             self._set_sync(result == "admitted")
             db = self.db
@@ -122,7 +138,7 @@ class Outbox:
                 seq = max(row[0] if row else 0, top) + 1
                 e = ScanEvent(id=uuid.uuid4().hex, gate=gate, seq=seq, ts=ts, event=event, ticket=ticket,
                               dir=direction, result=result, reason=reason, attention=list(attention),
-                              mode=mode, clock=clock)
+                              mode=mode, clock=clock, instance=instance)
                 db.execute("INSERT INTO outbox VALUES (?,?,?)", (seq, e.id, pack_scan(e)))
                 db.execute("INSERT OR REPLACE INTO counter VALUES ('seq', ?)", (seq,))
                 db.execute("COMMIT")
@@ -140,7 +156,7 @@ class Outbox:
         """Forget acknowledged rows, in one transaction. Losing a delete to a
         power cut only means a resend, which the house counts once."""
         seqs = list(seqs)
-        if seqs:
+        if seqs and not self.readonly:
             with self._lock:
                 self._set_sync(False)
                 now = now_ms()

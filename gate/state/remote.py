@@ -21,11 +21,13 @@ MAX_HISTORY rows. Runs on the scan loop's thread; the link hands scans over as
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections import deque
 
 from gate.core.clock import now_ms
 from gate.core.events import RemoteScan
 from gate.core.lane import LaneMeter
+from gate.state.diskspace import is_full, is_readonly, storage_readonly
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,13 @@ class RemoteScans:
         if not self.backlog:
             return
         batch = [self.backlog.popleft() for _ in range(min(REMOTE_PER_PASS, len(self.backlog)))]
-        kept = self.store.record_remote(batch, MAX_HISTORY)
+        try:
+            kept = self.store.record_remote(batch, MAX_HISTORY)
+        except sqlite3.OperationalError as exc:   # read-only or full storage: counted, never the loop's end
+            if not (is_readonly(exc) or is_full(exc)):
+                raise
+            kind = "storage_readonly" if is_readonly(exc) or storage_readonly(self.store.path.parent) else "disk_full"
+            self.drops[kind] = self.drops.get(kind, 0) + len(batch)
+            return
         if kept < len(batch):
             self.drops["history_full"] = self.drops.get("history_full", 0) + len(batch) - kept

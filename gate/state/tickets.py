@@ -66,10 +66,14 @@ def connect(path) -> sqlite3.Connection:
 class TicketStore:
     """Tickets (by code hash), revocations and this gate's record of use."""
 
-    def __init__(self, path):
+    def __init__(self, path, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
         self.set_aside: list[Path] = []
+        if readonly:
+            self._open_readonly()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._open()
         except sqlite3.DatabaseError as exc:
@@ -103,8 +107,22 @@ class TicketStore:
         if key is None:
             key = os.urandom(32).hex()
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('ref_key', ?)", (key,))
-            key = self._meta("ref_key")
+            key = self._meta("ref_key") or key
         self.ref_key = bytes.fromhex(key)   # for references to unknown codes (gate/resolve.py)
+        self._hasher, self._hasher_version = None, None
+
+    def _open_readonly(self) -> None:
+        """On read-only storage: the list and the record of use as they are, for reading (a file that is
+        not there reads as empty). Writes fail with SQLite's `readonly` error; the callers count them."""
+        self.db = recovery.connect_readonly(self.path, SCHEMA, check_same_thread=False, isolation_level=None)
+        recovery.attach_readonly(self.db, self.used_path, "used")
+        if not self.db.execute("SELECT 1 FROM used.sqlite_master WHERE name='uses'").fetchone():
+            # Nothing to read there (no file, or one from before the record was kept per gate): an empty one.
+            self.db.execute("DETACH DATABASE used")
+            self.db.execute("ATTACH DATABASE ':memory:' AS used")
+            uses.create(self.db)
+        key = self._meta("ref_key")
+        self.ref_key = bytes.fromhex(key) if key else os.urandom(32)
         self._hasher, self._hasher_version = None, None
 
     @property

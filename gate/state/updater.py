@@ -18,13 +18,16 @@ import json
 import logging
 import sqlite3
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 from gate.boxoffice.listguard import ListGuard
 from gate.boxoffice.lists import code_key, judge, read_body, verify_list
+from gate.boxoffice.refusals import list_level
 from gate.core.clock import clock_synchronised, now_ms
 from gate.core.errors import PayloadError
 from gate.core.worker import LatestOnly
+from gate.state.diskspace import is_full, is_readonly, storage_readonly
 from gate.state.tickets import TicketStore
 
 log = logging.getLogger(__name__)
@@ -53,11 +56,23 @@ class TicketUpdater(LatestOnly):
         self.on_applied = on_applied
         self.guard = guard or ListGuard("")   # no keys: every list is refused, and counted
         self._store: Optional[TicketStore] = None
+        self._said: set[str] = set()
 
     def handle(self, data: bytes) -> None:
-        if self._store is None:
-            self._store = TicketStore(self.store_path)
-        self.apply(self._store, data)
+        try:
+            if self._store is None:
+                self._store = TicketStore(self.store_path)
+            self.apply(self._store, data)
+        except sqlite3.OperationalError as exc:
+            ro = storage_readonly(Path(self.store_path).parent)
+            if not (is_readonly(exc) or is_full(exc) or ro):
+                raise
+            # The storage will not take it (read-only, full): the gate keeps deciding from the list it has.
+            kind = "storage_readonly" if ro or is_readonly(exc) else "disk_full"
+            self.guard.reject(kind, str(exc))
+            if kind not in self._said:   # the retained list comes again on every reconnect: said once
+                self._said.add(kind)
+                log.error("cannot apply a ticket list (%s: %s): this gate keeps the list it has", kind, exc)
 
     def apply(self, store: TicketStore, data: bytes, guard: Optional[ListGuard] = None,
               now: Optional[int] = None) -> bool:
@@ -111,7 +126,8 @@ class TicketUpdater(LatestOnly):
     @staticmethod
     def _refuse(guard: ListGuard, kind: str, detail: str) -> bool:
         guard.reject(kind, detail)
-        log.warning("ignoring a ticket list (%s): %s", kind, detail)
+        # An older genuine list is stale, not hostile (INFO); unsigned, forged, malformed: WARNING.
+        log.log(list_level(kind), "ignoring a ticket list (%s): %s", kind, detail)
         return False
 
     def close(self):

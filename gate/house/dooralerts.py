@@ -1,5 +1,6 @@
-"""Each door as the alerts see it, from what its status and health say today, and which doors
-Home Assistant should forget.
+"""The door alerts: each door as its status and health say, what stands for it, and which doors
+Home Assistant should forget. (gate/house/doors.py keeps which device speaks for a door and flags
+two devices and mode mismatches; its flags are read here, never recomputed.)
 
 A door's record: its state (online / offline, and whether the offline was its last will, which
 carries no time, or a goodbye, which does), its mode (a door in `test` mode is rehearsing), why it
@@ -11,10 +12,11 @@ watch (gate/house/watch.py) to raise and clear:
 - latched out of order, `critical`: it admits nobody until staff clear it;
 - rehearsing while the venue is live (its status says `test`, or its scans are rehearsal scans),
   `warn`: its scans are not counted;
-- its identity used by two devices, `critical`: the record's `duplicate` flag when something sets
-  it (the gate's own report of a second device), or its status flipping between online and
-  offline FLAP_CHANGES times within FLAP_MS, which is what two devices under one client id do
-  to each other at the broker.
+- rehearsing or live against the venue's mode, as gate/house/doors.py judges it (`mode_mismatch`);
+- its identity used by two devices, `critical`: gate/house/doors.py's `duplicate` (the gate's own
+  report of a second device, or its status changing hands between instances), or, for a door
+  that carries no instance id, its status flipping between online and offline FLAP_CHANGES times
+  within FLAP_MS, which is what two devices under one client id do to each other at the broker.
 
 `retired()` names the doors whose Home Assistant entities should go: gone from the broker's
 roster (`[house] roster`, the roster.json `gate broker config` writes; revoked ones too), or
@@ -44,7 +46,7 @@ def _hhmm(ms: int) -> str:
     return time.strftime("%H:%M", time.localtime(ms / 1000))
 
 
-class Doors:
+class DoorAlerts:
     """Door records (the intake's thread writes through `heard`, the watch's reads): one lock."""
 
     def __init__(self, clock: Callable[[], int] = now_ms):
@@ -91,15 +93,17 @@ class Doors:
             d = self.doors.get(gate)
             return d["heard"] if d else None
 
-    def conditions(self, venue_mode: str, rehearsing: dict) -> list[tuple]:
+    def conditions(self, venue_mode: str, rehearsing: dict, flags: Optional[dict] = None) -> list[tuple]:
         """What stands now for each door: (key, kind, level, text, gate); `rehearsing` is gate -> its
-        last rehearsal scan while the venue was live (gate/house/flow.py)."""
+        last rehearsal scan while the venue was live (gate/house/flow.py); `flags` gate -> what
+        gate/house/doors.py says of it (`duplicate`, `mode_mismatch`)."""
         now = self.clock()
         out = []
+        flags = flags or {}
         with self.lock:
             doors = {g: dict(d, flips=list(d["flips"])) for g, d in self.doors.items()}
-        for gate in sorted(set(doors) | set(rehearsing)):
-            d = doors.get(gate, {})
+        for gate in sorted(set(doors) | set(rehearsing) | set(flags)):
+            d, f = doors.get(gate, {}), flags.get(gate, {})
             if d.get("state") == "offline" and d.get("was_online") and not d.get("goodbye"):
                 out.append((f"door:offline:{gate}", "door", "warn",
                             f"{gate} went offline at {_hhmm(d['since'])} without saying goodbye (power or network). "
@@ -115,10 +119,15 @@ class Doors:
                 out.append((f"door:rehearsal:{gate}", "door", "warn",
                             f"{gate} is in rehearsal while the venue is live: its scans are not counted and the "
                             "tickets it takes are not shared. Switch it live with a staff card.", gate))
+            elif f.get("mode_mismatch"):
+                out.append((f"door:rehearsal:{gate}", "door", "warn",
+                            f"{gate} is {f['mode_mismatch']}. Switch it to the venue's mode with a staff card.", gate))
             flips = [t for t in d.get("flips", ()) if now - t <= FLAP_MS]
-            if d.get("duplicate"):
+            duplicate = f.get("duplicate") or d.get("duplicate")
+            if duplicate:
+                said = f" ({duplicate})" if isinstance(duplicate, str) else ""
                 out.append((f"door:duplicate:{gate}", "door", "critical",
-                            f"Two devices use the identity of {gate}: a copied SD card or a spare switched on. "
+                            f"Two devices use the identity of {gate}{said}: a copied SD card or a spare switched on. "
                             "Find the second one and switch it off; their scans cannot be told apart.", gate))
             elif len(flips) >= FLAP_CHANGES:
                 out.append((f"door:duplicate:{gate}", "door", "critical",
