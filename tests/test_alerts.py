@@ -261,7 +261,7 @@ def test_alerts_watch_settles_the_heap_only_when_the_process_is_the_house():
     h.watch.step()                        # the tests build many houses: nothing frozen for them
     assert gc.get_freeze_count() == frozen
     h.watch.settle = True                 # as `gate house` starts it (HouseParts.start(settle_heap=True))
-    h.clock.t += 60_000
+    h.clock.t += 60_000                   # then once a minute
     try:
         h.watch.step()
         assert gc.get_freeze_count() > frozen

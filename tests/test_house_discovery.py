@@ -68,7 +68,8 @@ def check_ha_config(topic: str, cfg: dict, venue: str) -> None:
 
 def test_house_discovery_configs_by_home_assistants_rules():
     sensors = discovery.event_sensors("hall", "2026-11-23-eve")
-    for topic, cfg in sensors + [discovery.gate_connectivity("hall", "door-a")] + discovery.house_alerts("hall"):
+    for topic, cfg in (sensors + [discovery.gate_connectivity("hall", "door-a"), discovery.gate_problem("hall", "door-a")]
+                       + discovery.house_alerts("hall")):
         check_ha_config(topic, cfg, "hall")
     classes = {cfg["unique_id"].rsplit("_", 1)[1]: cfg["state_class"] for _, cfg in sensors}
     assert classes == {"inside": "measurement", "admitted": "total_increasing", "rejected": "total_increasing"}

@@ -91,6 +91,8 @@ class HouseParts:
         bus, intake, publisher, web = self.bus, self.intake, self.publisher, self.web
         if bus is None or intake is None or publisher is None or web is None:
             raise RuntimeError("this house was built for reading only (build_house(cfg, serve=False))")
+        if settle_heap and self.watch is not None:
+            self.watch.settle_heap()   # what the log gave, out of the collector's way before anything runs
         bus.start()
         intake.start()
         publisher.start()
