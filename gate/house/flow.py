@@ -318,7 +318,7 @@ class DoorFlow:
                        and n.admissions >= forecast.MIN_NIGHT and n.first is not None), reverse=True)
         profiles, no_shows = [], []
         for _, name, n in past[:forecast.MAX_NIGHTS]:
-            at = self.curtains.usual(name, n.first, curtain)
+            at = self.curtains.usual(name, n.first or 0, curtain)
             key = (name, n.admissions, at)
             if key not in self._profiles:
                 if len(self._profiles) > 4 * forecast.MAX_NIGHTS:

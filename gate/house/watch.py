@@ -117,9 +117,9 @@ class Watch(Worker):
         clear what no longer does."""
         wanted = {c.key: c for c in conditions}
         for c in wanted.values():
-            old = self._standing.get(c.key)
-            if old is not None and self.alerts.level_of(c.key) == c.level \
-                    and abs(c.figure - old) <= 0.25 * max(abs(old), 1):
+            figure = self._standing.get(c.key)
+            if figure is not None and self.alerts.level_of(c.key) == c.level \
+                    and abs(c.figure - figure) <= 0.25 * max(abs(figure), 1):
                 continue
             self.alerts.raise_(c.key, c.kind, c.level, c.text, event=c.event, gate=c.gate)
             self._standing[c.key] = c.figure

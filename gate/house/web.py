@@ -245,9 +245,10 @@ class Dashboard(Worker):
             return await self._stream(writer)
         else:
             name = "dashboard.html" if path in ("/", "/index.html") else path.lstrip("/")
-            body = self.static.get(name)   # only the files read at start: no path reaches the disk
-            if body is None:
+            found = self.static.get(name)   # only the files read at start: no path reaches the disk
+            if found is None:
                 return await self._finish(writer, _error(404, "not found"))
+            body = found
             ctype = TYPES.get(Path(name).suffix, "application/octet-stream")
             data = response(200, body, ctype)
             return await self._finish(writer, data if method == "GET" else data[: len(data) - len(body)])
