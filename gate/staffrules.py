@@ -1,6 +1,6 @@
 """What staff cards and venue control messages may do at a gate, and when.
 
-The promise (DESIGN.md, "Signed codes are bound to their purpose"): a card or a
+The promise (docs/contract.md, "Signed codes are bound to their purpose"): a card or a
 control message never makes a ticket that was used live enter again during a live
 show. So:
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 
 from gate.core.events import ScanEvent
-from gate.house.alerts import Alerts, Echo
+from gate.house.alerts import Alerts
 from gate.house.curtain import Curtains
 from gate.house.dooralerts import DoorAlerts
 from gate.house.flow import DoorFlow
 from gate.house.roster import Roster
 from gate.house.state import HouseState
 from gate.house.watch import Watch
-from gate.house.word import GateWord, LoggedAlarms
+from gate.house.word import GateWord
 
 MINUTE = 60_000
 # A minute boundary in local time: 2026-11-23 17:00 UTC (the tests run with the machine's zone; the
@@ -37,8 +37,8 @@ class House:
         self.clock = clock or Clock()
         self.flow = DoorFlow(Curtains(curtain or {}), clock=self.clock)
         self.published: list[tuple[str, dict, bool]] = []
-        self.alerts = Alerts("hall", lambda t, p, q, r: self.published.append((t, json.loads(p), r)), clock=self.clock)
-        word = GateWord(None, capacity or {}, Echo(LoggedAlarms(), self.alerts), clock=lambda: self.clock() / 1000)
+        self.alerts = Alerts("hall", lambda t, p, r: self.published.append((t, json.loads(p), r)), clock=self.clock)
+        word = GateWord(None, capacity or {}, alerts=self.alerts, clock=lambda: self.clock() / 1000)
         self.state = HouseState(capacity or {}, word=word, flow=self.flow)
         self.doors = DoorAlerts(self.clock)
         self.watch = Watch("hall", self.state, self.flow, self.doors, self.alerts,

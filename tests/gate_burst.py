@@ -2,7 +2,8 @@
 rate while its real MQTT link drains it. Prints each ticket once durable, so a
 test that SIGKILLs it knows exactly what must reach the house.
 
-usage: python -m tests.gate_burst CONFIG FIRST COUNT RATE
+usage: python -m tests.gate_burst CONFIG FIRST COUNT RATE [hold]
+(hold: stay connected once drained, until killed; a test that kills it mid-life needs it alive)
 """
 
 import sys
@@ -32,6 +33,9 @@ def main():
     while outbox.depth():
         time.sleep(0.05)
     print("drained", flush=True)
+    if sys.argv[5:] == ["hold"]:
+        while True:
+            time.sleep(60)
     link.close()
 
 

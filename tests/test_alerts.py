@@ -77,11 +77,11 @@ def test_alerts_first_visit_from_the_log_once_it_holds_past_nights():
 def test_alerts_rate_bound_per_level_and_one_summary_of_what_was_held_back():
     clock = Clock()
     sent = []
-    a = Alerts("hall", lambda t, p, q, r: sent.append((t, p, q, r)), clock=clock)
+    a = Alerts("hall", lambda t, p, r: sent.append((t, p, r)), clock=clock)
     per_min, burst = BUDGET["info"]
     for i in range(50):
         a.notify("arrival", "info", f"Greet patron {i} at door-a.", key=f"arrival:eve:T{i}")
-    assert len(sent) == burst and all(q == 1 and r is False for _, _, q, r in sent)
+    assert len(sent) == burst and all(r is False for _, _, r in sent)
     # A flood of greetings never takes the room a critical alert needs.
     assert a.raise_("security:forged:door-a", "security", "critical", "door-a refused 12 forged codes")
     assert len(sent) == burst + 1
@@ -104,7 +104,7 @@ def test_alerts_rate_bound_per_level_and_one_summary_of_what_was_held_back():
 def test_alerts_condition_deduplicated_and_cleared_once():
     clock = Clock()
     sent = []
-    a = Alerts("hall", lambda t, p, q, r: sent.append(p), clock=clock)
+    a = Alerts("hall", lambda t, p, r: sent.append(p), clock=clock)
     for _ in range(5):
         a.raise_("sync:error", "sync", "warn", "pretix sync failing: timed out")
     assert len(sent) == 1 and a.problem()

@@ -43,7 +43,7 @@ def test_bridge_config_core_and_entrance_agree_on_exactly_the_topics(tmp_path):
     # The entrance has users for its own gates only; the core one more, the bridge.
     users = lambda d: {line.split(":")[0] for line in (d / "passwd").read_text().splitlines()}
     assert users(ent) == {"door-a", "door-a2"}
-    assert users(core) == {"door-x", "house", "boxoffice", "dashboard", "entrance-a"}
+    assert users(core) == {"door-x", "house", "house-standby", "boxoffice", "dashboard", "entrance-a"}
     assert "user house" not in (ent / "acl").read_text()
     # The two-step way (the core elsewhere): the core's side, then the entrance from copies.
     r = run_gate_cli("broker", "config", "--venue", "hall", "--out", str(core), "--bridge", "entrance-b",
@@ -73,6 +73,7 @@ def test_bridge_config_core_and_entrance_agree_on_exactly_the_topics(tmp_path):
         [*base, "--out", str(core), "--bridge", "entrance-c", "--gates", "door-a"],         # entrance A's gate
         [*base, "--out", str(core), "--bridge", "door-x", "--gates", "door-q"],             # a gate's name
         [*base, "--out", str(core), "--bridge", "house", "--gates", "door-q"],              # reserved
+        [*base, "--out", str(core), "--bridge", "house-standby", "--gates", "door-q"],      # reserved
         [*base, "--out", str(ent), "--gates", "door-q"],                                    # an entrance as a core
         [*base, "--out", str(core), "--bridge", "entrance-a", "--core", "localhost", "--core-dir", str(core),
          "--gates", "door-q"],                                                              # the core as an entrance

@@ -155,7 +155,7 @@ def test_broker_identity_config_is_idempotent_and_checked(tmp_path):
     acl = (out / "acl").read_text()
     assert "user door-b\n" in acl and "topic write gate/hall/door-b/scan" in acl
     passwd = dict(line.split(":", 1) for line in (out / "passwd").read_text().splitlines())
-    assert set(passwd) == {"door-a", "door-b", "house", "boxoffice", "dashboard"}
+    assert set(passwd) == {"door-a", "door-b", "house", "house-standby", "boxoffice", "dashboard"}
     assert all(h.startswith("$7$101$") for h in passwd.values())
     assert stat.S_IMODE(os.stat(out / "ca.key").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(out / "users" / "door-a.password").st_mode) == 0o600

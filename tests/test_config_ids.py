@@ -82,7 +82,7 @@ def test_config_ids_every_fixed_topic_level_is_reserved():
             fixed_event_levels.add(parts[3])
     assert {ids.HOUSE, ids.TICKETS, ids.CONTROL} <= fixed_gate_levels
     assert fixed_gate_levels <= set(ids.RESERVED_GATE_IDS)
-    assert {ids.STATUS, ids.ALERTS, ids.DOORS} <= fixed_event_levels
+    assert {ids.STATUS, ids.ALERTS, ids.DOORS, ids.ACTIVE} <= fixed_event_levels
     assert fixed_event_levels <= set(ids.RESERVED_EVENTS)
 
 
@@ -162,7 +162,8 @@ def test_config_ids_every_house_capacity_that_parses_is_a_topic_of_its_own(venue
     except ConfigError:
         return
     assume(cfg.house.capacity)
-    own = {topics.house_status(cfg.venue), topics.house_alerts(cfg.venue), topics.house_doors(cfg.venue)}
+    own = {topics.house_status(cfg.venue), topics.house_alerts(cfg.venue), topics.house_doors(cfg.venue),
+           topics.house_active(cfg.venue)}
     for ev in cfg.house.capacity:
         assert values.is_topic_level(ev) and topics.house(cfg.venue, ev) not in own, ev
         _assert_bus_takes_a_scan(cfg.venue, "door-a", ev)

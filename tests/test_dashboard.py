@@ -63,12 +63,14 @@ def test_dashboard_live_counts_offline_gate_and_house_restart(tmp_path, broker, 
     # A gate that dies without saying goodbye shows offline within its keepalive (the broker's last will).
     gcfg = gate_config(tmp_path, gate="door-x", port=broker.port, mqtt_on=True)
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    gate = subprocess.Popen([sys.executable, "-m", "tests.gate_burst", gcfg.path, "0", "1", "0"],
+    gate = subprocess.Popen([sys.executable, "-m", "tests.gate_burst", gcfg.path, "0", "1", "0", "hold"],
                             stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
-    wait_for(lambda: page.locator('tr[data-gate="door-x"].online').count() == 1, 10, what="door-x online")
-    wait_for(lambda: text(page, '[data-event="eve"] [data-k="admitted"]') == "3", 10, what="door-x's admission")
-    gate.send_signal(signal.SIGKILL)
-    gate.wait()
+    try:
+        wait_for(lambda: page.locator('tr[data-gate="door-x"].online').count() == 1, 10, what="door-x online")
+        wait_for(lambda: text(page, '[data-event="eve"] [data-k="admitted"]') == "3", 10, what="door-x's admission")
+    finally:
+        gate.send_signal(signal.SIGKILL)   # dies without saying goodbye (and never outlives the test)
+        gate.wait()
     t0 = time.monotonic()
     wait_for(lambda: page.locator('tr[data-gate="door-x"].offline').count() == 1, 15, what="door-x offline")
     assert time.monotonic() - t0 <= gcfg.mqtt.keepalive * 1.5 + 2

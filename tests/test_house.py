@@ -164,8 +164,8 @@ def test_house_no_change_mark_is_lost_while_the_publisher_swaps_the_dirty_set():
 
 def test_house_build_that_fails_part_way_closes_what_it_opened(tmp_path, venue_keys):
     """The pretix link is built after the attendance log, the state and the MQTT client: a token
-    the link refuses (the config check lets it through) fails the build, which must close the log
-    and leave no thread behind."""
+    the link refuses (changed after the config check passed it) fails the build, which must close
+    the log and leave no thread behind."""
     import os
     import threading
 
@@ -183,12 +183,13 @@ def test_house_build_that_fails_part_way_closes_what_it_opened(tmp_path, venue_k
             except OSError:
                 pass
         return [p for p in fds if "house.db" in p]
-    (tmp_path / "pretix.token").write_text("two words\n")   # whitespace inside: no token pretix takes
+    (tmp_path / "pretix.token").write_text("token123\n")
     text = (venue_keys.signing_toml(publisher=True)
             + f'[house]\nvenue = "hall"\nlisten = "127.0.0.1:1"\n[mqtt]\nhost = "127.0.0.1"\nport = 1\n'
               f'[storage]\ndir = "{tmp_path}/house"\n[pretix]\nurl = "http://127.0.0.1:1"\norganizer = "org"\n'
               f'event = "gala"\ncheckin_list = 1\ntoken_file = "{tmp_path}/pretix.token"\n')
     cfg = parse(text, str(tmp_path / "house.toml"))
+    (tmp_path / "pretix.token").write_text("two words\n")   # since the check: whitespace inside, no token
     threads = set(threading.enumerate())
     with pytest.raises(ConfigError, match="pretix.token_file"):
         build_house(cfg)

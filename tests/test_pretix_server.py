@@ -348,3 +348,59 @@ def test_pretix_house_sigkilled_mid_upload(pretix, broker, tmp_path, venue_keys)
     ok = [x for x in checkins(pretix, made) if x["successful"]]
     assert len(ok) == 60 and len({x["position"] for x in ok}) == 60
 
+
+# -- a standby house: only the active house talks to pretix, and the upload moves with the job ----------
+# (gate/house/standby.py). After kill -9 of the active house the standby syncs, uploads its own queue (what
+# the dead house had uploaded already goes again under the same nonces) and the new scans: each once in pretix.
+
+
+def _standby_api(cfg):
+    try:
+        with urllib.request.urlopen(f"http://{cfg.house.listen}/api/house", timeout=2) as r:
+            return json.load(r)
+    except (OSError, ValueError):
+        return {}
+
+
+def _standby_start(path, tmp_path, name):
+    log = open(tmp_path / f"{name}.log", "a")
+    return subprocess.Popen([sys.executable, "-m", "gate.cli", "house", "-c", str(path)], stdout=log, stderr=log,
+                            env=dict(os.environ, GPIOZERO_PIN_FACTORY="mock"))
+
+
+def test_pretix_standby_upload_runs_only_on_the_active_house_and_moves_with_it(pretix, broker, tmp_path,
+                                                                                 venue_keys):
+    made = seed(pretix, positions=[{"name": f"S{i}"} for i in range(12)])
+    tickets = [f"{p['order']}-{p['positionid']}" for p in made["positions"]]
+    SEQ.clear()
+    first_path, first = house_toml(tmp_path, pretix, made, broker.port, venue_keys, name="first")
+    second_path, second = house_toml(tmp_path, pretix, made, broker.port, venue_keys, name="second")
+    second_path.write_text(second_path.read_text().replace("[house]\n", "[house]\nstandby = true\n"))
+    procs = {"first": _standby_start(first_path, tmp_path, "first")}
+    try:
+        wait_for(lambda: _standby_api(first).get("pretix", {}).get("syncs", 0) >= 1, 60, what="the first house synced")
+        procs["second"] = _standby_start(second_path, tmp_path, "second")
+        wait_for(lambda: _standby_api(second).get("houses", {}).get("role") == "standby", 30, what="the standby up")
+        publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan(t)) for t in tickets[:6]])
+        wait_for(lambda: _standby_api(first)["pretix"]["uploaded"] == 6, 30, what="six uploaded by the first house")
+        wait_for(lambda: _standby_api(second)["pretix"]["queue"] == 6, 10, what="the standby's queue holds them")
+        p = _standby_api(second)["pretix"]
+        assert (p["syncs"], p["uploaded"], p["last_success"]) == (0, 0, None), p   # never talked to pretix
+
+        t0 = time.monotonic()
+        procs["first"].kill()
+        procs["first"].wait()
+        publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan(t)) for t in tickets[6:]])
+        wait_for(lambda: _standby_api(second).get("pretix", {}).get("uploaded") == 12, 60, what="the standby uploads all")
+        took = time.monotonic() - t0
+        print(f"kill -9 to the standby's queue uploaded (one sync, 12 scans): {took:.1f} s")
+        assert took < 10, took
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    ok = [x for x in checkins(pretix, made) if x["successful"]]
+    assert len(ok) == 12 and len({x["position"] for x in ok}) == 12   # the six repeated uploads: once each
+    st = client(pretix, made).list_status("gala", made["checkin_list"])
+    assert st["checkin_count"] == 12

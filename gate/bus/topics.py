@@ -1,4 +1,4 @@
-"""Every MQTT topic string gate uses, in one place (DESIGN.md, contract v1).
+"""Every MQTT topic string gate uses, in one place (docs/contract.md, contract v1).
 
 | topic                                  | payload            | QoS / retain |
 |----------------------------------------|--------------------|--------------|
@@ -14,13 +14,14 @@
 | gate/<venue>/house/doors               | JSON per door      | 1 / yes      |
 | gate/<venue>/house/alerts              | JSON alert         | 1 / no       |
 | gate/<venue>/house/alerts/active       | JSON, the standing | 1 / yes      |
+| gate/<venue>/house/active              | JSON claim         | 1 / yes      |
 | homeassistant/...                      | discovery config   | 1 / yes      |
 
-The fixed levels (house, tickets, control; status, alerts under house/) come from gate/core/ids.py,
+The fixed levels (house, tickets, control; status, alerts, active under house/) come from gate/core/ids.py,
 which reserves them: no gate and no event can be named like one (`gate config check` refuses it).
 """
 
-from gate.core.ids import ALERTS, CONTROL, DOORS, HOUSE, STATUS, TICKETS
+from gate.core.ids import ACTIVE, ALERTS, CONTROL, DOORS, HOUSE, STATUS, TICKETS
 
 ROOT = "gate"
 
@@ -81,7 +82,7 @@ def house_status(venue: str) -> str:
 
 
 def house_alerts(venue: str) -> str:
-    """The house's alerts (DESIGN.md, Additions): not retained."""
+    """The house's alerts (docs/contract.md, Additions): not retained."""
     return f"{ROOT}/{venue}/{HOUSE}/{ALERTS}"
 
 
@@ -93,6 +94,15 @@ def house_alerts_active(venue: str) -> str:
 def house_doors(venue: str) -> str:
     """House -> dashboards, Home Assistant: each door's problems (gate/house/doors.py)."""
     return f"{ROOT}/{venue}/{HOUSE}/{DOORS}"
+
+
+def house_active(venue: str) -> str:
+    """The active house's claim (gate/house/election.py): retained, which house publishes."""
+    return f"{ROOT}/{venue}/{HOUSE}/{ACTIVE}"
+
+
+def house_all(venue: str) -> str:
+    return f"{ROOT}/{venue}/{HOUSE}/#"
 
 
 def house_inside(venue: str, event: str) -> str:

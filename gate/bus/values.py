@@ -1,4 +1,4 @@
-"""What a receiver accepts by value, not only by type (DESIGN.md, MQTT contract).
+"""What a receiver accepts by value, not only by type (docs/contract.md, MQTT contract).
 
 A field that passed the type check can still overflow SQLite (an int beyond
 int64), poison arithmetic (a timestamp of 2**64-1), or be an MQTT wildcard

@@ -194,6 +194,12 @@ def check_identity(cfg):
     return True, f"this device is instance {inst}" if inst else "no instance id yet (made at the gate's first start)"
 
 
+def check_memory(cfg):
+    """The unit's MemoryHigh/MemoryMax (pretix-safe: gate/core/unitlimits.py)."""
+    from gate.core.unitlimits import check
+    return check("gate-scan.service" if cfg.gate is not None else "gate-house.service")
+
+
 def main(args) -> int:
     """Run the checks for the gate or house that `args.config` describes (or clear the latch)."""
     from gate.config import load
@@ -205,7 +211,7 @@ def main(args) -> int:
         cleared = clear_latch_file(cfg.storage.dir)
         print("out-of-order latch / identity fault cleared" if cleared else "no out-of-order latch was set")
         return OK
-    checks = [("clock", check_clock), ("storage", check_disk)]
+    checks = [("clock", check_clock), ("storage", check_disk), ("memory", check_memory)]
     if cfg.gate is not None:
         checks = [("camera", check_camera), ("gpio", check_gpio), ("broker", check_broker),
                   ("tickets", check_tickets), ("latch", check_latch), ("identity", check_identity)] + checks

@@ -76,6 +76,8 @@ def add_house(sub) -> None:
     s.add_argument("--since", help="with set-aside: HH:MM (today) or an ISO 8601 time; the gate's reports the "
                                    "house received since then are kept but not counted or uploaded")
     s.add_argument("--undo", action="store_true", help="with set-aside: take the gate's reports back")
+    s.add_argument("--accept-shrink", action="store_true",
+                   help="with `pretix sync`: publish a result the house held back (empty, or far smaller)")
     s.add_argument("--format", choices=("csv", "json"), default="csv")
     s.add_argument("--out", help="export or report to this file (default: standard output)")
     s.add_argument("--event", help="with `report`: the performance (event id) to report on")

@@ -1,4 +1,5 @@
-"""[house]: the house-count service: its venue, dashboard address, capacities and MQTT client id.
+"""[house]: the house-count service: its venue, dashboard address, capacities, MQTT client id, and whether
+it is a standby house (gate/house/election.py).
 
 Capacity keys are event ids: each becomes a topic level (gate/<venue>/house/<event>), checked with
 the bus's own rule (gate/core/ids.py), so no performance can take the house's status or alerts topic."""
@@ -35,6 +36,18 @@ class HouseSection:
     assist_tags: list[str] = field(default_factory=lambda: ["wheelchair", "access", "attention"])  # alerts: help, not greet
     roster: str = ""                 # the broker's roster.json: a gate gone from it leaves Home Assistant
     forget_gate_after_h: float = ranged(72.0, 0, 24 * 366, " hours (0 = never)")   # silent this long: leaves HA
+    standby: bool = False            # a second house: keeps its own log, publishes only once the first is gone
+
+
+def client_id(cfg) -> str:
+    """The house's MQTT client id: fixed, so the broker keeps its session (a standby's default differs)."""
+    h = cfg.house
+    return h.client_id or (f"house-{h.venue}-standby" if h.standby else f"house-{h.venue}")
+
+
+def house_id(cfg) -> str:
+    """Who this house is on the bus, for people: its broker user (the broker's client id for it), else its client id."""
+    return cfg.mqtt.username or client_id(cfg)
 
 
 def parse_listen(listen: str):
@@ -67,7 +80,8 @@ def listen_is_private(host: str) -> bool:
 
 
 def check(cfg, fail: Fail) -> None:
-    """Venue, capacity keys and client id as the bus accepts them; the listen address; the token file."""
+    """Venue, capacity keys and client id as the bus accepts them; the listen address; the token file;
+    a standby house under an identity of its own."""
     h = cfg.house
     if h is None:
         return
@@ -88,6 +102,15 @@ def check(cfg, fail: Fail) -> None:
     check_ranges(h, "house", fail)
     if h.client_id and not ids.is_id(h.client_id):
         fail("house.client_id", f"1-{ids.ID_MAX} letters, digits, '_' and '-' only")
+    if h.standby:
+        # Two houses under one client id (or one broker user, which the broker makes the client id) push
+        # each other off the broker in turn, and neither keeps its session.
+        if cfg.mqtt.username == ids.HOUSE:
+            fail("house.standby", f"a standby house needs its own broker user ({ids.HOUSE_STANDBY}), not "
+                 f"{ids.HOUSE!r}: two houses under one user push each other off the broker")
+        elif not cfg.mqtt.username and h.client_id == f"house-{h.venue}":
+            fail("house.client_id", f"{h.client_id!r} is the first house's; a standby house needs its own "
+                 f"(e.g. house-{h.venue}-standby)")
     if h.token_file and not os.environ.get("GATE_DASHBOARD_TOKEN"):
         problem = secret_file_problem(h.token_file)
         if problem:

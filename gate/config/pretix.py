@@ -5,8 +5,10 @@ and the event slug (a single event's gate event), are event ids on the bus (gate
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 
 from gate.config.rules import Fail, check_events, check_ranges, ranged, secret_file_problem
@@ -59,6 +61,7 @@ def check(cfg, fail: Fail) -> None:
         return
     if cfg.house is None:
         fail("pretix.url", "only the house talks to pretix; gates keep [pretix] public_keys and maps")
+    check_url_and_token(p, fail)   # pretix-safe: scheme, host, port, the token's characters
     if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", p.url):
         fail("pretix.url", "must be an http:// or https:// URL")
     for key in ("organizer", "event"):
@@ -76,3 +79,45 @@ def check(cfg, fail: Fail) -> None:
         fail("pretix.url", "the house passes pretix's tickets on as a signed ticket list: set [signing] "
                            "list_signing_key and venue_secret")
     check_ranges(p, "pretix", fail)   # the link's timings mean nothing on a gate
+
+
+HOST_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
+                     r"[A-Za-z0-9])?)*\.?$")
+
+
+def check_url_and_token(p, fail: Fail) -> None:
+    """The URL's scheme, host and port, and the token's characters: caught here, not at the first sync
+    as a misleading "cannot reach pretix"."""
+    from gate.boxoffice.pretix_api import token_problem
+    u = urllib.parse.urlsplit(p.url)
+    if u.scheme not in ("http", "https"):
+        fail("pretix.url", f"scheme {u.scheme or '(none)'!r}: must be https:// (or http:// on a private network)")
+        return
+    if "@" in u.netloc:
+        fail("pretix.url", "no user or password in the URL: the house authenticates with pretix.token_file")
+    host = u.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not HOST_RE.match(host) or host.replace(".", "").isdigit():
+            fail("pretix.url", f"{host!r} is not a host name or an IP address")
+    try:
+        port = u.port
+    except ValueError:
+        fail("pretix.url", "the port must be a number from 1 to 65535")
+    else:
+        if port == 0:
+            fail("pretix.url", "the port must be a number from 1 to 65535")
+    if u.query or u.fragment:
+        fail("pretix.url", "no ?query or #fragment: the base address of pretix only")
+    token = os.environ.get("GATE_PRETIX_TOKEN")
+    if token is None and p.token_file:
+        try:
+            with open(p.token_file, encoding="utf-8", errors="replace") as f:
+                token = f.read(4096)
+        except OSError:
+            return   # secret_file_problem says why
+    if token is not None:
+        problem = token_problem(token)
+        if problem:
+            fail("pretix.token_file" if "GATE_PRETIX_TOKEN" not in os.environ else "GATE_PRETIX_TOKEN", problem)

@@ -117,7 +117,7 @@ NO_WELCOME = Welcome()
 
 @dataclass
 class ScanEvent:
-    """The MQTT scan event (DESIGN.md, v = 1)."""
+    """The MQTT scan event (docs/contract.md, v = 1)."""
     id: str
     gate: str
     seq: int
@@ -128,7 +128,7 @@ class ScanEvent:
     result: str
     reason: str
     attention: list[str] = field(default_factory=list)
-    mode: str = "live"                 # live | test (rehearsal) | info (a look-up): DESIGN.md
+    mode: str = "live"                 # live | test (rehearsal) | info (a look-up): docs/contract.md
     clock: str = "ok"                  # ok | unsynced: the gate's clock was not synchronised (ts unreliable)
     v: int = 1
     instance: str = ""                 # the device that made it (gate/state/instance.py); "" = not said

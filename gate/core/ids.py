@@ -25,8 +25,10 @@ CONTROL = "control"    # gate/<venue>/control: the signed venue control message
 STATUS = "status"      # gate/<venue>/house/status: the house's status and last will
 ALERTS = "alerts"      # gate/<venue>/house/alerts: the house's alerts
 DOORS = "doors"        # gate/<venue>/house/doors: each door's problems (gate/house/doors.py)
+ACTIVE = "active"      # gate/<venue>/house/active: which house publishes (gate/house/election.py)
 # ... and the names other parties have on the bus.
 BOXOFFICE = "boxoffice"   # the box office's broker user (`gate broker config`)
+HOUSE_STANDBY = "house-standby"   # a standby house's broker user (`[house] standby = true`)
 PRETIX = "pretix"         # the pseudo-gate under which the house publishes check-ins made in pretix
 
 RESERVED_GATE_IDS = {
@@ -34,12 +36,14 @@ RESERVED_GATE_IDS = {
     TICKETS: "gate/<venue>/tickets is the ticket list's topic",
     CONTROL: "gate/<venue>/control is the venue control topic",
     BOXOFFICE: "it is the box office's broker user",
+    HOUSE_STANDBY: "it is the standby house's broker user",
     PRETIX: "it is the house's name for check-ins made in pretix",
 }
 RESERVED_EVENTS = {
     STATUS: "gate/<venue>/house/status is the house's own status topic",
     ALERTS: "gate/<venue>/house/alerts is the house's alerts topic",
     DOORS: "gate/<venue>/house/doors is the house's topic of each door's problems",
+    ACTIVE: "gate/<venue>/house/active says which house is active",
 }
 
 

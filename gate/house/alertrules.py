@@ -1,7 +1,7 @@
 """What the house's figures mean to a person: the alert rules, as pure functions.
 
-Each rule reads figures (a performance's house object with its `flow`, the lanes, the pretix
-link's state) and returns the conditions that stand now as `Condition`s, or an arrival's
+Each rule reads figures (a performance's house object with its `flow`, the lanes, the doors'
+security signals) and returns the conditions that stand now as `Condition`s, or an arrival's
 alert; gate/house/watch.py raises what stands and clears what no longer does. A rule gets the
 keys that stand already (`standing`), so a condition clears only well below where it was
 raised (hysteresis): a door at 79 % busy does not flap a queue alert on and off.
@@ -122,25 +122,6 @@ def security(forged: dict, implausible: dict, now: int) -> list[Condition]:
             out.append(Condition(f"security:claims:{g}", "security", "critical",
                                  f"{g} reports what no lane can do ({why}): its reports are suspect. If its Pi is "
                                  f"missing: gate broker revoke {g}, then gate house set-aside {g}.", ev, g))
-    return out
-
-
-def sync(pretix) -> list[Condition]:
-    """pretix sync or uploads failing (from the link's own figures; a link that raises its own
-    alerts, `pretix.alerts`, is left to say so itself)."""
-    if pretix is None or getattr(pretix, "alerts", None) is not None:
-        return []
-    out = []
-    err = getattr(pretix, "last_sync_error", "")
-    if err:
-        out.append(Condition("sync:error", "sync", "warn",
-                             f"pretix sync failing: {err}. The gates keep the last ticket list: tickets sold "
-                             "since are unknown at the doors."))
-    up = getattr(pretix, "uploader", None)
-    if up is not None and up.last_error_at and up.last_error_at > (up.last_success or 0):
-        out.append(Condition("sync:uploads", "sync", "warn",
-                             f"pretix uploads failing since {hhmm(up.last_error_at)} ({up.last_error}): check-ins "
-                             "wait in the house's queue and go up when pretix answers."))
     return out
 
 

@@ -45,7 +45,8 @@ def alerts_topic(venue: str) -> str:
 
 
 class Alerts:
-    """Active alerts by key; `publish(topic, payload, qos, retain)` is the house's MQTT client's;
+    """Active alerts by key; `publish(topic, payload, retain)` queues a QoS 1 message (the house's bus:
+    gate/house/build.py hands one in that publishes only while this house is the active one);
     `clock()` gives unix ms (injectable for tests)."""
 
     def __init__(self, venue: str, publish: Optional[Callable] = None, *, clock: Callable[[], int] = now_ms):
@@ -200,26 +201,7 @@ class Alerts:
         if self.publish is not None:
             try:
                 # QoS 1, not retained: paho keeps it while the broker is away and sends it after reconnect.
-                self.publish(alerts_topic(self.venue), json.dumps(alert, separators=(",", ":")), 1, False)
+                self.publish(alerts_topic(self.venue), json.dumps(alert, separators=(",", ":")), False)
             except Exception as exc:   # an alert that cannot go out must not take its raiser down
                 log.warning("alert not published: %s", exc)
 
-
-class Echo:
-    """An alarm keeper (gate/house/word.py's LoggedAlarms: what `/api/house` calls `alarms`) whose
-    raises and clears go out as the house's alerts too: one source, shown and sent alike."""
-
-    def __init__(self, own, alerts: Alerts):
-        self.own, self.alerts = own, alerts
-
-    def raise_(self, key: str, kind: str, level: str, text: str, *, event: str = "", gate: str = "",
-               tags: tuple = ()) -> bool:
-        self.alerts.raise_(key, kind, level, text, event=event, gate=gate, tags=tags)
-        return self.own.raise_(key, kind, level, text, event=event, gate=gate, tags=tags)
-
-    def clear(self, key: str, text: str = "") -> bool:
-        self.alerts.clear(key, text)
-        return self.own.clear(key, text)
-
-    def active(self) -> list[dict]:
-        return self.own.active()

@@ -36,7 +36,9 @@ def _pretix_positions(db) -> dict:
 def rows(db, flagged: set, holders: dict) -> list[dict]:
     """Admissions, then no-shows (see the module's docstring); `flagged` are the ids of admissions
     flagged as conflicts, `holders` maps ticket id -> (holder, patron, tags)."""
-    out, visits, firsts = [], defaultdict(set), {}
+    out: list[dict] = []
+    visits: dict = defaultdict(set)
+    firsts: dict = {}
     annulled = {(g, ts) for g, ts in db.execute("SELECT gate, ts FROM scans WHERE result='annulled' AND mode='live'")}
     pretix = _pretix_positions(db)
     admitted = set()

@@ -21,10 +21,12 @@ from typing import Any, Optional
 from gate.boxoffice.keys import load_public_key
 from gate.boxoffice.staff import StaffVerifier
 from gate.bus.client import read_secret
+from gate.config import house as house_config
 from gate.core.errors import ConfigError, GateError
 from gate.core.storage import HouseFiles
+from gate.core.supervisor import Workers
 from gate.house import uploads
-from gate.house.alerts import Alerts, Echo
+from gate.house.alerts import Alerts
 from gate.house.checkout import CheckOut
 from gate.house.curtain import Curtains
 from gate.house.dooralerts import DoorAlerts
@@ -37,11 +39,12 @@ from gate.house.mqtt import HouseMqtt
 from gate.house.publisher import Publisher
 from gate.house.query import HouseQuery
 from gate.house.roster import Roster
+from gate.house.standby import Standby
 from gate.house.state import HouseState
 from gate.house.venuemode import VenueMode
 from gate.house.watch import Watch
 from gate.house.web import Dashboard
-from gate.house.word import GateWord, LoggedAlarms
+from gate.house.word import GateWord
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +63,12 @@ class HouseParts:
     publisher: Optional[Publisher] = None
     intake: Optional[Intake] = None
     pretix: Any = None               # PretixLink, when [pretix] url is set
+    standby: Optional[Standby] = None   # the election: which house publishes
     web: Optional[Dashboard] = None
-    alerts: Optional[Alerts] = None  # the house's alerts (gate/house/alerts.py): hand it to whatever raises them
-    doors: Optional[DoorAlerts] = None
-    watch: Optional[Watch] = None
+    alerts: Optional[Alerts] = None      # pretix-safe: the alerts topic (gate/house/alerts.py)
+    workers: Optional[Workers] = None    # pretix-safe: the supervised workers, for /api/house
+    doors: Optional[DoorAlerts] = None   # door-flow: each door as the alerts see it (gate/house/dooralerts.py)
+    watch: Optional[Watch] = None        # door-flow: the rules, arrivals, alerts/active (gate/house/watch.py)
     _closed: bool = False
 
     @property
@@ -94,6 +99,8 @@ class HouseParts:
         if settle_heap and self.watch is not None:
             self.watch.settle_heap()   # what the log gave, out of the collector's way before anything runs
         bus.start()
+        if self.standby is not None:
+            self.standby.start()
         intake.start()
         publisher.start()
         if self.watch is not None:
@@ -108,7 +115,9 @@ class HouseParts:
         if self._closed:
             return
         self._closed = True
-        steps = [("web", lambda p: p.close()), ("intake", lambda p: p.stop()), ("watch", lambda p: p.stop()),
+        # The election first: a house that says `offline` must not hear it and say `online` again.
+        steps = [("standby", lambda p: p.stop()),
+                 ("web", lambda p: p.close()), ("intake", lambda p: p.stop()), ("watch", lambda p: p.stop()),
                  ("publisher", lambda p: p.stop()),
                  ("bus", lambda p: p.say_offline()), ("pretix", lambda p: p.close()), ("bus", lambda p: p.close()),
                  ("log", lambda p: p.close())]
@@ -137,12 +146,11 @@ def init_log(cfg) -> AttendanceLog:
 
 def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut, mode: str = "live",
                alerts: Optional[Alerts] = None) -> HouseState:
-    """The counts and the door flow rebuilt from the attendance log; `mode` is the venue's as last applied.
-    `alerts`: the house's (gate/house/alerts.py), which the house's alarms (gate/house/word.py) go to as well."""
+    """The counts and the door flow rebuilt from the attendance log; `mode` is the venue's as last applied;
+    `alerts` the house's alerts publisher (capacity and security alarms go out there too)."""
     flow = DoorFlow(Curtains(cfg.house.curtain), cfg.house.assist_tags)
     flow.set_roster(Roster.read(attendance.db))
-    alarms = LoggedAlarms() if alerts is None else Echo(LoggedAlarms(), alerts)
-    state = HouseState(cfg.house.capacity, mode, GateWord(attendance, cfg.house.capacity, alarms), flow)
+    state = HouseState(cfg.house.capacity, mode, GateWord(attendance, cfg.house.capacity, alerts=alerts), flow)
     stored = list(attendance.events())   # held only while starting: the counts keep most of them anyway
     flow.quiet = True                    # history, not news: no arrival alerts for what the log holds
     n = state.restore(stored, attendance.holders())
@@ -167,17 +175,39 @@ def init_token(cfg) -> str:
 
 
 def init_bus(cfg, state: HouseState) -> HouseMqtt:
-    venue = cfg.house.venue
-    return HouseMqtt(cfg.mqtt, venue, cfg.house.client_id or f"house-{venue}", state.drops)
+    # Connected without the last will on the house status: a house gets it when it wins the election
+    # (gate/house/standby.py), so an `offline` there always means the house that was publishing is gone.
+    return HouseMqtt(cfg.mqtt, cfg.house.venue, house_config.client_id(cfg), state.drops, will=False)
 
 
-def init_pretix(cfg, state: HouseState, bus: HouseMqtt):
+def init_standby(cfg, state: HouseState, bus: HouseMqtt, publisher: Publisher, pretix) -> Standby:
+    """The election (gate/house/standby.py): this house publishes only while it is the active one."""
+    def on_active() -> None:
+        bus.say_online()
+        publisher.online(settle_s=0)   # Home Assistant's entities now: a standby's announcements went nowhere
+        for g in state.view()["gates"]:   # and the doors heard from so far (their statuses came before)
+            if g["state"] != "unknown":
+                publisher.announce_gate(g["gate"])
+        for ev in state.known_events():   # every count, as this house has it (a standby's were held back)
+            state.mark_dirty(ev)
+        state.doors.unpublished()          # and each door's problems
+        if pretix is not None:
+            pretix.activated()
+
+    standby = Standby(cfg.house.venue, house_config.house_id(cfg), not cfg.house.standby, bus, state.drops,
+                      on_active=on_active, on_change=state.mark_dirty)
+    if pretix is not None:
+        pretix.active = standby.active
+    return standby
+
+
+def init_pretix(cfg, state: HouseState, bus: HouseMqtt, alerts: Optional[Alerts] = None):
     """The link to pretix, when `[pretix] url` is set (gate/house/pretix_link.py)."""
     if not cfg.pretix.url:
         return None
     from gate.house.pretix_link import PretixLink
     try:
-        return PretixLink(cfg, mark_dirty=state.mark_dirty, publish=bus.publish, inject=bus.inject)
+        return PretixLink(cfg, mark_dirty=state.mark_dirty, publish=bus.publish, inject=bus.inject, alerts=alerts)
     except (OSError, ValueError) as exc:
         raise ConfigError(cfg.path, "pretix.token_file", 0, str(exc)) from None
 
@@ -218,11 +248,12 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
 
 def init_watch(cfg, state: HouseState, alerts: Alerts, doors: DoorAlerts, bus: HouseMqtt, publisher: Publisher, pretix,
                attendance: AttendanceLog) -> Watch:
-    """The worker that turns the house's figures into alerts (gate/house/watch.py)."""
+    """The worker that turns the house's figures into alerts (gate/house/watch.py); it publishes only while
+    this house is the active one (`bus.publishing`, gate/house/standby.py)."""
     h = cfg.house
     return Watch(h.venue, state, state.flow, doors, alerts, publish=bus.publish, connected=bus.connected,
-                 publisher=publisher, pretix=pretix, db_path=attendance.path, roster=h.roster,
-                 forget_gate_after_h=h.forget_gate_after_h)
+                 publishing=lambda: bus.publishing(), publisher=publisher, pretix=pretix, db_path=attendance.path,
+                 roster=h.roster, forget_gate_after_h=h.forget_gate_after_h)
 
 
 def build_house(cfg, *, serve: bool = True) -> HouseParts:
@@ -239,27 +270,37 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
         token = init_token(cfg)
         parts.venue_mode = venue_mode = VenueMode(
             attendance.db, StaffVerifier([load_public_key(p) for p in cfg.signing.staff_keys], cfg.venue))
-        # The alerts first: the counting raises some (capacity, implausible claims) while it reads the log;
-        # they go on the bus once the house has a connection (below).
+        # pretix-safe: one alerts publisher for the house (gate/house/alerts.py), its publish function handed
+        # in once the bus and the election exist (alerts raised before that stand in `active`). No
+        # alerts.on_change = state.mark_dirty: the word raises alarms under the state's lock.
         parts.alerts = alerts = Alerts(cfg.house.venue)
         parts.state = state = init_state(cfg, attendance, checkout, venue_mode.mode, alerts)
         parts.lists = lists = HouseLists(cfg)
         parts.bus = bus = init_bus(cfg, state)
-        parts.pretix = pretix = init_pretix(cfg, state, bus)
+        parts.pretix = pretix = init_pretix(cfg, state, bus, alerts)
         parts.publisher = publisher = Publisher(cfg.house.venue, state, bus.publish, bus.connected)
         parts.doors = doors = DoorAlerts()
         parts.intake = init_intake(cfg, state, attendance, bus, checkout, lists, venue_mode, publisher,
                                    pretix, doors)
-        alerts.publish = lambda t, p, q, r: bus.publish(t, p, retain=r)
-        # No on_change hook: alerts are raised inside the state's lock (the capacity alarm); the watch tells
-        # the dashboards instead when `alerts.changes` moves.
-        parts.watch = init_watch(cfg, state, alerts, doors, bus, publisher, pretix, attendance)
+        parts.standby = standby = init_standby(cfg, state, bus, publisher, pretix)
+
+        def publish_alert(topic: str, payload, retain: bool = False) -> None:
+            """Only the active house publishes its alerts; a standby keeps them (its own dashboard)."""
+            if standby.active():
+                bus.publish(topic, payload, retain)
+        alerts.publish = publish_alert
+        parts.watch = watch = init_watch(cfg, state, alerts, doors, bus, publisher, pretix, attendance)
+        parts.workers = workers = Workers()   # pretix-safe: filled in below, once every worker is built
         parts.query = query = HouseQuery(cfg.house.venue, state, attendance, ticket_lists=lists.report,
                                          pretix=pretix.status if pretix is not None else None,
-                                         alerts=alerts.report)
+                                         houses=standby.view, workers=workers.report, alerts=alerts.report)
         parts.web = web = Dashboard(query.api, cfg.house.listen, token)
+        workers.add(parts.intake, parts.publisher, watch, web, *(pretix.workers if pretix is not None else ()))
         # The callbacks that close the circle: paho's thread tells the publisher, the publisher the dashboards.
-        bus.on_online = publisher.online
+        def on_online() -> None:
+            standby.connected()   # first: nothing is published before the claim is read again
+            publisher.online()
+        bus.on_online = on_online
         bus.on_ha_config = publisher.config_seen
         bus.status_extra = venue_mode.status
         publisher.on_published = web.notify

@@ -18,6 +18,7 @@ import bisect
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from typing import Optional
 
 from gate.core.clock import now_ms
 from gate.core.events import ScanEvent
@@ -64,13 +65,14 @@ class EventCounts:
         return max(0, self.inside_tickets - self.anonymous_exits)
 
 
-def replay(events: list, annulled: set) -> tuple[bool, bool, list, object]:
+def replay(events: list, annulled: set) -> tuple[bool, bool, list, Optional[ScanEvent]]:
     """(admitted, inside, conflicting admissions, first admission) for one ticket's events in time order.
 
     One pass, no sorting: the events are kept in order as they arrive.
     """
     inside = admitted = False
-    conflicts, first = [], None
+    conflicts: list = []
+    first: Optional[ScanEvent] = None
     for e in events:
         if e.result == "admitted":
             if (e.gate, e.ts) in annulled:
@@ -140,6 +142,7 @@ class HouseCounts:
             m = e.ts // 60000
             if c.minutes.get(m):
                 c.minutes[m] -= 1
+        assert t is not None   # only an anonymous exit has no ticket state, and it was counted above
         i = bisect.bisect(t.keys, _order(e))
         t.keys.insert(i, _order(e))
         t.events.insert(i, e)
@@ -152,6 +155,7 @@ class HouseCounts:
         for cid in t.conflicts:
             c.conflicts.pop(cid, None)
         for flagged in conflicts:
+            assert first is not None   # a conflict is a second admission: there was a first
             c.conflicts[flagged.id] = {"ticket": e.ticket, "gate": flagged.gate, "ts": flagged.ts,
                                        "first_gate": first.gate, "first_ts": first.ts}
         t.admitted, t.inside, t.conflicts = admitted, inside, tuple(x.id for x in conflicts)

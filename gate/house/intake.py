@@ -15,7 +15,7 @@ import time
 from typing import Callable, Optional
 
 from gate.bus import messages, topics
-from gate.core.worker import Worker
+from gate.core.supervisor import Supervised
 from gate.house.checkout import CheckOut
 from gate.house.ingest import Ingest
 from gate.house.log import AttendanceLog
@@ -30,7 +30,7 @@ EVERY_S = 1.0       # between passes over the gaps and the check-out
 LOG_EVERY_S = 30.0  # gap reports: a line per gate and pass would flood the log under attack
 
 
-class Intake(Worker):
+class Intake(Supervised):   # pretix-safe: restarted with backoff, shown in /api/house
     """`on_stored()` (optional) is told when events reached the log (the pretix link uploads them);
     `on_admitted(events)` gets the performances admitted to (Home Assistant discovery)."""
 
@@ -111,8 +111,9 @@ class Intake(Worker):
 
     def ask_for_gaps(self) -> None:
         """Ask each gate, over its resend topic, for events the broker never handed us
-        (say it was killed between acknowledging a gate and delivering to us)."""
-        if not self.bus.connected.is_set():
+        (say it was killed between acknowledging a gate and delivering to us). Only the active house asks:
+        a standby keeps its gaps open, unasked, and asks for them once it takes over (gate/house/standby.py)."""
+        if not self.bus.connected.is_set() or not self.bus.publishing():
             return
         due, lost = self.state.gaps_due()
         now = time.monotonic()

@@ -81,7 +81,9 @@ class AttendanceLog:
         """Every stored scan event, in arrival order."""
         for row in self.db.execute("SELECT id, gate, seq, ts, event, ticket, dir, result, reason, attention, mode "
                                    "FROM scans ORDER BY rowid"):
-            yield ScanEvent(*row[:9], attention=json.loads(row[9]), mode=row[10])
+            id_, gate, seq, ts, event, ticket, dir_, result, reason, attention, mode = row
+            yield ScanEvent(id_, gate, seq, ts, event, ticket, dir_, result, reason,
+                            attention=json.loads(attention), mode=mode)
 
     def holders(self) -> dict[str, tuple]:
         """ticket id -> (holder, patron, tags)."""

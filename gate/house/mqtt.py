@@ -18,6 +18,8 @@ import time
 from collections import deque
 from typing import Callable, Optional
 
+import paho.mqtt.client as mqtt
+
 from gate import __version__
 from gate.bus import topics
 from gate.bus.client import guarded, make_client
@@ -35,7 +37,7 @@ QUIET_ACKS_S = 0.02    # acks waiting this long with no traffic are sent from th
 class HouseMqtt:
     """The client and its callbacks; `on_online` and `on_ha_config` run on paho's network thread."""
 
-    def __init__(self, mqtt_cfg, venue: str, client_id: str, drops: Drops):
+    def __init__(self, mqtt_cfg, venue: str, client_id: str, drops: Drops, will: bool = True):
         self.cfg = mqtt_cfg
         self.venue = venue
         self.drops = drops
@@ -48,8 +50,20 @@ class HouseMqtt:
         self.status_extra: Optional[Callable[[], dict]] = None   # what the status says besides online: the venue mode
         # The will carries no ts (the broker sends it when we die; a ts from now would be older
         # than our `online`): receivers use the time they received it.
-        will = (topics.house_status(venue), json.dumps({"state": "offline", "version": __version__}), 1, True)
-        self.client = make_client(mqtt_cfg, client_id, clean_session=False, manual_ack=True, will=will)
+        self.will = (topics.house_status(venue), json.dumps({"state": "offline", "version": __version__}), 1, True)
+        self.has_will = will   # only the active house's connection carries it (gate/house/standby.py)
+        self.client = make_client(mqtt_cfg, client_id, clean_session=False, manual_ack=True,
+                                  will=self.will if will else None)
+        # Every publish through this client, whoever makes it (counts, status, discovery, alerts, resend
+        # requests, ticket lists), passes `publishing`: a standby house publishes nothing; its claim goes
+        # out through `raw_publish` (gate/house/standby.py). Retained ones are told to `on_retained`.
+        self.publishing: Callable[[], bool] = lambda: True
+        self.on_retained: Optional[Callable[[str, object], None]] = None
+        self.on_house_message: Optional[Callable[[str, bytes, bool], None]] = None   # claims and the status
+        self.raw_publish = self.client.publish
+        self.client.publish = self._publish_if_publishing   # type: ignore[method-assign]
+        self.published = self.held_back = 0   # through the gate, and stopped at it (for /api/house)
+        self._house = topics.house_prefix(venue)
         self.client.on_connect = guarded(self._on_connect)
         self.client.on_disconnect = guarded(self._on_disconnect)
         self.client.on_message = guarded(self._on_message)
@@ -75,6 +89,14 @@ class HouseMqtt:
 
     def _on_message(self, client, userdata, msg):
         self.flush_acks()
+        if msg.topic.startswith(self._house) and (msg.qos == 0 or not msg.retain):
+            # The house topics are subscribed at QoS 0 as well: claims and wills arrive at once, never queued
+            # behind scans waiting for our acks. The retained QoS 1 copies (read back late) go to the intake,
+            # which only acknowledges them.
+            if self.on_house_message is not None:
+                self.on_house_message(msg.topic, msg.payload, bool(msg.retain))
+            if msg.qos == 0:
+                return
         if msg.topic.startswith("homeassistant/"):   # subscribed at QoS 0: nothing to acknowledge
             if self.on_ha_config is not None:
                 self.on_ha_config(msg.topic, msg.payload)
@@ -87,13 +109,30 @@ class HouseMqtt:
     # -- any thread ------------------------------------------------------------------
     def say_online(self) -> None:
         """The retained house status: online, with the venue mode and the signed time of the control
-        message that set it (`status_extra`): the box office's `gate venue` waits to see them."""
+        message that set it (`status_extra`): the box office's `gate venue` waits to see them. A standby's
+        is held back by the gate (only the active house speaks for the house)."""
         extra = self.status_extra() if self.status_extra is not None else {}
         self.client.publish(topics.house_status(self.venue), json.dumps(
             {"state": "online", "version": __version__, "ts": now_ms(), **extra}), qos=1, retain=True)
 
+    def _publish_if_publishing(self, topic, payload=None, qos=0, retain=False, properties=None):
+        if not self.publishing():
+            self.held_back += 1
+            info = mqtt.MQTTMessageInfo(0)
+            info.rc = mqtt.MQTT_ERR_NO_CONN   # what paho says of a message it cannot send: a waiter is told
+            return info
+        self.published += 1
+        if retain and self.on_retained is not None:
+            self.on_retained(topic, payload)
+        return self.raw_publish(topic, payload, qos, retain, properties)
+
     def flush_acks(self) -> None:
-        """Acknowledge to the broker what is committed (from whichever thread gets here first)."""
+        """Acknowledge to the broker what is committed (from whichever thread gets here first). Only on
+        an established connection: an ack queued while paho reconnects can go out before the CONNECT
+        (the broker then drops the connection); the broker redelivers unacknowledged messages under
+        the same ids, and they are acknowledged once the session is back."""
+        if not self.connected.is_set():
+            return
         while True:
             try:
                 mid, qos = self.ready_acks.popleft()
@@ -122,6 +161,21 @@ class HouseMqtt:
     # -- running -----------------------------------------------------------------------
     def start(self) -> None:
         self._started = True
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        self.client.loop_start()
+
+    def reconnect(self, will: bool) -> None:
+        """Connect again, with or without the last will on the house status (only the active house's
+        connection may leave an `offline` behind). A clean disconnect: no will fires, and the persistent
+        session keeps what arrives meanwhile; what was delivered and not yet acknowledged comes again."""
+        self.connected.clear()   # no acks on the way down (see flush_acks)
+        self.client.disconnect()
+        self.client.loop_stop()
+        if will:
+            self.client.will_set(*self.will)
+        else:
+            self.client.will_clear()
+        self.has_will = will
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         self.client.loop_start()
 

@@ -1,149 +1,220 @@
 """The house's link to pretix, running: sync down on start and every `sync_every_s`,
 upload the queue whenever there is something to send, and say how it is going.
 
-Runs on its own worker thread (gate/core/worker.py) with its own SQLite connection; the
-house's ingest only queues (uploads.enqueue, inside its own transaction) and wakes it. pretix
-being slow or down never holds up counting. It touches nothing of the house but what it is
-handed: `mark_dirty()` (the dashboard shows the queue), `publish` for the gates' ticket list
-and `inject` for check-ins made in pretix.
+Two supervised workers (gate/core/supervisor.py), each with its own SQLite connection
+and its own pretix connection, so a slow or failing sync never holds up uploads and
+the other way round: `pretix-sync` and `pretix-upload`. The house's intake only queues
+(uploads.enqueue, inside its own transaction) and wakes the uploader; pretix being slow
+or down never holds up counting. An exception nobody expected is logged once with its
+cause, shown in /api/house and the dashboard, and the worker starts again with backoff.
+It touches nothing of the house but what it is handed: `mark_dirty()` (the dashboard shows
+the queue), `publish` for the gates' ticket list and `inject` for check-ins made in pretix,
+and `alerts` (gate/house/alerts.py).
+
+What needs a person is raised as a `sync` alert (gate/house/alerts.py): a result held
+back by the guard (with the command that accepts it), a sync that keeps failing, an
+upload queue paused by a configuration or token problem.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
+from gate.boxoffice.pretix_api import PretixClient, PretixError, token_problem
 from gate.boxoffice.publish import ListPublisher
 from gate.bus import topics
 from gate.bus.client import read_secret
 from gate.bus.codec import pack_scan
-from gate.core.worker import Worker
-from gate.house.pretix_sync import PSEUDO_GATE, PretixError, PretixSync
+from gate.core.supervisor import Supervised, describe
+from gate.house.alerts import Alerts
+from gate.house.pretix_list import build_list
+from gate.house.pretix_rows import set_aside_report
+from gate.house.pretix_sync import PSEUDO_GATE, PretixSync, SyncResult, open_db
 from gate.house.uploads import SCHEMA as UPLOADS_SCHEMA
 from gate.house.uploads import Uploader
 
 log = logging.getLogger(__name__)
 
+__all__ = ["PretixLink", "build_list", "read_token", "sync_once"]
+
 
 def read_token(cfg) -> str:
-    token = read_secret(cfg.pretix.token_file, "GATE_PRETIX_TOKEN")
-    if not token or len(token) > 512 or any(c.isspace() for c in token.strip().replace("Token ", "", 1)
-                                                                            .replace("Device ", "", 1)):
-        raise ValueError("the pretix token file holds no usable token")
+    """The pretix token from `pretix.token_file` (or GATE_PRETIX_TOKEN); ValueError saying why not."""
+    token = read_secret(cfg.pretix.token_file, "GATE_PRETIX_TOKEN") or ""
+    problem = token_problem(token)
+    if problem:
+        raise ValueError(problem)
     return token.strip()
 
 
-def build_list(sync: PretixSync, publisher: ListPublisher, previous_digest: str = "") -> tuple[bytes, str, int]:
-    """(signed ticket list, digest of its content, tickets); b"" when nothing changed since the last."""
-    tickets, revoked, meta = sync.ticket_list()
-    digest = hashlib.sha256(repr((sorted((tuple(vars(t).items()) for t in tickets), key=repr), sorted(revoked),
-                                  meta)).encode()).hexdigest()
-    if digest == previous_digest:
-        return b"", digest, len(tickets)
-    return publisher.pack(tickets, revoked, pretix=meta), digest, len(tickets)
+class _Loop(Supervised):
+    """One of the link's two loops, supervised; `body(stop)` loops until the link stops."""
+
+    def __init__(self, name: str, body: Callable, stop: threading.Event, waker: Callable[[], None],
+                 join_timeout: float, on_failure: Callable[[str], None]):
+        super().__init__(name, join_timeout)
+        self.stopping = stop       # the link's own: one stop ends both loops
+        self.body, self.waker, self.on_failure = body, waker, on_failure
+
+    def run(self) -> None:
+        self.body()
+
+    def wake(self) -> None:
+        self.waker()
 
 
-class PretixLink(Worker):
+class PretixLink:
     """`mark_dirty()`: something the dashboard shows changed; `publish(topic, payload, retain)`
-    queues a QoS 1 message; `inject(topic, payload)` hands the house a message as if from the bus."""
+    queues a QoS 1 message; `inject(topic, payload)` hands the house a message as if from the bus;
+    `alerts`: the house's alerts (one of its own when not given: then nothing is published)."""
 
-    def __init__(self, cfg, *, mark_dirty: Callable[[], None], publish: Callable, inject: Callable):
-        # an upload in flight may take pretix's whole timeout before the thread sees the stop
-        super().__init__("pretix", join_timeout=cfg.pretix.timeout_s + 2)
+    def __init__(self, cfg, *, mark_dirty: Callable[[], None], publish: Callable, inject: Callable,
+                 alerts: Optional[Alerts] = None):
         self.cfg = cfg
         self.venue = cfg.venue
         self.mark_dirty, self.publish, self.inject_message = mark_dirty, publish, inject
         self.db_path = db_path = Path(cfg.storage.dir) / "house.db"
-        self.sync = PretixSync(cfg, db_path, read_token(cfg))
+        token = read_token(cfg)
+        p = cfg.pretix
+        self.sync = PretixSync(cfg, db_path, token)
         try:
             self.sync.db.executescript(UPLOADS_SCHEMA)
             self.publisher = ListPublisher.from_config(cfg, role="house")
-            self.uploader = Uploader(self.sync.db, self.sync.client, cfg.pretix.event, cfg.pretix.checkin_list)
+            self.uploader = Uploader(open_db(db_path), PretixClient(p.url, p.organizer, token, p.timeout_s),
+                                     p.event, p.checkin_list, on_pause=self._paused, on_resume=self._resumed)
         except BaseException:
             self.sync.close()
             raise
+        self.alerts = alerts if alerts is not None else Alerts(cfg.venue)
         self.wake_up = threading.Event()
+        self.stop = threading.Event()
+        self.sync.cancel = self.stop      # a long full sync ends at its next page when the house stops
         self.sync_now = threading.Event()
+        self.first_sync = threading.Event()   # uploads wait for it: a scan's ticket may come with it
+        # A standby house leaves pretix to the active one: no sync, no upload until it takes over
+        # (gate/house/standby.py); then it runs as a house that has just started.
+        self.active: Callable[[], bool] = lambda: True
         self.digest = ""
         self.last_sync_error = ""
+        self.last_result: Optional[SyncResult] = None
+        self.last_sync_s: Optional[float] = None     # the last good round, pretix to the gates' list published
         self.syncs = 0
+        # an upload or a page in flight may take pretix's whole deadline before a loop sees the stop
+        wait = 2 * p.timeout_s + 2
+        self._sync = _Loop("pretix-sync", self._sync_loop, self.stop, self.sync_now.set, wait, self._crashed)
+        self._upload = _Loop("pretix-upload", self._upload_loop, self.stop, self.wake_up.set, wait, self._crashed)
+        self.workers = (self._sync, self._upload)
 
     def start(self) -> None:
         self.sync_now.set()
-        super().start()
+        self._sync.start()
+        self._upload.start()
+
+    def activated(self) -> None:
+        """This house became the active one (gate/house/standby.py): sync now, and publish the list even if
+        unchanged (one published while it was not active went nowhere), then upload."""
+        self.digest = ""
+        self.sync_now.set()
+        self.wake()
 
     def wake(self) -> None:
-        """Something to upload (or stopping): end the wait."""
         self.wake_up.set()
 
     def close(self) -> None:
-        self.stop()
+        """Stop both loops (each waits at most one deadline) and close what they held."""
+        self.first_sync.set()
+        for w in self.workers:
+            w.stop()
         self.sync.close()
+        self.uploader.client.close()
+        self.uploader.db.close()
 
-    def status(self) -> dict:
-        """For /api/house and the dashboard: read on the caller's (HTTP) thread with its own
-        short-lived connection, so it never waits for an upload in flight."""
-        import sqlite3
-        db = sqlite3.connect(str(self.db_path), timeout=2)
-        try:
-            counts = dict(db.execute("SELECT state, count(*) FROM pretix_uploads GROUP BY state").fetchall())
-            positions = db.execute("SELECT count(*) FROM pretix_positions").fetchone()[0]
-            last_sync = db.execute("SELECT value FROM pretix_state WHERE key='last_sync'").fetchone()
-        except sqlite3.Error as exc:
-            return {"error": str(exc)}
-        finally:
-            db.close()
-        up = self.uploader
-        return {"queue": counts.get("queued", 0), "uploaded": counts.get("done", 0),
-                "refused": counts.get("refused", 0), "failed": counts.get("failed", 0),
-                "last_success": up.last_success, "last_error": up.last_error, "last_error_at": up.last_error_at,
-                "positions": positions, "last_sync": int(last_sync[0]) if last_sync else None,
-                "sync_error": self.last_sync_error, "syncs": self.syncs}
-
-    def run(self) -> None:
+    # -- the workers ----------------------------------------------------------------
+    def _sync_loop(self) -> None:
         every = self.cfg.pretix.sync_every_s
         next_sync = 0.0
-        seen_error = None
-        while not self.stopping.is_set():
+        while not self.stop.is_set():
+            if not self.active():
+                self.stop.wait(0.5)
+                continue
             if self.sync_now.is_set() or time.monotonic() >= next_sync:
                 self.sync_now.clear()
-                self.do_sync()
+                try:
+                    self.do_sync()
+                finally:
+                    self.first_sync.set()
                 next_sync = time.monotonic() + every
-            try:
-                if self.uploader.drain(self.stopping) or self.uploader.last_error_at != seen_error:
-                    seen_error = self.uploader.last_error_at
-                    self.mark_dirty()     # the dashboard shows the queue: push a fresh view
-            except Exception:   # never let one bad row end the link
-                log.exception("pretix upload pass failed")
-            wait = max(0.05, min(next_sync - time.monotonic(), self.uploader.backoff_until - time.monotonic(), 5.0))
-            self.wake_up.wait(wait)
+            self.sync_now.wait(max(0.05, next_sync - time.monotonic()))
+
+    def _upload_loop(self) -> None:
+        seen_error = None
+        self.first_sync.wait(2 * self.cfg.pretix.timeout_s + 5)
+        while not self.stop.is_set():
+            if not self.active():
+                self.stop.wait(0.5)
+                continue
+            if self.uploader.drain(self.stop) or self.uploader.last_error_at != seen_error:
+                seen_error = self.uploader.last_error_at
+                self.mark_dirty()     # the dashboard shows the queue: push a fresh view
+            self.wake_up.wait(min(max(self.uploader.next_due(), 0.05), 5.0))
             self.wake_up.clear()
 
     def do_sync(self) -> bool:
+        """One sync; True when it went through (published, or nothing changed)."""
+        t0 = time.monotonic()
         try:
             r = self.sync.sync()
+            self.last_result = r
+            if r.held:
+                self.last_sync_error = ""
+                self.alerts.raise_("sync:held", "sync", "critical", r.held.text, tags=("pretix", r.held.why))
+                self.mark_dirty()
+                return False
+            payload, self.digest, n = build_list(self.sync, self.publisher, self.digest)
         except PretixError as exc:
+            if self.stop.is_set():
+                return False          # the house is stopping: not news
             self.last_sync_error = str(exc)
-            log.warning("pretix sync failed: %s (the gates keep the last list)", exc)
+            self.alerts.raise_("sync:error", "sync", "warn", f"pretix sync failed: {exc}; the gates keep the last "
+                               "list", tags=("pretix", exc.kind))
+            self.mark_dirty()
+            return False
+        except ValueError as exc:    # the list packer refused (too many tickets, too large)
+            self.last_sync_error = f"the ticket list cannot be made: {exc}"
+            self.alerts.raise_("sync:error", "sync", "warn", self.last_sync_error, tags=("pretix",))
             return False
         except Exception as exc:
-            self.last_sync_error = f"{type(exc).__name__}: {exc}"
-            log.exception("pretix sync failed")
-            return False
+            self.last_sync_error = describe(exc)
+            raise                    # the supervisor logs it once and starts the worker again
         self.last_sync_error = ""
+        for key in ("sync:held", "sync:error", "sync:worker"):
+            self.alerts.clear(key)
         self.syncs += 1
         self.mark_dirty()
-        payload, self.digest, n = build_list(self.sync, self.publisher, self.digest)
         if payload:
             self.publish(topics.tickets(self.venue), payload, retain=True)
-            log.info("pretix sync (%s, %.1f s): %d tickets published to the gates", "full" if r.full else
-                     f"{r.changed_orders} changed orders", r.seconds, n)
+            self.sync.note_published(n)
         self.inject(r.foreign_checkins)
+        self._retry_waiting_for_tickets()
+        self.last_sync_s = round(time.monotonic() - t0, 3)
+        if payload:
+            log.info("pretix sync (%s, %.1f s): %d tickets published to the gates", "full" if r.full else
+                     f"{r.changed_orders} changed orders", self.last_sync_s, n)
         return True
+
+    def _retry_waiting_for_tickets(self) -> None:
+        """Scans that waited for their ticket to appear in pretix's data: try them now it may have."""
+        with self.sync.db:
+            n = self.sync.db.execute("UPDATE pretix_uploads SET next_try=0 WHERE state='queued' AND error LIKE "
+                                     "'ticket % not in pretix''s data yet'").rowcount
+        if n:
+            self.wake()
 
     def inject(self, events) -> None:
         """Check-ins made in pretix: to the gates (ticket used) and into the house's own log."""
@@ -153,61 +224,49 @@ class PretixLink(Worker):
             self.publish(topic, payload)
             self.inject_message(topic, payload)
 
+    # -- alerts ------------------------------------------------------------------------
+    def _paused(self, kind: str, text: str) -> None:
+        self.alerts.raise_("sync:uploads", "sync", "critical", f"pretix uploads paused ({kind}): {text}. Nothing is "
+                           "dropped: every waiting scan goes up once this is fixed", tags=("pretix", kind))
+        self.mark_dirty()
 
-def sync_once(cfg, action: str = "sync") -> int:
-    """`gate house -c FILE pretix sync|status`: one sync now, with progress, published to the
-    gates; or what the upload queue holds. Works beside a running house (same SQLite, WAL)."""
-    import sys
+    def _resumed(self) -> None:
+        self.alerts.clear("sync:uploads", "pretix uploads resumed")
+        self.mark_dirty()
 
-    from gate.bus.client import connect, make_client
-    from gate.core.progress import Progress
-    db_path = Path(cfg.storage.dir) / "house.db"
-    Path(cfg.storage.dir).mkdir(parents=True, exist_ok=True)
-    try:
-        token = read_token(cfg)
-    except (OSError, ValueError) as exc:
-        from gate.core.errors import ConfigError
-        raise ConfigError(cfg.path, "pretix.token_file", 0, str(exc)) from None
-    sync = PretixSync(cfg, db_path, token)
-    try:
-        sync.db.executescript(UPLOADS_SCHEMA)
-        if action == "status":
-            up = Uploader(sync.db, sync.client, cfg.pretix.event, cfg.pretix.checkin_list).status()
-            st = sync.status()
-            print(f"positions held: {st['positions']:,}; last sync: "
-                  f"{time.strftime('%H:%M:%S', time.localtime(st['last_sync'] / 1000)) if st['last_sync'] else 'never'}")
-            print(f"upload queue: {up['queue']:,} waiting, {up['uploaded']:,} uploaded, {up['refused']:,} refused "
-                  f"by pretix, {up['failed']:,} failed")
-            return 0
-        bars: dict = {}
+    def _crashed(self, what: str) -> None:
+        self.alerts.raise_("sync:worker", "sync", "warn", f"the pretix link failed and restarts: {what}",
+                           tags=("pretix",))
+        self.mark_dirty()
 
-        def progress(what, done, total):
-            bars.setdefault(what, Progress(f"pretix {what}"))(done, total)
+    # -- status --------------------------------------------------------------------------
+    def status(self) -> dict:
+        """For /api/house and the dashboard: read on the caller's (HTTP) thread with its own
+        short-lived connection, so it never waits for an upload or a sync in flight."""
+        db = sqlite3.connect(str(self.db_path), timeout=2)
         try:
-            r = sync.sync(progress)
-        except PretixError as exc:
-            print(f"gate: pretix sync failed: {exc}", file=sys.stderr)
-            return 1
-        publisher = ListPublisher.from_config(cfg, role="house")
-        payload, _, n = build_list(sync, publisher)
-        for p in bars.values():
-            p.done("read")
-        publisher.publish(payload)      # raises GateError in words when the broker does not take it
-        if r.foreign_checkins:
-            c = make_client(cfg.mqtt, f"house-{cfg.venue}-sync-{int(time.time())}")
-            connect(c, cfg.mqtt)
-            c.loop_start()
-            try:
-                infos = [c.publish(topics.scan(cfg.venue, PSEUDO_GATE), pack_scan(e), qos=1)
-                         for e in r.foreign_checkins]
-                for info in infos:
-                    info.wait_for_publish(timeout=30)
-            finally:
-                c.disconnect()
-                c.loop_stop()
-        print(f"pretix sync ({'full' if r.full else f'{r.changed_orders} changed orders'}, {r.seconds:.1f} s): "
-              f"{n:,} tickets published to {topics.tickets(cfg.venue)}; "
-              f"{len(r.foreign_checkins)} check-in(s) made in pretix passed on")
-        return 0
-    finally:
-        sync.close()
+            up = self.uploader.status(db)
+            positions = db.execute("SELECT count(*) FROM pretix_positions").fetchone()[0]
+            state = dict(db.execute("SELECT key, value FROM pretix_state WHERE key IN "
+                                    "('last_sync', 'held', 'skipped', 'since_ms')").fetchall())
+            aside = set_aside_report(db, 5)
+        except sqlite3.Error as exc:
+            return {"error": str(exc)}
+        finally:
+            db.close()
+        try:
+            held = json.loads(state["held"]) if state.get("held") else None
+        except ValueError:
+            held = None
+        return {**up, "positions": positions,
+                "last_sync": int(state["last_sync"]) if state.get("last_sync") else None,
+                "sync_error": self.last_sync_error, "syncs": self.syncs, "last_sync_s": self.last_sync_s, "held": held,
+                "skipped": int(state.get("skipped") or 0), "set_aside_positions": aside,
+                "marker": int(state["since_ms"]) if state.get("since_ms") else None,
+                "workers": [w.status() for w in self.workers]}
+
+
+def sync_once(cfg, action: str = "sync", accept_shrink: bool = False) -> int:
+    """`gate house -c FILE pretix sync|status [--accept-shrink]` (gate/house/pretix_cli.py)."""
+    from gate.house.pretix_cli import sync_once as run
+    return run(cfg, action, accept_shrink)

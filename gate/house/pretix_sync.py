@@ -4,12 +4,23 @@ The house keeps what the check-in list holds in its own SQLite (tables `pretix_*
 house.db): every position with its secret, event date, holder, seat, attention flag,
 validity and state (valid, blocked, or revoked when its order is unpaid or cancelled),
 pretix's revoked and blocked secrets, the check-ins pretix has recorded, and the event's
-valid `pretix_sig1` keys. The first sync reads the whole list; later ones ask pretix which
-orders changed since the last one (by pretix's own clock) and re-read only those.
+valid `pretix_sig1` keys. The first sync reads the whole list, page by page into
+staging tables (memory holds one page); later ones ask pretix which orders changed
+since a marker and re-read only those.
 
-From that the house makes the gates' ticket list. A check-in recorded in pretix that no
-gate made (a pretix app at another door) becomes a scan event from the pseudo-gate
-`pretix`, so gates treat the ticket as used and the house counts it as pretix does.
+The marker is pretix's own data, never a `Date` header: the newest `last_modified` of
+the orders seen, but never later than the house's own clock (a pretix or proxy whose
+clock runs ahead cannot push it past changes still to come), less a small margin. A
+stored marker in the future (a clock put back, a database from elsewhere) is refused
+and a full sync is made instead.
+
+A result is checked before it replaces anything (gate/house/pretix_guard.py): an empty
+list, one that would drop an unusual share of the tickets, or one where most positions
+were unusable is held for a person; the house keeps the last good data.
+
+A check-in recorded in pretix that no gate made (a pretix app at another door) becomes
+a scan event from the pseudo-gate `pretix`, so gates treat the ticket as used and the
+house counts it as pretix does.
 """
 
 from __future__ import annotations
@@ -17,27 +28,28 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from gate.boxoffice.pretix import ticket_seed
-from gate.boxoffice.pretix_api import PretixClient, PretixError, parse_time
-from gate.core.events import ScanEvent, Ticket
+from gate.boxoffice.pretix_api import PretixClient, PretixError, iso, parse_time
+from gate.core.events import ScanEvent
 from gate.house import curtain
+from gate.house import pretix_guard as guard
+from gate.house.pretix_list import ticket_list
+from gate.house.pretix_rows import COLUMNS, ROW_SQL, SetAside, gate_event, marker_text, modified_ms, position_row
 
 log = logging.getLogger(__name__)
 
 PSEUDO_GATE = "pretix"
 FULL_RESYNC_ORDERS = 200     # more changed orders than this: re-read the whole list instead
-MAX_TEXT = 200
+MARGIN_MS = 2_000            # the marker is set this far back: pretix's commits are not instantaneous
+FUTURE_MS = 5 * 60_000       # a stored marker further ahead of the house's clock than this is refused
+MAX_ORDER_POSITIONS = 5_000  # positions of one changed order
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS pretix_positions (
-    id INTEGER PRIMARY KEY, secret TEXT NOT NULL, ticket_id TEXT NOT NULL, order_code TEXT NOT NULL,
-    positionid INTEGER, event TEXT NOT NULL, item INTEGER, subevent INTEGER, holder TEXT, seat TEXT,
-    email TEXT, attention INTEGER, blocked INTEGER, order_status TEXT, valid_if_pending INTEGER,
-    valid_from INTEGER, valid_until INTEGER);
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS pretix_positions {ROW_SQL};
 CREATE INDEX IF NOT EXISTS pretix_positions_ticket ON pretix_positions(ticket_id);
 CREATE INDEX IF NOT EXISTS pretix_positions_order ON pretix_positions(order_code);
 CREATE TABLE IF NOT EXISTS pretix_checkins (
@@ -46,13 +58,44 @@ CREATE TABLE IF NOT EXISTS pretix_revoked (secret TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS pretix_blocked (secret TEXT PRIMARY KEY, blocked INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS pretix_state (key TEXT PRIMARY KEY, value TEXT);
 """
+UNIQUE = """
+CREATE UNIQUE INDEX IF NOT EXISTS pretix_positions_secret_u ON pretix_positions(secret);
+CREATE UNIQUE INDEX IF NOT EXISTS pretix_positions_ticket_u ON pretix_positions(ticket_id);
+"""
+# Staging tables are TEMP: private to one connection (the running house and `gate house pretix sync` may
+# sync at the same time), and on disk (temp_store=FILE), so a large list never has to fit in memory.
+STAGE = f"""
+DROP TABLE IF EXISTS temp.pretix_stage; DROP TABLE IF EXISTS temp.pretix_stage_checkins;
+DROP TABLE IF EXISTS temp.pretix_stage_revoked; DROP TABLE IF EXISTS temp.pretix_stage_blocked;
+CREATE TEMP TABLE pretix_stage {ROW_SQL};
+CREATE UNIQUE INDEX temp.pretix_stage_secret ON pretix_stage(secret);
+CREATE UNIQUE INDEX temp.pretix_stage_ticket ON pretix_stage(ticket_id);
+CREATE TEMP TABLE pretix_stage_checkins (id INTEGER PRIMARY KEY, position INTEGER, ts INTEGER, type TEXT);
+CREATE TEMP TABLE pretix_stage_revoked (secret TEXT PRIMARY KEY);
+CREATE TEMP TABLE pretix_stage_blocked (secret TEXT PRIMARY KEY, blocked INTEGER NOT NULL);
+"""
+UNSTAGE = """
+DROP TABLE IF EXISTS temp.pretix_stage; DROP TABLE IF EXISTS temp.pretix_stage_checkins;
+DROP TABLE IF EXISTS temp.pretix_stage_revoked; DROP TABLE IF EXISTS temp.pretix_stage_blocked;
+"""
 
 
 def open_db(path) -> sqlite3.Connection:
     db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA temp_store=FILE")
     db.executescript(SCHEMA)
+    try:
+        db.executescript(UNIQUE)
+    except sqlite3.IntegrityError:
+        # Data from before secrets and ticket ids were checked for uniqueness: two rows with one secret
+        # made every list fail to pack. Drop it; the next sync reads the whole list again, checked.
+        log.warning("pretix data in %s holds a secret or ticket id twice: it is read again in full", path)
+        with db:
+            db.execute("DELETE FROM pretix_positions")
+            db.execute("DELETE FROM pretix_state WHERE key IN ('since', 'since_ms')")
+        db.executescript(UNIQUE)
     return db
 
 
@@ -63,64 +106,27 @@ class SyncResult:
     changed_orders: int
     foreign_checkins: list  # ScanEvents to inject (check-ins made in pretix, not by a gate)
     seconds: float
+    seen: int = 0           # positions pretix sent
+    skipped: int = 0        # ... of which set aside
+    held: Optional[guard.Held] = None   # the result was held back for a person (nothing stored)
 
 
-def _text(v, limit=MAX_TEXT) -> str:
-    return v[:limit] if isinstance(v, str) else ""
-
-
-def _int(v) -> Optional[int]:
-    return v if type(v) is int and 0 <= v < 1 << 53 else None
-
-
-def gate_event(slug: str, subevent: Optional[int], subevents: dict) -> str:
-    """DESIGN.md's ticket event id: `<slug>` or `<slug>-<subevent id>` (or the configured mapping)."""
-    if subevent:
-        return subevents.get(str(subevent)) or f"{slug}-{subevent}"
-    return slug
-
-
-def position_row(p: dict, slug: str, list_id: int, subevents: dict):
-    """One position from pretix as a table row plus its check-ins on our list;
-    None for anything that does not have the shape of a position."""
-    pid, secret, order = _int(p.get("id")), p.get("secret"), p.get("order")
-    if pid is None or not isinstance(secret, str) or not 0 < len(secret) <= 1024 \
-            or not isinstance(order, str) or not 0 < len(order) <= 32:
-        return None
-    try:
-        vf, vu = parse_time(p.get("valid_from")), parse_time(p.get("valid_until"))
-    except ValueError:
-        return None
-    seat = p.get("seat")
-    seat = _text(seat.get("name")) if isinstance(seat, dict) else ""
-    sub = _int(p.get("subevent"))
-    seed = ticket_seed(secret)
-    positionid = _int(p.get("positionid")) or 0
-    tid = f"pretix-{seed}" if seed else f"{order}-{positionid}"
-    row = (pid, secret, tid, order, positionid, gate_event(slug, sub, subevents), _int(p.get("item")), sub,
-           _text(p.get("attendee_name")), seat, _text(p.get("attendee_email")), int(p.get("require_attention") is True),
-           int(bool(p.get("blocked"))), _text(p.get("order__status"), 2), int(p.get("order__valid_if_pending") is True),
-           vf, vu)
-    checkins = []
-    for c in p.get("checkins") or ():
-        if not isinstance(c, dict) or c.get("list") != list_id or _int(c.get("id")) is None:
-            continue
-        try:
-            ts = parse_time(c.get("datetime"))
-        except ValueError:
-            continue
-        if ts is not None and c.get("type") in ("entry", "exit"):
-            checkins.append((c["id"], pid, ts, c["type"]))
-    return row, checkins
+class _Hold(Exception):
+    def __init__(self, held: guard.Held):
+        self.held = held
 
 
 class PretixSync:
     def __init__(self, cfg, db_path, token: str):
         p = cfg.pretix
         self.slug, self.list_id, self.subevents, self.zones = p.event, p.checkin_list, p.subevents, p.zones
+        self.config_path = cfg.path
         self.client = PretixClient(p.url, p.organizer, token, p.timeout_s)
         self.db = open_db(db_path)
         self.ev = f"/events/{p.event}"
+        self.held = guard.HeldState(self.state, self._set_now, self._delete_now)
+        self.marker_note = ""   # why the last marker was refused, for status
+        self.cancel: Optional[threading.Event] = None   # set: a round ends at its next page (the house stops)
 
     def close(self) -> None:
         self.client.close()
@@ -133,73 +139,228 @@ class PretixSync:
     def _set(self, key: str, value) -> None:
         self.db.execute("INSERT OR REPLACE INTO pretix_state VALUES (?,?)", (key, str(value)))
 
-    def sync(self, progress: Optional[Callable[[str, int, int], None]] = None) -> SyncResult:
-        """One round with pretix; raises PretixError (the house's data stays as it was)."""
+    def _set_now(self, key: str, value) -> None:
+        with self.db:
+            self._set(key, value)
+
+    def _delete_now(self, key: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM pretix_state WHERE key=?", (key,))
+
+    # -- the marker ---------------------------------------------------------------------
+    def marker(self, now_ms: int) -> Optional[int]:
+        """The stored marker (unix ms), or None for a full sync (none yet, unreadable, or in the future)."""
+        raw = self.state("since_ms")
+        since: Optional[int]
+        try:
+            if raw is not None:
+                since = int(raw)
+            else:
+                legacy = self.state("since")    # from before: an ISO time, once taken from a Date header
+                since = parse_time(legacy) if legacy else None
+        except ValueError:
+            since = None
+        if since is not None and since > now_ms + FUTURE_MS:
+            self.marker_note = (f"the stored marker {iso(since)} is ahead of the house's clock {iso(now_ms)}: "
+                                "refused, reading the whole list instead")
+            log.warning("pretix sync: %s", self.marker_note)
+            return None
+        return since
+
+    def _newest_modified(self) -> Optional[int]:
+        """pretix's own clock, as its data shows it: the newest order's `last_modified` (one page)."""
+        body = self.client.get(self.ev + "/orders/", {"ordering": "-last_modified", "page": 1})
+        newest, results = None, body.get("results")
+        for o in results if isinstance(results, list) else []:
+            t = modified_ms(o)
+            if t is not None:
+                newest = t if newest is None else max(newest, t)
+        return newest
+
+    # -- one round --------------------------------------------------------------------
+    def sync(self, progress: Optional[Callable[[str, int, int], None]] = None, accept: bool = False) -> SyncResult:
+        """One round with pretix; raises PretixError (the house's data stays as it was). A result the
+        guard holds back comes back with `held` set and changes nothing; `accept` lets it through."""
         t0 = time.monotonic()
+        now_ms = int(time.time() * 1000)
         event = self.client.get(self.ev + "/")
-        started = self.client.server_date or time.time()
-        keys = (event.get("valid_keys") or {}).get("pretix_sig1") if isinstance(event.get("valid_keys"), dict) else []
-        keys = [k for k in keys or [] if isinstance(k, str) and len(k) < 4096][:16]
-        since = self.state("since")
+        vk = event.get("valid_keys")
+        keys = vk.get("pretix_sig1") if isinstance(vk, dict) else []
+        keys = [k for k in (keys if isinstance(keys, list) else []) if isinstance(k, str) and len(k) < 4096][:16]
+        since = self.marker(now_ms)
         changed: list[str] = []
+        newest: Optional[int] = None
         full = since is None
-        # curtain times for the door flow (gate/house/curtain.py): on a first sync, or when none are kept yet
-        starts = curtain.pretix_starts(event, self.slug, list(self.client.pages(self.ev + "/subevents/"))
-                                       if event.get("has_subevents") is True else [], self.subevents) \
-            if full or self.state(curtain.STARTS_KEY) is None else None
-        if not full:
-            for o in self.client.pages(self.ev + "/orders/", {"modified_since": since, "ordering": "last_modified"}):
+        if full or self.state(curtain.STARTS_KEY) is None:   # curtain times for the door flow (gate/house/curtain.py)
+            subs = list(self.client.pages(self.ev + "/subevents/")) if event.get("has_subevents") is True else []
+            self._set_now(curtain.STARTS_KEY, json.dumps(curtain.pretix_starts(event, self.slug, subs, self.subevents)))
+        if since is not None:
+            for o in self.client.pages(self.ev + "/orders/", {"modified_since": marker_text(since),
+                                                             "ordering": "last_modified"}):
                 if isinstance(o.get("code"), str) and len(o["code"]) <= 32:
                     changed.append(o["code"])
+                t = modified_ms(o)
+                if t is not None:
+                    newest = t if newest is None else max(newest, t)
                 if len(changed) > FULL_RESYNC_ORDERS:
                     full = True
                     break
-        positions_path = self.ev + f"/checkinlists/{self.list_id}/positions/"
-        rows, checkins, bad = [], [], 0
         if full:
-            report = (lambda page, n, count: progress("positions", min(page * 50, count), count)) if progress else None
-            batches = [self.client.pages(positions_path, {"ignore_status": "true"}, on_page=report)]
+            newest = self._newest_modified()
+            marker = min(newest if newest is not None else now_ms, now_ms) - MARGIN_MS
+            r = self._full(keys, marker, progress, accept)
         else:
-            batches = [self.client.pages(positions_path, {"ignore_status": "true", "order": code}) for code in changed]
-        for n, batch in enumerate(batches):
-            for p in batch:
-                got = position_row(p, self.slug, self.list_id, self.subevents)
-                if got is None:
-                    bad += 1
+            assert since is not None
+            marker = since if newest is None else max(since, min(newest, now_ms) - MARGIN_MS)
+            r = self._incremental(keys, since, marker, sorted(set(changed)), progress, accept)
+        r.seconds = time.monotonic() - t0
+        return r
+
+    def _stage_page(self, page, aside: SetAside, table: str) -> tuple[int, int]:
+        """Rows of one page into `table`; (seen, skipped)."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise PretixError("stopped before the round was complete", 0, "unreachable")
+        seen = skipped = 0
+        for p in page:
+            seen += 1
+            if not isinstance(p, dict):
+                aside.add(p, "not an object")
+                skipped += 1
+                continue
+            row, extra = position_row(p, self.slug, self.list_id, self.subevents)
+            if row is None:
+                aside.add(p, extra)
+                skipped += 1
+                continue
+            if self.db.execute(f"INSERT OR IGNORE INTO {table} ({COLUMNS}) VALUES "
+                               "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row).rowcount == 0:
+                same = self.db.execute(f"SELECT secret FROM {table} WHERE id=?", (row[0],)).fetchone()
+                if same and same[0] == row[1]:
+                    seen -= 1          # the same position twice (a list that moved while paged): once is enough
                     continue
-                rows.append(got[0])
-                checkins += got[1]
-            if progress and not full:
-                progress("changed orders", n + 1, len(batches))
-        revoked = [r.get("secret") for r in self.client.pages(
-            self.ev + "/revokedsecrets/", {} if full else {"created_since": since})]
-        blocked = [(r.get("secret"), int(r.get("blocked") is True)) for r in self.client.pages(
-            self.ev + "/blockedsecrets/", {} if full else {"updated_since": since})]
-        if bad:
-            log.warning("pretix sent %d position(s) of an unexpected shape: skipped", bad)
+                aside.add(p, "its secret or ticket id is on the list already (two positions, one ticket)")
+                skipped += 1
+                continue
+            self.db.executemany("INSERT OR IGNORE INTO pretix_stage_checkins (id, position, ts, type) "
+                                "VALUES (?,?,?,?)", extra)
+        return seen, skipped
+
+    def _secrets(self, path: str, params: dict, table: str, blocked: bool) -> None:
+        for page in self.client.page_lists(self.ev + path, params):
+            rows = [r for r in page if isinstance(r, dict) and isinstance(r.get("secret"), str)
+                    and 0 < len(r["secret"]) <= 1024]
+            with self.db:
+                if blocked:
+                    self.db.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?,?)",
+                                        [(r["secret"], int(r.get("blocked") is True)) for r in rows])
+                else:
+                    self.db.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?)", [(r["secret"],) for r in rows])
+
+    def _judge(self, base, new, seen, skipped, full, accept) -> Optional[guard.Held]:
+        if accept:
+            return None
+        why = guard.judge(base[0], base[1], new[0], new[1], seen, skipped, self.state("empty_accepted") == "1", full)
+        if not why:
+            return None
+        text = guard.explain(why, base[0], base[1], new[0], new[1], seen, skipped, self.list_id, self.config_path)
+        return guard.Held(why, text, base[0], base[1], new[0], new[1], seen, skipped, full, int(time.time() * 1000))
+
+    def _full(self, keys, marker, progress, accept) -> SyncResult:
+        db = self.db
+        base = guard.baseline(db, self.state)
+        db.executescript(STAGE)
+        aside = SetAside(db)
+        try:
+            with db:
+                aside.clear()
+            report = (lambda page, n, count: progress("positions", min(page * 50, count), count)) if progress else None
+            seen = skipped = 0
+            for page in self.client.page_lists(self.ev + f"/checkinlists/{self.list_id}/positions/",
+                                               {"ignore_status": "true"}, on_page=report):
+                with db:   # a page at a time: memory holds one page, whatever the list's size
+                    s, k = self._stage_page(page, aside, "pretix_stage")
+                seen, skipped = seen + s, skipped + k
+            self._secrets("/revokedsecrets/", {}, "pretix_stage_revoked", False)
+            self._secrets("/blockedsecrets/", {}, "pretix_stage_blocked", True)
+            new = guard.counts(db, "pretix_stage", "pretix_stage_blocked")
+            held = self._judge(base, new, seen, skipped, True, accept)
+            if held:
+                self.held.save(held)
+                return SyncResult(True, base[0], 0, [], 0.0, seen, skipped, held)
+            with db:
+                db.execute("DELETE FROM pretix_positions")
+                db.execute(f"INSERT INTO pretix_positions ({COLUMNS}) SELECT {COLUMNS} FROM pretix_stage")
+                db.execute("INSERT OR IGNORE INTO pretix_checkins (id, position, ts, type) "
+                           "SELECT id, position, ts, type FROM pretix_stage_checkins")
+                for t in ("revoked", "blocked"):
+                    db.execute(f"DELETE FROM pretix_{t}")
+                    db.execute(f"INSERT INTO pretix_{t} SELECT * FROM pretix_stage_{t}")
+                foreign = self._finish(keys, marker, skipped)
+        finally:
+            db.executescript(UNSTAGE)
+        if skipped:
+            log.warning("pretix sent %d position(s) the gates cannot take: set aside (gate house pretix status)",
+                        skipped)
+        return SyncResult(True, new[0], 0, foreign, 0.0, seen, skipped)
+
+    def _incremental(self, keys, since, marker, changed, progress, accept) -> SyncResult:
+        db = self.db
+        base = guard.baseline(db, self.state)
+        db.executescript(STAGE)
+        aside = SetAside(db)
+        seen = skipped = 0
+        try:
+            for n, code in enumerate(changed):
+                for page in self.client.page_lists(self.ev + f"/checkinlists/{self.list_id}/positions/",
+                                                   {"ignore_status": "true", "order": code},
+                                                   max_items=MAX_ORDER_POSITIONS):
+                    with db:
+                        s, k = self._stage_page(page, aside, "pretix_stage")
+                    seen, skipped = seen + s, skipped + k
+                if progress:
+                    progress("changed orders", n + 1, len(changed))
+            stamp = marker_text(since)
+            self._secrets("/revokedsecrets/", {"created_since": stamp}, "pretix_stage_revoked", False)
+            self._secrets("/blockedsecrets/", {"updated_since": stamp}, "pretix_stage_blocked", True)
+            try:
+                with db:
+                    db.executemany("DELETE FROM pretix_positions WHERE order_code=?", [(c,) for c in changed])
+                    for row in db.execute(f"SELECT {COLUMNS} FROM pretix_stage ORDER BY id").fetchall():
+                        if db.execute(f"INSERT OR IGNORE INTO pretix_positions ({COLUMNS}) VALUES "
+                                      "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row).rowcount == 0:
+                            aside.add({"id": row[0], "order": row[3]},
+                                      "its secret or ticket id belongs to another order's position")
+                            skipped += 1
+                    db.execute("INSERT OR IGNORE INTO pretix_checkins (id, position, ts, type) "
+                               "SELECT id, position, ts, type FROM pretix_stage_checkins")
+                    db.execute("INSERT OR IGNORE INTO pretix_revoked SELECT * FROM pretix_stage_revoked")
+                    db.execute("INSERT OR REPLACE INTO pretix_blocked SELECT * FROM pretix_stage_blocked")
+                    held = self._judge(base, guard.counts(db), seen, skipped, False, accept)
+                    if held:
+                        raise _Hold(held)   # rolls the whole round back: the last good data stays
+                    foreign = self._finish(keys, marker, skipped)
+            except _Hold as h:
+                self.held.save(h.held)
+                return SyncResult(False, base[0], len(changed), [], 0.0, seen, skipped, h.held)
+        finally:
+            db.executescript(UNSTAGE)
+        held_now = db.execute("SELECT count(*) FROM pretix_positions").fetchone()[0]
+        return SyncResult(False, held_now, len(changed), foreign, 0.0, seen, skipped)
+
+    def _finish(self, keys, marker: int, skipped: int) -> list:
+        """Inside the transaction that stores a round: keys, marker, times; the check-ins to pass on."""
+        self._set("keys", json.dumps(keys))
+        self._set("since_ms", int(marker))
+        self.db.execute("DELETE FROM pretix_state WHERE key IN ('since', 'held')")
+        self._set("last_sync", int(time.time() * 1000))
+        self._set("skipped", skipped)
+        return self._foreign_checkins()
+
+    def note_published(self, tickets: int) -> None:
+        """The list of `tickets` went out: the guard's baseline from now on."""
         with self.db:
-            if full:
-                self.db.execute("DELETE FROM pretix_positions")
-                self.db.execute("DELETE FROM pretix_revoked")
-                self.db.execute("DELETE FROM pretix_blocked")
-            else:
-                self.db.executemany("DELETE FROM pretix_positions WHERE order_code=?", [(c,) for c in changed])
-            self.db.executemany("INSERT OR REPLACE INTO pretix_positions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                                rows)
-            self.db.executemany("INSERT OR IGNORE INTO pretix_checkins (id, position, ts, type) VALUES (?,?,?,?)",
-                                checkins)
-            self.db.executemany("INSERT OR IGNORE INTO pretix_revoked VALUES (?)",
-                                [(s,) for s in revoked if isinstance(s, str) and len(s) <= 1024])
-            self.db.executemany("INSERT OR REPLACE INTO pretix_blocked VALUES (?,?)",
-                                [(s, b) for s, b in blocked if isinstance(s, str) and len(s) <= 1024])
-            self._set("keys", json.dumps(keys))
-            if starts is not None:
-                self._set(curtain.STARTS_KEY, json.dumps(starts))
-            self._set("since", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started - 2)))
-            self._set("last_sync", int(time.time() * 1000))
-            foreign = self._foreign_checkins()
-        held = self.db.execute("SELECT count(*) FROM pretix_positions").fetchone()[0]
-        return SyncResult(full, held, len(changed), foreign, time.monotonic() - t0)
+            self._set("published_total", tickets)
+            self._set("empty_accepted", int(tickets == 0))
 
     def _foreign_checkins(self) -> list[ScanEvent]:
         """Check-ins pretix holds that no gate made: a gate's upload carries the scan's time
@@ -224,35 +385,14 @@ class PretixSync:
         self._set("seq", seq)
         return out
 
-    # -- what the gates get ------------------------------------------------------------
-    def ticket_list(self) -> tuple[list[Ticket], list[str], str]:
-        """(tickets, revoked ticket ids, pretix meta JSON) for the list the house publishes."""
-        blocked = {s for s, in self.db.execute("SELECT secret FROM pretix_blocked WHERE blocked=1")}
-        tickets = []
-        for (secret, tid, order, positionid, event, item, holder, seat, email, attention, is_blocked, status,
-             valid_if_pending, vf, vu) in self.db.execute(
-                "SELECT secret, ticket_id, order_code, positionid, event, item, holder, seat, email, attention, "
-                "blocked, order_status, valid_if_pending, valid_from, valid_until FROM pretix_positions"):
-            paid = status == "p" or (status == "n" and valid_if_pending)
-            state = "blocked" if (is_blocked or secret in blocked) else "valid"
-            note = ""
-            if not paid:
-                state, note = "revoked", {"n": "order not paid", "c": "order cancelled",
-                                          "e": "order expired"}.get(status, "order not valid")
-            tickets.append(Ticket(ticket_id=tid, event=event, code=secret, holder=holder or "", seat=seat or "",
-                                  zone=self.zones.get(str(item), ""), valid_from=vf, valid_until=vu, status=state,
-                                  tags=("attention",) if attention else (), note=note, patron=email or "",
-                                  signed=tid.startswith("pretix-")))
-        # pretix revokes secrets; gates revoke ticket ids. A signed secret names its ticket (its seed),
-        # so the gate refuses it offline; an unsigned one, gone from the list, is unknown there anyway.
-        revoked = sorted({f"pretix-{seed}" for seed in (ticket_seed(s) for s, in
-                                                        self.db.execute("SELECT secret FROM pretix_revoked")) if seed})
-        meta = json.dumps({"event": self.slug, "keys": json.loads(self.state("keys", "[]"))})
-        return tickets, revoked, meta
+    def ticket_list(self):
+        """(tickets, revoked ticket ids, pretix meta JSON, skipped) for the list the house publishes."""
+        return ticket_list(self.db, self.slug, self.zones, self.state("keys", "[]"))
 
     def status(self) -> dict:
         return {"positions": self.db.execute("SELECT count(*) FROM pretix_positions").fetchone()[0],
-                "last_sync": int(self.state("last_sync", "0")) or None}
+                "last_sync": int(self.state("last_sync", "0")) or None, "held": self.held.load(),
+                "marker": iso(int(self.state("since_ms"))) if self.state("since_ms") else None}
 
 
 def positions_of(db, ticket_id: str) -> Optional[tuple]:

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional
 
 from gate.bus import topics, values
 from gate.core.clock import now_ms
-from gate.core.worker import Worker
+from gate.core.supervisor import Supervised
 from gate.house import discovery
 from gate.house.state import HouseState
 
@@ -31,7 +31,7 @@ TICK = 0.02             # how often the worker looks for changes
 MAX_CONFIG_EVENTS = 10_000   # our retained configs remembered (by event): bounded whatever the broker holds
 
 
-class Publisher(Worker):
+class Publisher(Supervised):   # pretix-safe: restarted with backoff, shown in /api/house
     """`publish(topic, payload, retain)` queues a QoS 1 message; `connected` is the client's;
     `on_published()` (optional) tells the dashboards."""
 
@@ -91,11 +91,13 @@ class Publisher(Worker):
             self.on_published()
 
     # -- Home Assistant discovery ----------------------------------------------
-    def online(self) -> None:
-        """(Re)connected (paho's network thread): announce this session's sensors once the configs are in."""
+    def online(self, settle_s: float = SETTLE_S) -> None:
+        """(Re)connected (paho's network thread), or become the active house (`settle_s` 0: the configs
+        are in by then): announce this session's sensors once the retained configs have arrived."""
         with self._lock:
             self._events_announced.clear()
-            self._discovery_at = time.monotonic() + SETTLE_S
+            self._announced.clear()   # gates too: a standby that takes over announces them afresh
+            self._discovery_at = time.monotonic() + settle_s
 
     def admitted(self, events: Iterable[str]) -> None:
         """Admissions just counted (the intake's thread): a performance not yet announced is announced now."""

@@ -28,7 +28,7 @@ def main(args) -> int:
             print(f"gate: house pretix {args.pretix_action}: sync or status", file=sys.stderr)
             return 2
         from gate.house.pretix_link import sync_once
-        return sync_once(cfg, args.pretix_action)
+        return sync_once(cfg, args.pretix_action, getattr(args, "accept_shrink", False))
     if args.action == "export":
         house = build_house(cfg, serve=False)   # the log and the counts only: beside a running house
         try:
@@ -58,9 +58,9 @@ def main(args) -> int:
     signal.signal(signal.SIGTERM, lambda *a: done.set())
     signal.signal(signal.SIGINT, lambda *a: done.set())
     watchdog = systemd.Watchdog()
-    workers = [w for w in (house.intake, house.publisher) if w is not None]
+    workers = [w for w in (house.intake, house.publisher, house.standby) if w is not None]
     while not done.wait(1.0):
-        if all(w.alive for w in workers):   # systemd restarts a house whose counting or publishing stopped
+        if all(w.alive for w in workers):   # systemd restarts a house whose counting, publishing or election stopped
             watchdog.ping()
     house.close()
     return 0

@@ -27,7 +27,7 @@ class VenueMode:
         self.verifier = verifier
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = db.execute("SELECT value FROM meta WHERE key='venue_mode'").fetchone()
-        self.mode, issued = (row[0].split(":", 1) if row else ("live", "0"))
+        self.mode, issued = (str(row[0]).split(":", 1) if row else ["live", "0"])
         self.issued = int(issued)
         self.by = ""
         self.refused = 0

@@ -2,12 +2,13 @@
 
 Four times a second it tells the notable arrivals the counting noted (gate/house/flow.py);
 once a second it runs the rules (gate/house/alertrules.py, gate/house/dooralerts.py) over
-tonight's performances, the lanes, the doors, the security signals and the pretix link,
-raises what stands and clears what no longer does, and keeps `gate/<venue>/house/alerts/active`
-(retained: Home Assistant's problem sensor) in line with what stands; once a minute it reads
-the curtain times the pretix sync stored and tells the publisher which doors Home Assistant
-should forget (gate/house/dooralerts.py `retired`). It never touches the attendance log, so it
-never holds up counting. `step()` is one pass, for tests with an injected clock.
+tonight's performances, the lanes, the doors and the security signals (the pretix link and the
+word raise their own alerts through the same publisher), raises what stands and clears what no
+longer does, and keeps `gate/<venue>/house/alerts/active` (retained: Home Assistant's problem
+sensor) in line with what stands; once a minute it reads the curtain times the pretix sync
+stored and tells the publisher which doors Home Assistant should forget
+(gate/house/dooralerts.py `retired`). It never touches the attendance log, so it never holds up
+counting. `step()` is one pass, for tests with an injected clock.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Callable, Optional
 
 from gate.bus import topics
 from gate.core.clock import now_ms
-from gate.core.worker import Worker
+from gate.core.supervisor import Supervised
 from gate.house import alertrules as rules
 from gate.house.alerts import LEVELS, Alerts
 from gate.house.curtain import read_pretix_starts
@@ -35,17 +36,20 @@ MINUTE_MS = 60_000
 ACTIVE_SHOWN = 20     # standing alerts carried on the retained topic (the most serious first)
 
 
-class Watch(Worker):
-    """`publish(topic, payload, retain)` is the house's; `publisher` (gate/house/publisher.py) removes
-    and re-announces doors' entities; `pretix` is the link, when there is one."""
+class Watch(Supervised):   # restarted with backoff if a pass ever escapes its guards; in /api/house `workers`
+    """`publish(topic, payload, retain)` is the house's; `publishing()` says whether this house is the one
+    that publishes (a standby does not: gate/house/standby.py); `publisher` (gate/house/publisher.py)
+    removes and re-announces doors' entities; `pretix` is the link, when there is one."""
 
     def __init__(self, venue: str, state, flow: DoorFlow, doors: DoorAlerts, alerts: Alerts, *,
                  publish: Optional[Callable] = None, connected: Optional[threading.Event] = None,
-                 publisher=None, pretix=None, db_path=None, roster: str = "", forget_gate_after_h: float = 0,
+                 publishing: Callable[[], bool] = lambda: True, publisher=None,
+                 pretix=None, db_path=None, roster: str = "", forget_gate_after_h: float = 0,
                  clock: Callable[[], int] = now_ms):
         super().__init__("house-watch")
         self.venue, self.state, self.flow, self.doors, self.alerts = venue, state, flow, doors, alerts
         self.publish, self.connected, self.publisher, self.pretix = publish, connected, publisher, pretix
+        self.publishing = publishing
         self.db_path, self.roster = db_path, RosterFile(roster)
         self.silent_ms = int(forget_gate_after_h * 3600_000)
         self.clock = clock
@@ -109,7 +113,6 @@ class Watch(Worker):
         conditions += [rules.Condition(key, kind, level, text, gate=gate)
                        for key, kind, level, text, gate in self.doors.conditions(self.state.mode, rehearsing, flags)]
         conditions += rules.security(self.flow.forged_bursts(now), implausible, now)
-        conditions += rules.sync(self.pretix)
         self.reconcile(conditions)
 
     def reconcile(self, conditions: list) -> None:
@@ -140,7 +143,7 @@ class Watch(Worker):
     def retire_doors(self) -> None:
         """Doors gone from the roster, or silent too long, leave Home Assistant; one heard again comes back."""
         p = self.publisher
-        if p is None:
+        if p is None or not self.publishing():   # a standby's removals would go nowhere: the active house does it
             return
         scanned = {g: lane["last"] for g, lane in self.flow.lanes_now().items()}
         roster = self.roster.read()
@@ -164,8 +167,9 @@ class Watch(Worker):
         gc.freeze()
 
     def publish_active(self) -> None:
-        """The standing alerts, retained, whenever they change (and again after a reconnect)."""
-        connected = self.connected is None or self.connected.is_set()
+        """The standing alerts, retained, whenever they change (and again after a reconnect, or when this
+        house becomes the active one)."""
+        connected = (self.connected is None or self.connected.is_set()) and self.publishing()
         if not connected or self.publish is None:
             self._was_connected = False
             return

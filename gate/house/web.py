@@ -32,7 +32,7 @@ from typing import Callable, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gate.config import parse_listen
-from gate.core.worker import Worker
+from gate.core.supervisor import Supervised, describe
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -73,7 +73,7 @@ def _error(code: int, text: str) -> bytes:
     return response(code, json.dumps({"error": text}).encode())
 
 
-class Dashboard(Worker):
+class Dashboard(Supervised):   # pretix-safe: restarted with backoff, shown in /api/house `workers`
     """The HTTP server on its own worker thread. It reads the house only through `snapshot()`
     (the `/api/house` object, gate/house/query.py); `notify()` (any thread) tells live
     dashboards the house changed. `token` empty: no token asked for."""
@@ -97,6 +97,7 @@ class Dashboard(Worker):
         self._pending = False
         self._ready = threading.Event()
         self._error: Optional[OSError] = None
+        self._state_error = ""
 
     # -- lifecycle (caller's thread) ------------------------------------------
     def start(self) -> None:
@@ -107,17 +108,26 @@ class Dashboard(Worker):
             raise self._error
 
     def run(self) -> None:
+        if self.loop.is_closed():    # a restart after the loop failed: a fresh loop and server
+            self.loop, self._server = asyncio.new_event_loop(), None
         asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(self._loop_error)
-        try:
-            self._server = self.loop.run_until_complete(asyncio.start_server(
-                self._client, self.host or None, self.port, limit=HEAD_LIMIT, backlog=512))
-        except OSError as exc:
-            self._error = exc
-            self._ready.set()
-            return
+        if self._server is None:
+            try:
+                self._server = self.loop.run_until_complete(asyncio.start_server(
+                    self._client, self.host or None, self.port, limit=HEAD_LIMIT, backlog=512))
+            except OSError as exc:
+                self._error = exc
+                self.stopping.set()    # cannot listen: start() says so; nothing to restart
+                self._ready.set()
+                return
         self._ready.set()
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        except BaseException:
+            self._server.close()       # free the port for the restart
+            self.loop.close()
+            raise
 
     def close(self) -> None:
         """Drop every connection, stop the loop and its thread; safe to call twice, or unstarted."""
@@ -165,7 +175,16 @@ class Dashboard(Worker):
         log.warning("dashboard server: %s", context.get("message"), exc_info=exc)
 
     def _state(self) -> bytes:
-        return json.dumps(self.snapshot()).encode()
+        try:
+            body = json.dumps(self.snapshot()).encode()
+            self._state_error = ""
+            return body
+        except Exception as exc:   # say so on the page, log it once, keep serving
+            what = describe(exc)
+            if what != self._state_error:
+                self._state_error = what
+                log.error("the house could not report its state", exc_info=exc)
+            return json.dumps({"error": f"the house could not report its state: {what}"}).encode()
 
     def _broadcast(self) -> None:
         self._pending = False
