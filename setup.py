@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Ticket scanner firmware for Raspberry Pi gates, and the house-count service",
     packages=find_packages(include=["gate", "gate.*"]),
-    package_data={"gate.house": ["static/*"]},
+    package_data={"gate.house": ["static/*", "static/vendor/*"]},
     python_requires=">=3.11",
     install_requires=[
         "numpy>=1.24",          # on the Pi, apt's python3-numpy (see README)

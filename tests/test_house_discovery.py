@@ -24,36 +24,52 @@ def scan_event(ticket, event="eve", result="admitted", reason="ok", seq=1):
     return ScanEvent(id=f"door-a-{ticket}-{time.monotonic_ns()}", gate="door-a", seq=seq, ts=int(time.time() * 1000),
                      event=event, ticket=ticket, dir="in", result=result, reason=reason, attention=[])
 
-# Home Assistant's MQTT discovery, as documented for sensor and binary_sensor (full key names).
-COMMON = {"name", "unique_id", "object_id", "state_topic", "value_template", "device", "origin", "availability",
-          "availability_mode", "availability_topic", "payload_available", "payload_not_available", "device_class",
-          "entity_category", "icon", "qos", "expire_after", "force_update", "json_attributes_topic",
-          "json_attributes_template", "enabled_by_default"}
+# Home Assistant's MQTT discovery, as documented for sensor, binary_sensor and event (full key names;
+# `default_entity_id` since 2025.10, which 2026.4 reads instead of `object_id`).
+ENTITY = {"name", "unique_id", "object_id", "default_entity_id", "state_topic", "value_template", "device", "origin",
+          "availability", "availability_mode", "availability_template", "availability_topic", "payload_available",
+          "payload_not_available", "device_class", "entity_category", "icon", "qos", "json_attributes_topic",
+          "json_attributes_template", "enabled_by_default", "encoding"}
+COMMON = ENTITY | {"expire_after", "force_update"}
 ALLOWED = {"sensor": COMMON | {"unit_of_measurement", "state_class", "suggested_display_precision",
                                "last_reset_value_template", "options"},
-           "binary_sensor": COMMON | {"payload_on", "payload_off", "off_delay"}}
+           "binary_sensor": COMMON | {"payload_on", "payload_off", "off_delay"},
+           "event": ENTITY | {"event_types"}}
+# Home Assistant's valid_entity_id: lower-case letters, digits and single underscores, domain-prefixed.
+ENTITY_ID = re.compile(r"(?!.+__)(?!_)[\da-z_]+(?<!_)\.(?!_)[\da-z_]+(?<!_)")
 STATE_CLASSES = {"measurement", "total", "total_increasing"}
 AVAILABILITY_KEYS = {"topic", "value_template", "payload_available", "payload_not_available"}
 
 
 def check_ha_config(topic: str, cfg: dict, venue: str) -> None:
-    m = re.fullmatch(r"homeassistant/(sensor|binary_sensor)/([A-Za-z0-9_-]+)/config", topic)
+    m = re.fullmatch(r"homeassistant/(sensor|binary_sensor|event)/([A-Za-z0-9_-]+)/config", topic)
     assert m, topic
     component = m.group(1)
     assert set(cfg) <= ALLOWED[component], set(cfg) - ALLOWED[component]
     assert cfg["state_topic"] and "+" not in cfg["state_topic"] and "#" not in cfg["state_topic"]
     assert cfg["unique_id"] and cfg["device"]["identifiers"]
     assert cfg["origin"]["name"] == "gate"                                  # the origin block
-    assert cfg["availability"] and all(set(a) <= AVAILABILITY_KEYS for a in cfg["availability"])
-    assert cfg["availability"][0]["topic"] == f"gate/{venue}/house/status"  # the house's own status
+    # both entity id keys, naming the same entity for old and new Home Assistant
+    assert cfg["object_id"] == m.group(2)
+    assert ENTITY_ID.fullmatch(cfg["default_entity_id"]), cfg["default_entity_id"]
+    assert cfg["default_entity_id"] == component + "." + re.sub(r"[^a-z0-9]+", "_", cfg["object_id"].lower()).strip("_")
+    if cfg.get("device_class") == "connectivity":
+        assert "availability" not in cfg   # a gate's own status (and will) decides, not the house's
+        assert cfg["state_topic"].endswith("/status") and "/house/" not in cfg["state_topic"]
+    else:
+        assert cfg["availability"] and all(set(a) <= AVAILABILITY_KEYS for a in cfg["availability"])
+        assert cfg["availability"][0]["topic"] == f"gate/{venue}/house/status"  # the house's own status
     if component == "sensor":
         assert cfg["state_class"] in STATE_CLASSES
+    if component == "event":
+        assert cfg["event_types"] and all(isinstance(t, str) for t in cfg["event_types"])
     json.dumps(cfg)
 
 
 def test_house_discovery_configs_by_home_assistants_rules():
     sensors = discovery.event_sensors("hall", "2026-11-23-eve")
-    for topic, cfg in sensors + [discovery.gate_connectivity("hall", "door-a")]:
+    for topic, cfg in (sensors + [discovery.gate_connectivity("hall", "door-a"), discovery.gate_problem("hall", "door-a")]
+                       + discovery.house_alerts("hall")):
         check_ha_config(topic, cfg, "hall")
     classes = {cfg["unique_id"].rsplit("_", 1)[1]: cfg["state_class"] for _, cfg in sensors}
     assert classes == {"inside": "measurement", "admitted": "total_increasing", "rejected": "total_increasing"}

@@ -91,7 +91,7 @@ def test_house_web_keeps_serving_when_the_state_cannot_be_made(tmp_path, broker,
         svc.query.ticket_lists = real
         state = api_http(svc.cfg)
         assert "error" not in state and worker(svc, "http")["state"] == "running"
-        assert {w["name"] for w in state["workers"]} == {"house", "house-publisher", "http"}
+        assert {w["name"] for w in state["workers"]} == {"house", "house-publisher", "house-watch", "http"}
     finally:
         svc.close()
 

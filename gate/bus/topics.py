@@ -13,6 +13,7 @@
 | gate/<venue>/house/<event>/inside      | plain integer      | 1 / yes      |
 | gate/<venue>/house/doors               | JSON per door      | 1 / yes      |
 | gate/<venue>/house/alerts              | JSON alert         | 1 / no       |
+| gate/<venue>/house/alerts/active       | JSON, the standing | 1 / yes      |
 | gate/<venue>/house/active              | JSON claim         | 1 / yes      |
 | homeassistant/...                      | discovery config   | 1 / yes      |
 
@@ -83,6 +84,11 @@ def house_status(venue: str) -> str:
 def house_alerts(venue: str) -> str:
     """The house's alerts (docs/contract.md, Additions): not retained."""
     return f"{ROOT}/{venue}/{HOUSE}/{ALERTS}"
+
+
+def house_alerts_active(venue: str) -> str:
+    """The alerts standing now and whether any needs a person (Home Assistant's problem sensor): retained."""
+    return f"{ROOT}/{venue}/{HOUSE}/{ALERTS}/active"
 
 
 def house_doors(venue: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gate.config.rules import (
     HOST_RE,
@@ -21,6 +21,7 @@ from gate.config.rules import (
     secret_file_problem,
 )
 from gate.core import ids
+from gate.core.timeofday import parse_time_or_moment
 
 
 @dataclass
@@ -31,6 +32,10 @@ class HouseSection:
     token_file: str = ""             # optional dashboard access token
     client_id: str = ""
     checkout: str = ""               # "03:00": everyone still inside is counted as left (same as the gates')
+    curtain: dict[str, str] = field(default_factory=dict)   # event id -> "19:30" or "2026-11-23T19:30" (local)
+    assist_tags: list[str] = field(default_factory=lambda: ["wheelchair", "access", "attention"])  # alerts: help, not greet
+    roster: str = ""                 # the broker's roster.json: a gate gone from it leaves Home Assistant
+    forget_gate_after_h: float = ranged(72.0, 0, 24 * 366, " hours (0 = never)")   # silent this long: leaves HA
     standby: bool = False            # a second house: keeps its own log, publishes only once the first is gone
 
 
@@ -88,6 +93,12 @@ def check(cfg, fail: Fail) -> None:
         fail("house.listen", f"{h.listen!r}: {exc}")
     for ev in h.capacity:
         check_events(fail, f"house.capacity.{ev}", [ev])
+    for ev, text in h.curtain.items():
+        check_events(fail, f"house.curtain.{ev}", [ev])
+        try:
+            parse_time_or_moment(text)
+        except ValueError as exc:
+            fail(f"house.curtain.{ev}", f"{text!r}: {exc}")
     check_ranges(h, "house", fail)
     if h.client_id and not ids.is_id(h.client_id):
         fail("house.client_id", f"1-{ids.ID_MAX} letters, digits, '_' and '-' only")

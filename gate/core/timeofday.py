@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import Optional
 
@@ -30,3 +31,20 @@ def last_time_of_day(minutes: int, now_ms: int) -> int:
         if ms <= now_ms:
             return ms
     return now_ms - DAY_MIN * 60_000
+
+
+def parse_time_or_moment(text: str) -> tuple[Optional[int], Optional[int]]:
+    """(minutes after midnight, None) for "HH:MM"; (None, unix ms) for "YYYY-MM-DDTHH:MM" local time.
+    ValueError saying what is expected otherwise."""
+    if "T" in text:
+        try:
+            at = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError("expected HH:MM (e.g. 19:30) or a local date and time (2026-11-23T19:30)") from None
+        if at.tzinfo is None:
+            return None, int(time.mktime(at.timetuple()) * 1000)
+        return None, int(at.timestamp() * 1000)
+    minutes = parse_time_of_day(text)
+    if minutes is None:
+        raise ValueError("expected HH:MM (e.g. 19:30) or a local date and time (2026-11-23T19:30)")
+    return minutes, None

@@ -28,6 +28,9 @@ from gate.core.supervisor import Workers
 from gate.house import uploads
 from gate.house.alerts import Alerts
 from gate.house.checkout import CheckOut
+from gate.house.curtain import Curtains
+from gate.house.dooralerts import DoorAlerts
+from gate.house.flow import DoorFlow
 from gate.house.ingest import Ingest
 from gate.house.intake import Intake
 from gate.house.lists import HouseLists
@@ -35,9 +38,11 @@ from gate.house.log import AttendanceLog
 from gate.house.mqtt import HouseMqtt
 from gate.house.publisher import Publisher
 from gate.house.query import HouseQuery
+from gate.house.roster import Roster
 from gate.house.standby import Standby
 from gate.house.state import HouseState
 from gate.house.venuemode import VenueMode
+from gate.house.watch import Watch
 from gate.house.web import Dashboard
 from gate.house.word import GateWord
 
@@ -62,6 +67,8 @@ class HouseParts:
     web: Optional[Dashboard] = None
     alerts: Optional[Alerts] = None      # pretix-safe: the alerts topic (gate/house/alerts.py)
     workers: Optional[Workers] = None    # pretix-safe: the supervised workers, for /api/house
+    doors: Optional[DoorAlerts] = None   # door-flow: each door as the alerts see it (gate/house/dooralerts.py)
+    watch: Optional[Watch] = None        # door-flow: the rules, arrivals, alerts/active (gate/house/watch.py)
     _closed: bool = False
 
     @property
@@ -83,16 +90,22 @@ class HouseParts:
             raise RuntimeError("the house was not built")
         return self.query.attendance()
 
-    def start(self) -> None:
-        """Connect, start the workers, listen; raises OSError when the dashboard cannot listen."""
+    def start(self, *, settle_heap: bool = False) -> None:
+        """Connect, start the workers, listen; raises OSError when the dashboard cannot listen.
+        `settle_heap`: this process is this house (gate/house/watch.py `settle_heap`)."""
         bus, intake, publisher, web = self.bus, self.intake, self.publisher, self.web
         if bus is None or intake is None or publisher is None or web is None:
             raise RuntimeError("this house was built for reading only (build_house(cfg, serve=False))")
+        if settle_heap and self.watch is not None:
+            self.watch.settle_heap()   # what the log gave, out of the collector's way before anything runs
         bus.start()
         if self.standby is not None:
             self.standby.start()
         intake.start()
         publisher.start()
+        if self.watch is not None:
+            self.watch.settle = settle_heap
+            self.watch.start()
         if self.pretix is not None:
             self.pretix.start()
         web.start()
@@ -104,7 +117,8 @@ class HouseParts:
         self._closed = True
         # The election first: a house that says `offline` must not hear it and say `online` again.
         steps = [("standby", lambda p: p.stop()),
-                 ("web", lambda p: p.close()), ("intake", lambda p: p.stop()), ("publisher", lambda p: p.stop()),
+                 ("web", lambda p: p.close()), ("intake", lambda p: p.stop()), ("watch", lambda p: p.stop()),
+                 ("publisher", lambda p: p.stop()),
                  ("bus", lambda p: p.say_offline()), ("pretix", lambda p: p.close()), ("bus", lambda p: p.close()),
                  ("log", lambda p: p.close())]
         for name, close in steps:
@@ -132,11 +146,15 @@ def init_log(cfg) -> AttendanceLog:
 
 def init_state(cfg, attendance: AttendanceLog, checkout: CheckOut, mode: str = "live",
                alerts: Optional[Alerts] = None) -> HouseState:
-    """The counts rebuilt from the attendance log; `mode` is the venue's as last applied; `alerts` the
-    house's alerts publisher (capacity and security alarms go out there too)."""
-    state = HouseState(cfg.house.capacity, mode, GateWord(attendance, cfg.house.capacity, alerts=alerts))
+    """The counts and the door flow rebuilt from the attendance log; `mode` is the venue's as last applied;
+    `alerts` the house's alerts publisher (capacity and security alarms go out there too)."""
+    flow = DoorFlow(Curtains(cfg.house.curtain), cfg.house.assist_tags)
+    flow.set_roster(Roster.read(attendance.db))
+    state = HouseState(cfg.house.capacity, mode, GateWord(attendance, cfg.house.capacity, alerts=alerts), flow)
     stored = list(attendance.events())   # held only while starting: the counts keep most of them anyway
+    flow.quiet = True                    # history, not news: no arrival alerts for what the log holds
     n = state.restore(stored, attendance.holders())
+    flow.quiet = False
     for e in stored:
         checkout.note(e)   # an entry from before the last check-out, stored after it, is checked out at the next look
     if n:
@@ -195,7 +213,7 @@ def init_pretix(cfg, state: HouseState, bus: HouseMqtt, alerts: Optional[Alerts]
 
 
 def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqtt, checkout: CheckOut,
-                lists: HouseLists, venue_mode: VenueMode, publisher: Publisher, pretix) -> Intake:
+                lists: HouseLists, venue_mode: VenueMode, publisher: Publisher, pretix, doors: DoorAlerts) -> Intake:
     """The intake and what it hands messages on to: ticket lists, the venue's mode, gate reports."""
     def on_tickets(payload: bytes) -> None:
         if not payload:
@@ -205,6 +223,7 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
             return
         holders = attendance.replace_holders(tickets)
         state.set_holders(holders)
+        state.flow.set_roster(Roster.write(attendance.db, tickets))   # who is expected (gate/house/roster.py)
         log.info("holder directory updated: %d tickets", len(holders))
 
     def on_control(payload: bytes) -> None:
@@ -217,6 +236,7 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
         state.mark_dirty()
 
     def on_report(gate: str, kind: str, obj: dict) -> None:
+        doors.heard(gate, kind, obj)   # the alerts' view of the door (gate/house/dooralerts.py)
         if state.gate_report(gate, kind, obj):
             publisher.announce_gate(gate)
 
@@ -224,6 +244,16 @@ def init_intake(cfg, state: HouseState, attendance: AttendanceLog, bus: HouseMqt
                     on_report=on_report)
     return Intake(state, ingest, attendance, bus, checkout, on_admitted=publisher.admitted,
                   on_stored=pretix.wake if pretix is not None else None)
+
+
+def init_watch(cfg, state: HouseState, alerts: Alerts, doors: DoorAlerts, bus: HouseMqtt, publisher: Publisher, pretix,
+               attendance: AttendanceLog) -> Watch:
+    """The worker that turns the house's figures into alerts (gate/house/watch.py); it publishes only while
+    this house is the active one (`bus.publishing`, gate/house/standby.py)."""
+    h = cfg.house
+    return Watch(h.venue, state, state.flow, doors, alerts, publish=bus.publish, connected=bus.connected,
+                 publishing=lambda: bus.publishing(), publisher=publisher, pretix=pretix, db_path=attendance.path,
+                 roster=h.roster, forget_gate_after_h=h.forget_gate_after_h)
 
 
 def build_house(cfg, *, serve: bool = True) -> HouseParts:
@@ -249,8 +279,9 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
         parts.bus = bus = init_bus(cfg, state)
         parts.pretix = pretix = init_pretix(cfg, state, bus, alerts)
         parts.publisher = publisher = Publisher(cfg.house.venue, state, bus.publish, bus.connected)
+        parts.doors = doors = DoorAlerts()
         parts.intake = init_intake(cfg, state, attendance, bus, checkout, lists, venue_mode, publisher,
-                                   pretix)
+                                   pretix, doors)
         parts.standby = standby = init_standby(cfg, state, bus, publisher, pretix)
 
         def publish_alert(topic: str, payload, retain: bool = False) -> None:
@@ -258,12 +289,13 @@ def build_house(cfg, *, serve: bool = True) -> HouseParts:
             if standby.active():
                 bus.publish(topic, payload, retain)
         alerts.publish = publish_alert
+        parts.watch = watch = init_watch(cfg, state, alerts, doors, bus, publisher, pretix, attendance)
         parts.workers = workers = Workers()   # pretix-safe: filled in below, once every worker is built
         parts.query = query = HouseQuery(cfg.house.venue, state, attendance, ticket_lists=lists.report,
                                          pretix=pretix.status if pretix is not None else None,
-                                         houses=standby.view, workers=workers.report)
+                                         houses=standby.view, workers=workers.report, alerts=alerts.report)
         parts.web = web = Dashboard(query.api, cfg.house.listen, token)
-        workers.add(parts.intake, parts.publisher, web, *(pretix.workers if pretix is not None else ()))
+        workers.add(parts.intake, parts.publisher, watch, web, *(pretix.workers if pretix is not None else ()))
         # The callbacks that close the circle: paho's thread tells the publisher, the publisher the dashboards.
         def on_online() -> None:
             standby.connected()   # first: nothing is published before the claim is read again

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_INBOX = 100_000    # unacknowledgeable (QoS 0) messages waiting beyond this are dropped and counted
 HA_SENSOR_CONFIGS = "homeassistant/sensor/+/config"
+HA_BINARY_CONFIGS = "homeassistant/binary_sensor/+/config"   # the gates' connectivity entities, to remove retired ones
 QUIET_ACKS_S = 0.02    # acks waiting this long with no traffic are sent from the intake's thread
 
 
@@ -77,7 +78,7 @@ class HouseMqtt:
         self.say_online()
         # The whole venue tree, so that malformed topic shapes are seen and counted too; and the
         # retained sensor configs, to remove ours that should no longer exist.
-        client.subscribe([(topics.venue_all(self.venue), 1), (HA_SENSOR_CONFIGS, 0)])
+        client.subscribe([(topics.venue_all(self.venue), 1), (HA_SENSOR_CONFIGS, 0), (HA_BINARY_CONFIGS, 0)])
         if self.on_online is not None:
             self.on_online()
         self.connected.set()

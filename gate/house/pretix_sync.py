@@ -35,6 +35,7 @@ from typing import Callable, Optional
 
 from gate.boxoffice.pretix_api import PretixClient, PretixError, iso, parse_time
 from gate.core.events import ScanEvent
+from gate.house import curtain
 from gate.house import pretix_guard as guard
 from gate.house.pretix_list import ticket_list
 from gate.house.pretix_rows import COLUMNS, ROW_SQL, SetAside, gate_event, marker_text, modified_ms, position_row
@@ -190,6 +191,9 @@ class PretixSync:
         changed: list[str] = []
         newest: Optional[int] = None
         full = since is None
+        if full or self.state(curtain.STARTS_KEY) is None:   # curtain times for the door flow (gate/house/curtain.py)
+            subs = list(self.client.pages(self.ev + "/subevents/")) if event.get("has_subevents") is True else []
+            self._set_now(curtain.STARTS_KEY, json.dumps(curtain.pretix_starts(event, self.slug, subs, self.subevents)))
         if since is not None:
             for o in self.client.pages(self.ev + "/orders/", {"modified_since": marker_text(since),
                                                              "ordering": "last_modified"}):

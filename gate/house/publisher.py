@@ -48,6 +48,8 @@ class Publisher(Supervised):   # pretix-safe: restarted with backoff, shown in /
         self._events_announced: set[str] = set()    # events whose sensors we announced this session
         self._ha_configs: dict[str, set] = {}       # event object id -> our retained config topics seen
         self._discovery_at = 0.0                    # when to bring Home Assistant's entities in line
+        self._gate_configs: set[str] = set()        # gates whose connectivity config is on the broker
+        self.retired: set[str] = set()              # gates whose entities were removed (gate/house/watch.py)
 
     def run(self) -> None:
         last_pub = 0.0
@@ -112,6 +114,14 @@ class Publisher(Supervised):   # pretix-safe: restarted with backoff, shown in /
 
     def config_seen(self, topic: str, payload: bytes) -> None:
         """One of the retained sensor configs on the broker (paho's network thread)."""
+        gate = discovery.gate_of_connectivity(self.venue, topic)
+        if gate is not None:
+            with self._lock:
+                if not payload:
+                    self._gate_configs.discard(gate)
+                elif len(self._gate_configs) < MAX_CONFIG_EVENTS:
+                    self._gate_configs.add(gate)
+            return
         ev = discovery.announced_event(self.venue, topic)
         if ev is None:
             return   # someone else's entity
@@ -127,11 +137,16 @@ class Publisher(Supervised):   # pretix-safe: restarted with backoff, shown in /
         wanted = {ev for ev in self.state.wanted_events(now_ms()) if values.is_topic_level(ev)}
         keep = {discovery.object_id(ev) for ev in wanted}
         with self._lock:
+            house_new = "house:alerts" not in self._announced
+            self._announced.add("house:alerts")
             new = sorted(wanted - self._events_announced)
             self._events_announced.update(new)
             stale = {ev: sorted(seen) for ev, seen in self._ha_configs.items() if ev not in keep and seen}
             for ev in stale:
                 self._ha_configs[ev].clear()
+        if house_new:   # the alerts' event entity and the house's problem sensor (retained: once is enough)
+            for topic, cfg in discovery.house_alerts(self.venue):
+                self.publish(topic, json.dumps(cfg), retain=True)
         for ev in new:
             for topic, cfg in discovery.event_sensors(self.venue, ev):
                 self.publish(topic, json.dumps(cfg), retain=True)
@@ -144,8 +159,29 @@ class Publisher(Supervised):   # pretix-safe: restarted with backoff, shown in /
         """A gate's connectivity and problem sensors, once (the intake's thread, on the gate's first status)."""
         key = "gate:" + gate
         with self._lock:
-            if key in self._announced or not self.connected.is_set():
+            if key in self._announced or gate in self.retired or not self.connected.is_set():
                 return
             self._announced.add(key)
         for topic, cfg in (discovery.gate_connectivity(self.venue, gate), discovery.gate_problem(self.venue, gate)):
             self.publish(topic, json.dumps(cfg), retain=True)
+
+    # -- doors that leave (gate/house/watch.py decides which) ---------------------------------
+    def gate_configs(self) -> set[str]:
+        """Gates whose connectivity entity is on the broker (ours, retained)."""
+        with self._lock:
+            return set(self._gate_configs)
+
+    def retire_gate(self, gate: str) -> None:
+        """Remove a gate's entities, connectivity and problem (empty retained configs); it is not announced
+        again until `unretire_gate`."""
+        with self._lock:
+            self.retired.add(gate)
+            self._announced.discard("gate:" + gate)
+        for topic, _ in (discovery.gate_connectivity(self.venue, gate), discovery.gate_problem(self.venue, gate)):
+            self.publish(topic, "", retain=True)
+
+    def unretire_gate(self, gate: str) -> None:
+        """A retired gate is back (heard again, or on the roster again): announce it again."""
+        with self._lock:
+            self.retired.discard(gate)
+        self.announce_gate(gate)

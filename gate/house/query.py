@@ -20,17 +20,18 @@ from gate.house.state import HouseState
 
 class HouseQuery:
     """`ticket_lists()` is the lists' report; `pretix()` (when the house talks to pretix) the link's status;
-    `houses()` which house is active."""
+    `houses()` which house is active; `alerts()` the alerts' report (gate/house/alerts.py)."""
 
     def __init__(self, venue: str, state: HouseState, log: AttendanceLog, *,
                  ticket_lists: Callable[[], dict] = dict, pretix: Optional[Callable[[], dict]] = None,
-                 houses: Optional[Callable[[], dict]] = None, workers: Callable[[], list] = list):
+                 houses: Optional[Callable[[], dict]] = None, workers: Callable[[], list] = list,
+                 alerts: Optional[Callable[[], dict]] = None):
         self.venue, self.state = venue, state
         self.houses = houses   # which house is active, and this one's role (gate/house/standby.py)
         self.workers = workers   # pretix-safe: the supervised workers (alerts stand in `alarms`)
         self.log_path = Path(log.path)
         self.set_aside = [str(log.set_aside)] if log.set_aside else []
-        self.ticket_lists, self.pretix = ticket_lists, pretix
+        self.ticket_lists, self.pretix, self.alerts = ticket_lists, pretix, alerts
 
     def api(self) -> dict:
         """The `/api/house` object (DESIGN.md)."""
@@ -47,6 +48,9 @@ class HouseQuery:
             out["pretix"] = self.pretix()
         if self.houses is not None:
             out["houses"] = self.houses()
+        if self.alerts is not None:   # the standing ones are `alarms`; these are the latest told, newest first
+            report = self.alerts()
+            out.update(alerts_recent=report["recent"], alerts_held_back=report["held_back"])
         return out
 
     def attendance(self) -> list[dict]:

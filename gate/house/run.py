@@ -46,7 +46,7 @@ def main(args) -> int:
         log.warning("%s", w)
     house = build_house(cfg)
     try:
-        house.start()
+        house.start(settle_heap=True)   # this process is the house: its counts stay out of the collector's way
     except OSError as exc:
         house.close()
         raise GateError(f"house.listen: cannot listen on {cfg.house.listen} ({exc.strerror or exc}): "

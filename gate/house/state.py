@@ -23,6 +23,7 @@ from gate.house import discovery
 from gate.house.checkout import GATE as CHECKOUT_GATE
 from gate.house.counts import HouseCounts
 from gate.house.doors import DoorWatch
+from gate.house.flow import DoorFlow
 from gate.house.gaps import MAX_GATES, GapTracker
 from gate.house.word import GateWord
 
@@ -32,12 +33,14 @@ log = logging.getLogger(__name__)
 class HouseState:
     """The house's live state; `capacity` is `[house] capacity` (event -> seats), `mode` the venue's."""
 
-    def __init__(self, capacity: dict, mode: str = "live", word: Optional[GateWord] = None):
+    def __init__(self, capacity: dict, mode: str = "live", word: Optional[GateWord] = None,
+                 flow: Optional[DoorFlow] = None):
         self.lock = threading.Lock()
         self.capacity = dict(capacity)
         # what does not count, and why (gate/house/word.py): flagged implausible, or its gate set aside
         self.word = word if word is not None else GateWord(None, self.capacity)
         self.counts = HouseCounts()
+        self.flow = flow if flow is not None else DoorFlow()   # door flow, with a lock of its own (gate/house/flow.py)
         self.rehearsal = HouseCounts()                    # `test` scans: shown apart, never in the house count
         self.lookups: dict[str, int] = defaultdict(int)   # `info` scans per event: never counted
         self.ids: set[tuple[str, str]] = set()            # (gate, event id) stored
@@ -123,8 +126,10 @@ class HouseState:
         events = list(events)
         with self.lock:
             self.counts, self.rehearsal, self.lookups = HouseCounts(), HouseCounts(), defaultdict(int)
+            self.flow.clear()   # the door flow is counted again with them, quietly (history, not news)
             for e in events:
                 self._count(e)
+            self.flow.quiet = False
             for ev, cap in self.capacity.items():   # back within capacity without a new event: say so
                 self.word.check_capacity(ev, self.counts.events[ev].inside if ev in self.counts.events else 0, cap)
             self._dirty |= set(self.counts.events) | {""}
@@ -177,6 +182,7 @@ class HouseState:
             self._dirty.add(ev)
             if ev in self.capacity:   # the alarm as the inside count passes the capacity (and comes back)
                 self.word.check_capacity(ev, self.counts.events[ev].inside, self.capacity[ev])
+        self.flow.count(e, self.counts, self.holders, self.mode)
 
     def set_holders(self, holders: dict) -> None:
         with self.lock:
@@ -188,6 +194,7 @@ class HouseState:
             self.mode = mode
             if mode == "live":
                 self.rehearsal = HouseCounts()
+            self.flow.venue_live_again()
             self._dirty.add("")
 
     def set_held(self, n: int) -> None:
@@ -231,7 +238,8 @@ class HouseState:
     def snapshots(self, events: Iterable[str]) -> list[dict]:
         """The retained house object of each performance named (DESIGN.md)."""
         with self.lock:
-            return [self.counts.snapshot(ev, self.capacity.get(ev)) for ev in events if ev]
+            return [{**self.counts.snapshot(ev, self.capacity.get(ev)), "flow": self.flow.summary(ev)}
+                    for ev in events if ev]
 
     def wanted_events(self, now: int) -> set[str]:
         """The performances that deserve Home Assistant entities now (gate/house/discovery.py)."""
@@ -258,7 +266,8 @@ class HouseState:
             caps = self.capacity
             names = sorted((set(self.counts.events) | set(caps)) - {""})
             word = self.word
-            return {"events": [word.event_report(self.counts.detail(ev, caps.get(ev))) for ev in names],
+            return {"events": [{**word.event_report(self.counts.detail(ev, caps.get(ev))), "flow": self.flow.detail(ev)}
+                               for ev in names],
                     "gates": sorted(({**g, **self.doors.view(g["gate"], self.mode), "missing": self.gaps.missing(g["gate"]),
                                       "unrecovered": self.gaps.lost(g["gate"]), **word.gate_report(g["gate"], self.gates)}
                                      for g in self.gates.values()), key=lambda g: g["gate"]),

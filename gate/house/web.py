@@ -91,7 +91,8 @@ class Dashboard(Supervised):   # pretix-safe: restarted with backoff, shown in /
         self.open = 0
         self.refused = {"busy": 0, "streams": 0, "slow": 0, "evicted": 0, "timeout": 0}
         self.max_connections = min(MAX_CONNECTIONS, _raise_fd_limit(MAX_CONNECTIONS + 256) - 128)
-        self.static = {p.name: p.read_bytes() for p in STATIC.iterdir() if p.is_file()}
+        # the page and what it loads (static/vendor/: the charting library), by path under static/
+        self.static = {p.relative_to(STATIC).as_posix(): p.read_bytes() for p in STATIC.rglob("*") if p.is_file()}
         self._server: Optional[asyncio.AbstractServer] = None
         self._pending = False
         self._ready = threading.Event()
@@ -263,10 +264,10 @@ class Dashboard(Supervised):   # pretix-safe: restarted with backoff, shown in /
             return await self._stream(writer)
         else:
             name = "dashboard.html" if path in ("/", "/index.html") else path.lstrip("/")
-            page = self.static.get(name) if "/" not in name else None
-            if page is None:
+            found = self.static.get(name)   # only the files read at start: no path reaches the disk
+            if found is None:
                 return await self._finish(writer, _error(404, "not found"))
-            body = page
+            body = found
             ctype = TYPES.get(Path(name).suffix, "application/octet-stream")
             data = response(200, body, ctype)
             return await self._finish(writer, data if method == "GET" else data[: len(data) - len(body)])

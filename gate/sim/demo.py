@@ -187,14 +187,17 @@ def main(args) -> int:
         crowd = Crowd(patrons, rng, finite=bool(args.patrons))
         finite = bool(args.patrons)
 
+        # The curtain half an hour from now: the dashboard's forecast has something to run against.
+        curtain = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() + 1800))
         house_text = (f'[house]\nvenue = "demo"\nlisten = "{args.listen}"\n'
                       f'capacity = {{ "{event}" = {max(100, n)} }}\nclient_id = "house-demo"\n'
+                      f'curtain = {{ "{event}" = "{curtain}" }}\n'
                       f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nkeepalive = 5\n'
                       f'[storage]\ndir = "{work}/house"\n'
                       f'[signing]\nlist_signing_key = "{list_key}"\nvenue_secret = "{secret}"\n')
         house = build_house(parse(house_text, "demo-house"))
         try:
-            house.start()
+            house.start(settle_heap=True)
         except OSError as exc:
             print(f"gate demo: cannot listen on {args.listen} ({exc.strerror}); try --listen 127.0.0.1:8090",
                   file=sys.stderr)
@@ -256,9 +259,23 @@ def main(args) -> int:
             s.stop.set()
         if house is not None:
             house.close()
+            _report(house.cfg, event)
         if broker is not None:
             broker.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _report(cfg, event: str) -> None:
+    """The night's house report (gate/house/report.py), kept after the demo's files are gone."""
+    from gate.house.report import night_report
+    from gate.house.reportpage import page
+    path = Path(tempfile.gettempdir()) / f"gate-demo-report-{event}.html"
+    try:
+        path.write_text(page(night_report(cfg, event)), encoding="utf-8")
+    except Exception as exc:   # the demo is over either way: say why there is no report
+        print(f"gate demo: no house report ({exc})", file=sys.stderr, flush=True)
+        return
+    print(f"\ngate demo: the night's house report is {path}", flush=True)
 
 
 def _walk_through(pin):
