@@ -76,6 +76,9 @@ def test_deploy_demo_smoke_house_count_equals_admissible(tmp_path):
     assert not summary["missing"] and not summary["unexpected"]
     assert sum(summary["rejected"].values()) > 0
     assert not [d for d in os.listdir("/tmp") if d.startswith("gate-demo-")]   # nothing left behind
+    report = [l.split(" is ", 1)[1] for l in r.stdout.splitlines() if "the night's house report is" in l]
+    assert report and os.path.exists(report[0]), r.stdout[-2000:]              # but the night's report
+    os.unlink(report[0])
     still = []
     for pid in filter(str.isdigit, os.listdir("/proc")):                    # nothing left running
         try:

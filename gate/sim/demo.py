@@ -269,7 +269,7 @@ def _report(cfg, event: str) -> None:
     """The night's house report (gate/house/report.py), kept after the demo's files are gone."""
     from gate.house.report import night_report
     from gate.house.reportpage import page
-    path = Path(tempfile.gettempdir()) / f"gate-demo-report-{event}.html"
+    path = Path(tempfile.gettempdir()) / f"gate-house-report-{event}.html"
     try:
         path.write_text(page(night_report(cfg, event)), encoding="utf-8")
     except Exception as exc:   # the demo is over either way: say why there is no report
