@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes many seconds (real pretix, floods, crowds); "
-                                       "still part of the default run, `-m 'not slow'` leaves them out")
+                                       "left to `./run test-slow` (make test-slow); `./run test` runs the rest")
 
 
 def wait_for(cond, timeout=10.0, step=0.02, what="condition"):
