@@ -144,6 +144,7 @@ def lines_of(stdout, party):
     return [line for line in stdout.splitlines() if line.strip().startswith(party + " ")]
 
 
+@pytest.mark.slow
 def test_boxoffice_venue_and_list_confirmed_by_real_gates_and_house(tmp_path, venue):
     """`--publish` reports the list applied by each gate; `gate venue test` then `live` switch every gate (their
     next scans are test, then live) and the house, each reported; a gate that is down is named, exit 1."""
@@ -284,6 +285,7 @@ def _scans(outbox, prefix, n):
         outbox.append("door-a", now + i, "eve", f"{prefix}{i}", "in", "admitted", "ok")
 
 
+@pytest.mark.slow
 def test_boxoffice_commands_while_the_house_is_down_lose_none_of_its_backlog(tmp_path, venue):
     """Scans queued for the house at the broker survive box-office commands run meanwhile (they never
     take the house's id); the same scans are lost when something connects as the house with a clean session."""

@@ -128,6 +128,7 @@ def takeovers(broker):
     return log.count("already connected, closing old connection")
 
 
+@pytest.mark.slow
 def test_identity_two_devices_under_one_gate_id_are_detected_and_admit_a_ticket_once(tmp_path, venue):  # noqa: F811
     out, b = venue
     one = gate_toml(tmp_path, out, b.port, "door-a-one")

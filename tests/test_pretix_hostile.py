@@ -63,6 +63,7 @@ def test_pretix_hostile_empty_first_sync_is_held_until_a_person_accepts(srv, bro
     assert "HELD BACK" not in run_gate_cli("house", "-c", str(path), "pretix", "status").stdout
 
 
+@pytest.mark.slow
 def test_pretix_hostile_running_house_holds_a_shrinking_list_and_alerts_once(srv, broker, tmp_path, venue_keys,
                                                                             houses):
     codes = srv.add_positions(40)
