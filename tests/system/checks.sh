@@ -217,6 +217,15 @@ if [ "$MODE" = arm64 ]; then
     pid=$(prop $u MainPID)
     figure "rss_${u}_mb" "$(awk '/^VmRSS:/{printf "%.1f", $2/1024}' /proc/$pid/status)"
   done
+  # What the gate's memory is made of, and anchors for its start-up on this machine: the interpreter
+  # alone, and the imports no gate can do without (numpy, the decoder, gpiozero), timed the same way.
+  pid=$(prop gate-scan MainPID)
+  figure rss_gate-scan_anon_mb "$(awk '/^RssAnon:/{printf "%.1f", $2/1024}' /proc/$pid/status)"
+  figure rss_gate-scan_file_mb "$(awk '/^RssFile:/{printf "%.1f", $2/1024}' /proc/$pid/status)"
+  figure cryptography_from "$($PY -c 'import cryptography; print(("apt" if "/dist-packages/" in cryptography.__file__ else "wheel") + "-" + cryptography.__version__)')"
+  t=$(ms_now); $PY -c pass; figure python_start_ms $(( $(ms_now) - t ))
+  t=$(ms_now); $PY -c 'import numpy, zxingcpp, gpiozero, sqlite3'; figure python_floor_imports_ms $(( $(ms_now) - t ))
+  t=$(ms_now); $PY -c 'import gate.cli.main, gate.scanner'; figure gate_imports_ms $(( $(ms_now) - t ))
   echo; echo "$FAILED check(s) failed"; [ $FAILED = 0 ]; exit
 fi
 
