@@ -11,6 +11,7 @@ scripts it to misbehave, per call:
     srv.on("POST", "/redeem/", Answer(301, b"", {"Location": "https://elsewhere/"}), times=3)
     srv.on("GET", "/positions/", Answer(200, deep_json(100_000)))                          # deep
     srv.on("GET", "/positions/", Answer(200, {...}, trickle=(10, 0.5)))                    # slow
+    srv.slow("GET", "/positions/", 0.4)                                                    # each page late
     srv.date_shift_s = 10 * 365 * 86400                                                   # time-shifted
 
 Every request is kept in `requests` (method, path, query, JSON body) for assertions.
@@ -140,6 +141,15 @@ class HostilePretix:
         callable taking (path, query, body) and returning an Answer or None to fall through)."""
         with self.lock:
             self.rules.insert(0, [method, re.compile(pattern), answer, times])
+
+    def slow(self, method: str, pattern: str, seconds: float) -> None:
+        """Answer requests whose path matches `pattern` as usual, each only after `seconds` (a large
+        event's pages over a slow link)."""
+        def later(path, query, body):
+            answer = self._default(method, path, query, body)
+            answer.delay = seconds
+            return answer
+        self.on(method, pattern, later)
 
     def clear(self) -> None:
         with self.lock:

@@ -43,6 +43,51 @@ def test_deploy_install_script_dry_run_changes_nothing(tmp_path):
     assert r.returncode == 2
 
 
+def test_deploy_install_script_dry_run_standby_house(tmp_path):
+    """--role standby: the house's unit and a house.toml that stands by on the core house's broker; no broker."""
+    script = str(REPO / "scripts/install-pi")
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    r = subprocess.run([script, "--dry-run", "--role", "standby", "--core", "house.local:8884", "--venue", "hall",
+                        "--prefix", str(tmp_path / "opt")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "systemctl enable gate-house.service" in out and "gate-scan" not in out
+    ran = [line for line in out.splitlines() if line.startswith("would run: ")]
+    for never in ("mosquitto", "broker config", "keys new", "/etc/gate/boxoffice.toml"):
+        # no broker, no box office, no keys of its own (the examples are copied as for every role)
+        assert not [line for line in ran if never in line.replace(".toml.example", "")], never
+    assert "chmod 0640 /etc/gate/mqtt-house-standby.password" in out
+    assert not (tmp_path / "opt").exists() and not list((tmp_path / "tmp").iterdir())
+    written = "\n".join(line[6:] for line in out.splitlines() if line.startswith("    | "))
+    assert "would write /etc/gate/house.toml:" in out and written.count("[mqtt]") == 1
+    # What it would write, with the core's files where it points (as `gate broker config` makes them there).
+    core = tmp_path / "core"
+    assert run_gate_cli("broker", "config", "--venue", "hall", "--out", str(core), "--host", "house.local",
+                        "--gates", "door-a").returncode == 0
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    shutil.copy(core / "ca.crt", etc / "venue-ca.crt")
+    shutil.copy(core / "users" / "house-standby.password", etc / "mqtt-house-standby.password")
+    path = tmp_path / "house.toml"
+    path.write_text(written.replace("/etc/gate/", f"{etc}/").replace("/var/lib/gate-house", str(tmp_path / "state")))
+    from gate.config import parse
+    from gate.config.house import house_id
+    cfg = parse(path.read_text(), str(path))
+    assert cfg.house.standby and cfg.house.venue == "hall" and house_id(cfg) == "house-standby"
+    m = cfg.mqtt
+    assert (m.host, m.port, m.tls, m.username, m.keepalive) == ("house.local", 8884, True, "house-standby", 5)
+    assert run_gate_cli("config", "check", str(path)).returncode == 0
+    # The core house it stands by for must be named; a broker's options belong to the core.
+    for bad in (["--role", "standby"], ["--role", "standby", "--core", "x", "--broker-host", "y"],
+                ["--role", "standby", "--core", "two words"], ["--role", "house", "--core", "house.local"]):
+        r = subprocess.run([script, "--dry-run", *bad], capture_output=True, text=True, env=env)
+        assert r.returncode == 2 and "install-pi:" in r.stderr, bad
+    r = subprocess.run([script, "--dry-run", "--role", "house", "--prefix", str(tmp_path / "opt")], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0 and "--role standby --core THIS_HOST" in r.stdout, r.stderr
+
+
 def test_deploy_doctor_all_good_and_all_bad(tmp_path, broker, tickets_csv):
     frames = tmp_path / "frames"
     frames.mkdir()

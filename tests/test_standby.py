@@ -19,6 +19,7 @@ import urllib.request
 import paho.mqtt.client as mqtt
 import pytest
 
+from gate.bus.codec import pack_scan
 from gate.config import parse
 from gate.core.errors import ConfigError
 from gate.house import election as el
@@ -27,7 +28,9 @@ from gate.house.election import ACTIVATE, ACTIVE, CLAIM, CLAIMING, RECONNECT_WIT
 from gate.house.standby import RetainedGuard
 from gate.link import GateLink
 from gate.state.outbox import Outbox
-from tests.conftest import free_port, run_gate_cli, wait_for
+from tests.conftest import Collector, free_port, publish_raw, run_gate_cli, wait_for
+from tests.hostile_house import house_toml, list_header, scan, start_house
+from tests.pretix_hostile import Answer, HostilePretix, iso
 from tests.venue_broker import VenueBroker, password
 
 # -- the election, by itself ------------------------------------------------------------------------
@@ -457,5 +460,140 @@ def test_standby_dashboards_say_which_house_is_active(tmp_path, broker):
             wait_for(lambda: role("second") == "active house (house-hall-standby)", 10, what=lambda: role("second"))
             b.close()
     finally:
+        first.close()
+        second.close()
+
+
+# -- the standby's pretix link: its own copy kept warm, the list published as soon as it takes the job -------
+# (gate/house/pretix_link.py), against the project's hostile stand-in for pretix (tests/pretix_hostile.py).
+
+PAGE_DELAY_S = 0.4   # each page of the check-in list's positions: 500 positions are ten pages, four seconds
+
+
+@pytest.fixture
+def srv():
+    s = HostilePretix().start()
+    yield s
+    s.stop()
+
+
+def _pretix_house(tmp_path, srv, port, venue_keys, name, standby=False, every=60):
+    path, _ = house_toml(tmp_path, srv, port, venue_keys, name=name, every=every, parsed=False)
+    text = path.read_text()
+    if standby:
+        text = text.replace("[house]\n", "[house]\nstandby = true\n")
+        path.write_text(text)
+    return parse(text, str(path))
+
+
+def _alarm_keys(house) -> list[str]:
+    return sorted(a["key"] for a in house.api()["alarms"] if a["kind"] == "sync")
+
+
+def test_standby_keeps_its_pretix_copy_warm_and_publishes_the_list_as_soon_as_it_is_active(tmp_path, broker, srv,
+                                                                                           venue_keys):
+    codes = srv.add_positions(500)
+    srv.slow("GET", r"/checkinlists/\d+/positions/$", PAGE_DELAY_S)
+    first = start_house(_pretix_house(tmp_path, srv, broker.port, venue_keys, "first"))
+    second = build_house(_pretix_house(tmp_path, srv, broker.port, venue_keys, "second", standby=True))
+    lists = Collector(broker.port, "gate/hall/tickets", "gate/hall/pretix/scan")
+    activated: list[float] = []
+    handed_on = second.pretix.activated
+
+    def activated_at():
+        activated.append(time.monotonic())
+        handed_on()
+    second.pretix.activated = activated_at
+    try:
+        wait_for(lambda: first.pretix.lists == 1 and lists.on("gate/hall/tickets"), 20, what="the first house's list")
+        assert list_header(lists.on("gate/hall/tickets")[0], venue_keys).tickets == 500
+        # A check-in made in pretix (another door's pretix app) after the first house's last round.
+        with srv.lock:
+            pos = srv.positions[3]
+            pos["checkins"] = [{"id": 9001, "list": srv.list_id, "datetime": iso(time.time() - 60), "type": "entry"}]
+            srv.orders[pos["order"]]["last_modified"] = iso(srv.now())
+        second.start()
+        wait_for(lambda: second.api()["houses"]["role"] == "standby", 20, what="the second house standing by")
+        wait_for(lambda: second.pretix.syncs >= 1, 30, what="the standby's own first round")
+        p = second.api()["pretix"]
+        # Its copy is warm; nothing was built, published, handed on or uploaded.
+        assert (p["positions"], p["lists"], p["sync_error"], p["held"]) == (500, 0, "", None), p
+        assert second.pretix.digest == "" and second.api()["houses"]["published"] == 0
+        assert len(lists.on("gate/hall/tickets")) == 1 and lists.on("gate/hall/pretix/scan") == []
+        assert not [e for e in second.api()["events"] if e["admitted"]]   # the check-in waits for the takeover
+        assert srv.count("POST", ".") == 0 and _alarm_keys(second) == []
+
+        # pretix moves on while the standby waits for its next round: a new order, a cancelled one.
+        new_code = srv.add_order(1)
+        srv.set_order_status(codes[0], "c")
+        new_ticket = next(f"{p['order']}-{p['positionid']}" for p in srv.positions if p["order"] == new_code)
+        old_ticket = srv.ticket_ids()[10]
+        t_stop, asked = time.monotonic(), len(srv.requests)
+        first.close()    # a clean stop says offline: the standby takes the job
+        publish_raw(broker.port, "gate/hall/door-a/scan", [pack_scan(scan(t)) for t in (old_ticket, new_ticket)])
+        wait_for(lambda: activated, 10, what="the standby activated")
+        t_act = activated[0]
+        got = wait_for(lambda: len(lists.on("gate/hall/tickets")) > 1 and lists.on("gate/hall/tickets")[-1], 10,
+                       what="the new active house's list")
+        t_list = time.monotonic()
+        assert list_header(got, venue_keys).tickets == 501   # pretix as it is now: only the changes were read
+        secrets = {srv.positions[10]["secret"], next(p["secret"] for p in srv.positions if p["order"] == new_code)}
+        wait_for(lambda: {r["secret"] for r in srv.recorded} == secrets, 10, what="both scans uploaded")
+        t_up = time.monotonic()
+        print(f"\nstandby: stop to active {t_act - t_stop:.2f} s; active to list published {t_list - t_act:.2f} s "
+              f"(a full read: ten pages of {PAGE_DELAY_S} s); active to both scans uploaded {t_up - t_act:.2f} s")
+        assert t_list - t_act < 3.0, t_list - t_act
+        assert t_up - t_act < 5.0, t_up - t_act
+        # No full read after the takeover: only the changed orders' positions.
+        after = [q for m, path, q, _ in srv.requests[asked:] if m == "GET" and path.endswith("/positions/")]
+        assert 2 <= len(after) <= 3 and all("order" in q for q in after), after
+        # The check-in made in pretix is handed on now, by the active house, once; the uploads went up once.
+        wait_for(lambda: len(lists.on("gate/hall/pretix/scan")) == 1, 10, what="the pretix check-in handed on")
+        wait_for(lambda: sum(e["admitted"] for e in second.api()["events"]) == 3, 10, what="three admitted")
+        wait_for(lambda: second.api()["pretix"]["uploaded"] == 2, 10, what="both uploads stored as done")
+        assert sorted(srv.nonces.values()) == [1, 1]
+        assert second.pretix.lists >= 1 and _alarm_keys(second) == []
+    finally:
+        lists.close()
+        first.close()
+        second.close()
+
+
+def test_standby_pretix_trouble_stays_on_its_own_dashboard_until_it_is_active(tmp_path, broker, srv, venue_keys):
+    srv.add_positions(30)
+    srv.on("GET", r"/events/gala/$", Answer(500, {"detail": "down for maintenance"}))
+    first = build_house(_plain_house(tmp_path, broker.port, "first", standby=False))
+    second = build_house(_pretix_house(tmp_path, srv, broker.port, venue_keys, "second", standby=True, every=1))
+    alerts = Collector(broker.port, "gate/hall/house/alerts")
+    try:
+        first.start()
+        wait_for(lambda: first.api()["houses"]["role"] == "active", 20, what="the first house active")
+        second.start()
+        wait_for(lambda: second.api()["houses"]["role"] == "standby", 20, what="the second house standing by")
+        # A sync that fails: on the standby's own dashboard, an info alert of its own, nothing to the venue.
+        err = wait_for(lambda: second.api()["pretix"]["sync_error"], 20, what="the standby's sync error")
+        assert "500" in err or "maintenance" in err, err
+        wait_for(lambda: _alarm_keys(second) == ["sync:standby"], 5, what="the standby's own alert")
+        (a,) = [a for a in second.api()["alarms"] if a["kind"] == "sync"]
+        assert a["level"] == "info" and "standby house" in a["text"] and "pretix sync failed" in a["text"]
+        # A result held back (pretix answers an empty list): the same.
+        srv.clear()
+        srv.on("GET", r"/checkinlists/\d+/positions/$", Answer(200, {"count": 0, "next": None, "results": []}))
+        held = wait_for(lambda: second.api()["pretix"]["held"], 20, what="the standby's round held back")
+        assert held["why"] == "empty"
+        wait_for(lambda: "came back empty" in next(a["text"] for a in second.api()["alarms"] if a["kind"] == "sync"),
+                 5, what="the standby's alert says why")
+        assert _alarm_keys(second) == ["sync:standby"] and not second.alerts.problem()
+        assert [json.loads(m) for m in alerts.on("gate/hall/house/alerts") if b'"sync"' in m] == []
+        # It takes the job: now the venue hears it, once, from the house that answers for pretix.
+        first.close()
+        told = wait_for(lambda: [json.loads(m) for m in alerts.on("gate/hall/house/alerts") if b'"sync"' in m], 15,
+                        what="the held-back alert told to the venue")
+        assert told[0]["level"] == "critical" and "--accept-shrink" in told[0]["text"], told
+        assert _alarm_keys(second) == ["sync:held"] and second.pretix.lists == 0
+        time.sleep(2.5)   # two more held rounds: told once
+        assert len([m for m in alerts.on("gate/hall/house/alerts") if b'"sync"' in m]) == 1
+    finally:
+        alerts.close()
         first.close()
         second.close()

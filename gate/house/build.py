@@ -197,7 +197,7 @@ def init_standby(cfg, state: HouseState, bus: HouseMqtt, publisher: Publisher, p
     standby = Standby(cfg.house.venue, house_config.house_id(cfg), not cfg.house.standby, bus, state.drops,
                       on_active=on_active, on_change=state.mark_dirty)
     if pretix is not None:
-        pretix.active = standby.active
+        pretix.active, pretix.standing_by = standby.active, standby.standing_by
     return standby
 
 

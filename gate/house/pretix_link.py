@@ -14,6 +14,14 @@ and `alerts` (gate/house/alerts.py).
 What needs a person is raised as a `sync` alert (gate/house/alerts.py): a result held
 back by the guard (with the command that accepts it), a sync that keeps failing, an
 upload queue paused by a configuration or token problem.
+
+A standby house (gate/house/standby.py) keeps its own copy of pretix's data warm: while it stands
+by it syncs on the same schedule (GETs only, into its own house.db), but builds and publishes no
+ticket list, hands no check-in made in pretix on to the gates, and uploads nothing. What goes wrong
+there stands as one `info` alert, `sync:standby`, on its own dashboard (with `sync_error` and `held`
+in /api/house): the venue hears about pretix from the active house only. When it takes over, a
+round of the changes since its last one is all it needs before it publishes the list, and its
+uploads start at once. While the election is still undecided (starting, claiming) nothing is synced.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ from gate.house.uploads import Uploader
 log = logging.getLogger(__name__)
 
 __all__ = ["PretixLink", "build_list", "read_token", "sync_once"]
+
+STANDBY_ALERT = "sync:standby"   # a sync problem of a house that is not the active one: its own dashboard only
 
 
 def read_token(cfg) -> str:
@@ -96,15 +106,20 @@ class PretixLink:
         self.stop = threading.Event()
         self.sync.cancel = self.stop      # a long full sync ends at its next page when the house stops
         self.sync_now = threading.Event()
-        self.first_sync = threading.Event()   # uploads wait for it: a scan's ticket may come with it
-        # A standby house leaves pretix to the active one: no sync, no upload until it takes over
-        # (gate/house/standby.py); then it runs as a house that has just started.
+        # Uploads wait for the first round (as the active house or standing by): a scan's ticket may come
+        # with it. After a takeover they start at once: a ticket not yet in this house's copy waits for a
+        # round, as always ("not in pretix's data yet", retried after each round).
+        self.first_sync = threading.Event()
+        # Which part this house plays (gate/house/standby.py): only the active house publishes the list,
+        # hands check-ins on and uploads; a standby only keeps its copy of pretix's data warm.
         self.active: Callable[[], bool] = lambda: True
+        self.standing_by: Callable[[], bool] = lambda: False
         self.digest = ""
         self.last_sync_error = ""
         self.last_result: Optional[SyncResult] = None
-        self.last_sync_s: Optional[float] = None     # the last good round, pretix to the gates' list published
-        self.syncs = 0
+        self.last_sync_s: Optional[float] = None     # the last good round (as the active house: to the list published)
+        self.syncs = 0        # good rounds, standing by or active
+        self.lists = 0        # ticket lists published
         # an upload or a page in flight may take pretix's whole deadline before a loop sees the stop
         wait = 2 * p.timeout_s + 2
         self._sync = _Loop("pretix-sync", self._sync_loop, self.stop, self.sync_now.set, wait, self._crashed)
@@ -117,9 +132,11 @@ class PretixLink:
         self._upload.start()
 
     def activated(self) -> None:
-        """This house became the active one (gate/house/standby.py): sync now, and publish the list even if
-        unchanged (one published while it was not active went nowhere), then upload."""
+        """This house became the active one (gate/house/standby.py): sync now (its copy is warm: only what
+        changed since its last round), publish the list even if unchanged (one published while it was
+        not active went nowhere), upload. What it said while standing by is no longer its word."""
         self.digest = ""
+        self.alerts.clear(STANDBY_ALERT, quiet=True)
         self.sync_now.set()
         self.wake()
 
@@ -140,8 +157,8 @@ class PretixLink:
         every = self.cfg.pretix.sync_every_s
         next_sync = 0.0
         while not self.stop.is_set():
-            if not self.active():
-                self.stop.wait(0.5)
+            if not (self.active() or self.standing_by()):
+                self.stop.wait(0.1)    # starting or claiming: the election decides within a second or two
                 continue
             if self.sync_now.is_set() or time.monotonic() >= next_sync:
                 self.sync_now.clear()
@@ -157,7 +174,8 @@ class PretixLink:
         self.first_sync.wait(2 * self.cfg.pretix.timeout_s + 5)
         while not self.stop.is_set():
             if not self.active():
-                self.stop.wait(0.5)
+                self.wake_up.wait(0.5)   # activated() wakes it: the queue goes up at once
+                self.wake_up.clear()
                 continue
             if self.uploader.drain(self.stop) or self.uploader.last_error_at != seen_error:
                 seen_error = self.uploader.last_error_at
@@ -166,40 +184,51 @@ class PretixLink:
             self.wake_up.clear()
 
     def do_sync(self) -> bool:
-        """One sync; True when it went through (published, or nothing changed)."""
+        """One sync; True when it went through (published, or nothing changed). Standing by: into this
+        house's own copy only, nothing built, published or handed on."""
         t0 = time.monotonic()
         try:
-            r = self.sync.sync()
+            r = self.sync.sync(hand_on=self.active())
             self.last_result = r
+            active = self.active()   # again: a round begun standing by that ends active publishes at once
             if r.held:
                 self.last_sync_error = ""
-                self.alerts.raise_("sync:held", "sync", "critical", r.held.text, tags=("pretix", r.held.why))
+                self._trouble("sync:held", "critical", r.held.text, ("pretix", r.held.why))
                 self.mark_dirty()
                 return False
-            payload, self.digest, n = build_list(self.sync, self.publisher, self.digest)
+            payload, n = b"", 0
+            if active:
+                payload, self.digest, n = build_list(self.sync, self.publisher, self.digest)
         except PretixError as exc:
             if self.stop.is_set():
                 return False          # the house is stopping: not news
             self.last_sync_error = str(exc)
-            self.alerts.raise_("sync:error", "sync", "warn", f"pretix sync failed: {exc}; the gates keep the last "
-                               "list", tags=("pretix", exc.kind))
+            self._trouble("sync:error", "warn", f"pretix sync failed: {exc}; the gates keep the last list",
+                          ("pretix", exc.kind))
             self.mark_dirty()
             return False
         except ValueError as exc:    # the list packer refused (too many tickets, too large)
             self.last_sync_error = f"the ticket list cannot be made: {exc}"
-            self.alerts.raise_("sync:error", "sync", "warn", self.last_sync_error, tags=("pretix",))
+            self._trouble("sync:error", "warn", self.last_sync_error, ("pretix",))
             return False
         except Exception as exc:
             self.last_sync_error = describe(exc)
             raise                    # the supervisor logs it once and starts the worker again
         self.last_sync_error = ""
+        self.syncs += 1
+        if not active:
+            self.last_sync_s = round(time.monotonic() - t0, 3)
+            self._quiet(standing=self.standing_by())
+            self.mark_dirty()
+            return True
         for key in ("sync:held", "sync:error", "sync:worker"):
             self.alerts.clear(key)
-        self.syncs += 1
+        self.alerts.clear(STANDBY_ALERT, quiet=True)
         self.mark_dirty()
         if payload:
             self.publish(topics.tickets(self.venue), payload, retain=True)
             self.sync.note_published(n)
+            self.lists += 1
         self.inject(r.foreign_checkins)
         self._retry_waiting_for_tickets()
         self.last_sync_s = round(time.monotonic() - t0, 3)
@@ -225,6 +254,25 @@ class PretixLink:
             self.inject_message(topic, payload)
 
     # -- alerts ------------------------------------------------------------------------
+    def _trouble(self, key: str, level: str, text: str, tags: tuple) -> None:
+        """A sync problem: the venue's `sync` alert `key` on the active house; on any other, one `info`
+        alert of its own (its dashboard shows it; the venue hears it from the active house, and from
+        this one once it takes over and meets the same problem)."""
+        if self.active():
+            self.alerts.clear(STANDBY_ALERT, quiet=True)
+            self.alerts.raise_(key, "sync", level, text, tags=tags)
+        else:
+            self.alerts.raise_(STANDBY_ALERT, "sync", "info", f"standby house, its own copy of pretix's data: {text}",
+                               tags=(*tags, "standby"))
+
+    def _quiet(self, standing: bool) -> None:
+        """A good round while not active: its own alert is over; standing by (not merely reconnecting),
+        the venue's pretix alerts this house raised while it was active are the active house's now."""
+        self.alerts.clear(STANDBY_ALERT, quiet=True)
+        if standing:
+            for key in ("sync:held", "sync:error", "sync:worker"):
+                self.alerts.clear(key, quiet=True)
+
     def _paused(self, kind: str, text: str) -> None:
         self.alerts.raise_("sync:uploads", "sync", "critical", f"pretix uploads paused ({kind}): {text}. Nothing is "
                            "dropped: every waiting scan goes up once this is fixed", tags=("pretix", kind))
@@ -235,8 +283,7 @@ class PretixLink:
         self.mark_dirty()
 
     def _crashed(self, what: str) -> None:
-        self.alerts.raise_("sync:worker", "sync", "warn", f"the pretix link failed and restarts: {what}",
-                           tags=("pretix",))
+        self._trouble("sync:worker", "warn", f"the pretix link failed and restarts: {what}", ("pretix",))
         self.mark_dirty()
 
     # -- status --------------------------------------------------------------------------
@@ -260,7 +307,8 @@ class PretixLink:
             held = None
         return {**up, "positions": positions,
                 "last_sync": int(state["last_sync"]) if state.get("last_sync") else None,
-                "sync_error": self.last_sync_error, "syncs": self.syncs, "last_sync_s": self.last_sync_s, "held": held,
+                "sync_error": self.last_sync_error, "syncs": self.syncs, "lists": self.lists,
+                "last_sync_s": self.last_sync_s, "held": held,
                 "skipped": int(state.get("skipped") or 0), "set_aside_positions": aside,
                 "marker": int(state["since_ms"]) if state.get("since_ms") else None,
                 "workers": [w.status() for w in self.workers]}

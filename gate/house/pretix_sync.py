@@ -20,7 +20,9 @@ were unusable is held for a person; the house keeps the last good data.
 
 A check-in recorded in pretix that no gate made (a pretix app at another door) becomes
 a scan event from the pseudo-gate `pretix`, so gates treat the ticket as used and the
-house counts it as pretix does.
+house counts it as pretix does. A standby house keeps its own copy warm with the same rounds
+but hands no check-in on (`hand_on=False`): those the active house already passed on are in its
+log and marked seen; the rest wait, unseen, for the round after it takes over.
 """
 
 from __future__ import annotations
@@ -178,9 +180,11 @@ class PretixSync:
         return newest
 
     # -- one round --------------------------------------------------------------------
-    def sync(self, progress: Optional[Callable[[str, int, int], None]] = None, accept: bool = False) -> SyncResult:
+    def sync(self, progress: Optional[Callable[[str, int, int], None]] = None, accept: bool = False,
+             hand_on: bool = True) -> SyncResult:
         """One round with pretix; raises PretixError (the house's data stays as it was). A result the
-        guard holds back comes back with `held` set and changes nothing; `accept` lets it through."""
+        guard holds back comes back with `held` set and changes nothing; `accept` lets it through.
+        `hand_on=False` (a standby house): the check-ins made in pretix are not handed on, and wait."""
         t0 = time.monotonic()
         now_ms = int(time.time() * 1000)
         event = self.client.get(self.ev + "/")
@@ -208,11 +212,11 @@ class PretixSync:
         if full:
             newest = self._newest_modified()
             marker = min(newest if newest is not None else now_ms, now_ms) - MARGIN_MS
-            r = self._full(keys, marker, progress, accept)
+            r = self._full(keys, marker, progress, accept, hand_on)
         else:
             assert since is not None
             marker = since if newest is None else max(since, min(newest, now_ms) - MARGIN_MS)
-            r = self._incremental(keys, since, marker, sorted(set(changed)), progress, accept)
+            r = self._incremental(keys, since, marker, sorted(set(changed)), progress, accept, hand_on)
         r.seconds = time.monotonic() - t0
         return r
 
@@ -265,7 +269,7 @@ class PretixSync:
         text = guard.explain(why, base[0], base[1], new[0], new[1], seen, skipped, self.list_id, self.config_path)
         return guard.Held(why, text, base[0], base[1], new[0], new[1], seen, skipped, full, int(time.time() * 1000))
 
-    def _full(self, keys, marker, progress, accept) -> SyncResult:
+    def _full(self, keys, marker, progress, accept, hand_on=True) -> SyncResult:
         db = self.db
         base = guard.baseline(db, self.state)
         db.executescript(STAGE)
@@ -295,7 +299,7 @@ class PretixSync:
                 for t in ("revoked", "blocked"):
                     db.execute(f"DELETE FROM pretix_{t}")
                     db.execute(f"INSERT INTO pretix_{t} SELECT * FROM pretix_stage_{t}")
-                foreign = self._finish(keys, marker, skipped)
+                foreign = self._finish(keys, marker, skipped, hand_on)
         finally:
             db.executescript(UNSTAGE)
         if skipped:
@@ -303,7 +307,7 @@ class PretixSync:
                         skipped)
         return SyncResult(True, new[0], 0, foreign, 0.0, seen, skipped)
 
-    def _incremental(self, keys, since, marker, changed, progress, accept) -> SyncResult:
+    def _incremental(self, keys, since, marker, changed, progress, accept, hand_on=True) -> SyncResult:
         db = self.db
         base = guard.baseline(db, self.state)
         db.executescript(STAGE)
@@ -338,7 +342,7 @@ class PretixSync:
                     held = self._judge(base, guard.counts(db), seen, skipped, False, accept)
                     if held:
                         raise _Hold(held)   # rolls the whole round back: the last good data stays
-                    foreign = self._finish(keys, marker, skipped)
+                    foreign = self._finish(keys, marker, skipped, hand_on)
             except _Hold as h:
                 self.held.save(h.held)
                 return SyncResult(False, base[0], len(changed), [], 0.0, seen, skipped, h.held)
@@ -347,14 +351,14 @@ class PretixSync:
         held_now = db.execute("SELECT count(*) FROM pretix_positions").fetchone()[0]
         return SyncResult(False, held_now, len(changed), foreign, 0.0, seen, skipped)
 
-    def _finish(self, keys, marker: int, skipped: int) -> list:
+    def _finish(self, keys, marker: int, skipped: int, hand_on: bool = True) -> list:
         """Inside the transaction that stores a round: keys, marker, times; the check-ins to pass on."""
         self._set("keys", json.dumps(keys))
         self._set("since_ms", int(marker))
         self.db.execute("DELETE FROM pretix_state WHERE key IN ('since', 'held')")
         self._set("last_sync", int(time.time() * 1000))
         self._set("skipped", skipped)
-        return self._foreign_checkins()
+        return self._foreign_checkins(hand_on)
 
     def note_published(self, tickets: int) -> None:
         """The list of `tickets` went out: the guard's baseline from now on."""
@@ -362,20 +366,26 @@ class PretixSync:
             self._set("published_total", tickets)
             self._set("empty_accepted", int(tickets == 0))
 
-    def _foreign_checkins(self) -> list[ScanEvent]:
+    def _foreign_checkins(self, hand_on: bool = True) -> list[ScanEvent]:
         """Check-ins pretix holds that no gate made: a gate's upload carries the scan's time
-        to the millisecond, so one of ours has a scan with the same ticket and time."""
+        to the millisecond, so one of ours has a scan with the same ticket and time. One a house
+        passed on already (this one, or the active house a standby heard) is in the log under its
+        id. `hand_on=False`: the others stay unseen, for a later round."""
         out = []
         seq = int(self.state("seq", "0"))
         for cid, ts, typ, tid, event in self.db.execute(
                 "SELECT c.id, c.ts, c.type, p.ticket_id, p.event FROM pretix_checkins c "
                 "JOIN pretix_positions p ON p.id = c.position WHERE c.seen = 0 ORDER BY c.ts, c.id").fetchall():
-            self.db.execute("UPDATE pretix_checkins SET seen=1 WHERE id=?", (cid,))
             try:
-                ours = self.db.execute("SELECT 1 FROM scans WHERE ticket=? AND ts=? AND gate != ?",
-                                       (tid, ts, PSEUDO_GATE)).fetchone()
+                ours = (self.db.execute("SELECT 1 FROM scans WHERE gate=? AND id=?",
+                                        (PSEUDO_GATE, f"pretix-checkin-{cid}")).fetchone()
+                        or self.db.execute("SELECT 1 FROM scans WHERE ticket=? AND ts=? AND gate != ?",
+                                           (tid, ts, PSEUDO_GATE)).fetchone())
             except sqlite3.OperationalError:   # no house log in this file yet
                 ours = None
+            if not ours and not hand_on:
+                continue
+            self.db.execute("UPDATE pretix_checkins SET seen=1 WHERE id=?", (cid,))
             if ours:
                 continue
             seq += 1

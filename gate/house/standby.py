@@ -15,7 +15,8 @@ simply always wins it. This module is the election's hands on the bus:
 
 The standby keeps its own complete log from its own persistent session and counts exactly like the active
 house (both log every event keyed by gate and id), so taking over needs no hand-over of data: it says
-`online`, republishes every count and its Home Assistant entities, and starts its pretix link.
+`online`, republishes every count and its Home Assistant entities, publishes the ticket list from the copy
+of pretix's data it kept warm while standing by (gate/house/pretix_link.py) and starts uploading.
 """
 
 from __future__ import annotations
@@ -127,8 +128,12 @@ class Standby(Worker):
         return self.active()
 
     def active(self) -> bool:
-        """This house is the active one (the pretix link works only then)."""
+        """This house is the active one (only then does the pretix link publish, hand on and upload)."""
         return self.election.role == el.ACTIVE
+
+    def standing_by(self) -> bool:
+        """Another house is the active one and this one stands by (its pretix link keeps its copy warm)."""
+        return self.election.role == el.STANDBY
 
     def view(self) -> dict:
         """For /api/house: which house is active, and what this one is."""
