@@ -28,6 +28,7 @@ from gate.core.events import (
     VenueControl,
 )
 from gate.core.storage import GateFiles
+from gate.core.teardown import close_in_order
 from gate.decide import GateRules
 from gate.decode import Debouncer, Decoder
 from gate.feedback import Feedback
@@ -79,14 +80,7 @@ class GateParts:
                  ("source", lambda p: p.close()),
                  ("link", lambda p: p.close()), ("updater", lambda p: p.close()),
                  ("outbox", lambda p: p.close()), ("store", lambda p: p.close())]
-        for name, close in steps:
-            part = getattr(self, name)
-            if part is None:
-                continue
-            try:
-                close(part)
-            except Exception:
-                log.exception("closing the %s", name)
+        close_in_order(self, steps, log)
 
 
 def init_display(cfg):
