@@ -2,8 +2,9 @@
 
 Each `init_*` builds one part from its own config section and hands it only
 what it needs (Frigate's `FrigateApp` pattern). The loop (gate/scanner.py)
-receives the built parts and wires nothing. A build that fails part-way
-closes what it already opened, relay first.
+receives the built parts and wires nothing: which part takes each control
+message the parts send it is said here too (`control_handlers`). A build that
+fails part-way closes what it already opened, relay first.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import queue
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from gate.admission import Admission, OnVerdict
 from gate.core.clock import now_ms
@@ -28,6 +29,7 @@ from gate.core.events import (
     VenueControl,
 )
 from gate.core.storage import GateFiles
+from gate.core.teardown import close_in_order
 from gate.decide import GateRules
 from gate.decode import Debouncer, Decoder
 from gate.feedback import Feedback
@@ -79,14 +81,21 @@ class GateParts:
                  ("source", lambda p: p.close()),
                  ("link", lambda p: p.close()), ("updater", lambda p: p.close()),
                  ("outbox", lambda p: p.close()), ("store", lambda p: p.close())]
-        for name, close in steps:
-            part = getattr(self, name)
-            if part is None:
-                continue
-            try:
-                close(part)
-            except Exception:
-                log.exception("closing the %s", name)
+        close_in_order(self, steps, log)
+
+
+def control_handlers(parts: GateParts, *, free_passage: Callable[[FreePassage], object],
+                     data_applied: Callable[[TicketDataApplied], object]) -> dict[type, Callable[[Any], object]]:
+    """Who takes each control message the parts put on `parts.control`: the admission, the other gates'
+    scans, and the loop itself for the two it keeps (`free_passage`, `data_applied`)."""
+    admission, remote = parts.admission, parts.remote
+    assert admission is not None and remote is not None, "GateParts not built by build_gate()"
+    return {
+        NobodyPassed: admission.nobody_passed, ExitPassage: admission.exit_passage,
+        RemoteScan: remote.offer, FreePassage: free_passage,
+        TicketDataApplied: data_applied, DoorFault: admission.door_fault,
+        VenueControl: admission.venue_control, ModeButton: admission.mode_button,
+        IdentityClash: admission.identity_clash}
 
 
 def init_display(cfg):

@@ -21,26 +21,14 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Optional
+from typing import Optional
 
 from gate.admission import Admission
-from gate.build import GateParts, build_gate
+from gate.build import GateParts, build_gate, control_handlers
 from gate.core import systemd
 from gate.core.clock import clock_synchronised, now_ms
 from gate.core.errors import CameraError
-from gate.core.events import (
-    Code,
-    DoorFault,
-    ExitPassage,
-    FreePassage,
-    IdentityClash,
-    ModeButton,
-    NobodyPassed,
-    RemoteScan,
-    TicketDataApplied,
-    VenueControl,
-    Verdict,
-)
+from gate.core.events import Code, DoorFault, FreePassage, TicketDataApplied, Verdict
 from gate.decode import Debouncer, Decoder
 from gate.feedback import Feedback
 from gate.modes import GateMode
@@ -97,12 +85,7 @@ class ScanLoop:
         self._reserve_check = 0.0
         self.has_data = self._has_data()
         self.data_version = self.store.version
-        self._handlers: dict[type, Callable[[Any], object]] = {
-            NobodyPassed: self.admission.nobody_passed, ExitPassage: self.admission.exit_passage,
-            RemoteScan: self.remote.offer, FreePassage: self._free_passage,
-            TicketDataApplied: self._data_applied, DoorFault: self.admission.door_fault,
-            VenueControl: self.admission.venue_control, ModeButton: self.admission.mode_button,
-            IdentityClash: self.admission.identity_clash}
+        self._handlers = control_handlers(parts, free_passage=self._free_passage, data_applied=self._data_applied)
         if self.link is not None:
             self.link.health = self.health
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
@@ -20,7 +19,7 @@ from gate.house.build import build_house
 from gate.link import GateLink
 from gate.state.outbox import Outbox
 from tests.conftest import TICKETS_CSV, run_gate_cli, wait_for
-from tests.venue_broker import V5, VenueBroker
+from tests.venue_broker import V5, SerialGate, party_mqtt, start_venue_broker
 
 pytest.importorskip("serial", reason="the gates read codes from a serial scanner (pip install 'gate[serial]')")
 
@@ -30,21 +29,13 @@ class Venue:
 
     def __init__(self, tmp_path):
         self.tmp = tmp_path
-        self.port = free_port()
-        self.out = tmp_path / "broker-conf"
         self.keys = tmp_path / "keys"
-        r = run_gate_cli("broker", "config", "--venue", "hall", "--out", str(self.out), "--gates", "door-a,door-b",
-                         "--dashboards", "dashboard", "--host", "localhost", "--port", str(self.port),
-                         "--bind", "127.0.0.1")
-        assert r.returncode == 0, r.stderr
-        self.broker = VenueBroker(tmp_path / "broker-data", self.out)
-        self.broker.port = self.port
-        self.broker.start()
+        self.out, self.broker = start_venue_broker(tmp_path)
+        self.port = self.broker.port
         self.listen = f"127.0.0.1:{free_port()}"
 
     def mqtt(self, user, port=None) -> str:
-        return (f'[mqtt]\nhost = "localhost"\nport = {port or self.port}\ntls = true\nca_file = "{self.out / "ca.crt"}"\n'
-                f'username = "{user}"\npassword_file = "{self.out / "users" / (user + ".password")}"\nkeepalive = 5\n')
+        return party_mqtt(self.out, port or self.port, user)
 
     def write(self, name, text):
         p = self.tmp / f"{name}.toml"
@@ -93,44 +84,6 @@ def venue(tmp_path):
 ENV = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
 
 
-class ScanProcess:
-    """A real `gate scan` reading codes from a serial scanner (a pseudo-terminal), printing JSON events."""
-
-    def __init__(self, config):
-        self.master, self.slave = os.openpty()
-        self.p = subprocess.Popen([sys.executable, "-m", "gate.cli", "scan", "-c", str(config), "--json",
-                                   "--source", f"serial:{os.ttyname(self.slave)}@115200"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-        self.events, self.log = [], []
-        threading.Thread(target=lambda: self.log.extend(iter(self.p.stderr.readline, "")), daemon=True).start()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in iter(self.p.stdout.readline, ""):
-            if line.startswith("{"):
-                self.events.append(json.loads(line))
-
-    def present(self, code):
-        """The next scan event for `code`, as the gate published it."""
-        n = len(self.events)
-        os.write(self.master, code.encode() + b"\r\n")
-        return wait_for(lambda: self.events[n] if len(self.events) > n else None, 20, what=f"a verdict on {code}")
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
 def statuses(watch):
     """Each party's newest status as the dashboard user sees it."""
     out = {}
@@ -153,7 +106,7 @@ def test_boxoffice_venue_and_list_confirmed_by_real_gates_and_house(tmp_path, ve
     box = venue.boxoffice()
     house = subprocess.Popen([sys.executable, "-m", "gate.cli", "house", "-c", str(venue.house())], env=ENV,
                              stderr=subprocess.DEVNULL)
-    gates = {g: ScanProcess(venue.gate(g)) for g in ("door-a", "door-b")}
+    gates = {g: SerialGate(venue.gate(g)) for g in ("door-a", "door-b")}
     watch = V5(venue.out, venue.port, "dashboard")
     watch.subscribe("gate/hall/+/status")
     try:

@@ -12,35 +12,18 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gate.bus.codec import pack_scan
-from gate.config import parse
 from gate.house.build import build_house
 from gate.link import GateLink
 from gate.state.outbox import Outbox
 from tests.conftest import api, eve, free_port, run_gate_cli, scan_event, wait_for
-from tests.venue_broker import V5, VenueBroker, password
+from tests.venue_broker import V5, party_config, password, start_venue_broker
 
 
 @pytest.fixture
 def venue(tmp_path):
-    port = free_port()
-    out = tmp_path / "broker-conf"
-    r = run_gate_cli("broker", "config", "--venue", "hall", "--out", str(out), "--gates", "door-a,door-b",
-                     "--dashboards", "dashboard", "--host", "localhost", "--port", str(port), "--bind", "127.0.0.1")
-    assert r.returncode == 0, r.stderr
-    b = VenueBroker(tmp_path / "broker-data", out)
-    b.port = port
-    b.start()
+    out, b = start_venue_broker(tmp_path)
     yield out, b
     b.stop()
-
-
-def party_config(tmp_path, out, port, user, section):
-    text = section + (f'[mqtt]\nhost = "localhost"\nport = {port}\ntls = true\nca_file = "{out / "ca.crt"}"\n'
-                      f'username = "{user}"\npassword_file = "{out / "users" / (user + ".password")}"\nkeepalive = 5\n'
-                      f'[storage]\ndir = "{tmp_path / ("state-" + user)}"\n')
-    path = tmp_path / f"{user}.toml"
-    path.write_text(text)
-    return parse(text, str(path))
 
 
 def test_broker_identity_intended_traffic_flows(tmp_path, venue):

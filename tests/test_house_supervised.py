@@ -79,6 +79,22 @@ def test_house_ingest_worker_survives_an_exception_and_counts_on(tmp_path, broke
         svc.close()
 
 
+def test_house_worker_step_that_raises_is_counted_logged_and_the_next_step_runs(caplog):
+    """The intake, publisher and watch run each step through `Drops.guarded`: a step that raises is counted
+    (`internal_error`) and logged at DEBUG on the worker's own logger, and the next step runs."""
+    from gate.bus.limits import Drops
+    drops, worker_log, ran = Drops(logging.getLogger("gate.house.state")), logging.getLogger("gate.house.watch"), []
+
+    def tell_arrivals():
+        raise KeyError("T1")
+    with caplog.at_level(logging.DEBUG, logger="gate.house.watch"):
+        drops.guarded(worker_log, tell_arrivals)
+        drops.guarded(worker_log, ran.append, "the next step")
+    assert drops.get("internal_error") == 1 and ran == ["the next step"]
+    debug = [(r.name, r.getMessage(), r.exc_info and r.exc_info[0]) for r in caplog.records if r.levelno == logging.DEBUG]
+    assert debug == [("gate.house.watch", "tell_arrivals failed", KeyError)]
+
+
 def test_house_web_keeps_serving_when_the_state_cannot_be_made(tmp_path, broker, venue_keys, caplog):
     svc = plain_house(tmp_path, broker, venue_keys)
     real = svc.query.ticket_lists

@@ -10,12 +10,10 @@ look-ups), and the house flags the door."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
@@ -31,7 +29,7 @@ from gate.identity import TAKEOVER_FIRST_S
 from gate.link import GateLink
 from tests.conftest import GATE_TOML, TICKETS_CSV, run_gate_cli, wait_for
 from tests.test_broker_identity import venue  # noqa: F401 (a fixture: the broker `gate broker config` writes)
-from tests.venue_broker import V5
+from tests.venue_broker import V5, SerialGate, party_mqtt
 
 pytest.importorskip("serial", reason="the gates read codes from a serial scanner here (pip install 'gate[serial]')")
 
@@ -42,8 +40,7 @@ def gate_toml(tmp_path, out, port, name, gate="door-a"):
                             mqtt="true", passage="", passage_timeout=5.0, relay_mode="pulse", display="none",
                             keys="[]", stall=2.0, debounce=0.3, gate_extra="", list_keys="[]", venue_secret="",
                             storage=tmp_path / f"state-{name}")
-    mqtt_section = (f'[mqtt]\nhost = "localhost"\nport = {port}\ntls = true\nca_file = "{out / "ca.crt"}"\n'
-                    f'username = "{gate}"\npassword_file = "{out / "users" / (gate + ".password")}"\nkeepalive = 5\n\n')
+    mqtt_section = party_mqtt(out, port, gate) + "\n"
     text = re.sub(r"\[mqtt\][^\[]*", lambda _: mqtt_section, text)
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
@@ -54,54 +51,12 @@ def gate_toml(tmp_path, out, port, name, gate="door-a"):
     return path
 
 
-class GateProcess:
-    """`gate scan` with a serial scanner (a pseudo-terminal we type codes into); JSON verdicts on stdout."""
-
-    def __init__(self, config):
-        self.master, self.slave = os.openpty()
-        env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
-        self.p = subprocess.Popen([sys.executable, "-m", "gate.cli", "scan", "-c", str(config), "--json",
-                                   "--source", f"serial:{os.ttyname(self.slave)}@115200"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.log: list[str] = []
-        self.verdicts: list[dict] = []
-        threading.Thread(target=lambda: self.log.extend(iter(self.p.stderr.readline, "")), daemon=True).start()
-        threading.Thread(target=self._read, daemon=True).start()
-        wait_for(lambda: any("scanning from serial:" in line for line in self.log), 30, what="gate scanning")
-
-    def _read(self):
-        for line in iter(self.p.stdout.readline, ""):
-            if line.startswith("{"):
-                self.verdicts.append(json.loads(line))
-
-    def present(self, code):
-        n = len(self.verdicts)
-        os.write(self.master, code.encode() + b"\r\n")
-        return wait_for(lambda: self.verdicts[n] if len(self.verdicts) > n else None, 10, what=f"verdict on {code}")
-
-    def said(self, text):
-        return [line for line in self.log if text in line]
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        os.close(self.master)
-        os.close(self.slave)
-
-
 def house_process(tmp_path, out, port):
     listen = f"127.0.0.1:{free_port()}"
     path = tmp_path / "house.toml"
     path.write_text(f'[house]\nvenue = "hall"\nlisten = "{listen}"\ncapacity = {{ "eve" = 100 }}\n'
-                    f'client_id = "house"\n'
-                    f'[mqtt]\nhost = "localhost"\nport = {port}\ntls = true\nca_file = "{out / "ca.crt"}"\n'
-                    f'username = "house"\npassword_file = "{out / "users" / "house.password"}"\nkeepalive = 5\n'
-                    f'[storage]\ndir = "{tmp_path / "state-house"}"\n')
+                    f'client_id = "house"\n' + party_mqtt(out, port, "house")
+                    + f'[storage]\ndir = "{tmp_path / "state-house"}"\n')
     p = subprocess.Popen([sys.executable, "-m", "gate.cli", "house", "-c", str(path)], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
 
@@ -136,7 +91,7 @@ def test_identity_two_devices_under_one_gate_id_are_detected_and_admit_a_ticket_
     house, api = house_process(tmp_path, out, b.port)
     gates = []
     try:
-        a = GateProcess(one)
+        a = SerialGate(one, scanning_within=30)
         gates.append(a)
         first = wait_for(lambda: door(api).get("instance"), 20, what="door-a's status at the house")
         v = a.present("CODE-0001")
@@ -147,7 +102,7 @@ def test_identity_two_devices_under_one_gate_id_are_detected_and_admit_a_ticket_
 
         # The copy of the card starts: both are told within seconds, and the house flags the door.
         t0 = time.monotonic()
-        c = GateProcess(two)
+        c = SerialGate(two, scanning_within=30)
         gates.append(c)
         wait_for(lambda: c.said("identity fault latched") and a.said("identity fault latched"), 30,
                  what="both devices see the other")

@@ -227,3 +227,27 @@ def test_scan_symbols_that_keep_failing_ask_the_camera_to_refocus(tmp_path, mock
     s = Scanner(cfg, Focusable(frames, 0), pin_factory=mock_factory, connect=False)
     assert s.run() == 0
     assert Focusable.refocused >= 1 and s.parts.decoder.stats.retries >= 8
+
+
+def test_scan_parts_close_goes_on_past_a_part_that_fails_to_close(tmp_path, mock_factory, caplog):
+    """The camera raises as it is closed (gate/core/teardown.py): logged, and the relay is off and the
+    databases closed all the same."""
+    import logging
+    import sqlite3
+
+    from gate.build import build_gate
+
+    class Stuck(MemorySource):
+        def close(self):
+            raise OSError("the camera did not let go")
+
+    parts = build_gate(gate_config(tmp_path), Stuck([]), pin_factory=mock_factory, connect=False)
+    parts.feedback.release.hold()
+    assert mock_factory.pin(RELAY).state == 1
+    with caplog.at_level(logging.ERROR, logger="gate.build"):
+        parts.close()
+    assert mock_factory.pin(RELAY).state == 0
+    assert "closing the source" in caplog.text and "the camera did not let go" in caplog.text
+    for db in (parts.store.db, parts.outbox.db):
+        with pytest.raises(sqlite3.ProgrammingError):
+            db.execute("SELECT 1")

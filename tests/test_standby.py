@@ -28,10 +28,10 @@ from gate.house.election import ACTIVATE, ACTIVE, CLAIM, CLAIMING, RECONNECT_WIT
 from gate.house.standby import RetainedGuard
 from gate.link import GateLink
 from gate.state.outbox import Outbox
-from tests.conftest import Collector, free_port, publish_raw, run_gate_cli, wait_for
+from tests.conftest import Collector, free_port, publish_raw, wait_for
 from tests.hostile_house import house_toml, list_header, scan, start_house
 from tests.pretix_hostile import Answer, HostilePretix, iso
-from tests.venue_broker import VenueBroker, password
+from tests.venue_broker import party_config, password, start_venue_broker
 
 # -- the election, by itself ------------------------------------------------------------------------
 
@@ -198,16 +198,6 @@ def test_standby_config_needs_its_own_identity(tmp_path):
 # -- two real houses, kill -9 -------------------------------------------------------------------------
 
 
-def party_config(tmp_path, out, port, user, section):
-    """A party's config file: `section`, then [mqtt] as `user` over TLS with its own password, [storage]."""
-    text = section + (f'[mqtt]\nhost = "localhost"\nport = {port}\ntls = true\nca_file = "{out / "ca.crt"}"\n'
-                      f'username = "{user}"\npassword_file = "{out / "users" / (user + ".password")}"\nkeepalive = 5\n'
-                      f'[storage]\ndir = "{tmp_path / ("state-" + user)}"\n')
-    path = tmp_path / f"{user}.toml"
-    path.write_text(text)
-    return parse(text, str(path))
-
-
 class Recorder:
     """The venue's dashboard user, recording every house topic message with the time it arrived."""
 
@@ -286,14 +276,7 @@ def _counted(listen: str, n: int) -> bool:
 
 @pytest.fixture
 def venue(tmp_path):
-    port = free_port()
-    out = tmp_path / "broker-conf"
-    r = run_gate_cli("broker", "config", "--venue", "hall", "--out", str(out), "--gates", "door-s",
-                     "--dashboards", "dashboard", "--host", "localhost", "--port", str(port), "--bind", "127.0.0.1")
-    assert r.returncode == 0, r.stderr
-    b = VenueBroker(tmp_path / "broker-data", out)
-    b.port = port
-    b.start()
+    out, b = start_venue_broker(tmp_path, "door-s")
     yield out, b
     b.stop()
 

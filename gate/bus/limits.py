@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 
 class TokenBucket:
@@ -59,6 +60,15 @@ class Drops:
         elif summary:
             self.log.warning("dropped %d more %s(s) in the last %.0f s; totals %s", since, self.what,
                              self.every, self.snapshot())
+
+    def guarded(self, log: logging.Logger, fn: Callable[..., object], *args) -> None:
+        """`fn(*args)` as one step of a worker that must outlive anything a message can make it do: an
+        exception is counted as `internal_error` (named by the function) and logged on `log` at DEBUG."""
+        try:
+            fn(*args)
+        except Exception as exc:
+            self.add("internal_error", fn.__name__, repr(exc))
+            log.debug("%s failed", fn.__name__, exc_info=True)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

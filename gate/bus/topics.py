@@ -26,87 +26,97 @@ from gate.core.ids import ACTIVE, ALERTS, CONTROL, DOORS, HOUSE, STATUS, TICKETS
 ROOT = "gate"
 
 
+def _topic(venue: str, *levels: str) -> str:
+    """gate/<venue>/<level>/...: every topic below is one of these."""
+    return "/".join((ROOT, venue, *levels))
+
+
+def _house_topic(venue: str, *levels: str) -> str:
+    """gate/<venue>/house/<level>/...: the house's topics."""
+    return _topic(venue, HOUSE, *levels)
+
+
 def scan(venue: str, gate: str) -> str:
-    return f"{ROOT}/{venue}/{gate}/scan"
+    return _topic(venue, gate, "scan")
 
 
 def scans(venue: str) -> str:
-    return f"{ROOT}/{venue}/+/scan"
+    return _topic(venue, "+", "scan")
 
 
 def venue_all(venue: str) -> str:
-    return f"{ROOT}/{venue}/#"
+    return _topic(venue, "#")
 
 
 def house_prefix(venue: str) -> str:
-    return f"{ROOT}/{venue}/{HOUSE}/"
+    return _house_topic(venue, "")   # "gate/<venue>/house/": the trailing slash makes it a prefix
 
 
 def status(venue: str, gate: str) -> str:
-    return f"{ROOT}/{venue}/{gate}/status"
+    return _topic(venue, gate, "status")
 
 
 def statuses(venue: str) -> str:
-    return f"{ROOT}/{venue}/+/status"
+    return _topic(venue, "+", "status")
 
 
 def health(venue: str, gate: str) -> str:
-    return f"{ROOT}/{venue}/{gate}/health"
+    return _topic(venue, gate, "health")
 
 
 def healths(venue: str) -> str:
-    return f"{ROOT}/{venue}/+/health"
+    return _topic(venue, "+", "health")
 
 
 def resend(venue: str, gate: str) -> str:
     """House -> gate: JSON {"seqs": [...]} of scan events the house never received."""
-    return f"{ROOT}/{venue}/{gate}/resend"
+    return _topic(venue, gate, "resend")
 
 
 def tickets(venue: str) -> str:
-    return f"{ROOT}/{venue}/{TICKETS}"
+    return _topic(venue, TICKETS)
 
 
 def control(venue: str) -> str:
     """Box office -> gates and house: a signed venue control message (live / test), retained."""
-    return f"{ROOT}/{venue}/{CONTROL}"
+    return _topic(venue, CONTROL)
 
 
 def house(venue: str, event: str) -> str:
-    return f"{ROOT}/{venue}/{HOUSE}/{event}"
+    return _house_topic(venue, event)
 
 
 def house_status(venue: str) -> str:
     """The house's own status, with a last will: Home Assistant's availability for every entity."""
-    return f"{ROOT}/{venue}/{HOUSE}/{STATUS}"
+    return _house_topic(venue, STATUS)
 
 
 def house_alerts(venue: str) -> str:
     """The house's alerts (docs/contract.md, Additions): not retained."""
-    return f"{ROOT}/{venue}/{HOUSE}/{ALERTS}"
+    return _house_topic(venue, ALERTS)
 
 
 def house_alerts_active(venue: str) -> str:
     """The alerts standing now and whether any needs a person (Home Assistant's problem sensor): retained."""
-    return f"{ROOT}/{venue}/{HOUSE}/{ALERTS}/active"
+    return _house_topic(venue, ALERTS, "active")
 
 
 def house_doors(venue: str) -> str:
     """House -> dashboards, Home Assistant: each door's problems (gate/house/doors.py)."""
-    return f"{ROOT}/{venue}/{HOUSE}/{DOORS}"
+    return _house_topic(venue, DOORS)
 
 
 def house_active(venue: str) -> str:
     """The active house's claim (gate/house/election.py): retained, which house publishes."""
-    return f"{ROOT}/{venue}/{HOUSE}/{ACTIVE}"
+    return _house_topic(venue, ACTIVE)
 
 
 def house_all(venue: str) -> str:
-    return f"{ROOT}/{venue}/{HOUSE}/#"
+    return _house_topic(venue, "#")
 
 
 def house_inside(venue: str, event: str) -> str:
-    return f"{ROOT}/{venue}/{HOUSE}/{event}/inside"
+    return _house_topic(venue, event, "inside")
 
 
 def gate_of(topic: str) -> str:

@@ -25,6 +25,7 @@ from gate.config import house as house_config
 from gate.core.errors import ConfigError, GateError
 from gate.core.storage import HouseFiles
 from gate.core.supervisor import Workers
+from gate.core.teardown import close_in_order
 from gate.house import uploads
 from gate.house.alerts import Alerts
 from gate.house.checkout import CheckOut
@@ -121,14 +122,7 @@ class HouseParts:
                  ("publisher", lambda p: p.stop()),
                  ("bus", lambda p: p.say_offline()), ("pretix", lambda p: p.close()), ("bus", lambda p: p.close()),
                  ("log", lambda p: p.close())]
-        for name, close in steps:
-            part = getattr(self, name)
-            if part is None:
-                continue
-            try:
-                close(part)
-            except Exception:
-                log.exception("closing the house's %s", name)
+        close_in_order(self, steps, log, "closing the house's %s")
 
 
 def init_log(cfg) -> AttendanceLog:

@@ -66,14 +66,19 @@ class Claim:
                            "first": self.first, "ts": self.ts}).encode()
 
 
-def parse_claim(payload: bytes) -> Optional[Claim]:
-    """A claim from the bus, validated by value; None for anything else (an empty retained message too)."""
+def _small_json(payload: bytes) -> object:
+    """The JSON value of a claim or a status as it came from the bus; None when empty, too long or not JSON."""
     if not payload or len(payload) > MAX_CLAIM:
         return None
     try:
-        d = json.loads(payload)
+        return json.loads(payload)
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def parse_claim(payload: bytes) -> Optional[Claim]:
+    """A claim from the bus, validated by value; None for anything else (an empty retained message too)."""
+    d = _small_json(payload)
     if not isinstance(d, dict):
         return None
     house, instance, term, first, ts = d.get("house"), d.get("instance"), d.get("term"), d.get("first"), d.get("ts", 0)
@@ -85,12 +90,7 @@ def parse_claim(payload: bytes) -> Optional[Claim]:
 
 def parse_status(payload: bytes) -> Optional[str]:
     """`online` or `offline` from a house status message; None for anything else."""
-    if not payload or len(payload) > MAX_CLAIM:
-        return None
-    try:
-        d = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    d = _small_json(payload)
     state = d.get("state") if isinstance(d, dict) else None
     return state if state in ("online", "offline") else None
 

@@ -67,11 +67,7 @@ class Intake(Supervised):   # pretix-safe: restarted with backoff, shown in /api
                 self._guard(self.word_pass)
 
     def _guard(self, fn, *args) -> None:
-        try:
-            fn(*args)
-        except Exception as exc:
-            self.state.drops.add("internal_error", fn.__name__, repr(exc))
-            log.debug("%s failed", fn.__name__, exc_info=True)
+        self.state.drops.guarded(log, fn, *args)
 
     def _handle_batch(self, batch) -> None:
         new, acks = self.ingest.sort(batch)

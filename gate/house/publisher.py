@@ -63,11 +63,7 @@ class Publisher(Supervised):   # pretix-safe: restarted with backoff, shown in /
 
     def _guard(self, fn) -> None:
         """Each step on its own: this thread must outlive anything a message can make it do."""
-        try:
-            fn()
-        except Exception as exc:
-            self.state.drops.add("internal_error", fn.__name__, repr(exc))
-            log.debug("%s failed", fn.__name__, exc_info=True)
+        self.state.drops.guarded(log, fn)
 
     # -- the counts ------------------------------------------------------------
     def publish_counts(self) -> None:

@@ -86,11 +86,7 @@ class Watch(Supervised):   # restarted with backoff if a pass ever escapes its g
             self.state.mark_dirty()
 
     def _guard(self, fn) -> None:
-        try:
-            fn()
-        except Exception as exc:
-            self.state.drops.add("internal_error", fn.__name__, repr(exc))
-            log.debug("%s failed", fn.__name__, exc_info=True)
+        self.state.drops.guarded(log, fn)
 
     # -- the parts -------------------------------------------------------------------------------
     def tell_arrivals(self) -> None:
