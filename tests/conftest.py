@@ -267,6 +267,13 @@ def house(tmp_path, broker):
     svc.close()
 
 
+def wait_house_active(svc, timeout=20):
+    """Until the house has won its election and is back on the broker with its last will: a house that
+    wins reconnects once (gate/house/standby.py), so `connected` alone can still flicker after it is set."""
+    wait_for(lambda: (svc.standby is None or svc.standby.active()) and svc.bus.has_will and svc.connected.is_set(),
+             timeout, what="the house active, reconnected with its will")
+
+
 def api(cfg):
     """The house's /api/house, over HTTP."""
     with urllib.request.urlopen(f"http://{cfg.house.listen}/api/house", timeout=5) as r:
