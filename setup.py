@@ -14,6 +14,7 @@ setup(
         "paho-mqtt>=2.0,<3",
         "msgpack>=1.0",
         "cryptography>=38",
+        "PyNaCl>=1.5",          # libsodium: what a gate verifies and opens (gate/boxoffice/ed25519.py); apt python3-nacl
         "Pillow>=9.4",
     ],
     extras_require={

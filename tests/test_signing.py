@@ -176,3 +176,81 @@ def test_signing_issue_command_end_to_end(tmp_path, store):
     v = [SignedTicketVerifier([load_public_key(tmp_path / "keys/box.pub")])]
     out = verdict(store, v, code)
     assert out.reason == "ok" and out.ticket.ticket_id == pngs[0].stem and out.ticket.zone == "stalls"
+
+
+# -- the reading half on libsodium (gate/boxoffice/ed25519.py) against cryptography's writing half --------------
+
+def test_ed25519_signatures_made_by_cryptography_verify_on_libsodium_and_nothing_else_does():
+    from gate.boxoffice.ed25519 import BadSignature, verify_key
+    other = Ed25519PrivateKey.generate()
+    vk = verify_key(KEY.public_key())
+    assert vk == verify_key(KEY) and vk != verify_key(other)
+    for n in (0, 1, 63, 64, 1000):
+        msg = random.randbytes(n)
+        sig = KEY.sign(msg)
+        vk.verify(sig, msg)   # returns: cryptography's signature is libsodium's
+        bad = [other.sign(msg), sig[:-1], sig + b"\0", bytes(64), sig[:32] + bytes(32)]
+        bad += [bytes([sig[0] ^ 1]) + sig[1:], sig[:63] + bytes([sig[63] ^ 0x80])]
+        for s in bad:
+            with pytest.raises(BadSignature):
+                vk.verify(s, msg)
+        with pytest.raises(BadSignature):
+            vk.verify(sig, msg + b"x")
+    # a non-canonical S (S + the group order L) is the same point to a lax verifier; libsodium refuses it
+    L = 2**252 + 27742317777372353535851937790883648493
+    msg = b"canonical"
+    sig = KEY.sign(msg)
+    s = int.from_bytes(sig[32:], "little") + L
+    if s < 2**256:
+        with pytest.raises(BadSignature):
+            vk.verify(sig[:32] + s.to_bytes(32, "little"), msg)
+
+
+def test_sealed_bodies_open_across_both_libraries_and_only_under_their_key():
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from gate.boxoffice.ed25519 import BadSeal, open_sealed, seal
+    key, nonce, other = random.randbytes(32), random.randbytes(12), random.randbytes(32)
+    for n in (0, 1, 4096):
+        data = random.randbytes(n)
+        assert open_sealed(key, nonce, ChaCha20Poly1305(key).encrypt(nonce, data, None)) == data
+        assert ChaCha20Poly1305(key).decrypt(nonce, seal(key, nonce, data), None) == data
+        sealed = seal(key, nonce, data)
+        for bad_key, bad_nonce, bad in ((other, nonce, sealed), (key, random.randbytes(12), sealed),
+                                        (key, nonce, sealed[:-1]), (key, nonce, bytes([sealed[0] ^ 1]) + sealed[1:]),
+                                        (key, nonce[:11], sealed), (key, nonce, b"")):
+            with pytest.raises(BadSeal):
+                open_sealed(bad_key, bad_nonce, bad)
+
+
+def test_public_keys_load_strictly_from_pem(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from gate.boxoffice.ed25519 import from_pem, verify_key
+    pem = KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert from_pem(pem) == verify_key(KEY)
+    ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    lines = pem.strip().splitlines()
+    for bad in (ec_pem, pem.replace(b"PUBLIC", b"PRIVATE"), pem + b"trailing", b"junk\n" + pem,
+                b"\n".join([lines[0], b"!!!!", lines[-1]]), b"\n".join([lines[0], lines[-1]]),
+                b"\n".join([lines[0], base64.b64encode(b"\x30\x2a" + bytes(42)), lines[-1]])):
+        with pytest.raises(ValueError):
+            from_pem(bad)
+    p = tmp_path / "k.pub"
+    p.write_bytes(ec_pem)
+    with pytest.raises(ValueError, match="not an Ed25519 public key"):
+        load_public_key(p)
+
+
+def test_the_gate_scans_without_loading_cryptography():
+    """What keeps `gate scan` lean (README, memory): the gate reads signatures with libsodium; cryptography's
+    OpenSSL backend (about 5 MB resident on Raspberry Pi OS) is only for the house and the box office."""
+    import subprocess
+    import sys
+    code = ("import sys, gate.cli.main, gate.scanner, gate.build, gate.resolve, gate.state.tickets\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('cryptography')}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout

@@ -28,14 +28,15 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from gate.boxoffice.ed25519 import BadSignature, verify_key
 from gate.boxoffice.keys import key_id
 from gate.boxoffice.purpose import TICKET, sign, verifies
 from gate.core.events import Ticket
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def _bare(key, sig: bytes, payload: bytes) -> bool:
     """Format 1's check: the signature over the bare payload (no purpose)."""
     try:
         key.verify(sig, payload)
-    except InvalidSignature:
+    except BadSignature:
         return False
     return True
 
@@ -176,7 +177,7 @@ class SignedTicketVerifier:
     and a format-1 card or control message never is one (their fields do not fit a ticket)."""
 
     def __init__(self, public_keys, legacy_until: int = 0):
-        self.keys = {key_id(k): k for k in public_keys}
+        self.keys = {key_id(k): verify_key(k) for k in public_keys}
         self.legacy_until = legacy_until
         self.legacy_refused = 0
 

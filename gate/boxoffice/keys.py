@@ -8,33 +8,41 @@ import hashlib
 import hmac
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from gate.boxoffice.ed25519 import VerifyKey, from_pem, verify_key
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+# Public keys are read with gate/boxoffice/ed25519.py (a gate only ever reads them); making and loading private
+# keys is `cryptography`'s, imported where it is done (the house and the box office).
 
 
-def raw_public(pub: Ed25519PublicKey) -> bytes:
-    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+def raw_public(pub) -> bytes:
+    """The 32 bytes of an Ed25519 public key (a VerifyKey, or a `cryptography` public or private key)."""
+    return verify_key(pub).raw
 
 
-def key_id(pub: Ed25519PublicKey) -> bytes:
+def key_id(pub) -> bytes:
     """The 4 bytes a signed code or list names its key by (several keys may be valid: rotation)."""
     return hashlib.sha256(raw_public(pub)).digest()[:4]
 
 
-def load_public_key(path) -> Ed25519PublicKey:
+def load_public_key(path) -> VerifyKey:
     """A public key from PEM, or from a file holding the raw key in base64."""
     data = Path(path).read_bytes().strip()
-    if data.startswith(b"-----"):
-        key = serialization.load_pem_public_key(data)
-    else:
-        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(data))
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"{path}: not an Ed25519 public key")
-    return key
+    try:
+        if data.startswith(b"-----"):
+            return from_pem(data)
+        return VerifyKey(base64.b64decode(data, validate=True))
+    except (ValueError, binascii.Error) as exc:
+        raise ValueError(f"{path}: not an Ed25519 public key ({exc})") from None
 
 
 def load_private_key(path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path}: not an Ed25519 private key")
@@ -43,6 +51,8 @@ def load_private_key(path) -> Ed25519PrivateKey:
 
 def new_keypair(directory, name: str) -> tuple[Path, Path]:
     """Write NAME.key (private, mode 0600) and NAME.pub; returns their paths."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     priv = Ed25519PrivateKey.generate()

@@ -47,13 +47,11 @@ import hmac
 import os
 import zlib
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional
 
 import msgpack
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from gate.boxoffice.ed25519 import BadSeal, VerifyKey, open_sealed, seal, verify_key
 from gate.boxoffice.keys import derive, key_id
 from gate.boxoffice.purpose import TICKET_LIST, context, verifies
 from gate.boxoffice.revokedcards import pack_staff, unpack_staff
@@ -61,6 +59,9 @@ from gate.core.clock import now_ms
 from gate.core.errors import PayloadError
 from gate.core.events import Ticket
 from gate.core.ids import is_id
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 SIGNED_PREFIX = context(TICKET_LIST)   # b"gate ticket list v2\x00", as lists have always been signed
 MAX_LIST_BYTES = 16 * 1024 * 1024      # the envelope as it arrives (about 150,000 tickets)
@@ -160,7 +161,7 @@ def pack_list(tickets: Iterable[Ticket], revoked: Iterable[str] = (), *, signing
         raise ValueError(f"a list holds at most {MAX_TICKETS:,} tickets and {MAX_REVOKED:,} revoked ids")
     out.append(comp.compress(bytes(stream)))
     out.append(comp.flush())
-    body = ChaCha20Poly1305(derive(secret, b"list body", salt)).encrypt(salt[:12], b"".join(out), None)
+    body = seal(derive(secret, b"list body", salt), salt[:12], b"".join(out))
     header = {"venue": venue, "series": series, "seq": seq, "issued": issued, "salt": salt,
               "tickets": n, "revoked": m, "body": body}
     if pretix is not None:
@@ -213,7 +214,7 @@ def _unpack(data: bytes, **limits):
         raise PayloadError("bad_msgpack", type(exc).__name__) from None
 
 
-def verify_list(data, keys: dict[bytes, Ed25519PublicKey]) -> tuple[ListHeader, dict]:
+def verify_list(data, keys: dict[bytes, VerifyKey]) -> tuple[ListHeader, dict]:
     """Check the envelope's signature before looking at anything inside it.
 
     keys: key id -> public key (see `keyring`). Returns the header and the signed
@@ -262,8 +263,8 @@ def read_body(inner: dict, secret: bytes, revoked_out: list) -> Iterator[tuple]:
     caller inserting rows in a transaction rolls the whole list back."""
     salt = inner["salt"]
     try:
-        blob = ChaCha20Poly1305(derive(secret, b"list body", salt)).decrypt(salt[:12], inner["body"], None)
-    except InvalidTag:
+        blob = open_sealed(derive(secret, b"list body", salt), salt[:12], inner["body"])
+    except BadSeal:
         raise PayloadError("wrong_venue_secret", "cannot decrypt: this venue secret is not the publisher's") from None
     objects = _stream(blob)
     for _ in range(inner["tickets"]):
@@ -346,9 +347,9 @@ def row_ticket(row: tuple) -> Ticket:
                   note, patron)
 
 
-def keyring(public_keys: Iterable[Ed25519PublicKey]) -> dict[bytes, Ed25519PublicKey]:
-    """key id -> key, for `verify_list`."""
-    return {key_id(k): k for k in public_keys}
+def keyring(public_keys: Iterable) -> dict[bytes, VerifyKey]:
+    """key id -> key, for `verify_list` (VerifyKeys, gate/boxoffice/ed25519.py, or `cryptography` keys)."""
+    return {key_id(k): verify_key(k) for k in public_keys}
 
 
 # -- which list wins ---------------------------------------------------------------------

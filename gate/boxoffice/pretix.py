@@ -13,10 +13,7 @@ import json
 import struct
 from typing import Optional
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
+from gate.boxoffice.ed25519 import BadSignature, VerifyKey, from_pem, verify_key
 from gate.core.events import Ticket
 
 # field number -> (name, wire type). A known field in any other wire type is a malformed ticket.
@@ -26,7 +23,7 @@ MAX_SEED = 128
 MAX_KEY_FILE = 8192
 
 
-def load_pretix_key(data: bytes, name: str = "key") -> Ed25519PublicKey:
+def load_pretix_key(data: bytes, name: str = "key") -> VerifyKey:
     """A pretix_sig1 public key as pretix shows it (base64 of the PEM text), or PEM,
     or the raw 32 bytes in base64. Raises ValueError saying what is wrong."""
     data = data.strip()
@@ -38,20 +35,17 @@ def load_pretix_key(data: bytes, name: str = "key") -> Ed25519PublicKey:
         except (binascii.Error, ValueError):
             raise ValueError(f"{name}: neither PEM nor base64") from None
         if len(decoded) == 32:
-            return Ed25519PublicKey.from_public_bytes(decoded)
+            return VerifyKey(decoded)
         data = decoded.strip()
         if not data.startswith(b"-----"):
             raise ValueError(f"{name}: base64 of neither a PEM key nor a 32-byte Ed25519 key")
     try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{name}: not a readable PEM public key ({exc})") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"{name}: not an Ed25519 public key")
-    return key
+        return from_pem(data)
+    except ValueError as exc:
+        raise ValueError(f"{name}: not an Ed25519 public key in PEM ({exc})") from None
 
 
-def load_pretix_key_file(path) -> Ed25519PublicKey:
+def load_pretix_key_file(path) -> VerifyKey:
     with open(path, "rb") as f:
         data = f.read(MAX_KEY_FILE + 1)
     if len(data) > MAX_KEY_FILE:
@@ -153,7 +147,7 @@ class PretixVerifier:
     it publishes (read from the store; several keys may be valid at once)."""
 
     def __init__(self, public_keys, items: dict, subevents: dict, zones: dict, event: str = ""):
-        self.keys = list(public_keys)
+        self.keys = [verify_key(k) for k in public_keys]
         self.items, self.subevents, self.zones, self.event = items, subevents, zones, event
         self.store = None
         self._listed: tuple[str, list, str] = ("", [], "")
@@ -204,7 +198,7 @@ class PretixVerifier:
             try:
                 key.verify(sig, payload)
                 break
-            except InvalidSignature:
+            except BadSignature:
                 continue
         else:
             return None, True

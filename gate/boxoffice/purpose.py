@@ -21,10 +21,13 @@ pretix's `pretix_sig1` is pretix's format and is verified as pretix defines it.
 
 from __future__ import annotations
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
+from gate.boxoffice.ed25519 import BadSignature, verify_key
 from gate.core.ids import is_id
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 TICKET = "ticket v2"                  # a GT1 ticket code (gate/boxoffice/gt1.py)
 STAFF_CARD = "staff card v2"          # a GS1 staff card (gate/boxoffice/staff.py); venue-bound
@@ -52,10 +55,11 @@ def sign(priv: Ed25519PrivateKey, purpose: str, payload: bytes, venue: str = "")
     return priv.sign(context(purpose, venue) + payload)
 
 
-def verifies(pub: Ed25519PublicKey, sig: bytes, purpose: str, payload: bytes, venue: str = "") -> bool:
-    """Whether `sig` is `pub`'s signature of `payload` for exactly this purpose and venue."""
+def verifies(pub, sig: bytes, purpose: str, payload: bytes, venue: str = "") -> bool:
+    """Whether `sig` is `pub`'s signature of `payload` for exactly this purpose and venue (`pub`: a VerifyKey,
+    gate/boxoffice/ed25519.py, or a `cryptography` key)."""
     try:
-        pub.verify(sig, context(purpose, venue) + payload)
-    except (InvalidSignature, ValueError):
+        verify_key(pub).verify(sig, context(purpose, venue) + payload)
+    except (BadSignature, ValueError):
         return False
     return True

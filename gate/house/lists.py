@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from gate.boxoffice.ed25519 import verify_key
 from gate.boxoffice.keys import load_private_key, load_public_key, load_secret
 from gate.boxoffice.listguard import ListGuard
 from gate.boxoffice.lists import judge, read_body, row_ticket, verify_list
@@ -28,7 +29,7 @@ def guard_from_config(cfg) -> ListGuard:
     s = cfg.signing
     keys = [load_public_key(p) for p in s.list_keys]
     if s.list_signing_key:
-        keys.append(load_private_key(s.list_signing_key).public_key())
+        keys.append(verify_key(load_private_key(s.list_signing_key)))
     return ListGuard(cfg.venue, keys, load_secret(s.venue_secret) if s.venue_secret else None)
 
 
