@@ -233,7 +233,9 @@ def test_public_keys_load_strictly_from_pem(tmp_path):
     ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     lines = pem.strip().splitlines()
-    for bad in (ec_pem, pem.replace(b"PUBLIC", b"PRIVATE"), pem + b"trailing", b"junk\n" + pem,
+    assert from_pem(b"a comment\n" + pem + b"more text\n") == verify_key(KEY)   # RFC 7468 explanatory text
+    assert from_pem(pem.replace(b"\n", b"\r\n")) == verify_key(KEY)
+    for bad in (ec_pem, pem.replace(b"PUBLIC", b"PRIVATE"), pem + pem, pem + ec_pem, pem[:-len(b"-----END PUBLIC KEY-----\n")],
                 b"\n".join([lines[0], b"!!!!", lines[-1]]), b"\n".join([lines[0], lines[-1]]),
                 b"\n".join([lines[0], base64.b64encode(b"\x30\x2a" + bytes(42)), lines[-1]])):
         with pytest.raises(ValueError):
@@ -254,3 +256,19 @@ def test_the_gate_scans_without_loading_cryptography():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", r.stdout
+
+
+def test_a_list_whose_pretix_meta_is_malformed_gives_no_keys_and_no_error():
+    """The pretix keys that arrive with a list (gate/boxoffice/pretix.py `_from_list`): whatever shape the meta
+    has, the verifier falls back to no listed keys instead of raising into the scan path."""
+    class Meta:
+        def __init__(self, raw):
+            self.raw = raw
+
+        def meta(self, name):
+            return self.raw
+    for raw in ('{"keys": 5}', '{"keys": null}', "[" * 5000, '{"keys": [1, {"a": 2}]}', '"x"', "{", "[]"):
+        v = PretixVerifier([], {}, {}, {})
+        v.store = Meta(raw)
+        assert v._from_list()[0] == []
+        assert v.claims("nothing") is False

@@ -11,6 +11,12 @@ it also refuses non-canonical signatures and small-order keys, which no honest s
 
 `VerifyKey` is the one public-key type the readers take; `verify_key()` turns a `cryptography` key (which the
 house and the box office hold) into one, importing `cryptography` only then.
+
+libsodium is called through PyNaCl's own cffi module (`nacl._sodium`, in every PyNaCl 1.x) rather than its
+`nacl.bindings` wrappers: those load bindings for every primitive (about 1 MB more), and their
+`crypto_sign_open` copies a signed message twice more on the way out. Here a verification holds the signed
+message twice (libsodium's combined form wants signature + message in one buffer, and room to write the
+message back): a 16 MB ticket list, the largest accepted, costs 32 MB for the moment it is checked.
 """
 
 from __future__ import annotations
@@ -18,8 +24,12 @@ from __future__ import annotations
 import base64
 import binascii
 
-from nacl import bindings as sodium
-from nacl import exceptions as sodium_errors
+from nacl._sodium import ffi as _ffi
+from nacl._sodium import lib as _lib
+
+if _lib.sodium_init() < 0:   # 0: initialised now, 1: already; -1: libsodium cannot run here
+    raise ImportError("libsodium could not be initialised")
+_scratch = _ffi.new_allocator(should_clear_after_alloc=False)   # buffers libsodium fills itself
 
 KEY_BYTES = 32
 SIG_BYTES = 64
@@ -50,12 +60,15 @@ class VerifyKey:
 
     def verify(self, sig: bytes, message: bytes) -> None:
         """Returns if `sig` is this key's signature of `message`; raises BadSignature otherwise."""
-        if not isinstance(sig, (bytes, bytearray)) or len(sig) != SIG_BYTES:
+        if not isinstance(sig, (bytes, bytearray, memoryview)) or len(sig) != SIG_BYTES:
             raise BadSignature("an Ed25519 signature is 64 bytes")
-        try:
-            sodium.crypto_sign_open(bytes(sig) + bytes(message), self.raw)
-        except (sodium_errors.BadSignatureError, sodium_errors.ValueError, sodium_errors.TypeError):
-            raise BadSignature("signature does not verify") from None
+        if not isinstance(message, (bytes, bytearray, memoryview)):
+            raise BadSignature("only bytes are signed")
+        signed = bytes(sig) + bytes(message)
+        out = _scratch("unsigned char[]", len(signed))
+        out_len = _ffi.new("unsigned long long *")
+        if _lib.crypto_sign_open(out, out_len, signed, len(signed), self.raw) != 0:
+            raise BadSignature("signature does not verify")
 
     def __eq__(self, other) -> bool:
         return isinstance(other, VerifyKey) and other.raw == self.raw
@@ -83,13 +96,15 @@ def verify_key(key) -> VerifyKey:
 
 
 def from_pem(data: bytes) -> VerifyKey:
-    """An Ed25519 public key from PEM (`-----BEGIN PUBLIC KEY-----`, SubjectPublicKeyInfo). Strict: one
-    block, nothing around it, base64 that decodes to exactly an Ed25519 key; anything else is a ValueError."""
-    lines = [line.strip() for line in data.strip().splitlines()]
-    if len(lines) < 3 or lines[0] != PEM_BEGIN or lines[-1] != PEM_END:
-        raise ValueError("not a PEM public key (-----BEGIN PUBLIC KEY----- ... -----END PUBLIC KEY-----)")
+    """An Ed25519 public key from PEM (`-----BEGIN PUBLIC KEY-----`, SubjectPublicKeyInfo, RFC 7468 and 8410).
+    Explanatory text around the block is allowed (RFC 7468 section 2); exactly one such block, whose base64
+    decodes to exactly an Ed25519 key. Anything else is a ValueError."""
+    lines = [line.strip() for line in data.splitlines()]
+    if lines.count(PEM_BEGIN) != 1 or lines.count(PEM_END) != 1 or lines.index(PEM_END) < lines.index(PEM_BEGIN) + 2:
+        raise ValueError("not a PEM public key (one -----BEGIN PUBLIC KEY----- ... -----END PUBLIC KEY----- block)")
+    body = lines[lines.index(PEM_BEGIN) + 1:lines.index(PEM_END)]
     try:
-        der = base64.b64decode(b"".join(lines[1:-1]), validate=True)
+        der = base64.b64decode(b"".join(body), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("a PEM public key whose body is not base64") from None
     if len(der) != len(SPKI_PREFIX) + KEY_BYTES or not der.startswith(SPKI_PREFIX):
@@ -99,15 +114,26 @@ def from_pem(data: bytes) -> VerifyKey:
 
 def seal(key: bytes, nonce: bytes, plaintext: bytes) -> bytes:
     """ChaCha20-Poly1305 (RFC 8439) of `plaintext` under the 32-byte `key` and 12-byte `nonce`: ciphertext + tag."""
-    return sodium.crypto_aead_chacha20poly1305_ietf_encrypt(plaintext, None, nonce, key)
+    if len(nonce) != NONCE_BYTES or len(key) != KEY_BYTES:
+        raise ValueError("ChaCha20-Poly1305 takes a 32-byte key and a 12-byte nonce")
+    plaintext = bytes(plaintext)
+    out = _scratch("unsigned char[]", len(plaintext) + TAG_BYTES)
+    out_len = _ffi.new("unsigned long long *")
+    if _lib.crypto_aead_chacha20poly1305_ietf_encrypt(out, out_len, plaintext, len(plaintext), _ffi.NULL, 0, _ffi.NULL,
+                                                       bytes(nonce), bytes(key)) != 0:
+        raise RuntimeError("libsodium could not seal")
+    return _ffi.buffer(out, out_len[0])[:]
 
 
 def open_sealed(key: bytes, nonce: bytes, sealed: bytes) -> bytes:
     """The plaintext of `seal(key, nonce, ...)`; BadSeal when it does not open."""
-    if (not isinstance(sealed, (bytes, bytearray)) or len(sealed) < TAG_BYTES or len(nonce) != NONCE_BYTES
-            or len(key) != KEY_BYTES):
+    if (not isinstance(sealed, (bytes, bytearray, memoryview)) or len(sealed) < TAG_BYTES
+            or len(nonce) != NONCE_BYTES or len(key) != KEY_BYTES):
         raise BadSeal("not a sealed body")
-    try:
-        return sodium.crypto_aead_chacha20poly1305_ietf_decrypt(bytes(sealed), None, nonce, key)
-    except (sodium_errors.CryptoError, sodium_errors.ValueError, sodium_errors.TypeError):
-        raise BadSeal("the body does not open under the venue secret") from None
+    sealed = bytes(sealed)
+    out = _scratch("unsigned char[]", max(1, len(sealed) - TAG_BYTES))
+    out_len = _ffi.new("unsigned long long *")
+    if _lib.crypto_aead_chacha20poly1305_ietf_decrypt(out, out_len, _ffi.NULL, sealed, len(sealed), _ffi.NULL, 0,
+                                                       bytes(nonce), bytes(key)) != 0:
+        raise BadSeal("the body does not open under the venue secret")
+    return _ffi.buffer(out, out_len[0])[:]

@@ -170,7 +170,7 @@ class PretixVerifier:
                         keys.append(load_pretix_key(str(k).encode("ascii"), "listed key"))
                     except (ValueError, UnicodeEncodeError):
                         pass
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, TypeError, RecursionError):   # a list's meta: keys or nothing
                 pass
             self._listed = (raw, keys, event)
         return self._listed[1], self._listed[2]
