@@ -473,6 +473,7 @@ def _alarm_keys(house) -> list[str]:
     return sorted(a["key"] for a in house.api()["alarms"] if a["kind"] == "sync")
 
 
+@pytest.mark.slow   # 500 positions served page by page, late on purpose; a takeover
 def test_standby_keeps_its_pretix_copy_warm_and_publishes_the_list_as_soon_as_it_is_active(tmp_path, broker, srv,
                                                                                            venue_keys):
     codes = srv.add_positions(500)
