@@ -51,6 +51,7 @@ def pretix_of(svc):
     return svc.api()["pretix"]
 
 
+@pytest.mark.slow   # about 10 s: make test-slow runs it
 def test_pretix_hostile_upload_redirect_pauses_and_each_scan_goes_up_once(srv, broker, house):
     svc = house(6)
     alerts = Collector(broker.port, "gate/hall/house/alerts")
@@ -75,6 +76,7 @@ def test_pretix_hostile_upload_redirect_pauses_and_each_scan_goes_up_once(srv, b
         alerts.close()
 
 
+@pytest.mark.slow   # about 10 s: make test-slow runs it
 def test_pretix_hostile_server_error_on_one_scan_does_not_block_the_others(srv, broker, house):
     svc = house(9)
     bad = srv.secrets()[0]

@@ -12,6 +12,8 @@ import sqlite3
 import threading
 import time
 
+import pytest
+
 from gate.boxoffice.keys import load_private_key
 from gate.boxoffice.staff import CARD, CONTROL, sign_control
 from gate.core.events import RemoteScan, ScanEvent
@@ -125,6 +127,7 @@ def test_staff_live_revoked_clear_card_no_longer_clears_the_latch(tmp_path, brok
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow   # about 10 s: make test-slow runs it
 def test_staff_live_revoke_without_a_retained_list_says_so(tmp_path, broker, venue_keys):
     from tests.conftest import boxoffice_config
     box = str(boxoffice_config(tmp_path, broker.port, signing=venue_keys.signing_toml(publisher=True)))

@@ -165,6 +165,7 @@ def test_word_lane_meter_judges_on_the_claims_own_times():
     assert all(m.judge("pretix", "admitted", now, True, now) == "" for _ in range(1000))
 
 
+@pytest.mark.slow   # about 10 s: make test-slow runs it
 def test_word_a_20000_admission_burst_blocks_no_other_door(tmp_path, broker, house, mock_factory, tickets_csv):
     """door-x's credential claims 20,000 admissions stamped now, among them tickets never used. Another
     door still admits a never-used ticket; the door's health, the house's /api/house and its alarms flag
