@@ -6,8 +6,8 @@ import json
 import time
 import urllib.request
 
-from gate.boxoffice.keys import load_private_key
-from gate.boxoffice.lists import keyring, verify_list
+from gate.boxoffice.keys import keyring, load_private_key
+from gate.boxoffice.lists import verify_list
 from gate.config import parse
 from gate.core.events import ScanEvent
 from gate.house.build import HouseParts, build_house

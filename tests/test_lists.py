@@ -12,8 +12,8 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate.boxoffice.keys import key_id
-from gate.boxoffice.lists import SIGNED_PREFIX, judge, keyring, read_body, verify_list
+from gate.boxoffice.keys import key_id, keyring
+from gate.boxoffice.lists import SIGNED_PREFIX, judge, read_body, verify_list
 from gate.core.errors import PayloadError
 from gate.core.events import History, Ticket
 from gate.decide import GateRules, decide
@@ -207,7 +207,8 @@ import msgpack, resource, sys, time, zlib
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from gate.boxoffice.keys import derive, key_id
-from gate.boxoffice.lists import SIGNED_PREFIX, keyring, read_body, verify_list
+from gate.boxoffice.keys import keyring
+from gate.boxoffice.lists import SIGNED_PREFIX, read_body, verify_list
 from gate.core.errors import PayloadError
 
 def rss_mb():

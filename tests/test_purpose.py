@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate.boxoffice import purpose
 from gate.boxoffice.gt1 import PREFIX, SignedTicketVerifier, b45decode, b45encode, sign_ticket
-from gate.boxoffice.keys import key_id
-from gate.boxoffice.lists import keyring, verify_list
+from gate.boxoffice.keys import key_id, keyring
+from gate.boxoffice.lists import verify_list
 from gate.boxoffice.staff import CARD, CONTROL, StaffVerifier, read_control, sign_card, sign_control
 from gate.core.errors import PayloadError
 from gate.core.events import Code, History, Ticket

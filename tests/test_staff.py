@@ -196,7 +196,8 @@ def test_staff_lists_with_revoked_cards_still_read_by_receivers_from_before(venu
     (at most 16 keys, no arrays, binary values): they ignore it and apply the list as before."""
     import msgpack
 
-    from gate.boxoffice.lists import keyring, verify_list
+    from gate.boxoffice.keys import keyring
+    from gate.boxoffice.lists import verify_list
     from gate.core.events import Ticket
     data = venue_keys.pack([Ticket("T1", "eve", "CODE-1")], seq=1,
                            staff_revoked=[(f"{i:016x}", int(time.time()) + 86400) for i in range(500)])
@@ -212,7 +213,8 @@ def test_staff_lists_with_revoked_cards_still_read_by_receivers_from_before(venu
 def test_staff_publishers_carry_every_revocation_they_know(tmp_path, venue_keys):
     """The box office's revocations go into every list it packs; the house keeps those it reads in another
     publisher's list and carries them in its own."""
-    from gate.boxoffice.lists import keyring, verify_list
+    from gate.boxoffice.keys import keyring
+    from gate.boxoffice.lists import verify_list
     from gate.boxoffice.publish import ListPublisher
     from gate.core.events import Ticket
     from gate.house.lists import HouseLists

@@ -30,8 +30,8 @@ import struct
 import time
 from typing import TYPE_CHECKING, Optional
 
-from gate.boxoffice.ed25519 import BadSignature, verify_key
-from gate.boxoffice.keys import key_id
+from gate.boxoffice.ed25519 import BadSignature
+from gate.boxoffice.keys import key_id, keyring
 from gate.boxoffice.purpose import TICKET, sign, verifies
 from gate.core.events import Ticket
 
@@ -177,7 +177,7 @@ class SignedTicketVerifier:
     and a format-1 card or control message never is one (their fields do not fit a ticket)."""
 
     def __init__(self, public_keys, legacy_until: int = 0):
-        self.keys = {key_id(k): verify_key(k) for k in public_keys}
+        self.keys = keyring(public_keys)
         self.legacy_until = legacy_until
         self.legacy_refused = 0
 

@@ -29,6 +29,15 @@ def key_id(pub) -> bytes:
     return hashlib.sha256(raw_public(pub)).digest()[:4]
 
 
+def keyring(public_keys) -> dict[bytes, VerifyKey]:
+    """key id -> key, for every verifier of signed codes and lists (VerifyKeys, or `cryptography` keys)."""
+    ring = {}
+    for k in public_keys:
+        vk = verify_key(k)
+        ring[key_id(vk)] = vk
+    return ring
+
+
 def load_public_key(path) -> VerifyKey:
     """A public key from PEM, or from a file holding the raw key in base64."""
     data = Path(path).read_bytes().strip()

@@ -6,8 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Optional
 
-from gate.boxoffice.keys import load_public_key, load_secret
-from gate.boxoffice.lists import keyring
+from gate.boxoffice.keys import keyring, load_public_key, load_secret
 
 
 class ListGuard:

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Optional
 
 import msgpack
 
-from gate.boxoffice.ed25519 import BadSeal, VerifyKey, open_sealed, seal, verify_key
+from gate.boxoffice.ed25519 import BadSeal, VerifyKey, open_sealed, seal
 from gate.boxoffice.keys import derive, key_id
 from gate.boxoffice.purpose import TICKET_LIST, context, verifies
 from gate.boxoffice.revokedcards import pack_staff, unpack_staff
@@ -345,11 +345,6 @@ def row_ticket(row: tuple) -> Ticket:
     tid, _h, event, holder, seat, zone, vf, vu, status, tags, note, patron = row
     return Ticket(tid, event, "", holder, seat, zone, vf, vu, status, tuple(t for t in tags.split(";") if t),
                   note, patron)
-
-
-def keyring(public_keys: Iterable) -> dict[bytes, VerifyKey]:
-    """key id -> key, for `verify_list` (VerifyKeys, gate/boxoffice/ed25519.py, or `cryptography` keys)."""
-    return {key_id(k): verify_key(k) for k in public_keys}
 
 
 # -- which list wins ---------------------------------------------------------------------

@@ -29,9 +29,8 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from gate.boxoffice.ed25519 import verify_key
 from gate.boxoffice.gt1 import LEGACY_VERSION, open_signed, seal, signed_format
-from gate.boxoffice.keys import key_id
+from gate.boxoffice.keys import keyring
 from gate.boxoffice.purpose import STAFF_CARD, VENUE_CONTROL
 from gate.boxoffice.revokedcards import CARD_ID_RE, MAX_LIFETIME_DAYS
 
@@ -93,7 +92,7 @@ class StaffVerifier:
     """Checks staff codes against the staff public keys a gate or the house holds, for its venue."""
 
     def __init__(self, public_keys=(), venue: str = ""):
-        self.keys = {key_id(k): verify_key(k) for k in public_keys}
+        self.keys = keyring(public_keys)
         self.venue = venue
         self.legacy = {CARD: 0, CONTROL: 0}   # format-1 codes seen (refused), by kind
 

@@ -106,8 +106,7 @@ def revoke_staff(cfg, card_ids: list[str], allow_empty: bool = False, session=No
     else:
         retained = fetch_retained(cfg.mqtt, topics.tickets(cfg.venue), RETAINED_WAIT_S)
     if retained:
-        from gate.boxoffice.keys import load_public_key
-        from gate.boxoffice.lists import keyring
+        from gate.boxoffice.keys import keyring, load_public_key
         from gate.core.errors import PayloadError
         keys = keyring([load_public_key(p) for p in cfg.signing.list_keys] + [pub.key.public_key()])
         try:
