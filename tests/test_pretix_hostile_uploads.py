@@ -100,6 +100,7 @@ def test_pretix_hostile_server_error_on_one_scan_does_not_block_the_others(srv, 
     assert pretix_of(svc)["oldest_waiting_s"] is None
 
 
+@pytest.mark.slow   # about 9 s: make test-slow runs it
 def test_pretix_hostile_auth_and_not_found_pause_ticket_answers_end_the_scan(srv, broker, house):
     svc = house(6)
     ids, secrets = srv.ticket_ids(), srv.secrets()

@@ -182,6 +182,7 @@ def test_staff_live_card_turned_into_a_control_message_and_back(tmp_path, broker
         house.close()
 
 
+@pytest.mark.slow   # about 9 s: make test-slow runs it
 def test_staff_live_stale_control_message_after_a_gate_restart_is_ignored(tmp_path, broker, mock_factory,
                                                                         tickets_csv, caplog):
     """The venue rehearses, then goes live; T1 is used live. The gate stops (a power cut); someone puts
