@@ -1,7 +1,7 @@
 """The house's ingest rate with door flow and alerts on, as a share of a bare paho client draining
 the same queued events through the same broker, in the same run.
 
-Both hold a persistent session on one private Mosquitto. Each round a publisher (another process)
+Each holds a persistent session on one private Mosquitto. Each round a publisher (another process)
 queues N scan events from GATES gates while both are away; then each drains its copy: the bare
 client only counts what paho hands it (and acknowledges it); the house (gate/house/build.py, with
 its ticket list, curtain, flow, watch and alerts running) stores every event in its attendance
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from gate.boxoffice.keys import new_keypair, new_secret
 from gate.bus.broker import PrivateBroker, free_port
+from gate.bus.client import Client as GateClient
 from gate.config import parse
 from gate.house.build import build_house
 
@@ -67,16 +68,18 @@ c.disconnect(); c.loop_stop()
 
 
 class Bare:
-    """A paho client with a persistent session that only counts what it is handed."""
+    """A paho client with a persistent session that only counts what it is handed (and paho acknowledges).
+    `cls`: paho's own client (the anchor), or the project's (gate/bus/client.py: chunked reads, the same
+    paho otherwise), to show what the house's own work costs beside the reads it shares with it."""
 
-    def __init__(self, port: int):
-        self.port = port
+    def __init__(self, port: int, cls=mqtt.Client, client_id: str = "bench-bare"):
+        self.port, self.cls, self.client_id = port, cls, client_id
         self.count = 0
         self.done = threading.Event()
         self.want = 0
 
     def _client(self):
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare", clean_session=False)
+        c = self.cls(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False)
         c.on_connect = lambda c, u, f, rc, p: c.subscribe("gate/hall/+/scan", qos=1)
         c.on_message = self._on_message
         return c
@@ -162,25 +165,32 @@ def main():
                               for r in range(args.rounds) for g in range(GATES) for i in range(per)]))
         bare = Bare(broker.port)
         bare.subscribe_once()
+        chunked = Bare(broker.port, GateClient, "bench-chunked")
+        chunked.subscribe_once()
         house_drain(cfg, 0)   # the house's session exists (and it has applied the list) before anything is queued
-        bare_s, house_s = [], []
+        bare_s, house_s, chunked_s = [], [], []
         for rnd in range(args.rounds):
             subprocess.run([sys.executable, "-c", PUBLISHER, str(broker.port), str(n), str(rnd), str(ROOT), str(GATES),
                             str(args.rounds)], check=True)
             if rnd % 2 == 0:
                 bare_s.append(bare.drain(n))
                 house_s.append(house_drain(cfg, n))
+                chunked_s.append(chunked.drain(n))
             else:
+                chunked_s.append(chunked.drain(n))
                 house_s.append(house_drain(cfg, n))
                 bare_s.append(bare.drain(n))
             print(f"round {rnd + 1}: bare paho {n / bare_s[-1]:,.0f} events/s, house {n / house_s[-1]:,.0f} events/s "
-                  f"({bare_s[-1] / house_s[-1]:.0%})", flush=True)
-        b, h = statistics.median(bare_s), statistics.median(house_s)
+                  f"({bare_s[-1] / house_s[-1]:.0%}); the project's client alone {n / chunked_s[-1]:,.0f} events/s",
+                  flush=True)
+        b, h, k = statistics.median(bare_s), statistics.median(house_s), statistics.median(chunked_s)
         share = b / h
         what = "house with flow and alerts" if has_flow else "house without flow or alerts (as it was)"
         print(f"\nmedian over {args.rounds} rounds of {n:,} queued events: bare paho {n / b:,.0f} events/s, "
               f"{what} {n / h:,.0f} events/s")
         print(f"house / bare paho = {share:.0%}   (target >= {TARGET:.0%}: {'met' if share >= TARGET else 'NOT met'})")
+        print(f"the project's client alone (chunked reads, nothing done with what it is handed): {n / k:,.0f} events/s; "
+              f"house / it = {k / h:.0%} (what the house's own work leaves of the reads it shares)")
         broker.stop()
 
 

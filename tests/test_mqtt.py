@@ -30,6 +30,7 @@ from tests.conftest import (
     scan_event,
     start_link,
     wait_for,
+    wait_house_active,
 )
 from tests.waits import house_settled, wait_while_moving
 
@@ -172,6 +173,65 @@ def test_mqtt_house_killed_and_restarted(tmp_path, broker):
         house.kill()
         house.wait()
         link.close()
+
+
+def test_a_clean_stop_leaves_no_stored_event_unacknowledged(tmp_path, broker):
+    """A house stopped cleanly right after working through a backlog has acknowledged everything it
+    stored (each batch as it is committed; what is left goes before the `offline`), even with nothing
+    more arriving to carry the acknowledgements: the broker hands nothing stored to the next start, and
+    every event counts once."""
+    import paho.mqtt.client as mqtt
+
+    from gate.bus.codec import unpack_scan
+    from gate.core.events import ScanEvent
+    from gate.core.storage import HouseFiles
+    cfg = house_config(tmp_path, broker.port)
+    second = build_house(cfg)
+    second.start()
+    now = int(time.time() * 1000)
+    try:
+        wait_house_active(second)
+        with second.state.lock:   # the intake waits at its first event: all 3,000 arrive before it goes on
+            for g in range(10):
+                publish_raw(broker.port, f"gate/hall/door-{g}/scan", [pack_scan(ScanEvent(
+                    f"door-{g}-{i}", f"door-{g}", i + 1, now - (300 - i) * 1000, "eve", f"T{g}-{i}", "in",
+                    "admitted", "ok")) for i in range(300)], client_id=f"door-{g}")
+            size, still = -1, time.monotonic()
+            while time.monotonic() - still < 0.5:   # all of it handed over (what the intake took waits with it)
+                if len(second.bus.inbox) != size:
+                    size, still = len(second.bus.inbox), time.monotonic()
+                time.sleep(0.02)
+        # stopped the moment the last is counted: its batch's acknowledgements have no traffic to ride on
+        wait_for(lambda: second.state.counts.seen >= 3000, 30, step=0.001, what="all of it counted")
+    finally:
+        second.close()
+    # What the broker still holds for the house's session, taken under its id and not acknowledged.
+    handed: list = []
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="house-hall", clean_session=False, manual_ack=True)
+    c.on_message = lambda c, u, m: handed.append(m.payload) if m.topic.endswith("/scan") else None
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    seen, still = -1, time.monotonic()
+    while time.monotonic() - still < 1.5:   # until nothing more comes for 1.5 s
+        if len(handed) != seen:
+            seen, still = len(handed), time.monotonic()
+        time.sleep(0.05)
+    c.disconnect()
+    c.loop_stop()
+    db = sqlite3.connect(HouseFiles.of(cfg.storage.dir).log)
+    stored = {(g, i) for g, i in db.execute("SELECT gate, id FROM scans")}
+    db.close()
+    again = [e for e in map(unpack_scan, handed) if (e.gate, e.id) in stored]
+    assert len(stored) == 3000
+    assert again == []
+    third = build_house(cfg)
+    third.start()
+    try:
+        wait_for(lambda: third.state.counts.events["eve"].admitted == 3000, 30, what="all 3,000, once each")
+        house_settled(broker.port, cfg)
+        assert third.state.counts.events["eve"].admitted == 3000
+    finally:
+        third.close()
 
 
 def test_mqtt_duplicate_deliveries_counted_once(broker, house):

@@ -89,7 +89,7 @@ def unpack_scan(data: bytes, now_ms: int | None = None) -> ScanEvent:
     if not (values.ts_ok(ts, now_ms) or (clock == "unsynced" and values.seq_ok(ts))):
         raise PayloadError("bad_ts", str(ts)[:24])
     if type(attention) is not list or len(attention) > values.MAX_ATTENTION \
-            or not all(type(a) is str and _TAG(a) for a in attention):
+            or (attention and not all(type(a) is str and _TAG(a) for a in attention)):
         raise PayloadError("bad_field", "attention")
     if not _EVENT_ID(id_) or not values.ID_RE.fullmatch(gate):
         raise PayloadError("bad_field", "gate/id")

@@ -36,15 +36,18 @@ def _order(e: ScanEvent) -> tuple:
     return (e.ts, e.seq, e.gate)
 
 
-@dataclass
 class TicketState:
-    events: list = field(default_factory=list)   # ScanEvents of this ticket, kept in time order
-    keys: list = field(default_factory=list)     # their sort keys, for bisect
-    annulled: set = field(default_factory=set)   # (gate, ts) of annulments
-    per_gate: dict = field(default_factory=lambda: defaultdict(int))
-    admitted: bool = False
-    inside: bool = False
-    conflicts: tuple = ()                          # ids of flagged (later) admissions
+    """One ticket's events in one performance (one made for every ticket that comes: kept small and quick)."""
+    __slots__ = ("events", "keys", "annulled", "per_gate", "admitted", "inside", "conflicts")
+
+    def __init__(self) -> None:
+        self.events: list = []          # ScanEvents of this ticket, kept in time order
+        self.keys: list = []            # their sort keys, for bisect
+        self.annulled: set = set()      # (gate, ts) of annulments
+        self.per_gate: dict = {}        # gate -> events of this ticket from it
+        self.admitted = False
+        self.inside = False
+        self.conflicts: tuple = ()      # ids of flagged (later) admissions
 
 
 @dataclass
@@ -117,7 +120,7 @@ class HouseCounts:
             return ev
         t = self.tickets[(ev, e.ticket)] if e.ticket or e.result != "exited" else None
         if t is not None and (len(t.events) >= MAX_EVENTS_PER_TICKET
-                              or t.per_gate[e.gate] >= MAX_EVENTS_PER_TICKET_GATE):
+                              or t.per_gate.get(e.gate, 0) >= MAX_EVENTS_PER_TICKET_GATE):
             c.flooded += 1
             return ev
         if e.result == "exited":
@@ -143,10 +146,11 @@ class HouseCounts:
             if c.minutes.get(m):
                 c.minutes[m] -= 1
         assert t is not None   # only an anonymous exit has no ticket state, and it was counted above
-        i = bisect.bisect(t.keys, _order(e))
-        t.keys.insert(i, _order(e))
+        key = (e.ts, e.seq, e.gate)   # _order(e)
+        i = bisect.bisect(t.keys, key)
+        t.keys.insert(i, key)
         t.events.insert(i, e)
-        t.per_gate[e.gate] += 1
+        t.per_gate[e.gate] = t.per_gate.get(e.gate, 0) + 1
         if e.result == "annulled":
             t.annulled.add((e.gate, e.ts))
         admitted, inside, conflicts, first = replay(t.events, t.annulled)
@@ -158,7 +162,7 @@ class HouseCounts:
             assert first is not None   # a conflict is a second admission: there was a first
             c.conflicts[flagged.id] = {"ticket": e.ticket, "gate": flagged.gate, "ts": flagged.ts,
                                        "first_gate": first.gate, "first_ts": first.ts}
-        t.admitted, t.inside, t.conflicts = admitted, inside, tuple(x.id for x in conflicts)
+        t.admitted, t.inside, t.conflicts = admitted, inside, tuple(x.id for x in conflicts) if conflicts else ()
         return ev
 
     def unattributed(self) -> dict:

@@ -62,7 +62,9 @@ class GapTracker:
             g = self.gates[gate] = {"runs": [], "lost": 0}
         run = self._run_for(g, seq)
         run.seen += 1
-        if seq > run.max:
+        if seq == run.max + 1:   # the next one, as nearly always: no gap opens
+            run.max = seq
+        elif seq > run.max:
             self._advance(run, seq)
         elif run.missing.pop(seq, None) is not None:
             self.missing_total -= 1

@@ -49,6 +49,10 @@ class Ingest:
         self.unstored: list = []     # (event, acks) the database refused, with when to try again
         self.events: set[str] = state.known_events()   # performances accepted
         self._retry_at = 0.0
+        # the venue's topics, made once: each message is compared with them
+        self._house, self._tickets, self._control = topics.house_prefix(venue), topics.tickets(venue), \
+            topics.control(venue)
+        self._venue = f"{topics.ROOT}/{venue}/"
 
     # -- sorting ------------------------------------------------------------------
     def sort(self, batch) -> tuple[list, list]:
@@ -69,18 +73,18 @@ class Ingest:
         return new, acks
 
     def _one(self, topic: str, payload: bytes):
-        venue, drops = self.venue, self.state.drops
-        if topic.startswith(topics.house_prefix(venue)):
+        drops = self.state.drops
+        if topic.startswith(self._house):
             return None  # our own retained counts, echoed back
-        if topic == topics.tickets(venue):
+        if topic == self._tickets:
             self.on_tickets(payload)
             return None
-        if topic == topics.control(venue):
+        if topic == self._control:
             self.on_control(payload)   # verified there: signed by a staff key, newer than the last
             return None
         gate = topics.gate_of(topic)
         kind = topic.rsplit("/", 1)[-1]
-        if not gate or not topic.startswith(f"{topics.ROOT}/{venue}/"):
+        if not gate or not topic.startswith(self._venue):
             return drops.add("unknown_topic", topic)
         if not values.is_id(gate):   # a gate id no gate can have: never tracked, announced or shown
             return drops.add("bad_topic", topic[:120])
@@ -97,9 +101,8 @@ class Ingest:
                 if len(self.events) >= MAX_EVENTS and e.event not in self.configured:
                     return drops.add("events_over_cap", topic, e.event)
                 self.events.add(e.event)
-            self.state.claim(e.gate, e.id)
             self.state.doors.scan(e)   # which device made it (two under one gate id: gate/house/doors.py)
-            return self.state.judge(e)   # placed (an unsynchronised clock), judged against its lane, marked
+            return self.state.claim_and_judge(e)   # on its way; placed (an unsynchronised clock), judged, marked
         if kind == "status" or kind == "health":
             if not payload:
                 return None  # a cleared retained message

@@ -5,8 +5,9 @@ QoS 1), so the broker keeps what arrives while the house is down. Scan events ar
 acknowledged to the broker only after they are committed to SQLite (paho's manual ack): a
 house killed at any moment loses nothing. paho's network thread only records and hands on:
 messages go into `inbox`, acknowledgements due come back through `ready_acks` (deques:
-atomic append and popleft, no locks). Acks are sent from the network thread where possible:
-from any other thread each one has to wake paho's loop with a syscall.
+atomic append and popleft, no locks). A committed batch's acks go out together, as one write
+(gate/bus/client.py `ack_many`), from whichever thread gets to them first: the intake's right
+after the commit, or the network thread as the next message comes in.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 MAX_INBOX = 100_000    # unacknowledgeable (QoS 0) messages waiting beyond this are dropped and counted
 HA_SENSOR_CONFIGS = "homeassistant/sensor/+/config"
 HA_BINARY_CONFIGS = "homeassistant/binary_sensor/+/config"   # the gates' connectivity entities, to remove retired ones
-QUIET_ACKS_S = 0.02    # acks waiting this long with no traffic are sent from the intake's thread
+QUIET_ACKS_S = 0.02    # acks held while the connection was down are tried again this long after
 
 
 class HouseMqtt:
@@ -88,23 +89,25 @@ class HouseMqtt:
         self.connected.clear()
 
     def _on_message(self, client, userdata, msg):
-        self.flush_acks()
-        if msg.topic.startswith(self._house) and (msg.qos == 0 or not msg.retain):
+        if self.ready_acks:
+            self.flush_acks()
+        topic = msg.topic   # paho decodes it at each look
+        if topic.startswith(self._house) and (msg.qos == 0 or not msg.retain):
             # The house topics are subscribed at QoS 0 as well: claims and wills arrive at once, never queued
             # behind scans waiting for our acks. The retained QoS 1 copies (read back late) go to the intake,
             # which only acknowledges them.
             if self.on_house_message is not None:
-                self.on_house_message(msg.topic, msg.payload, bool(msg.retain))
+                self.on_house_message(topic, msg.payload, bool(msg.retain))
             if msg.qos == 0:
                 return
-        if msg.topic.startswith("homeassistant/"):   # subscribed at QoS 0: nothing to acknowledge
+        if topic.startswith("homeassistant/"):   # subscribed at QoS 0: nothing to acknowledge
             if self.on_ha_config is not None:
-                self.on_ha_config(msg.topic, msg.payload)
+                self.on_ha_config(topic, msg.payload)
             return
         if msg.qos == 0 and len(self.inbox) > MAX_INBOX:
             # QoS 1 deliveries are bounded by the broker (they wait for our acks); QoS 0 ones are not.
-            return self.drops.add("house_busy", msg.topic)
-        self.inbox.append((msg.topic, msg.payload, msg.mid, msg.qos))
+            return self.drops.add("house_busy", topic)
+        self.inbox.append((topic, msg.payload, msg.mid, msg.qos))
 
     # -- any thread ------------------------------------------------------------------
     def say_online(self) -> None:
@@ -133,20 +136,24 @@ class HouseMqtt:
         the same ids, and they are acknowledged once the session is back."""
         if not self.connected.is_set():
             return
+        acks = []
         while True:
             try:
-                mid, qos = self.ready_acks.popleft()
+                acks.append(self.ready_acks.popleft())
             except IndexError:
-                return
-            self.client.ack(mid, qos)
+                break
+        if acks:
+            self.client.ack_many(acks)
 
     def acks_due(self, acks: list) -> None:
-        """These messages are on disk now: acknowledge them."""
+        """These messages are on disk now: acknowledge them (one wake-up of paho's loop for the batch).
+        Held back while the connection is down: the broker hands them again under the same ids."""
         self.ready_acks.extend(acks)
         self._acks_since = time.monotonic()
+        self.flush_acks()
 
     def flush_if_quiet(self) -> None:
-        """Traffic paused: nobody else will send the acks waiting."""
+        """Traffic paused: acks held while the connection was down go out once it is back."""
         if self.ready_acks and time.monotonic() - self._acks_since > QUIET_ACKS_S:
             self.flush_acks()
 
@@ -180,9 +187,11 @@ class HouseMqtt:
         self.client.loop_start()
 
     def say_offline(self) -> None:
-        """A clean stop says so (the will is for a crash)."""
+        """A clean stop says so (the will is for a crash); what is committed is acknowledged first (the
+        intake has stopped), so the broker does not hand it to the next start again."""
         if not self.connected.is_set():
             return
+        self.flush_acks()
         try:
             self.publish(topics.house_status(self.venue), json.dumps(
                 {"state": "offline", "version": __version__, "ts": now_ms()}), retain=True

@@ -115,6 +115,12 @@ class HouseState:
         with self.lock:
             return self.word.take(e)
 
+    def claim_and_judge(self, e: ScanEvent) -> ScanEvent:
+        """`claim` and `judge` at once (one lock: the intake does this for every new event)."""
+        with self.lock:
+            self.ids.add((e.gate, e.id))
+            return self.word.take(e)
+
     def word_pass(self) -> bool:
         """Once a second: alarms that have gone quiet; True when a set-aside was made or taken back."""
         with self.lock:
