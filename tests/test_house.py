@@ -196,3 +196,30 @@ def test_house_build_that_fails_part_way_closes_what_it_opened(tmp_path, venue_k
     assert (tmp_path / "house" / "house.db").exists()   # the log was opened before the link failed
     assert open_logs() == []
     assert set(threading.enumerate()) <= threads
+
+
+def test_the_intake_settles_the_heap_every_few_thousand_events_when_asked(tmp_path):
+    """In `gate house` (HouseParts.start(settle_heap=True)) the intake moves what it counted out of the
+    cyclic collector's way every SETTLE_EVERY events; a house built in a test process never does."""
+    from gate.bus.codec import pack_scan
+    from gate.house.build import build_house
+    from gate.house.intake import SETTLE_EVERY
+    from tests.conftest import house_config
+    house = build_house(house_config(tmp_path, 1))
+    try:
+        now = int(time.time() * 1000)
+
+        def batch(start, n):
+            return [(f"gate/hall/door-{g}/scan", pack_scan(ScanEvent(
+                f"door-{g}-{i}", f"door-{g}", i + 1, now - (10_000 - i) * 1000, "eve", f"T{g}-{i}", "in",
+                "admitted", "ok")), 0, 0) for i in range(start, start + n) for g in range(2)]
+        assert house.intake.settle is None
+        house.intake._handle_batch(batch(0, SETTLE_EVERY))   # nothing asked: nothing settled
+        settled = []
+        house.intake.settle = lambda: settled.append(house.state.counts.seen)
+        for k in range(5):
+            house.intake._handle_batch(batch(SETTLE_EVERY + k * 1000, 1000))
+        assert house.state.counts.seen == 2 * SETTLE_EVERY + 10_000
+        assert settled == [2 * SETTLE_EVERY + 6000]   # 10,000 counted since it was asked: once at 6,000 over 5,000
+    finally:
+        house.close()

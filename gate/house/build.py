@@ -99,6 +99,7 @@ class HouseParts:
             raise RuntimeError("this house was built for reading only (build_house(cfg, serve=False))")
         if settle_heap and self.watch is not None:
             self.watch.settle_heap()   # what the log gave, out of the collector's way before anything runs
+            intake.settle = self.watch.settle_heap   # and every few thousand events counted
         bus.start()
         if self.standby is not None:
             self.standby.start()

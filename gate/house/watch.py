@@ -153,12 +153,13 @@ class Watch(Supervised):   # restarted with backoff if a pass ever escapes its g
             p.unretire_gate(gate)
 
     def settle_heap(self) -> None:
-        """What the house counted stays until it stops: once a minute (and at start, after the log was
-        read, before anything runs: HouseParts.start) it is moved out of the cyclic collector's way,
-        garbage collected first. Otherwise every
-        full collection walks all of it, and ingest slows as the night's events pile up. Only for a
-        process that is one house (`gate house`, the demo): frozen objects are never collected, so a
-        process that builds and drops many houses (the tests) would keep them all."""
+        """What the house counted stays until it stops: once a minute, every SETTLE_EVERY events the
+        intake counts (gate/house/intake.py), and at start, after the log was read, before anything runs
+        (HouseParts.start), it is moved out of the cyclic collector's way, garbage collected first (only
+        what is not yet settled is walked). Otherwise every full collection walks all of it, and ingest
+        slows as the night's events pile up. Only for a process that is one house (`gate house`, the
+        demo): frozen objects are never collected, so a process that builds and drops many houses (the
+        tests) would keep them all."""
         gc.collect()
         gc.freeze()
 
