@@ -147,6 +147,15 @@ class HouseCounts:
                 c.minutes[m] -= 1
         assert t is not None   # only an anonymous exit has no ticket state, and it was counted above
         key = (e.ts, e.seq, e.gate)   # _order(e)
+        if not t.events and e.result == "admitted":
+            # A ticket's first event, an admission, as nearly every one is: what replay() would say of it
+            t.events.append(e)
+            t.keys.append(key)
+            t.per_gate[e.gate] = 1
+            c.admitted += 1
+            c.inside_tickets += 1
+            t.admitted = t.inside = True
+            return ev
         i = bisect.bisect(t.keys, key)
         t.keys.insert(i, key)
         t.events.insert(i, e)
