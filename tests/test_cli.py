@@ -98,3 +98,23 @@ def test_cli_tickets_import_header_only_is_refused_unless_asked(tmp_path):
     store.close()
     r = run_gate_cli("tickets", "import", "-c", str(cfg), str(t), "--allow-empty")
     assert r.returncode == 0 and "imported 0 tickets" in r.stdout
+
+
+def test_each_command_is_found_in_its_role_and_gate_scan_loads_only_the_gates():
+    """gate/cli/main.py looks commands up by role, so that `gate scan` on a Pi Zero imports only the gate's
+    role; the table must name each role's commands exactly, and the others must stay unimported."""
+    import importlib
+    import subprocess
+    import sys
+
+    from gate.cli.main import ROLES
+    for role, commands in ROLES.items():
+        assert tuple(importlib.import_module(f"gate.cli.{role}").COMMANDS) == commands, role
+    code = ("import sys\nfrom gate.cli.main import build_parser, command_of\n"
+            "build_parser(command_of(['-v', 'scan', '-c', 'x'])).parse_args(['-v', 'scan', '-c', 'x'])\n"
+            "print(sorted(m for m in sys.modules if m.startswith('gate.cli.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert out.strip() == "['gate.cli.exits', 'gate.cli.gatecmds', 'gate.cli.main']"
+    code = code.replace("['-v', 'scan', '-c', 'x']", "['--help']").replace(".parse_args(['--help'])", "")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert all(f"gate.cli.{r}" in out for r in ROLES)   # help (or an unknown command) lists every command

@@ -9,25 +9,46 @@ its traceback was written (exit 1); `--debug` or GATE_DEBUG=1 prints tracebacks 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from pathlib import Path
 
 from gate import __version__
-from gate.cli import boxoffice, broker, demo, gatecmds, house
 from gate.cli.exits import BAD_USAGE, FAILED, OK, exit_for
 
 log = logging.getLogger(__name__)
 
-ROLES = (gatecmds, house, boxoffice, broker, demo)
+# Each role's commands, by module (gate/cli/<role>.py, its COMMANDS). A command is looked up here so that
+# `gate scan` on a Pi Zero imports only the gate's role: the house's, the box office's, the broker's and
+# the demo's modules (and what they import) stay out of its memory. tests/test_cli.py keeps it true.
+ROLES = {"gatecmds": ("scan", "decode", "doctor", "config"), "house": ("house",),
+         "boxoffice": ("tickets", "staff", "venue", "keys"), "broker": ("broker",), "demo": ("demo",)}
 # the order `gate --help` has always listed the commands in; a command not named here comes last
 ORDER = ("scan", "decode", "house", "demo", "doctor", "tickets", "staff", "venue", "keys", "broker", "config")
 ERROR_LOG_MAX = 1 << 20   # bytes of tracebacks kept (twice: the file and its .1)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole `gate` parser: the global options, then every role's commands."""
+def role_modules(command: str | None = None) -> list:
+    """The role modules that define `command` (all of them for None or a command nobody defines)."""
+    names = [r for r, commands in ROLES.items() if command in commands] or list(ROLES)
+    return [importlib.import_module(f"gate.cli.{r}") for r in names]
+
+
+def command_of(argv: list) -> str | None:
+    """The command word in `argv` (the first word that is not a global option), if any."""
+    for a in argv:
+        if a == "--":
+            return None
+        if not a.startswith("-"):
+            return a
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `gate` parser: the global options, then every role's commands (only `command`'s role's, when
+    one is given that a role defines: the rest are not even imported)."""
     ap = argparse.ArgumentParser(prog="gate", description="Ticket scanner firmware and house count.")
     ap.add_argument("--version", action="version", version=f"gate {__version__}")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -35,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print the traceback of a failure on stderr (also GATE_DEBUG=1)")
     sub = ap.add_subparsers(dest="command", required=True)
     adders = {}
-    for role in ROLES:
+    for role in role_modules(command):
         adders.update(role.COMMANDS)
     for name in sorted(adders, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
         adders[name](sub)
@@ -46,7 +67,7 @@ def main(argv=None) -> int:
     """Run `gate ARGS` (sys.argv when None); returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(command_of(argv)).parse_args(argv)
     except SystemExit as exc:   # argparse has printed the usage (or --help, --version)
         return OK if exc.code in (0, None) else BAD_USAGE
     _setup_logging(args.verbose)

@@ -10,9 +10,9 @@ transaction as the row it numbers, so it survives restarts and never repeats.
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import threading
-import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -136,7 +136,7 @@ class Outbox:
                 row = db.execute("SELECT value FROM counter WHERE name='seq'").fetchone()
                 top = db.execute("SELECT max(seq) FROM outbox").fetchone()[0] or 0
                 seq = max(row[0] if row else 0, top) + 1
-                e = ScanEvent(id=uuid.uuid4().hex, gate=gate, seq=seq, ts=ts, event=event, ticket=ticket,
+                e = ScanEvent(id=secrets.token_hex(16), gate=gate, seq=seq, ts=ts, event=event, ticket=ticket,
                               dir=direction, result=result, reason=reason, attention=list(attention),
                               mode=mode, clock=clock, instance=instance)
                 db.execute("INSERT INTO outbox VALUES (?,?,?)", (seq, e.id, pack_scan(e)))
