@@ -581,3 +581,30 @@ def test_standby_pretix_trouble_stays_on_its_own_dashboard_until_it_is_active(tm
         alerts.close()
         first.close()
         second.close()
+
+
+@pytest.mark.slow   # seconds of sync rounds on a one-second interval
+def test_a_standby_asks_pretix_a_third_as_often_as_the_active_house(tmp_path, broker, srv, venue_keys):
+    """Two houses do not double the load on pretix: the standby keeps its copy warm every third interval
+    (its rounds are short: nothing to build or publish, so on the active house's interval it would ask more
+    often than the active house does)."""
+    from gate.house.pretix_link import STANDBY_SLOWER
+    srv.add_positions(20)
+    first = start_house(_pretix_house(tmp_path, srv, broker.port, venue_keys, "first", every=1))
+    second = build_house(_pretix_house(tmp_path, srv, broker.port, venue_keys, "second", standby=True, every=1))
+    rounds: list[float] = []
+    sync = second.pretix.do_sync
+
+    def timed():
+        rounds.append(time.monotonic())
+        return sync()
+    second.pretix.do_sync = timed
+    try:
+        second.start()
+        wait_for(lambda: second.api()["houses"]["role"] == "standby" and len(rounds) >= 3, 30,
+                 what="the second house standing by, three rounds done")
+        gaps = [b - a for a, b in zip(rounds, rounds[1:])]
+        assert min(gaps) >= STANDBY_SLOWER * 1.0 - 0.05, gaps
+    finally:
+        second.close()
+        first.close()

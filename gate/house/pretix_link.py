@@ -16,7 +16,8 @@ back by the guard (with the command that accepts it), a sync that keeps failing,
 upload queue paused by a configuration or token problem.
 
 A standby house (gate/house/standby.py) keeps its own copy of pretix's data warm: while it stands
-by it syncs on the same schedule (GETs only, into its own house.db), but builds and publishes no
+by it syncs STANDBY_SLOWER times less often than the active house (GETs only, into its own house.db:
+pretix is not asked twice as often because a venue runs two houses), but builds and publishes no
 ticket list, hands no check-in made in pretix on to the gates, and uploads nothing. What goes wrong
 there stands as one `info` alert, `sync:standby`, on its own dashboard (with `sync_error` and `held`
 in /api/house): the venue hears about pretix from the active house only. When it takes over, a
@@ -48,6 +49,8 @@ from gate.house.uploads import SCHEMA as UPLOADS_SCHEMA
 from gate.house.uploads import Uploader
 
 log = logging.getLogger(__name__)
+
+STANDBY_SLOWER = 3   # a standby syncs every third interval of the active house's (its copy stays warm enough)
 
 __all__ = ["PretixLink", "build_list", "read_token", "sync_once"]
 
@@ -166,7 +169,7 @@ class PretixLink:
                     self.do_sync()
                 finally:
                     self.first_sync.set()
-                next_sync = time.monotonic() + every
+                next_sync = time.monotonic() + (every if self.active() else every * STANDBY_SLOWER)
             self.sync_now.wait(max(0.05, next_sync - time.monotonic()))
 
     def _upload_loop(self) -> None:
