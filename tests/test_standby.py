@@ -418,6 +418,30 @@ def _plain_house(tmp_path, port, name: str, standby: bool):
     return parse(text, str(tmp_path / f"{name}.toml"))
 
 
+def test_a_first_house_wins_on_its_first_connection_and_a_standby_connects_again_with_the_will(tmp_path, broker,
+                                                                                                  caplog):
+    """A first house connects with its will: winning costs it no second connection (which would hand its
+    backlog back to the broker). A standby gets the will only by connecting again once it has won."""
+    caplog.set_level("INFO", logger="gate.house.standby")
+    first = build_house(_plain_house(tmp_path, broker.port, "first", standby=False))
+    second = build_house(_plain_house(tmp_path, broker.port, "second", standby=True))
+    try:
+        assert first.bus.has_will and not second.bus.has_will
+        first.start()
+        wait_for(lambda: first.api()["houses"]["role"] == "active", what="the first house active")
+        second.start()
+        wait_for(lambda: second.api()["houses"]["role"] == "standby", what="the second house standing by")
+        assert not [r for r in caplog.records if "connecting again" in r.getMessage()]
+        first.close()   # a clean stop: the standby takes the job, connecting again with the will
+        wait_for(lambda: second.api()["houses"]["role"] == "active" and second.bus.has_will, 10,
+                 what="the standby active, with its will")
+        assert [r.getMessage() for r in caplog.records if "connecting again" in r.getMessage()] == [
+            "taking over as the active house (term 2): connecting again with the last will"]
+    finally:
+        first.close()
+        second.close()
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
 def test_standby_dashboards_say_which_house_is_active(tmp_path, broker):
     from playwright.sync_api import sync_playwright

@@ -170,9 +170,14 @@ def init_token(cfg) -> str:
 
 
 def init_bus(cfg, state: HouseState) -> HouseMqtt:
-    # Connected without the last will on the house status: a house gets it when it wins the election
-    # (gate/house/standby.py), so an `offline` there always means the house that was publishing is gone.
-    return HouseMqtt(cfg.mqtt, cfg.house.venue, house_config.client_id(cfg), state.drops, will=False)
+    # A standby connects without the last will on the house status and gets it when it wins the election
+    # (gate/house/standby.py), so its death never says `offline` for the house that is publishing. A first
+    # house connects with it: it is the active house at nearly every start, and connecting again once it
+    # has won would hand the broker back everything delivered and not yet stored (a restart after an
+    # outage is exactly when that is a backlog). If it finds a standby holding the job it connects again
+    # without; should it die before that, the active house answers the stray `offline` with `online`.
+    return HouseMqtt(cfg.mqtt, cfg.house.venue, house_config.client_id(cfg), state.drops,
+                     will=not cfg.house.standby)
 
 
 def init_standby(cfg, state: HouseState, bus: HouseMqtt, publisher: Publisher, pretix) -> Standby:

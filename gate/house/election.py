@@ -21,7 +21,8 @@ The rules, all in `Election.tick`:
   holds a newer term stays standby: no fail-back (each change costs seconds of availability); the operator
   hands the job back by restarting the standby house, whose clean stop says `offline`.
 - The active house answers a lower claim by repeating its own (the retained claim stays the winner's), and an
-  `offline` status it did not send (a dead house's will) by saying `online` again.
+  `offline` status it did not send (a dead house's will: a first house connects with its will from the start,
+  gate/house/build.py) by saying `online` again.
 
 Pure: the caller passes the time (`time.monotonic()`), hands in what the broker delivered, and carries
 out the actions `tick` returns (gate/house/standby.py). Not thread-safe by itself.
