@@ -8,8 +8,9 @@ its ticket list, curtain, flow, watch and alerts running) stores every event in 
 log, acknowledges it after the commit and counts it; a third client, the project's own
 (gate/bus/client.py: paho reading the socket in chunks), only counts too, to show what the house's
 own work costs beside the reads it shares with it. The order alternates round by round; the share
-is the median of the rounds' shares (each round's house against that round's bare client). Each gate's admissions are stamped a second apart (what one lane can pass),
-ending now, and one in ten asks for attention, so arrivals reach the alerts (rate-bound) as they
+is the median of the rounds' shares (each round's house against that round's bare client). Each
+gate's admissions are stamped a second apart (what one lane can pass), ending now, and one in ten asks
+for attention, so arrivals reach the alerts (rate-bound) as they
 would on a busy night.
 
     .venv/bin/python bench/bench_house_flow.py [--events 20000] [--rounds 3]   (the README: 40000, 5)
