@@ -567,6 +567,7 @@ def test_standby_keeps_its_pretix_copy_warm_and_publishes_the_list_as_soon_as_it
         second.close()
 
 
+@pytest.mark.slow   # a failing pretix round, then a takeover: 9 s
 def test_standby_pretix_trouble_stays_on_its_own_dashboard_until_it_is_active(tmp_path, broker, srv, venue_keys):
     srv.add_positions(30)
     srv.on("GET", r"/events/gala/$", Answer(500, {"detail": "down for maintenance"}))
