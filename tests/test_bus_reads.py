@@ -117,3 +117,48 @@ def test_the_buffer_never_outlives_its_socket():
         c._sock = None
         for s in (a, a_peer, b, b_peer):
             s.close()
+
+
+class EndlessSocket:
+    """A socket that always has more to read: QoS 0 PUBLISHes of 88 bytes after a 92-byte one, so that no
+    packet ever ends where a 64 KiB read ends (every packet ends 4 bytes past a multiple of 8). Gives up
+    (end of stream) after `limit` bytes, so a reader that never stops fails instead of hanging."""
+
+    def __init__(self, limit: int):
+        def publish(payload: bytes) -> bytes:
+            body = b"\x00\x08gate/t/a" + payload
+            return bytes([0x30, len(body)]) + body
+        self.head, self.packet = publish(b"y" * 80), publish(b"x" * 76)
+        assert len(self.head) == 92 and len(self.packet) == 88
+        self.served, self.limit = 0, limit
+
+    def recv(self, n: int) -> bytes:
+        if self.served >= self.limit:
+            return b""
+        start, self.served = self.served, self.served + n
+        if start < len(self.head):
+            return (self.head[start:] + self.packet * (n // len(self.packet) + 1))[:n]
+        at = (start - len(self.head)) % len(self.packet)
+        return (self.packet * (n // len(self.packet) + 2))[at:at + n]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_socket_that_never_runs_dry_does_not_keep_the_reader_from_writing():
+    """loop_read hands paho what one read brought and returns (select and the writes come next), however
+    much more the socket has: a broker that never lets it run dry must not starve acks, publishes, pings."""
+    c = Client(mqtt.CallbackAPIVersion.VERSION2, client_id="x")
+    got = []
+    c.on_message = lambda c, u, msg: got.append(msg.payload)
+    sock = EndlessSocket(limit=8 << 20)
+    c._sock = sock   # type: ignore[assignment]
+    try:
+        assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS
+        assert sock.served <= 3 * 65536, sock.served   # not the whole stream (its end would say CONN_LOST)
+        assert 700 <= len(got) <= sock.served // 88 and set(got) <= {b"y" * 80, b"x" * 76}
+        before = len(got)
+        assert c.loop_read() == mqtt.MQTT_ERR_SUCCESS   # and the next call goes on where this one stopped
+        assert len(got) > before and set(got) <= {b"y" * 80, b"x" * 76}
+    finally:
+        c._sock = None

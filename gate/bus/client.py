@@ -86,6 +86,7 @@ class Client(mqtt.Client):
         self._rbuf = b""
         self._rpos = 0
         self._rsock: object = None
+        self._draining = False   # feeding paho only what is buffered: the socket is not read again
 
     def _buffered(self) -> int:
         if self._rsock is not self._sock:
@@ -94,6 +95,8 @@ class Client(mqtt.Client):
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if not self._buffered():
+            if self._draining:
+                raise BlockingIOError   # the rest waits for select(), as if the socket had none yet
             data = super()._sock_recv(max(bufsize, READ_CHUNK))   # raises BlockingIOError when there is none
             if len(data) <= bufsize:
                 return data
@@ -106,11 +109,18 @@ class Client(mqtt.Client):
         return out
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        # select() cannot see what is already read: go on while the buffer holds any (a packet cut
-        # at the buffer's end asks the socket for the rest, and waits for select if it is not there yet)
+        # select() cannot see what is already read: go on while the buffer holds any. Only what it holds:
+        # a packet cut at the buffer's end waits for select() like one cut by the network. Were the socket
+        # read again here, a broker that never lets it run dry (a flood, or packets that never end exactly
+        # at a chunk's end) would keep this loop from returning, and nothing would be written meanwhile:
+        # no acknowledgement, no publish, no PINGREQ (the broker drops a client silent for 1.5 keepalives).
         rc = super().loop_read(max_packets)
-        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._buffered():
-            rc = super().loop_read(1)
+        self._draining = True
+        try:
+            while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._buffered():
+                rc = super().loop_read(1)
+        finally:
+            self._draining = False
         return rc
 
     def ack_many(self, acks) -> None:
