@@ -228,3 +228,43 @@ def test_disk_read_only_databases_open_after_a_clean_close_and_after_a_crash(tmp
             db.execute("INSERT INTO t VALUES (3)")
         db.close()
     assert readonly_uri(small_disk / "missing.db") is None
+
+
+def test_disk_a_house_whose_log_refuses_writes_never_acknowledges_a_copy_of_what_it_holds(tmp_path, small_disk):
+    """The house's attendance log on a disk that fills up: the scans it cannot store are held,
+    unacknowledged, and so is a second delivery of one of them (acknowledging it would leave the held
+    copy in memory the only one, lost at a stop). Once the log takes writes again the held scans are
+    stored and acknowledged, and a later copy is acknowledged as a plain duplicate."""
+    import time
+
+    from gate.bus.codec import pack_scan
+    from gate.core.events import ScanEvent
+    from gate.house.build import build_house
+    from gate.house.intake import Intake
+    from tests.conftest import house_config
+
+    cfg = house_config(small_disk, 1)
+    house = build_house(cfg)
+    now = int(time.time() * 1000)
+
+    def msg(i, mid):
+        return ("gate/hall/door-a/scan", pack_scan(ScanEvent(f"door-a-{i}", "door-a", i, now - (10 - i) * 1000, "eve",
+                                                             f"T{i}", "in", "admitted", "ok")), mid, 1)
+    acked = house.bus.ready_acks   # not connected: acknowledgements wait here, in order
+    try:
+        house.intake._handle_batch([msg(1, 101)])
+        assert list(acked) == [(101, 1)]
+        fill(small_disk, "runaway.log")
+        house.intake._handle_batch([msg(2, 102), msg(2, 103)])   # refused, and a copy in the same batch
+        house.intake._handle_batch([msg(2, 104), msg(1, 105)])   # a copy of the held one; one of the stored
+        assert list(acked) == [(101, 1), (105, 1)]
+        assert house.intake.ingest.held_ids == {("door-a", "door-a-2")} and house.state.counts.seen == 1
+        os.remove(small_disk / "runaway.log")
+        house.intake.ingest._retry_at = 0.0   # the intake's next pass tries the held ones again
+        Intake._commit(house.intake, house.intake.ingest.retry_due(), [])
+        assert house.state.counts.seen == 2 and house.intake.ingest.held_ids == set()
+        assert (102, 1) in acked and (103, 1) not in acked and (104, 1) not in acked
+        house.intake._handle_batch([msg(2, 106)])   # the broker hands a copy again: now a plain duplicate
+        assert (106, 1) in acked and house.state.counts.seen == 2
+    finally:
+        house.close()

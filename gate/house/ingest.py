@@ -47,6 +47,7 @@ class Ingest:
         self.on_tickets, self.on_control, self.on_report = on_tickets, on_control, on_report
         self.configured = frozenset(state.capacity)
         self.unstored: list = []     # (event, acks) the database refused, with when to try again
+        self.held_ids: set = set()   # (gate, id) of those: claimed, not on disk
         self.events: set[str] = state.known_events()   # performances accepted
         self._retry_at = 0.0
         # the venue's topics, made once: each message is compared with them
@@ -55,9 +56,10 @@ class Ingest:
         self._venue = f"{topics.ROOT}/{venue}/"
 
     # -- sorting ------------------------------------------------------------------
-    def sort(self, batch) -> tuple[list, list]:
-        """(new scan events with their acks, acks of everything else)."""
-        new, acks = [], []
+    def sort(self, batch) -> tuple[list, list, list]:
+        """(new scan events with their acks, acks of everything else but duplicates, duplicates: the
+        (gate, id) each repeats with its ack: see `dup_acks`)."""
+        new, acks, dups = [], [], []
         for topic, payload, mid, qos in batch:
             ack = [(mid, qos)] if qos else []
             try:
@@ -68,9 +70,18 @@ class Ingest:
                 e = None
             if e is None:
                 acks += ack
+            elif type(e) is tuple:
+                dups.append((e, ack))
             else:
                 new.append((e, ack))
-        return new, acks
+        return new, acks, dups
+
+    def dup_acks(self, dups: list) -> list:
+        """The acks of duplicates whose first copy is on disk. One whose first copy is held for a refusing
+        database is not acknowledged: the broker's copy is then the only one that survives a stop (it is
+        handed over again on reconnect, and acknowledged once the first is stored)."""
+        held = self.held_ids
+        return [a for key, ack in dups if key not in held for a in ack]
 
     def _one(self, topic: str, payload: bytes):
         drops = self.state.drops
@@ -96,7 +107,7 @@ class Ingest:
             if e.gate != gate:
                 return drops.add("gate_mismatch", topic, e.gate)
             if self.state.duplicate(e.gate, e.id):   # idempotency per gate: another gate cannot claim an id
-                return None
+                return (e.gate, e.id)
             if e.event and e.event not in self.events:
                 if len(self.events) >= MAX_EVENTS and e.event not in self.configured:
                     return drops.add("events_over_cap", topic, e.event)
@@ -165,6 +176,7 @@ class Ingest:
             log.error("attendance log refused %d scan events (%s); holding them, unacknowledged, to try again",
                       len(waiting), exc)
         self.unstored += waiting
+        self.held_ids.update((e.gate, e.id) for e, _ in waiting)
         self.state.set_held(len(self.unstored))
         self._retry_at = time.monotonic() + RETRY_S
 
@@ -173,5 +185,6 @@ class Ingest:
         if not self.unstored or time.monotonic() < self._retry_at:
             return []
         out, self.unstored = self.unstored, []
+        self.held_ids = set()
         self.state.set_held(0)   # whatever the database refuses again is held again
         return out

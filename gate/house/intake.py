@@ -76,12 +76,13 @@ class Intake(Supervised):   # pretix-safe: restarted with backoff, shown in /api
         self.state.drops.guarded(log, fn, *args)
 
     def _handle_batch(self, batch) -> None:
-        new, acks = self.ingest.sort(batch)
-        self._commit(new, acks)
+        new, acks, dups = self.ingest.sort(batch)
+        self._commit(new, acks, dups)
 
-    def _commit(self, new, acks) -> None:
+    def _commit(self, new, acks, dups=()) -> None:
         stored, more = self.ingest.store(new)
         acks += more
+        acks += self.ingest.dup_acks(dups)   # after the store: a duplicate of what it held stays unacknowledged
         if stored:
             if self.on_stored is not None:
                 self.on_stored()
