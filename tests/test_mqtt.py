@@ -413,3 +413,41 @@ def test_mqtt_status_reported_while_the_link_connects_is_not_lost(tmp_path, brok
     finally:
         link.close(drain_s=0)
         col.close()
+
+
+def test_acks_of_a_session_the_broker_lost_are_never_sent_under_the_new_one(tmp_path):
+    """A broker that comes back without the house's session (its store lost) numbers messages afresh: an
+    ack of a message from the old session would confirm whichever new message has its number, perhaps
+    not yet on disk. Those acks are dropped; after a reconnect that kept the session they go out."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    house = build_house(house_config(tmp_path, 1))
+    bus = house.bus
+    sent: list = []
+    bus.client.ack_many = sent.extend   # what would go to the broker
+    ok = ReasonCode(PacketTypes.CONNACK, identifier=0)
+
+    def connect(session_present):
+        bus._on_connect(bus.client, None, mqtt.ConnectFlags(session_present=session_present), ok, None)
+
+    def deliver(mid):
+        msg = mqtt.MQTTMessage(mid=mid, topic=b"gate/hall/door-a/scan")
+        msg.qos, msg.payload = 1, b"-"
+        bus._on_message(bus.client, None, msg)
+        return bus.inbox.pop()[2]   # its ack token, as the intake hands it back once stored
+    try:
+        connect(False)
+        old = deliver(7)
+        connect(True)                 # the broker kept the session: it hands 7 again under the same number
+        bus.acks_due([(old, 1)])
+        assert sent == [(7, 1)]
+        older = deliver(8)
+        connect(False)                # the broker lost the session: its 8 is another message now
+        bus.acks_due([(older, 1)])
+        assert sent == [(7, 1)]
+        bus.acks_due([(deliver(8), 1)])
+        assert sent == [(7, 1), (8, 1)]
+    finally:
+        house.close()

@@ -42,8 +42,12 @@ class HouseMqtt:
         self.cfg = mqtt_cfg
         self.venue = venue
         self.drops = drops
-        self.inbox: deque = deque()        # (topic, payload, mid, qos) for the intake
-        self.ready_acks: deque = deque()   # (mid, qos) committed, to acknowledge
+        self.inbox: deque = deque()        # (topic, payload, ack token, qos) for the intake
+        self.ready_acks: deque = deque()   # (ack token, qos) committed, to acknowledge
+        # A message's ack token is its mid plus the broker session it came in (`epoch` << 16): the acks of
+        # messages from a session the broker no longer has are dropped, never sent under a new session,
+        # where the same mid names another message that may not be on disk yet.
+        self.epoch = 0
         self._acks_since = 0.0
         self.connected = threading.Event()
         self.on_online: Optional[Callable[[], None]] = None                # (re)connected and subscribed
@@ -76,6 +80,8 @@ class HouseMqtt:
         if reason_code.is_failure:
             return
         log.info("connected (session present: %s)", flags.session_present)
+        if not flags.session_present:
+            self.epoch += 1   # before connected is set: no ack of the old session goes out on this one
         self.say_online()
         # The whole venue tree, so that malformed topic shapes are seen and counted too; and the
         # retained sensor configs, to remove ours that should no longer exist.
@@ -107,7 +113,7 @@ class HouseMqtt:
         if msg.qos == 0 and len(self.inbox) > MAX_INBOX:
             # QoS 1 deliveries are bounded by the broker (they wait for our acks); QoS 0 ones are not.
             return self.drops.add("house_busy", topic)
-        self.inbox.append((topic, msg.payload, msg.mid, msg.qos))
+        self.inbox.append((topic, msg.payload, msg.mid | (self.epoch << 16), msg.qos))
 
     # -- any thread ------------------------------------------------------------------
     def say_online(self) -> None:
@@ -136,12 +142,14 @@ class HouseMqtt:
         the same ids, and they are acknowledged once the session is back."""
         if not self.connected.is_set():
             return
-        acks = []
+        acks, epoch = [], self.epoch
         while True:
             try:
-                acks.append(self.ready_acks.popleft())
+                token, qos = self.ready_acks.popleft()
             except IndexError:
                 break
+            if token >> 16 == epoch:
+                acks.append((token & 0xFFFF, qos))
         if acks:
             self.client.ack_many(acks)
 
