@@ -118,3 +118,6 @@ def test_each_command_is_found_in_its_role_and_gate_scan_loads_only_the_gates():
     code = code.replace("['-v', 'scan', '-c', 'x']", "['--help']").replace(".parse_args(['--help'])", "")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert all(f"gate.cli.{r}" in out for r in ROLES)   # help (or an unknown command) lists every command
+    from gate.cli.main import command_of
+    assert [command_of(a) for a in (["-v", "scan"], ["--help", "scan"], ["--", "scan"], ["nope"])] == [
+        "scan", None, None, "nope"]

@@ -37,9 +37,10 @@ def role_modules(command: str | None = None) -> list:
 
 
 def command_of(argv: list) -> str | None:
-    """The command word in `argv` (the first word that is not a global option), if any."""
+    """The command word in `argv` (the first word that is not a global option), if any; none when help is
+    asked before it (`gate --help scan` lists every command)."""
     for a in argv:
-        if a == "--":
+        if a in ("--", "-h", "--help"):
             return None
         if not a.startswith("-"):
             return a
