@@ -32,10 +32,6 @@ MAX_EVENTS_PER_TICKET = 1024
 MAX_EVENTS_PER_TICKET_GATE = 64
 
 
-def _order(e: ScanEvent) -> tuple:
-    return (e.ts, e.seq, e.gate)
-
-
 class TicketState:
     """One ticket's events in one performance (one made for every ticket that comes: kept small and quick)."""
     __slots__ = ("events", "keys", "annulled", "per_gate", "admitted", "inside", "conflicts")
@@ -146,7 +142,7 @@ class HouseCounts:
             if c.minutes.get(m):
                 c.minutes[m] -= 1
         assert t is not None   # only an anonymous exit has no ticket state, and it was counted above
-        key = (e.ts, e.seq, e.gate)   # _order(e)
+        key = (e.ts, e.seq, e.gate)   # a ticket's events in time order
         if not t.events and e.result == "admitted":
             # A ticket's first event, an admission, as nearly every one is: what replay() would say of it
             t.events.append(e)

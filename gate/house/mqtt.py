@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_INBOX = 100_000    # unacknowledgeable (QoS 0) messages waiting beyond this are dropped and counted
 HA_SENSOR_CONFIGS = "homeassistant/sensor/+/config"
 HA_BINARY_CONFIGS = "homeassistant/binary_sensor/+/config"   # the gates' connectivity entities, to remove retired ones
+MID_BITS = 16          # an ack token: the message's mid, with its broker session above these bits
 QUIET_ACKS_S = 0.02    # acks held while the connection was down are tried again this long after
 
 
@@ -44,7 +45,7 @@ class HouseMqtt:
         self.drops = drops
         self.inbox: deque = deque()        # (topic, payload, ack token, qos) for the intake
         self.ready_acks: deque = deque()   # (ack token, qos) committed, to acknowledge
-        # A message's ack token is its mid plus the broker session it came in (`epoch` << 16): the acks of
+        # A message's ack token is its mid plus the broker session it came in (`epoch` << MID_BITS): the acks of
         # messages from a session the broker no longer has are dropped, never sent under a new session,
         # where the same mid names another message that may not be on disk yet.
         self.epoch = 0
@@ -113,7 +114,7 @@ class HouseMqtt:
         if msg.qos == 0 and len(self.inbox) > MAX_INBOX:
             # QoS 1 deliveries are bounded by the broker (they wait for our acks); QoS 0 ones are not.
             return self.drops.add("house_busy", topic)
-        self.inbox.append((topic, msg.payload, msg.mid | (self.epoch << 16), msg.qos))
+        self.inbox.append((topic, msg.payload, msg.mid | (self.epoch << MID_BITS), msg.qos))
 
     # -- any thread ------------------------------------------------------------------
     def say_online(self) -> None:
@@ -148,8 +149,8 @@ class HouseMqtt:
                 token, qos = self.ready_acks.popleft()
             except IndexError:
                 break
-            if token >> 16 == epoch:
-                acks.append((token & 0xFFFF, qos))
+            if token >> MID_BITS == epoch:
+                acks.append((token & ((1 << MID_BITS) - 1), qos))
         if acks:
             self.client.ack_many(acks)
 

@@ -98,11 +98,6 @@ class HouseState:
                 return True
             return False
 
-    def claim(self, gate: str, event_id: str) -> None:
-        """An event id on its way to the attendance log: a second delivery is a duplicate."""
-        with self.lock:
-            self.ids.add((gate, event_id))
-
     def release(self, gate: str, event_id: str) -> None:
         """An id claimed but not stored: a later delivery of it is not a duplicate."""
         with self.lock:
@@ -110,13 +105,9 @@ class HouseState:
             self.word.forget(gate, event_id)
 
     # -- a gate's word covers its own door (gate/house/word.py) -------------------------
-    def judge(self, e: ScanEvent) -> ScanEvent:
-        """A new event, before it is stored: placed, judged against its lane, marked."""
-        with self.lock:
-            return self.word.take(e)
-
     def claim_and_judge(self, e: ScanEvent) -> ScanEvent:
-        """`claim` and `judge` at once (one lock: the intake does this for every new event)."""
+        """A new event, before it is stored: claimed (a second delivery of its id is a duplicate), then
+        placed, judged against its lane and marked."""
         with self.lock:
             self.ids.add((e.gate, e.id))
             return self.word.take(e)
