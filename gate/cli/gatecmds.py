@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 def scan(args) -> int:
     """`gate scan -c FILE`: run one gate until stopped (or a replay runs out)."""
     import threading
+
+    from gate.core.deferred import defer
+    defer()   # before numpy is first imported: what the gate never uses stays out of its memory
     # Handlers first: a SIGTERM during start-up must also end in a clean stop.
     stop = threading.Event()
 

@@ -212,7 +212,9 @@ if [ "$MODE" = arm64 ]; then
   use_replay more
   systemctl restart gate-scan
   check "house counts the third replay (8)" wait_for 60 house_is 8
-  sleep 60
+  for t in 20 40 60; do   # does it keep growing? (samples, then the figure at 60 s)
+    sleep 20; echo "   gate-scan after ${t} s: $(awk '/^VmRSS:|^RssAnon:|^RssFile:/{printf "%s %.1f MB  ", $1, $2/1024}' /proc/$(prop gate-scan MainPID)/status)"
+  done
   for u in gate-scan gate-house; do
     pid=$(prop $u MainPID)
     figure "rss_${u}_mb" "$(awk '/^VmRSS:/{printf "%.1f", $2/1024}' /proc/$pid/status)"
@@ -222,6 +224,9 @@ if [ "$MODE" = arm64 ]; then
   pid=$(prop gate-scan MainPID)
   figure rss_gate-scan_anon_mb "$(awk '/^RssAnon:/{printf "%.1f", $2/1024}' /proc/$pid/status)"
   figure rss_gate-scan_file_mb "$(awk '/^RssFile:/{printf "%.1f", $2/1024}' /proc/$pid/status)"
+  # The biggest resident mappings: the heap, anonymous memory (arenas, Python's own, stacks) and libraries.
+  awk '/^[0-9a-f]+-[0-9a-f]+ /{name = (NF >= 6 ? $6 : "[anonymous]")} /^Rss:/{rss[name] += $2}
+       END {for (n in rss) printf "%8.1f MB %s\n", rss[n] / 1024, n}' /proc/$pid/smaps | sort -rn | head -14 | sed 's/^/   | /'
   figure cryptography_from "$($PY -c 'import cryptography; print(("apt" if "/dist-packages/" in cryptography.__file__ else "wheel") + "-" + cryptography.__version__)')"
   t=$(ms_now); $PY -c pass; figure python_start_ms $(( $(ms_now) - t ))
   t=$(ms_now); $PY -c 'import numpy, zxingcpp, gpiozero, sqlite3'; figure python_floor_imports_ms $(( $(ms_now) - t ))
