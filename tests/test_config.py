@@ -126,6 +126,34 @@ def test_config_check_rejects_gate_configs_that_fail_later(tmp_path, old, new, k
     assert key.rsplit(".", 1)[-1] in text.splitlines()[line - 1], (line, r.stderr)
 
 
+def test_config_check_refuses_two_keys_sharing_a_key_id(tmp_path):
+    """A code names its key by a 4-byte id, so of two keys with one id only one could ever be checked (its
+    tickets refused at the door): `gate config check` names both files, and a verifier's keyring refuses.
+    The two raw keys are sha256 of two labels whose ids collide (found once by search; a 1 in 4e9 event)."""
+    import base64
+    import hashlib
+
+    from conftest import run_gate_cli
+
+    from gate.boxoffice.ed25519 import VerifyKey
+    from gate.boxoffice.keys import key_id, keyring
+    raw = [hashlib.sha256(b"gate-keyid-collision-%d" % n).digest() for n in (3946, 12068)]
+    assert raw[0] != raw[1] and key_id(VerifyKey(raw[0])) == key_id(VerifyKey(raw[1]))
+    files = []
+    for n, r in enumerate(raw):
+        files.append(tmp_path / f"k{n}.pub")
+        files[-1].write_text(base64.b64encode(r).decode())
+    p, text = _bad(tmp_path, TURNSTILE, 'ticket_keys = []', f'ticket_keys = ["{files[0]}", "{files[1]}"]')
+    r = run_gate_cli("config", "check", str(p))
+    assert r.returncode == 2 and ": signing.ticket_keys: " in r.stderr, r.stdout + r.stderr
+    assert str(files[0]) in r.stderr and str(files[1]) in r.stderr and "same key id" in r.stderr, r.stderr
+    p.write_text(text.replace(f', "{files[1]}"', f', "{files[0]}"'))   # the same key twice is harmless
+    assert run_gate_cli("config", "check", str(p)).returncode == 0
+    with pytest.raises(ValueError, match="share the key id"):
+        keyring([VerifyKey(raw[0]), VerifyKey(raw[1])])
+    assert len(keyring([VerifyKey(raw[0]), VerifyKey(raw[0])])) == 1
+
+
 def test_config_check_secret_and_ca_files_by_content(tmp_path):
     """A CA file of garbage, a password file that is a directory or only whitespace: named with the path."""
     garbage = tmp_path / "ca.crt"

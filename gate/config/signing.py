@@ -27,14 +27,15 @@ class SigningSection:
 
 def check(cfg, fail: Fail) -> None:
     """Every key file a key names loads now, as what the key says it is."""
-    from gate.boxoffice.keys import load_private_key, load_public_key, load_secret
+    from gate.boxoffice.keys import key_id, load_private_key, load_public_key, load_secret
     s = cfg.signing
     # pretix's keys come in other forms (base64 of PEM): gate/config/pretix.py loads those.
     for key, paths in (("signing.ticket_keys", s.ticket_keys), ("signing.list_keys", s.list_keys),
                        ("signing.staff_keys", s.staff_keys)):
+        named: dict[bytes, tuple[str, bytes]] = {}   # key id -> (file, raw key)
         for p in paths:
             try:
-                load_public_key(p)
+                pub = load_public_key(p)
             except IsADirectoryError:
                 fail(key, f"{p} is a directory, not a key file")
             except FileNotFoundError:
@@ -45,6 +46,13 @@ def check(cfg, fail: Fail) -> None:
                 fail(key, f"cannot read {p}: {exc.strerror or exc}")
             except (ValueError, TypeError, UnicodeDecodeError):
                 fail(key, f"{p} holds no Ed25519 public key (make one with `gate keys new`)")
+            else:
+                kid = key_id(pub)
+                first = named.setdefault(kid, (p, pub.raw))
+                if first[1] != pub.raw:
+                    fail(key, f"{first[0]} and {p} are different keys with the same key id ({kid.hex()}): "
+                              "a code names its key by that id, so one of them could never be checked; "
+                              "make a new key pair for one of them (gate keys new)")
     for key, path, load, what in (
             ("signing.list_signing_key", s.list_signing_key, load_private_key,
              "no Ed25519 private key (make one with `gate keys new`)"),
