@@ -121,3 +121,21 @@ def test_each_command_is_found_in_its_role_and_gate_scan_loads_only_the_gates():
     from gate.cli.main import command_of
     assert [command_of(a) for a in (["-v", "scan"], ["--help", "scan"], ["--", "scan"], ["nope"])] == [
         "scan", None, None, "nope"]
+
+
+def test_doctor_without_a_pin_library_says_so_once_without_python_warnings(tmp_path):
+    """gpiozero warns of every pin library it passes over (four warnings with their source lines);
+    doctor's own line already says what is missing and how to fix it, so those stay out."""
+    text = (REPO / "config" / "turnstile.toml").read_text().replace('dir = "/var/lib/gate"', f'dir = "{tmp_path}"')
+    cfg = tmp_path / "gate.toml"
+    cfg.write_text(text)
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"}   # gpiozero tries each library
+    r = subprocess.run([sys.executable, "-m", "gate.cli", "doctor", "-c", str(cfg)], capture_output=True, text=True,
+                       env=env, timeout=120, cwd=REPO)
+    import platform
+    if platform.machine() == "x86_64":   # no pin library works here (on a Pi one may)
+        assert "FAIL gpio     no GPIO pin factory" in r.stdout and "python3-lgpio" in r.stdout, r.stdout + r.stderr
+    assert "PinFactoryFallback" not in r.stdout + r.stderr and "warnings.warn" not in r.stderr, r.stderr

@@ -48,11 +48,15 @@ def check_camera(cfg):
 
 
 def check_gpio(cfg):
-    from gpiozero.exc import BadPinFactory, GPIOPinInUse
+    import warnings
+
+    from gpiozero.exc import BadPinFactory, GPIOPinInUse, PinFactoryFallback
 
     from gate.feedback import Feedback
     try:
-        fb = Feedback.from_config(cfg.feedback)
+        with warnings.catch_warnings():   # gpiozero warns of each pin library it passes over; the line below says it
+            warnings.simplefilter("ignore", PinFactoryFallback)
+            fb = Feedback.from_config(cfg.feedback)
     except BadPinFactory as exc:
         return False, f"no GPIO pin factory ({exc}): apt install python3-lgpio, and add the user to the 'gpio' group"
     except GPIOPinInUse as exc:
