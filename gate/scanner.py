@@ -25,7 +25,7 @@ from typing import Optional
 
 from gate.admission import Admission
 from gate.build import GateParts, build_gate, control_handlers
-from gate.core import systemd
+from gate.core import startup, systemd
 from gate.core.clock import clock_synchronised, now_ms
 from gate.core.errors import CameraError
 from gate.core.events import Code, DoorFault, FreePassage, TicketDataApplied, Verdict
@@ -151,6 +151,9 @@ class ScanLoop:
                 if not ready:
                     systemd.notify("READY=1")
                     ready = True
+                    took = startup.summary("first frame")
+                    if took:
+                        log.info("ready: first frame decided %s", took)
             if not self.stop.is_set() and self.turnstile is not None:
                 # A finished source: let admissions awaiting a passage resolve (their annulment is a verdict).
                 ts = self.cfg.turnstile

@@ -80,6 +80,12 @@ def test_cli_scan_json_prints_scan_events(tmp_path, tickets_csv):
     assert set(events[0]) == {"v", "id", "gate", "seq", "ts", "event", "ticket", "dir", "result", "reason", "attention",
                               "mode", "instance"}   # instance: which device of this gate id (gate/state/instance.py)
     assert re.fullmatch(r"[0-9a-f]{12}", events[0]["instance"]) and events[1]["instance"] == events[0]["instance"]
+    # the operator's one line on where the start-up went (gate/core/startup.py), the process's start included
+    ready = re.findall(r"ready: first frame decided ([0-9.]+) s after start \(interpreter ([0-9.]+) s, "
+                       r"imports ([0-9.]+) s, config and build ([0-9.]+) s, first frame ([0-9.]+) s\)", r.stderr)
+    assert len(ready) == 1, r.stderr
+    total, *phases = map(float, ready[0])
+    assert 0 < total < 60 and abs(total - sum(phases)) <= 0.25, ready
 
 
 def test_cli_tickets_import_header_only_is_refused_unless_asked(tmp_path):

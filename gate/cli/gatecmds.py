@@ -21,7 +21,9 @@ def scan(args) -> int:
     """`gate scan -c FILE`: run one gate until stopped (or a replay runs out)."""
     import threading
 
+    from gate.core import startup
     from gate.core.deferred import defer
+    startup.mark("interpreter")
     defer()   # before numpy is first imported: what the gate never uses stays out of its memory
     # Handlers first: a SIGTERM during start-up must also end in a clean stop.
     stop = threading.Event()
@@ -39,6 +41,7 @@ def scan(args) -> int:
     from gate.scanner import Scanner
     from gate.sources.readers import is_reader, open_reader
     from gate.verdict_text import verdict_line
+    startup.mark("imports")
     cfg = load(args.config)
     if cfg.gate is None:
         raise ConfigError(args.config, "gate", 0, "gate scan needs a [gate] section")
@@ -73,6 +76,7 @@ def scan(args) -> int:
         raise CommandFailed(f"GPIO: {exc}: another process holds the pin (is gate-scan.service running?)") from exc
     except GPIOZeroError as exc:
         raise CommandFailed(f"GPIO: {exc}") from exc
+    startup.mark("config and build")
     return scanner.run()
 
 
