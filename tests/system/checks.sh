@@ -165,6 +165,8 @@ figure ready_after_exec_ms $(( (ac - st) / 1000 ))
 check "active (running) when start returns" [ "$(prop gate-scan ActiveState)/$(prop gate-scan SubState)" = active/running ]
 # READY=1 is sent after the first frame's verdicts; the first frame shows SYS-CODE-1.
 check "the first frame's verdict is in the journal" wait_for 5 journal_has gate-scan "$since" "ADMITTED  ok  T1  "
+check "the gate says where its start-up went" wait_for 5 journal_has gate-scan "$since" "ready: first frame decided"
+journalctl --no-pager -q -u gate-scan --since "@$since" | grep "ready: first frame decided" | sed 's/^/   | /'
 pid=$(prop gate-scan MainPID)
 check "runs as user gate" [ "$(stat -c %U /proc/$pid)" = gate ]
 groups=$(awk '/^Groups:/{for (i = 2; i <= NF; i++) print $i}' /proc/$pid/status | xargs -r -n1 getent group | cut -d: -f1 | sort | xargs)
@@ -228,6 +230,10 @@ if [ "$MODE" = arm64 ]; then
   awk '/^[0-9a-f]+-[0-9a-f]+ /{name = (NF >= 6 ? $6 : "[anonymous]")} /^Rss:/{rss[name] += $2}
        END {for (n in rss) printf "%8.1f MB %s\n", rss[n] / 1024, n}' /proc/$pid/smaps | sort -rn | head -14 | sed 's/^/   | /'
   figure cryptography_from "$($PY -c 'import cryptography; print(("apt" if "/dist-packages/" in cryptography.__file__ else "wheel") + "-" + cryptography.__version__)')"
+  # And a minute later: still growing, or settled?
+  sleep 60; echo "   gate-scan after 120 s: $(awk '/^VmRSS:|^RssAnon:|^RssFile:/{printf "%s %.1f MB  ", $1, $2/1024}' /proc/$pid/status)"
+  awk '/^[0-9a-f]+-[0-9a-f]+ /{name = (NF >= 6 ? $6 : "[anonymous]")} /^Rss:/{rss[name] += $2}
+       END {for (n in rss) printf "%8.1f MB %s\n", rss[n] / 1024, n}' /proc/$pid/smaps | sort -rn | head -2 | sed 's/^/   | /'
   t=$(ms_now); $PY -c pass; figure python_start_ms $(( $(ms_now) - t ))
   t=$(ms_now); $PY -c 'import numpy, zxingcpp, gpiozero, sqlite3'; figure python_floor_imports_ms $(( $(ms_now) - t ))
   t=$(ms_now); $PY -c 'import gate.cli.main, gate.scanner'; figure gate_imports_ms $(( $(ms_now) - t ))
