@@ -56,6 +56,12 @@ def main() -> int:
           f"file-backed {f.get('rss_gate-scan_file_mb', '?')} MB)")
     print(f"  start to READY (first frame decided) {ready / 1000:6.2f} s    target <= {READY_TARGET_MS / 1000:.0f} s: "
           f"{'met' if ready <= READY_TARGET_MS else 'NOT met'}")
+    split = re.search(r"ready: first frame decided (.*)$", text, re.M)
+    if split:
+        print(f"  ... the gate's own ready line: {split.group(1)}")
+    later = re.search(r"gate-scan after 120 s: VmRSS: ([0-9.]+) MB", text)
+    if later:
+        print(f"  resident after two minutes           {float(later.group(1)):6.1f} MB")
     if "python_floor_imports_ms" in f:
         print(f"  anchors, same VM: python -c pass {int(f['python_start_ms']) / 1000:.2f} s; "
               f"import numpy, zxingcpp, gpiozero, sqlite3 {int(f['python_floor_imports_ms']) / 1000:.2f} s; "
