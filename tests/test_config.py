@@ -154,6 +154,31 @@ def test_config_check_refuses_two_keys_sharing_a_key_id(tmp_path):
     assert len(keyring([VerifyKey(raw[0]), VerifyKey(raw[0])])) == 1
 
 
+def test_config_check_refuses_a_list_key_sharing_its_id_with_the_list_signing_keys_own(tmp_path, monkeypatch):
+    """The house and the box office check lists under list_keys and their own list_signing_key's public key
+    together (gate/house/lists.py), so a collision between those is one too: config check names it, where
+    before the house's start met the keyring's ValueError. Every key id made one here, so any two keys
+    collide; the same key under both keys (as PEM and as raw base64) is no collision."""
+    import base64
+
+    from gate.boxoffice import keys
+    from gate.boxoffice.keys import new_keypair, new_secret, raw_public
+    own_key, own_pub = new_keypair(tmp_path, "house")
+    _, other_pub = new_keypair(tmp_path, "boxoffice")
+    secret = new_secret(tmp_path, "venue")
+    same_raw = tmp_path / "house-raw.pub"
+    same_raw.write_text(base64.b64encode(raw_public(keys.load_public_key(own_pub))).decode())
+    monkeypatch.setattr(keys, "key_id", lambda pub: b"\0\0\0\0")
+
+    def house(list_keys):
+        return HOUSE.replace("list_keys = []", f"list_keys = {[str(k) for k in list_keys]!r}".replace("'", '"'), 1) \
+            .replace("[signing]", f'[signing]\nlist_signing_key = "{own_key}"\nvenue_secret = "{secret}"', 1)
+    parse(house([own_pub, same_raw]))   # one key, given twice in two forms, and as the signing key's own
+    with pytest.raises(ConfigError, match="signing.list_signing_key") as e:
+        parse(house([other_pub]))
+    assert str(other_pub) in str(e.value) and str(own_key) in str(e.value) and "same key id" in str(e.value)
+
+
 def test_config_check_secret_and_ca_files_by_content(tmp_path):
     """A CA file of garbage, a password file that is a directory or only whitespace: named with the path."""
     garbage = tmp_path / "ca.crt"

@@ -27,12 +27,13 @@ class SigningSection:
 
 def check(cfg, fail: Fail) -> None:
     """Every key file a key names loads now, as what the key says it is."""
-    from gate.boxoffice.keys import key_id, load_private_key, load_public_key, load_secret
+    from gate.boxoffice.keys import key_id, load_private_key, load_public_key, load_secret, raw_public
     s = cfg.signing
+    ids: dict[str, dict[bytes, tuple[str, bytes]]] = {}   # per key: key id -> (file, raw key)
     # pretix's keys come in other forms (base64 of PEM): gate/config/pretix.py loads those.
     for key, paths in (("signing.ticket_keys", s.ticket_keys), ("signing.list_keys", s.list_keys),
                        ("signing.staff_keys", s.staff_keys)):
-        named: dict[bytes, tuple[str, bytes]] = {}   # key id -> (file, raw key)
+        named = ids[key] = {}
         for p in paths:
             try:
                 pub = load_public_key(p)
@@ -66,9 +67,16 @@ def check(cfg, fail: Fail) -> None:
         if problem:
             fail(key, problem)
         try:
-            load(path)
+            loaded = load(path)
         except (OSError, ValueError, TypeError, UnicodeDecodeError):
             fail(key, f"{path} holds {what}")
+            continue
+        if key == "signing.list_signing_key":   # the house and the box office check lists under it too
+            listed = ids["signing.list_keys"].get(key_id(loaded))
+            if listed is not None and listed[1] != raw_public(loaded):
+                fail(key, f"{listed[0]} (signing.list_keys) and the public key of {path} are different keys with "
+                          f"the same key id ({key_id(loaded).hex()}): a list names its key by that id, so one of "
+                          "them could never be checked; make a new key pair for one of them (gate keys new)")
     if (s.list_keys or s.list_signing_key) and not s.venue_secret:
         fail("signing.venue_secret", "ticket lists carry code hashes and encrypted names under the venue secret: "
                                      "set it (make it with `gate keys new --secret --out DIR --name venue`)")
