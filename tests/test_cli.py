@@ -85,7 +85,7 @@ def test_cli_scan_json_prints_scan_events(tmp_path, tickets_csv):
                        r"imports ([0-9.]+) s, config and build ([0-9.]+) s, first frame ([0-9.]+) s\)", r.stderr)
     assert len(ready) == 1, r.stderr
     total, *phases = map(float, ready[0])
-    assert 0 < total < 60 and abs(total - sum(phases)) <= 0.25, ready
+    assert 0 < total < 60 and abs(total - sum(phases)) <= 0.3, ready   # five figures, each rounded to 0.1 s
 
 
 def test_cli_tickets_import_header_only_is_refused_unless_asked(tmp_path):

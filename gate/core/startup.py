@@ -20,6 +20,8 @@ _marks: list[tuple[str, float]] = []
 
 def _process_start() -> float | None:
     """This process's start on the CLOCK_BOOTTIME scale (seconds), from /proc; None off Linux."""
+    if not hasattr(time, "CLOCK_BOOTTIME"):
+        return None
     try:
         with open("/proc/self/stat", "rb") as f:
             stat = f.read()
@@ -30,7 +32,8 @@ def _process_start() -> float | None:
 
 
 def _now() -> float:
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)   # Linux; elsewhere the phases still add up
+    return time.clock_gettime(boottime) if boottime is not None else time.monotonic()
 
 
 def mark(name: str) -> None:

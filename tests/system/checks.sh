@@ -246,7 +246,13 @@ use_replay relay
 t0=$(date +%s.%N); since=$(now)
 systemctl restart gate-scan
 check "the gate admits T5" wait_for 20 journal_has gate-scan "$since" "ADMITTED  ok  T5  "
+failed_before=$FAILED
 check "an admission holds the relay (mock pin GPIO24 high)" wait_for 20 relay_went_high_since "$t0"
+if [ $FAILED != $failed_before ]; then
+  echo "   what the gate and its pins said (t0 $t0):"
+  journalctl --no-pager -q -u gate-scan --since "@$since" | tail -25 | sed 's/^/   | /'
+  tail -12 $STATE/mock-pins.log | sed 's/^/   | /'
+fi
 expect "... and it is still held (hold mode, 30 s timeout)" "$(relay_last)" 1
 since=$(now)
 systemctl stop gate-scan
