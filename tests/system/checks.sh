@@ -62,8 +62,10 @@ if not codes:
 PY
   chown -R gate:gate "$dir"
 }
-# use_replay NAME: point the installed replay folder at a rendered one (as an operator would copy images in).
-use_replay() { rm -rf "$REPLAY"; cp -a "$REPLAY.$1" "$REPLAY"; }
+# use_replay NAME: point the installed replay folder at a rendered one (as an operator would copy images in),
+# with gate-scan stopped first: a gate still looping over the old folder's file names would otherwise read the
+# new images under them and scan them itself (its T5 admission before the relay section's start, say).
+use_replay() { systemctl stop gate-scan; rm -rf "$REPLAY"; cp -a "$REPLAY.$1" "$REPLAY"; }
 relay_last() { grep -E ' GPIO24 [01]$' "$STATE/mock-pins.log" 2>/dev/null | tail -1 | awk '{print $3}'; }
 relay_went_high_since() { awk -v t="$1" '$2 == "GPIO24" && $3 == "1" && $1 >= t {f=1} END {exit !f}' "$STATE/mock-pins.log"; }
 dropin() {   # dropin UNIT NAME TEXT: a test-only drop-in, removed by clear_dropins
