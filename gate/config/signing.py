@@ -51,9 +51,7 @@ def check(cfg, fail: Fail) -> None:
                 kid = key_id(pub)
                 first = named.setdefault(kid, (p, pub.raw))
                 if first[1] != pub.raw:
-                    fail(key, f"{first[0]} and {p} are different keys with the same key id ({kid.hex()}): "
-                              "a code names its key by that id, so one of them could never be checked; "
-                              "make a new key pair for one of them (gate keys new)")
+                    fail(key, _same_id(first[0], str(p), kid))
     for key, path, load, what in (
             ("signing.list_signing_key", s.list_signing_key, load_private_key,
              "no Ed25519 private key (make one with `gate keys new`)"),
@@ -74,13 +72,17 @@ def check(cfg, fail: Fail) -> None:
         if key == "signing.list_signing_key":   # the house and the box office check lists under it too
             listed = ids["signing.list_keys"].get(key_id(loaded))
             if listed is not None and listed[1] != raw_public(loaded):
-                fail(key, f"{listed[0]} (signing.list_keys) and the public key of {path} are different keys with "
-                          f"the same key id ({key_id(loaded).hex()}): a list names its key by that id, so one of "
-                          "them could never be checked; make a new key pair for one of them (gate keys new)")
+                fail(key, _same_id(f"{listed[0]} (signing.list_keys)", f"the public key of {path}", key_id(loaded)))
     if (s.list_keys or s.list_signing_key) and not s.venue_secret:
         fail("signing.venue_secret", "ticket lists carry code hashes and encrypted names under the venue secret: "
                                      "set it (make it with `gate keys new --secret --out DIR --name venue`)")
     check_legacy_tickets(s.legacy_tickets_until, fail)
+
+
+def _same_id(first: str, second: str, kid: bytes) -> str:
+    return (f"{first} and {second} are different keys with the same key id ({kid.hex()}): a signed code or list "
+            "names its key by that id, so one of them could never be checked; make a new key pair for one of them "
+            "(gate keys new)")
 
 
 LEGACY_MAX_DAYS = 366
