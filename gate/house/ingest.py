@@ -47,7 +47,6 @@ class Ingest:
         self.on_tickets, self.on_control, self.on_report = on_tickets, on_control, on_report
         self.configured = frozenset(state.capacity)
         self.unstored: list = []     # (event, acks) the database refused, with when to try again
-        self.held_ids: set = set()   # (gate, id) of those: claimed, not on disk
         self.events: set[str] = state.known_events()   # performances accepted
         self._retry_at = 0.0
         # the venue's topics, made once: each message is compared with them
@@ -80,8 +79,13 @@ class Ingest:
         """The acks of duplicates whose first copy is on disk. One whose first copy is held for a refusing
         database is not acknowledged: the broker's copy is then the only one that survives a stop (it is
         handed over again on reconnect, and acknowledged once the first is stored)."""
-        held = self.held_ids
+        held = self.held_ids if dups and self.unstored else ()
         return [a for key, ack in dups if key not in held for a in ack]
+
+    @property
+    def held_ids(self) -> set:
+        """(gate, id) of the events held for a refusing database: claimed, not on disk."""
+        return {(e.gate, e.id) for e, _ in self.unstored}
 
     def _one(self, topic: str, payload: bytes):
         drops = self.state.drops
@@ -176,7 +180,6 @@ class Ingest:
             log.error("attendance log refused %d scan events (%s); holding them, unacknowledged, to try again",
                       len(waiting), exc)
         self.unstored += waiting
-        self.held_ids.update((e.gate, e.id) for e, _ in waiting)
         self.state.set_held(len(self.unstored))
         self._retry_at = time.monotonic() + RETRY_S
 
@@ -185,6 +188,5 @@ class Ingest:
         if not self.unstored or time.monotonic() < self._retry_at:
             return []
         out, self.unstored = self.unstored, []
-        self.held_ids = set()
         self.state.set_held(0)   # whatever the database refuses again is held again
         return out

@@ -33,6 +33,7 @@ MAX_INBOX = 100_000    # unacknowledgeable (QoS 0) messages waiting beyond this 
 HA_SENSOR_CONFIGS = "homeassistant/sensor/+/config"
 HA_BINARY_CONFIGS = "homeassistant/binary_sensor/+/config"   # the gates' connectivity entities, to remove retired ones
 MID_BITS = 16          # an ack token: the message's mid, with its broker session above these bits
+MID_MASK = (1 << MID_BITS) - 1
 QUIET_ACKS_S = 0.02    # acks held while the connection was down are tried again this long after
 
 
@@ -150,7 +151,7 @@ class HouseMqtt:
             except IndexError:
                 break
             if token >> MID_BITS == epoch:
-                acks.append((token & ((1 << MID_BITS) - 1), qos))
+                acks.append((token & MID_MASK, qos))
         if acks:
             self.client.ack_many(acks)
 
